@@ -1,0 +1,319 @@
+#include "common/schema.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace primary {
+namespace {
+
+constexpr int64_t kMiB = 1024 * 1024;
+constexpr int64_t kMaxSafeInt = (int64_t{1} << 53);
+
+using F = Field;
+using T = FieldType;
+
+// The catalog: PROTOCOL.md section 4, plus the diagnostic `echo` service used
+// by tests and benchmarks. Reply field lists name what a success carries.
+std::vector<OpSpec> build_catalog() {
+  const F computer{"computer", T::Name, true};
+  const F component{"component", T::Str, true, 1, 64};
+  const F version{"version", T::Str, true, 1, 64};
+  const F channel{"channel", T::Str, false, 1, 32};
+  return {
+      // license (public)
+      {"license", "heartbeat",
+       {computer, {"license", T::Str, true, 1, 128}, {"version", T::Str, false, 0, 64},
+        {"results", T::Array, false, 0, 1000}},
+       {{"status", T::Str, true, 0, 0, {"licensed", "unlicensed"}},
+        {"next_check_s", T::Int, true},
+        {"upload", T::Bool, true},
+        {"lease", T::Str},
+        {"lease_expires", T::Int},
+        {"reason", T::Str},
+        {"commands", T::Array}}},
+      // license.control (privileged)
+      {"license.control", "reserve", {computer},
+       {{"license", T::Str, true}, {"computer", T::Str, true}, {"created", T::Bool, true},
+        {"reserved", T::Int, true}, {"purchased", T::Int, true}}},
+      {"license.control", "setup_info", {computer},
+       {{"computer", T::Str, true}, {"license", T::Str, true}, {"serial", T::Str, true},
+        {"endpoints", T::StrArray, true}, {"server_key", T::Str}, {"lease_key", T::Str, true}}},
+      {"license.control", "registration", {{"serial", T::Str, false, 1, 64}},
+       {{"serial", T::Str, true}, {"registration_code", T::Str, true}}},
+      {"license.control", "unlock", {{"unlock_code", T::Str, true, 1, 4096}},
+       {{"serial", T::Str, true}, {"purchased", T::Int, true}}},
+      {"license.control", "command",
+       {computer, {"command", T::Str, true, 1, 64}, {"args", T::Any, false}},
+       {{"id", T::Str, true}}},
+      // update (public)
+      {"update", "check", {component, {"version", T::Str, true, 1, 64}, channel, {"computer", T::Name, false}},
+       {{"update", T::Any, true}}},
+      {"update", "fetch",
+       {{"sha256", T::Str, true, 64, 64}, {"offset", T::Int, true, 0, kMaxSafeInt},
+        {"length", T::Int, true, 1, kMiB}},
+       {{"data", T::Bin, true}, {"offset", T::Int, true}, {"size", T::Int, true}}},
+      // update.control (privileged)
+      {"update.control", "releases", {}, {{"items", T::Array, true}}},
+      {"update.control", "approve", {component, version, {"rollout", T::Int, false, 0, 100}},
+       {{"component", T::Str, true}, {"version", T::Str, true}}},
+      {"update.control", "hold", {component, version},
+       {{"component", T::Str, true}, {"version", T::Str, true}}},
+      {"update.control", "sync", {}, {}},
+      {"update.control", "import", {{"path", T::Str, true, 1, 4096}}, {}},
+      // admin (privileged)
+      {"admin", "status", {},
+       {{"serial", T::Str}, {"purchased", T::Int, true}, {"reserved", T::Int, true},
+        {"active", T::Int, true}, {"lost", T::Int, true}, {"never_seen", T::Int, true},
+        {"version", T::Str, true}, {"uptime_s", T::Int, true}, {"services", T::Map, true}}},
+      {"admin", "computers",
+       {{"cursor", T::Str, false, 0, 512}, {"limit", T::Int, false, 1, 1000},
+        {"state", T::Str, false, 0, 0, {"reserved", "active", "lost"}},
+        {"sort", T::Str, false, 0, 0, {"name", "last-seen"}}},
+       {{"items", T::Array, true}, {"cursor", T::Str}}},
+      {"admin", "log",
+       {{"since", T::Str, false, 0, 64}, {"limit", T::Int, false, 1, 1000},
+        {"types", T::StrArray, false, 0, 64}},
+       {{"items", T::Array, true}, {"next", T::Str, true}}},
+      {"admin", "firewall", {}, {{"ports", T::Array, true}, {"rules", T::Map, true}}},
+      // echo (diagnostic; served only by the test/bench echo worker)
+      {"echo", "echo", {{"payload", T::Any, false}}, {{"payload", T::Any}}},
+      {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}}},
+  };
+}
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+Error field_error(std::string_view name, std::string_view what) {
+  return Error{Code::BadRequest, "field '" + std::string(name) + "': " + std::string(what)};
+}
+
+std::string range_text(const Field& f) {
+  return std::to_string(f.min) + ".." + std::to_string(f.max);
+}
+
+std::optional<Error> check_field(const Field& f, Value& v) {
+  switch (f.type) {
+    case T::Str: {
+      if (!v.is_str()) return field_error(f.name, "expected a string");
+      const auto& s = v.as_str();
+      if (!valid_utf8(s)) return field_error(f.name, "not valid UTF-8");
+      if (!f.one_of.empty()) {
+        if (std::find(f.one_of.begin(), f.one_of.end(), s) == f.one_of.end()) {
+          std::string allowed;
+          for (auto a : f.one_of) allowed += (allowed.empty() ? "" : ", ") + std::string(a);
+          return field_error(f.name, "expected one of " + allowed);
+        }
+      } else if (static_cast<int64_t>(s.size()) < f.min || static_cast<int64_t>(s.size()) > f.max) {
+        return field_error(f.name, "length must be " + range_text(f) + " bytes");
+      }
+      return std::nullopt;
+    }
+    case T::Name:
+      if (!v.is_str() || !valid_computer_name(v.as_str()))
+        return field_error(f.name, "expected a computer name (1 to 63 of A-Z a-z 0-9 - _ .)");
+      v = Value(normalize_computer_name(v.as_str()));
+      return std::nullopt;
+    case T::Int: {
+      int64_t x;
+      if (v.kind() == Value::Kind::Int) x = v.as_int();
+      else if (v.kind() == Value::Kind::UInt) return field_error(f.name, "out of range " + range_text(f));
+      else return field_error(f.name, "expected an integer");
+      if (x < f.min || x > f.max) return field_error(f.name, "out of range " + range_text(f));
+      return std::nullopt;
+    }
+    case T::Bool:
+      if (!v.is_bool()) return field_error(f.name, "expected a boolean");
+      return std::nullopt;
+    case T::Bin:
+      if (v.kind() != Value::Kind::Bin) return field_error(f.name, "expected binary data");
+      if (static_cast<int64_t>(v.as_bin().bytes.size()) > f.max)
+        return field_error(f.name, "too long");
+      return std::nullopt;
+    case T::Array:
+    case T::StrArray: {
+      if (!v.is_array()) return field_error(f.name, "expected an array");
+      const auto n = static_cast<int64_t>(v.as_array().size());
+      if (n < f.min || n > f.max) return field_error(f.name, "item count must be " + range_text(f));
+      if (f.type == T::StrArray)
+        for (const auto& e : v.as_array())
+          if (!e.is_str() || e.as_str().size() > 256 || !valid_utf8(e.as_str()))
+            return field_error(f.name, "expected strings of at most 256 bytes");
+      return std::nullopt;
+    }
+    case T::Map: {
+      if (!v.is_map()) return field_error(f.name, "expected a map");
+      const auto n = static_cast<int64_t>(v.as_map().size());
+      if (n < f.min || n > f.max) return field_error(f.name, "entry count must be " + range_text(f));
+      return std::nullopt;
+    }
+    case T::Any: return std::nullopt;
+  }
+  return field_error(f.name, "undeclared type");
+}
+
+}  // namespace
+
+const std::vector<OpSpec>& catalog() {
+  static const std::vector<OpSpec> ops = build_catalog();
+  return ops;
+}
+
+const OpSpec* find_op(std::string_view service, std::string_view op) {
+  for (const auto& spec : catalog())
+    if (spec.service == service && spec.op == op) return &spec;
+  return nullptr;
+}
+
+bool service_declared(std::string_view service) {
+  return std::any_of(catalog().begin(), catalog().end(),
+                     [&](const OpSpec& s) { return s.service == service; });
+}
+
+bool service_privileged(std::string_view service) {
+  constexpr std::string_view suffix = ".control";
+  return service == "admin" ||
+         (service.size() > suffix.size() && service.ends_with(suffix));
+}
+
+bool valid_computer_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.';
+  });
+}
+
+std::string normalize_computer_name(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+const Value* Request::get(std::string_view field) const {
+  const Value* v = body.find(field);
+  return (v && !v->is_nil()) ? v : nullptr;
+}
+
+std::string_view Request::str(std::string_view field, std::string_view def) const {
+  const Value* v = get(field);
+  return (v && v->is_str()) ? std::string_view(v->as_str()) : def;
+}
+
+int64_t Request::integer(std::string_view field, int64_t def) const {
+  const Value* v = get(field);
+  return (v && v->is_int()) ? v->as_int() : def;
+}
+
+bool Request::flag(std::string_view field, bool def) const {
+  const Value* v = get(field);
+  return (v && v->is_bool()) ? v->as_bool() : def;
+}
+
+Reply Reply::success(Value::Map fields) {
+  Reply r;
+  r.ok = true;
+  r.fields = Value(std::move(fields));
+  return r;
+}
+
+Reply Reply::failure(Code code, std::string message, Value::Map extras) {
+  Reply r;
+  r.ok = false;
+  r.code = code;
+  r.message = std::move(message);
+  r.fields = Value(std::move(extras));
+  return r;
+}
+
+std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& body) {
+  for (const auto& f : fields) {
+    Value* v = nullptr;
+    for (auto& [k, e] : body.as_map())
+      if (k == f.name) v = &e;
+    if (!v || v->is_nil()) {
+      if (f.required) return field_error(f.name, "missing");
+      continue;
+    }
+    if (auto err = check_field(f, *v)) return err;
+  }
+  return std::nullopt;
+}
+
+Result<Request> decode_request(std::string_view service, std::string_view body,
+                               const CodecLimits& limits, Value* rid) {
+  auto decoded = unpack_map(body, limits);
+  if (!decoded) return decoded.error();
+  Value& map = *decoded;
+  if (const Value* r = map.find("rid"); r && rid) *rid = *r;
+  const Value* op = map.find("op");
+  if (!op || op->is_nil()) return field_error("op", "missing");
+  if (!op->is_str()) return field_error("op", "expected a string");
+  const OpSpec* spec = find_op(service, op->as_str());
+  if (!spec) {
+    std::string shown = op->as_str().substr(0, 64);
+    if (!valid_utf8(shown)) shown = "(binary)";
+    return Error{Code::UnknownOp,
+                 "operation '" + shown + "' is not served by '" + std::string(service) + "'"};
+  }
+  if (auto err = validate_fields(spec->request, map)) return *err;
+  Request req;
+  req.spec = spec;
+  if (rid) req.rid = *rid;
+  req.body = std::move(map);
+  return req;
+}
+
+std::string encode_reply(const Reply& reply, const Value& rid) {
+  Value::Map out;
+  const size_t extra = reply.fields.is_map() ? reply.fields.as_map().size() : 0;
+  out.reserve(extra + 4);
+  out.emplace_back("ok", Value(reply.ok));
+  if (!rid.is_nil()) out.emplace_back("rid", rid);
+  if (!reply.ok) {
+    out.emplace_back("code", Value(code_name(reply.code)));
+    out.emplace_back("message", Value(reply.message));
+  }
+  if (extra)
+    for (const auto& kv : reply.fields.as_map())
+      if (kv.first != "ok" && kv.first != "rid") out.push_back(kv);
+  return pack(Value(std::move(out)));
+}
+
+std::string encode_error(Code code, std::string_view message, const Value& rid,
+                         Value::Map extras) {
+  return encode_reply(Reply::failure(code, std::string(message), std::move(extras)), rid);
+}
+
+std::string encode_request(std::string_view op, Value::Map fields) {
+  Value::Map out;
+  out.reserve(fields.size() + 1);
+  out.emplace_back("op", Value(op));
+  for (auto& kv : fields) out.push_back(std::move(kv));
+  return pack(Value(std::move(out)));
+}
+
+}  // namespace primary

@@ -1,0 +1,109 @@
+// Every operation of PROTOCOL.md, declared once. Decoding, validation and
+// reply encoding for all services come from the catalog in schema.cpp; a
+// handler never walks a raw map.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/codec.hpp"
+#include "common/errors.hpp"
+#include "common/value.hpp"
+
+namespace primary {
+
+enum class FieldType {
+  Str,       // UTF-8 string, length in bytes within [min, max]
+  Name,      // computer name: 1..63 of A-Z a-z 0-9 - _ . ; stored upper-case
+  Int,       // integer within [min, max]
+  Bool,
+  Bin,       // raw bytes, length within [min, max]
+  Array,     // any elements, count within [min, max]
+  StrArray,  // strings of at most 256 bytes, count within [min, max]
+  Map,       // string-keyed map, count within [min, max]
+  Any,
+};
+
+struct Field {
+  std::string_view name;
+  FieldType type;
+  bool required = false;
+  int64_t min = 0;
+  int64_t max = std::numeric_limits<int64_t>::max();
+  std::vector<std::string_view> one_of = {};  // allowed values of a Str field
+};
+
+struct OpSpec {
+  std::string_view service;
+  std::string_view op;
+  std::vector<Field> request;
+  std::vector<Field> reply;  // success fields beyond `ok` (and `rid`)
+};
+
+// All operations of all services.
+const std::vector<OpSpec>& catalog();
+const OpSpec* find_op(std::string_view service, std::string_view op);
+bool service_declared(std::string_view service);
+// Privileged services answer only the admin role (PROTOCOL.md section 6).
+bool service_privileged(std::string_view service);
+
+// Where a request came from, as the broker saw it.
+struct Peer {
+  std::string address;  // IP address of the peer, "" if unknown
+  bool admin = false;   // admin role (CURVE allow-list, or loopback when insecure)
+};
+
+// A request that passed validation: every declared field present has the
+// declared type and range; names are upper-cased.
+struct Request {
+  const OpSpec* spec = nullptr;
+  Value body;
+  Value rid;  // nil when absent
+  Peer peer;
+
+  std::string_view op() const { return spec->op; }
+  const Value* get(std::string_view field) const;  // nullptr when absent or nil
+  std::string_view str(std::string_view field, std::string_view def = {}) const;
+  int64_t integer(std::string_view field, int64_t def = 0) const;
+  bool flag(std::string_view field, bool def = false) const;
+};
+
+struct Reply {
+  bool ok = true;
+  Code code = Code::Internal;
+  std::string message;
+  Value fields;  // map of the operation's reply fields (success) or extras (failure)
+
+  static Reply success(Value::Map fields = {});
+  static Reply failure(Code code, std::string message, Value::Map extras = {});
+  static Reply failure(const Error& e) { return failure(e.code, e.message); }
+};
+
+// Decodes and validates one request body for `service`. On failure the
+// error is BAD_REQUEST (naming the field) or UNKNOWN_OP; `rid` receives the
+// request's rid whenever the body was a map, so the error can echo it.
+Result<Request> decode_request(std::string_view service, std::string_view body,
+                               const CodecLimits& limits, Value* rid);
+
+// Checks a Value against a field list; returns the first violation.
+std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& body);
+
+// Encodes a reply body: {ok, rid?, ...fields} or {ok:false, code, message, rid?, ...extras}.
+std::string encode_reply(const Reply& reply, const Value& rid = {});
+
+// A ready error body, for the broker and other places without a Request.
+std::string encode_error(Code code, std::string_view message, const Value& rid = {},
+                         Value::Map extras = {});
+
+// Encodes a request body {op, ...fields}; for clients and tests.
+std::string encode_request(std::string_view op, Value::Map fields = {});
+
+// True for a valid computer name (before upper-casing).
+bool valid_computer_name(std::string_view name);
+std::string normalize_computer_name(std::string_view name);
+
+}  // namespace primary
