@@ -75,6 +75,8 @@ std::vector<OpSpec> build_catalog() {
         {"types", T::StrArray, false, 0, 64}},
        {{"items", T::Array, true}, {"next", T::Str, true}}},
       {"admin", "firewall", {}, {{"ports", T::Array, true}, {"rules", T::Map, true}}},
+      // broker.control (privileged; answered by the broker itself)
+      {"broker.control", "workers", {}, {{"services", T::Map, true}}},
       // echo (diagnostic; served only by the test/bench echo worker)
       {"echo", "echo", {{"payload", T::Any, false}}, {{"payload", T::Any}}},
       {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}}},
@@ -211,6 +213,23 @@ std::string normalize_computer_name(std::string_view name) {
   std::string out(name);
   for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
+}
+
+std::string encode_peer(const Peer& peer) {
+  return peer.address + (peer.admin ? " admin" : " client");
+}
+
+Peer decode_peer(std::string_view frame) {
+  Peer p;
+  const auto space = frame.rfind(' ');
+  if (space == std::string_view::npos) return p;
+  p.address = std::string(frame.substr(0, space));
+  p.admin = frame.substr(space + 1) == "admin";
+  return p;
+}
+
+bool is_loopback(std::string_view a) {
+  return a.empty() || a.starts_with("127.") || a == "::1" || a.starts_with("::ffff:127.");
 }
 
 const Value* Request::get(std::string_view field) const {

@@ -57,6 +57,13 @@ struct Peer {
   bool admin = false;   // admin role (CURVE allow-list, or loopback when insecure)
 };
 
+// The metadata frame the broker adds to a request's envelope for workers:
+// "PEER_ADDRESS ROLE", ROLE being "admin" or "client".
+std::string encode_peer(const Peer& peer);
+Peer decode_peer(std::string_view frame);
+// True for loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x) and "" (ipc).
+bool is_loopback(std::string_view address);
+
 // A request that passed validation: every declared field present has the
 // declared type and range; names are upper-cased.
 struct Request {

@@ -1,0 +1,402 @@
+#include "broker/broker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/codec.hpp"
+#include "common/schema.hpp"
+
+namespace primary {
+namespace {
+
+using mdp::frame;
+using mdp::view;
+
+constexpr size_t kMaxServiceName = 255;
+
+// Makes "tcp://0.0.0.0:123" or "tcp://[::]:123" into an address a local
+// client can connect to.
+std::string connectable(std::string ep) {
+  for (std::string_view any : {"//0.0.0.0:", "//[::]:"}) {
+    if (auto pos = ep.find(any); pos != std::string::npos)
+      ep.replace(pos, any.size(), any[2] == '0' ? "//127.0.0.1:" : "//[::1]:");
+  }
+  return ep;
+}
+
+std::string peer_address(const zmq::message_t& m) {
+  const char* addr = zmq_msg_gets(m.handle(), "Peer-Address");
+  return addr ? addr : "";
+}
+
+// The rid of a request body, so broker-made errors can echo it.
+Value rid_of(const zmq::message_t& body, size_t max_body) {
+  CodecLimits lim;
+  lim.max_body = max_body;
+  auto decoded = unpack_map(view(body), lim);
+  if (!decoded) return {};
+  const Value* rid = decoded->find("rid");
+  return rid ? *rid : Value();
+}
+
+}  // namespace
+
+Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
+    : ctx_(ctx),
+      options_(std::move(options)),
+      front_(ctx, zmq::socket_type::router),
+      workers_(ctx, zmq::socket_type::router),
+      sink_(ctx, zmq::socket_type::xsub),
+      events_(ctx, zmq::socket_type::xpub) {
+  for (auto* s : {&front_, &workers_, &sink_, &events_}) s->set(zmq::sockopt::linger, 1000);
+  front_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body + 4096));
+  workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body * 2 + 4096));
+  // Never block the broker on a slow or absent peer: drop instead.
+  front_.set(zmq::sockopt::router_mandatory, 0);
+  front_.set(zmq::sockopt::sndhwm, 100000);
+  front_.set(zmq::sockopt::rcvhwm, 100000);
+  workers_.set(zmq::sockopt::sndhwm, 100000);
+  workers_.set(zmq::sockopt::rcvhwm, 100000);
+  events_.set(zmq::sockopt::sndhwm, 100000);
+}
+
+Result<BrokerEndpoints> Broker::bind() {
+  BrokerEndpoints out;
+  struct Target {
+    zmq::socket_t* socket;
+    const std::string* endpoint;
+    std::string* bound;
+    const char* what;
+  };
+  for (const Target& t : {Target{&front_, &options_.front, &out.front, "front"},
+                          Target{&events_, &options_.events, &out.events, "events"},
+                          Target{&workers_, &options_.workers, &out.workers, "workers"},
+                          Target{&sink_, &options_.event_sink, &out.event_sink, "event sink"}}) {
+    try {
+      t.socket->bind(*t.endpoint);
+    } catch (const zmq::error_t& e) {
+      return Error{Code::Unavailable, std::string("cannot bind ") + t.what + " endpoint " +
+                                          *t.endpoint + ": " + e.what()};
+    }
+    *t.bound = connectable(t.socket->get(zmq::sockopt::last_endpoint));
+  }
+  return out;
+}
+
+void Broker::run(const std::atomic<bool>& stop) {
+  next_heartbeat_ = Clock::now() + options_.heartbeat;
+  zmq_pollitem_t items[] = {{front_.handle(), 0, ZMQ_POLLIN, 0},
+                            {workers_.handle(), 0, ZMQ_POLLIN, 0},
+                            {sink_.handle(), 0, ZMQ_POLLIN, 0},
+                            {events_.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stop.load()) {
+    // Sleep until the next heartbeat or the earliest queued deadline.
+    auto now = Clock::now();
+    auto wake = next_heartbeat_;
+    for (const auto& [_, s] : services_)
+      if (!s.queue.empty()) wake = std::min(wake, s.queue.front().deadline);
+    long timeout = std::max<long>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+    int rc = zmq_poll(items, 4, timeout);
+    if (rc < 0) {
+      if (zmq_errno() == EINTR) continue;
+      spdlog::critical("poll failed: {}", zmq_strerror(zmq_errno()));
+      break;
+    }
+    // Bounded batches per socket keep one busy peer from starving the rest.
+    if (items[1].revents & ZMQ_POLLIN) on_worker_socket();
+    if (items[0].revents & ZMQ_POLLIN) on_front();
+    if (items[2].revents & ZMQ_POLLIN) relay(sink_, events_, true);
+    if (items[3].revents & ZMQ_POLLIN) relay(events_, sink_, false);
+    now = Clock::now();
+    purge(now);
+    if (now >= next_heartbeat_) send_heartbeats(now);
+  }
+  // Orderly stop: answer everything still waiting, release the workers.
+  for (auto& [name, s] : services_) {
+    for (auto& p : s.queue) reply_error(p.client, name, Code::Unavailable, "broker shutting down");
+    s.queue.clear();
+  }
+  std::vector<std::string> ids;
+  for (auto& [id, _] : worker_map_) ids.push_back(id);
+  for (auto& id : ids) delete_worker(id, true);
+}
+
+void Broker::on_front() {
+  mdp::Frames frames;
+  for (int i = 0; i < 1000 && mdp::recv_frames(front_, frames, zmq::recv_flags::dontwait); ++i)
+    handle_client(frames);
+}
+
+void Broker::on_worker_socket() {
+  mdp::Frames frames;
+  for (int i = 0; i < 1000 && mdp::recv_frames(workers_, frames, zmq::recv_flags::dontwait); ++i)
+    handle_worker(frames);
+}
+
+void Broker::relay(zmq::socket_t& from, zmq::socket_t& to, bool events) {
+  mdp::Frames frames;
+  for (int i = 0; i < 1000 && mdp::recv_frames(from, frames, zmq::recv_flags::dontwait); ++i) {
+    if (events) ++stats_.events;
+    mdp::send_frames(to, frames, true);
+  }
+}
+
+void Broker::handle_client(mdp::Frames& f) {
+  ++stats_.requests;
+  const std::string client(view(f[0]));
+  if (f.size() < 3 || f[1].size() != 0 || view(f[2]) != mdp::kClient) {
+    ++stats_.bad_requests;
+    const bool worker_header = f.size() >= 3 && view(f[2]) == mdp::kWorker;
+    return reply_error(client, "", Code::BadRequest,
+                       worker_header ? "workers connect to the workers endpoint, not the front door"
+                                     : "expected an empty frame then \"MDPC01\"");
+  }
+  if (f.size() != 5) {
+    ++stats_.bad_requests;
+    const std::string_view service = f.size() > 3 ? view(f[3]) : std::string_view();
+    return reply_error(client, service.size() <= kMaxServiceName ? service : "", Code::BadRequest,
+                       "expected exactly a service frame and one body frame");
+  }
+  const std::string_view service = view(f[3]);
+  if (service.empty() || service.size() > kMaxServiceName) {
+    ++stats_.bad_requests;
+    return reply_error(client, "", Code::BadRequest, "service name must be 1 to 255 bytes");
+  }
+  if (f[4].size() > options_.max_body) {
+    ++stats_.bad_requests;
+    return reply_error(client, service, Code::BadRequest,
+                       "body exceeds " + std::to_string(options_.max_body) + " bytes");
+  }
+  if (service.starts_with(mdp::kMmiPrefix)) return handle_mmi(client, service, view(f[4]));
+
+  Peer peer;
+  peer.address = peer_address(f[4]);
+  peer.admin = options_.insecure && is_loopback(peer.address);
+  if (service_privileged(service) && !peer.admin) {
+    ++stats_.unauthorized;
+    return reply_client(client, service,
+                        frame(encode_error(Code::Unauthorized,
+                                           "service '" + std::string(service) +
+                                               "' needs the admin role",
+                                           rid_of(f[4], options_.max_body))));
+  }
+  if (service == "broker.control") return handle_broker_service(client, view(f[4]));
+
+  auto it = services_.find(service);
+  if (it == services_.end()) {
+    if (!service_declared(service) || services_.size() >= options_.max_services) {
+      ++stats_.unavailable;
+      return reply_client(client, service,
+                          frame(encode_error(Code::Unavailable,
+                                             "no worker serves '" + std::string(service) + "'",
+                                             rid_of(f[4], options_.max_body))));
+    }
+    it = services_.emplace(std::string(service), Service{}).first;
+  }
+  Service& svc = it->second;
+  if (svc.queue.size() >= options_.queue_limit) {
+    ++stats_.busy;
+    return reply_client(client, service,
+                        frame(encode_error(Code::Busy, "queue of '" + it->first + "' is full",
+                                           rid_of(f[4], options_.max_body),
+                                           {{"retry_after_s", Value(1)}})));
+  }
+  svc.queue.push_back(Pending{client, it->first, std::move(f[4]), encode_peer(peer),
+                              Clock::now() + options_.request_timeout});
+  dispatch(it->first, svc);
+}
+
+void Broker::handle_mmi(const std::string& client, std::string_view service, std::string_view body) {
+  std::string answer = "501";
+  if (service == "mmi.service") {
+    auto it = services_.find(body);
+    answer = (it != services_.end() && it->second.workers > 0) ? "200" : "404";
+  }
+  reply_client(client, service, frame(answer));
+}
+
+void Broker::handle_broker_service(const std::string& client, std::string_view body) {
+  Value rid;
+  CodecLimits lim;
+  lim.max_body = options_.max_body;
+  auto req = decode_request("broker.control", body, lim, &rid);
+  if (!req) return reply_client(client, "broker.control", frame(encode_reply(Reply::failure(req.error()), rid)));
+  Value::Map counts;
+  for (const auto& [name, s] : services_) counts.emplace_back(name, Value(static_cast<int64_t>(s.workers)));
+  reply_client(client, "broker.control",
+               frame(encode_reply(Reply::success({{"services", Value(std::move(counts))}}), rid)));
+}
+
+void Broker::handle_worker(mdp::Frames& f) {
+  const std::string id(view(f[0]));
+  auto it = worker_map_.find(id);
+  const bool valid_header = f.size() >= 4 && f[1].size() == 0 && view(f[2]) == mdp::kWorker &&
+                            f[3].size() == 1;
+  if (!valid_header) {
+    spdlog::warn("malformed message from a worker connection; disconnecting it");
+    return delete_worker(id, true);
+  }
+  const auto cmd = static_cast<mdp::Command>(*static_cast<const uint8_t*>(f[3].data()));
+  if (it != worker_map_.end())
+    it->second.expiry = Clock::now() + options_.heartbeat * options_.liveness;
+
+  switch (cmd) {
+    case mdp::Command::Ready: {
+      const std::string_view service = f.size() == 5 ? view(f[4]) : std::string_view();
+      if (it != worker_map_.end() || service.empty() || service.size() > kMaxServiceName ||
+          service.starts_with(mdp::kMmiPrefix) || service == "broker.control") {
+        spdlog::warn("refused READY for '{}'", service.substr(0, 64));
+        return delete_worker(id, true);
+      }
+      auto sit = services_.find(service);
+      if (sit == services_.end()) {
+        if (services_.size() >= options_.max_services) return delete_worker(id, true);
+        sit = services_.emplace(std::string(service), Service{}).first;
+      }
+      Worker& w = worker_map_[id];
+      w.id = id;
+      w.service = sit->first;
+      w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
+      ++sit->second.workers;
+      sit->second.idle.push_back(id);
+      spdlog::debug("worker ready for '{}' ({} now)", w.service, sit->second.workers);
+      return dispatch(sit->first, sit->second);
+    }
+    case mdp::Command::Reply: {
+      // [id, "", MDPW01, REPLY, client, meta..., "", body]
+      if (it == worker_map_.end() || !it->second.has_request || f.size() < 7 ||
+          view(f[4]) != it->second.request.client || f[f.size() - 2].size() != 0) {
+        spdlog::warn("unexpected REPLY from a worker; disconnecting it");
+        return delete_worker(id, true);
+      }
+      Worker& w = it->second;
+      ++stats_.replies;
+      reply_client(w.request.client, w.service, std::move(f.back()));
+      w.has_request = false;
+      w.request.body = zmq::message_t();
+      Service& svc = services_.find(w.service)->second;
+      svc.idle.push_back(id);
+      return dispatch(w.service, svc);
+    }
+    case mdp::Command::Heartbeat:
+      if (it == worker_map_.end()) return delete_worker(id, true);
+      return;
+    case mdp::Command::Disconnect:
+      return delete_worker(id, false);
+    default:
+      spdlog::warn("unknown worker command; disconnecting it");
+      return delete_worker(id, true);
+  }
+}
+
+void Broker::dispatch(const std::string& service_name, Service& svc) {
+  while (!svc.queue.empty() && !svc.idle.empty()) {
+    const std::string id = std::move(svc.idle.front());
+    svc.idle.pop_front();
+    Worker& w = worker_map_.at(id);
+    w.request = std::move(svc.queue.front());
+    svc.queue.pop_front();
+    w.has_request = true;
+    zmq::message_t body;
+    body.copy(w.request.body);  // shared buffer: kept for an error reply's rid
+    mdp::Frames out;
+    out.reserve(8);
+    out.push_back(frame(id));
+    out.push_back(frame(""));
+    out.push_back(frame(mdp::kWorker));
+    out.push_back(frame(mdp::Command::Request));
+    out.push_back(frame(w.request.client));
+    out.push_back(frame(w.request.meta));
+    out.push_back(frame(""));
+    out.push_back(std::move(body));
+    mdp::send_frames(workers_, out, true);
+  }
+  (void)service_name;
+}
+
+void Broker::send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body) {
+  mdp::Frames out;
+  out.push_back(frame(w.id));
+  out.push_back(frame(""));
+  out.push_back(frame(mdp::kWorker));
+  out.push_back(frame(cmd));
+  if (body) out.push_back(std::move(*body));
+  mdp::send_frames(workers_, out, true);
+}
+
+void Broker::reply_client(const std::string& client, std::string_view service, zmq::message_t body) {
+  mdp::Frames out;
+  out.reserve(5);
+  out.push_back(frame(client));
+  out.push_back(frame(""));
+  out.push_back(frame(mdp::kClient));
+  out.push_back(frame(service));
+  out.push_back(std::move(body));
+  mdp::send_frames(front_, out, true);
+}
+
+void Broker::reply_error(const std::string& client, std::string_view service, Code code,
+                         std::string_view message) {
+  reply_client(client, service, frame(encode_error(code, message)));
+}
+
+void Broker::delete_worker(const std::string& id, bool send_disconnect) {
+  auto it = worker_map_.find(id);
+  if (it == worker_map_.end()) {
+    if (send_disconnect) {
+      Worker ghost;
+      ghost.id = id;
+      send_to_worker(ghost, mdp::Command::Disconnect);
+    }
+    return;
+  }
+  Worker& w = it->second;
+  if (send_disconnect) send_to_worker(w, mdp::Command::Disconnect);
+  auto sit = services_.find(w.service);
+  if (sit != services_.end()) {
+    auto& idle = sit->second.idle;
+    idle.erase(std::remove(idle.begin(), idle.end(), id), idle.end());
+    --sit->second.workers;
+  }
+  if (w.has_request) {
+    ++stats_.unavailable;
+    spdlog::warn("worker for '{}' lost while holding a request; answering UNAVAILABLE", w.service);
+    reply_client(w.request.client, w.service,
+                 frame(encode_error(Code::Unavailable,
+                                    "the worker handling this request stopped; safe to retry",
+                                    rid_of(w.request.body, options_.max_body))));
+  }
+  worker_map_.erase(it);
+}
+
+void Broker::purge(Clock::time_point now) {
+  for (auto& [name, svc] : services_) {
+    while (!svc.queue.empty() && svc.queue.front().deadline <= now) {
+      Pending& p = svc.queue.front();
+      ++stats_.unavailable;
+      reply_client(p.client, name,
+                   frame(encode_error(Code::Unavailable,
+                                      "no worker of '" + name + "' answered in time",
+                                      rid_of(p.body, options_.max_body))));
+      svc.queue.pop_front();
+    }
+  }
+}
+
+void Broker::send_heartbeats(Clock::time_point now) {
+  std::vector<std::string> expired;
+  for (auto& [id, w] : worker_map_) {
+    if (w.expiry <= now) expired.push_back(id);
+    else if (!w.has_request) send_to_worker(w, mdp::Command::Heartbeat);
+  }
+  for (const auto& id : expired) {
+    spdlog::warn("worker expired (no heartbeat)");
+    delete_worker(id, false);
+  }
+  next_heartbeat_ = now + options_.heartbeat;
+}
+
+}  // namespace primary

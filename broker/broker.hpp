@@ -1,0 +1,120 @@
+// The broker: a Majordomo Protocol 0.1 (ZeroMQ RFC 7) broker with MMI
+// (RFC 8), bounded queues and error replies.
+//
+// Clients talk to the front door (a ROUTER); workers connect to a separate
+// ROUTER, the workers endpoint, so that no client can register itself as a
+// worker and steal requests. Each service has a FIFO queue of requests and an
+// LRU list of idle workers: a request goes to the worker that has waited the
+// longest. A worker holds at most one request (RFC 7); a worker process that
+// wants more concurrency opens several worker connections.
+//
+// The broker never leaves a request hanging. Every request is answered by
+// its worker or, failing that, by the broker itself: UNAVAILABLE when no
+// worker took it before its deadline or its worker died holding it, BUSY
+// when the service's queue is full, BAD_REQUEST for an envelope it cannot
+// route, UNAUTHORIZED for a privileged service asked by a peer without the
+// admin role. Bad input from one peer costs bounded work and touches no
+// other peer's requests.
+//
+// The broker also relays events: workers PUB to its XSUB event sink and it
+// republishes them on the public event endpoint (XPUB), so subscribers need
+// to know only the broker.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+#include "common/errors.hpp"
+#include "common/mdp.hpp"
+
+namespace primary {
+
+struct BrokerOptions {
+  std::string front = "tcp://*:16770";
+  std::string events = "tcp://*:16771";
+  std::string workers = "tcp://127.0.0.1:16773";
+  std::string event_sink = "tcp://127.0.0.1:16774";
+  size_t queue_limit = 10000;                        // per service
+  std::chrono::milliseconds request_timeout{5000};   // to find a worker
+  std::chrono::milliseconds heartbeat{2500};
+  int liveness = 3;                                  // missed heartbeats
+  size_t max_body = 4 * 1024 * 1024;
+  size_t max_services = 256;
+  bool insecure = true;
+};
+
+struct BrokerEndpoints {
+  std::string front, events, workers, event_sink;
+};
+
+struct BrokerStats {
+  uint64_t requests = 0, replies = 0, unavailable = 0, busy = 0, bad_requests = 0,
+           unauthorized = 0, events = 0;
+};
+
+class Broker {
+ public:
+  Broker(zmq::context_t& ctx, BrokerOptions options);
+
+  // Binds all four sockets; an error names the endpoint that failed.
+  Result<BrokerEndpoints> bind();
+  // Serves until `stop` becomes true (checked at least every heartbeat).
+  void run(const std::atomic<bool>& stop);
+
+  const BrokerStats& stats() const { return stats_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    std::string client;   // routing id on the front socket
+    std::string service;
+    zmq::message_t body;
+    std::string meta;     // peer metadata frame handed to the worker
+    Clock::time_point deadline;
+  };
+  struct Worker {
+    std::string id;       // routing id on the workers socket
+    std::string service;  // set by READY
+    Clock::time_point expiry;
+    bool has_request = false;
+    Pending request;
+  };
+  struct Service {
+    std::deque<Pending> queue;
+    std::deque<std::string> idle;  // worker ids, longest-waiting first
+    size_t workers = 0;
+  };
+
+  void on_front();
+  void on_worker_socket();
+  void relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
+  void handle_client(mdp::Frames& frames);
+  void handle_mmi(const std::string& client, std::string_view service, std::string_view body);
+  void handle_broker_service(const std::string& client, std::string_view body);
+  void handle_worker(mdp::Frames& frames);
+  void dispatch(const std::string& service_name, Service& service);
+  void send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body = nullptr);
+  void reply_client(const std::string& client, std::string_view service, zmq::message_t body);
+  void reply_error(const std::string& client, std::string_view service, Code code,
+                   std::string_view message);
+  void delete_worker(const std::string& id, bool send_disconnect);
+  void purge(Clock::time_point now);
+  void send_heartbeats(Clock::time_point now);
+
+  zmq::context_t& ctx_;
+  BrokerOptions options_;
+  zmq::socket_t front_, workers_, sink_, events_;
+  std::unordered_map<std::string, Worker> worker_map_;
+  std::map<std::string, Service, std::less<>> services_;
+  Clock::time_point next_heartbeat_;
+  BrokerStats stats_;
+};
+
+}  // namespace primary

@@ -1,0 +1,26 @@
+// Small process-level helpers shared by the executables.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace primary {
+
+// SIGTERM and SIGINT set the stop flag (and interrupt blocking polls);
+// SIGPIPE is ignored. Call first in main: it also blocks the two signals so
+// that threads started afterwards (ZeroMQ's I/O threads) never take them;
+// call unblock_stop_signals() in the thread that polls, once they exist.
+void install_stop_signals();
+void unblock_stop_signals();
+const std::atomic<bool>& stop_requested();
+
+// Writes `text` to `path` through a temporary file and rename, so readers
+// never see a partial file. False on any I/O error.
+bool write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
+
+// Splits "a,b,c" into its non-empty parts.
+std::vector<std::string> split_list(const std::string& text, char sep = ',');
+
+}  // namespace primary

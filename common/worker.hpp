@@ -1,0 +1,88 @@
+// The worker runtime: everything a worker process needs to serve one or
+// more services through the broker, so that a service itself is only a
+// handler, a plain function from a decoded Request to a Reply.
+//
+// For each service it opens `slots` MDP/0.1 worker connections (DEALER) to
+// every broker endpoint; each connection holds at most one request, as RFC 7
+// says, so `slots` is the process's concurrency per broker. Requests that
+// arrive together are decoded, validated against the catalog and handed to
+// the service's batch handler in one call, which lets a handler pipeline its
+// Redis work. Invalid requests never reach a handler: they are answered
+// BAD_REQUEST / UNKNOWN_OP here. A handler that throws gets INTERNAL.
+//
+// Heartbeats go both ways; a broker silent for heartbeat * liveness is
+// presumed dead and the connection is reopened with exponential backoff.
+// On stop every connection sends DISCONNECT.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/codec.hpp"
+#include "common/schema.hpp"
+
+namespace primary {
+
+struct WorkerOptions {
+  std::vector<std::string> brokers = {"tcp://127.0.0.1:16773"};
+  std::chrono::milliseconds heartbeat{2500};
+  int liveness = 3;
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  CodecLimits limits;
+};
+
+using Handler = std::function<Reply(const Request&)>;
+// Answers a batch; returns exactly one reply per request, in order.
+using BatchHandler = std::function<std::vector<Reply>(const std::vector<Request>&)>;
+
+class WorkerRuntime {
+ public:
+  WorkerRuntime(zmq::context_t& ctx, WorkerOptions options);
+  ~WorkerRuntime();
+
+  // Serves `service` one request at a time per connection.
+  void serve(const std::string& service, Handler handler, int slots = 1);
+  // Serves `service` with batches of up to `slots` requests per broker.
+  void serve_batch(const std::string& service, BatchHandler handler, int slots);
+  // Calls `fn` about every `interval` from the serving thread.
+  void every(std::chrono::milliseconds interval, std::function<void()> fn);
+
+  // Serves until `stop` becomes true; then sends DISCONNECT everywhere.
+  void run(const std::atomic<bool>& stop);
+
+ private:
+  struct Connection;
+  struct ServiceEntry {
+    std::string name;
+    BatchHandler handler;
+  };
+  struct Timer {
+    std::chrono::milliseconds interval;
+    std::chrono::steady_clock::time_point next;
+    std::function<void()> fn;
+  };
+  void open(Connection& c);
+  void handle_batch(size_t service_index, std::vector<std::pair<Connection*, std::vector<zmq::message_t>>>& batch);
+
+  zmq::context_t& ctx_;
+  WorkerOptions options_;
+  std::vector<ServiceEntry> services_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<Timer> timers_;
+};
+
+class Config;
+// Declares the settings every worker takes: --broker, --event-sink,
+// --heartbeat-ms, --heartbeat-liveness, --max-body, --log-level, --config.
+void add_worker_settings(Config& cfg);
+// Reads them back (after cfg.parse) and starts logging; exits on bad values.
+WorkerOptions worker_options(const Config& cfg, const std::string& log_name);
+
+}  // namespace primary
