@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <iterator>
 
@@ -308,6 +309,8 @@ void Redis::disconnect() {
 Error Redis::io_error(std::string_view during) {
   std::string why = ctx_ && ctx_->errstr[0] ? ctx_->errstr : "connection lost";
   if (ctx_ && ctx_->err == REDIS_ERR_EOF) why = "server closed the connection";
+  if (ctx_ && ctx_->err == REDIS_ERR_IO && std::strcmp(ctx_->errstr, std::strerror(EAGAIN)) == 0)
+    why = "no reply within " + std::to_string(options_.command_timeout_ms) + " ms";
   disconnect();
   return Error{Code::Unavailable,
                "redis " + redacted(url_) + ": " + why + " (" + std::string(during) + ")"};
