@@ -16,7 +16,7 @@ const std::set<std::string>& product_settings() {
       "license-workers", "updater-workers", "admin-workers", "insecure", "vendor-key",
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",
-      "retry-interval-s", "grace-s", "lease-key", "update-feed", "sync-interval-s",
+      "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s",
       "admin-keys", "server-key", "web", "no-web", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms"};
   return names;

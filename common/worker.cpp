@@ -133,7 +133,7 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         if (cmd == mdp::Command::Request) {
           batches[c.service].emplace_back(&c, std::move(f));
         } else if (cmd == mdp::Command::Disconnect) {
-          spdlog::info("broker {} asked '{}' to reconnect", c.endpoint, services_[c.service].name);
+          spdlog::debug("broker {} asked '{}' to reconnect", c.endpoint, services_[c.service].name);
           open(c);  // a fresh connection and READY
         } else if (cmd != mdp::Command::Heartbeat) {
           spdlog::warn("unexpected command from broker {}; ignored", c.endpoint);

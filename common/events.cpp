@@ -1,0 +1,61 @@
+#include "common/events.hpp"
+
+#include "common/codec.hpp"
+#include "common/mdp.hpp"
+
+namespace primary {
+
+const char* const kLuaEmitPrelude = R"lua(
+local EV = {}
+local function emit(etype, fields)
+  fields['type'] = nil
+  local data = cmsgpack.pack(fields)
+  local id = redis.call('XADD', EV_STREAM, 'MAXLEN', '~', EV_CAP, '*',
+                        'type', etype, 'ts', EV_NOW, 'data', data)
+  EV[#EV + 1] = {id, etype, EV_NOW, data}
+end
+)lua";
+
+std::optional<Value> event_from_entry(const RedisReply& e) {
+  if (!e.is_array() || e.elements.size() != 4) return std::nullopt;
+  const auto& id = e.elements[0];
+  const auto& type = e.elements[1];
+  const auto& ts = e.elements[2];
+  const auto& data = e.elements[3];
+  if (!id.is_str() || !type.is_str() || !data.is_str()) return std::nullopt;
+  Value event = Value(Value::Map{});
+  event.set("id", Value(id.str));
+  int64_t ms = ts.is_int() ? ts.integer : (ts.is_str() ? std::atoll(ts.str.c_str()) : 0);
+  event.set("ts", Value(ms));
+  event.set("type", Value(type.str));
+  if (auto fields = unpack_value(data.str); fields && fields->is_map())
+    for (auto& [k, v] : fields->as_map())
+      if (k != "id" && k != "ts" && k != "type") event.set(k, v);
+  return event;
+}
+
+EventPublisher::EventPublisher(zmq::context_t& ctx, const std::vector<std::string>& endpoints)
+    : socket_(ctx, zmq::socket_type::pub) {
+  socket_.set(zmq::sockopt::linger, 500);
+  for (const auto& ep : endpoints) {
+    socket_.connect(ep);
+    connected_ = true;
+  }
+}
+
+void EventPublisher::publish_entries(const RedisReply& entries) {
+  if (!entries.is_array()) return;
+  for (const auto& e : entries.elements)
+    if (auto ev = event_from_entry(e)) publish(*ev);
+}
+
+void EventPublisher::publish(const Value& event) {
+  if (!connected_) return;
+  const Value* type = event.find("type");
+  mdp::Frames out;
+  out.push_back(mdp::frame(type && type->is_str() ? type->as_str() : std::string("event")));
+  out.push_back(mdp::frame(pack(event)));
+  mdp::send_frames(socket_, out, true);
+}
+
+}  // namespace primary

@@ -1,0 +1,45 @@
+// Publishing activity events (PROTOCOL.md section 7).
+//
+// Events are first appended to the durable activity log, a capped Redis
+// Stream, by the same Lua script that makes the state change, so the log and
+// the state never disagree. The script hands back each entry (id, type, ts,
+// MessagePack fields) and the worker then publishes it through the broker's
+// event relay as two frames: the type, and the map {id, ts, type, ...}.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <string>
+#include <vector>
+
+#include "common/redis.hpp"
+#include "common/value.hpp"
+
+namespace primary {
+
+// Redis key of the activity log stream.
+inline constexpr const char* kEventStream = "ps:events";
+
+// Lua prelude for scripts that emit events. Expects the stream key and its
+// cap to be passed and stored in local variables EV_STREAM and EV_CAP, and
+// the time (ms) in EV_NOW; emit(type, fields) appends one entry and collects
+// it in EV for the reply.
+extern const char* const kLuaEmitPrelude;
+
+// Builds the public event map from one collected entry {id, type, ts, data}.
+std::optional<Value> event_from_entry(const RedisReply& entry);
+
+class EventPublisher {
+ public:
+  // Connects a PUB socket to each endpoint (empty list: publish nowhere).
+  EventPublisher(zmq::context_t& ctx, const std::vector<std::string>& endpoints);
+  // Publishes every entry of a script's collected EV array.
+  void publish_entries(const RedisReply& entries);
+  void publish(const Value& event);
+
+ private:
+  zmq::socket_t socket_;
+  bool connected_ = false;
+};
+
+}  // namespace primary

@@ -1,0 +1,171 @@
+#include "common/tokens.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/codec.hpp"
+#include "common/crypto.hpp"
+#include "common/schema.hpp"
+
+namespace primary {
+namespace {
+
+Error invalid(std::string why) { return Error{Code::InvalidUnlockCode, std::move(why)}; }
+
+const std::string* str_field(const Value& m, std::string_view key) {
+  const Value* v = m.find(key);
+  return (v && v->is_str()) ? &v->as_str() : nullptr;
+}
+
+std::optional<int64_t> int_field(const Value& m, std::string_view key) {
+  const Value* v = m.find(key);
+  if (v && v->is_int()) return v->as_int();
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string sign_token(const Value& payload, std::string_view secret_key) {
+  const std::string bytes = pack(payload);
+  return base64url_encode(bytes) + "." + base64url_encode(sign_detached(bytes, secret_key));
+}
+
+Result<Value> open_token(std::string_view token, std::string_view public_key) {
+  if (token.size() > 4096) return Error{Code::BadRequest, "token too long"};
+  const auto dot = token.find('.');
+  if (dot == std::string_view::npos) return Error{Code::BadRequest, "not a signed token"};
+  auto payload = base64url_decode(token.substr(0, dot));
+  auto sig = base64url_decode(token.substr(dot + 1));
+  if (!payload || !sig) return Error{Code::BadRequest, "token is not base64url"};
+  if (!sign_verify(*payload, *sig, public_key)) return Error{Code::BadRequest, "bad signature"};
+  CodecLimits lim;
+  lim.max_body = 4096;
+  lim.max_depth = 2;
+  auto map = unpack_map(*payload, lim);
+  if (!map) return Error{Code::BadRequest, "signed payload is not a map"};
+  return map;
+}
+
+std::optional<Error> write_key_file(const std::string& path, std::string_view raw, unsigned mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return Error{Code::Internal, "cannot create " + path + ": " + std::strerror(errno)};
+  const std::string text = base64url_encode(raw) + "\n";
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Error{Code::Internal, "cannot write " + path};
+  return std::nullopt;
+}
+
+Result<std::string> read_key_file(const std::string& path, size_t size, bool secret) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return Error{Code::NotFound, "cannot read key file " + path + ": " + std::strerror(errno)};
+  if (secret && (st.st_mode & 077))
+    return Error{Code::Unauthorized, "secret key file " + path +
+                                         " is readable by group or others (chmod 600 it)"};
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line))
+    return Error{Code::NotFound, "cannot read key file " + path};
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  auto raw = base64url_decode(line);
+  if (!raw || raw->size() != size)
+    return Error{Code::BadRequest, "key file " + path + " does not hold a " +
+                                       std::to_string(size) + "-byte base64url key"};
+  return *raw;
+}
+
+Result<std::string> ensure_signing_key(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) {
+    const SignKeypair kp = sign_keypair();
+    if (auto err = write_key_file(path, kp.secret_key, 0600)) {
+      if (::access(path.c_str(), F_OK) != 0) return *err;  // lost a race: fall through and read
+    }
+  }
+  return read_key_file(path, 64, true);
+}
+
+std::string make_unlock_code(const UnlockCode& c, std::string_view vendor_secret) {
+  return sign_token(Value(Value::Map{{"serial", Value(c.serial)},
+                                     {"licenses", Value(c.licenses)},
+                                     {"registration", Value(c.registration)},
+                                     {"issued", Value(c.issued)}}),
+                    vendor_secret);
+}
+
+Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view vendor_public) {
+  auto opened = open_token(text, vendor_public);
+  if (!opened) return invalid("unlock code rejected: " + opened.error().message);
+  const Value& m = *opened;
+  UnlockCode c;
+  const std::string* serial = str_field(m, "serial");
+  const std::string* reg = str_field(m, "registration");
+  auto licenses = int_field(m, "licenses");
+  auto issued = int_field(m, "issued");
+  if (!serial || !reg || !licenses || !issued || *licenses < 0 || *licenses > 100000000)
+    return invalid("unlock code has missing or bad fields");
+  c.serial = *serial;
+  c.registration = *reg;
+  c.licenses = *licenses;
+  c.issued = *issued;
+  return c;
+}
+
+bool valid_serial(std::string_view s) {
+  // Same alphabet as computer names, one character longer.
+  return !s.empty() && s.size() <= 64 && valid_computer_name(s.substr(0, 63)) &&
+         (s.size() < 64 || valid_computer_name(s.substr(63)));
+}
+
+std::string registration_code(std::string_view serial, std::string_view install_id) {
+  std::string material = "primary-registration-v1";
+  material += '\0';
+  material += serial;
+  material += '\0';
+  material += install_id;
+  std::string hex = hex_encode(sha256(material).substr(0, 12));
+  for (auto& ch : hex) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return "PS1-" + std::string(serial) + "-" + hex;
+}
+
+std::optional<std::string> registration_serial(std::string_view code) {
+  if (!code.starts_with("PS1-") || code.size() < 4 + 1 + 1 + 24) return std::nullopt;
+  const auto last = code.rfind('-');
+  if (last == std::string_view::npos || code.size() - last - 1 != 24 || last <= 4) return std::nullopt;
+  std::string serial(code.substr(4, last - 4));
+  if (!valid_serial(serial)) return std::nullopt;
+  return serial;
+}
+
+std::string make_lease(const Lease& l, std::string_view server_secret) {
+  return sign_token(Value(Value::Map{{"computer", Value(l.computer)},
+                                     {"license", Value(l.license)},
+                                     {"serial", Value(l.serial)},
+                                     {"issued", Value(l.issued)},
+                                     {"expires", Value(l.expires)}}),
+                    server_secret);
+}
+
+Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now) {
+  auto opened = open_token(token, lease_key);
+  if (!opened) return Error{Code::Unauthorized, "lease rejected: " + opened.error().message};
+  const Value& m = *opened;
+  const std::string* computer = str_field(m, "computer");
+  const std::string* license = str_field(m, "license");
+  const std::string* serial = str_field(m, "serial");
+  auto issued = int_field(m, "issued");
+  auto expires = int_field(m, "expires");
+  if (!computer || !license || !serial || !issued || !expires)
+    return Error{Code::Unauthorized, "lease rejected: missing fields"};
+  if (now >= *expires) return Error{Code::Unauthorized, "lease expired"};
+  return Lease{*computer, *license, *serial, *issued, *expires};
+}
+
+}  // namespace primary

@@ -1,0 +1,62 @@
+// Signed artefacts of PROTOCOL.md section 5 and the key files behind them.
+//
+// A token is base64url(MessagePack payload) "." base64url(Ed25519 signature
+// of the payload bytes). Unlock codes are signed by the vendor, leases by the
+// server; both are verified offline with the signer's public key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/errors.hpp"
+#include "common/value.hpp"
+
+namespace primary {
+
+// Signs a map payload; returns the token text.
+std::string sign_token(const Value& payload, std::string_view secret_key);
+// Checks the signature and decodes the payload map; the error says why not.
+Result<Value> open_token(std::string_view token, std::string_view public_key);
+
+// ---- key files: one line of base64url text ----
+// Writes a key file with the given mode (0600 for secrets), refusing to
+// overwrite an existing file.
+std::optional<Error> write_key_file(const std::string& path, std::string_view raw, unsigned mode);
+// Reads a key of `size` raw bytes; a secret file readable by group or others
+// is refused when `secret` is true.
+Result<std::string> read_key_file(const std::string& path, size_t size, bool secret);
+// Creates the server's lease signing key in `path` if missing; returns the secret key.
+Result<std::string> ensure_signing_key(const std::string& path);
+
+// ---- unlock codes (vendor-signed) ----
+struct UnlockCode {
+  std::string serial;
+  int64_t licenses = 0;
+  std::string registration;
+  int64_t issued = 0;  // Unix ms
+};
+std::string make_unlock_code(const UnlockCode& code, std::string_view vendor_secret);
+// Verifies the signature and shape; INVALID_UNLOCK_CODE with the reason.
+Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view vendor_public);
+
+// ---- registration codes ----
+// "PS1-<serial>-<24 hex>": the serial bound to this server's install id.
+std::string registration_code(std::string_view serial, std::string_view install_id);
+// The serial named in a registration code, if it is well formed.
+std::optional<std::string> registration_serial(std::string_view code);
+// Serial numbers: 1 to 64 of A-Z a-z 0-9 - _ .
+bool valid_serial(std::string_view serial);
+
+// ---- leases (server-signed) ----
+struct Lease {
+  std::string computer, license, serial;
+  int64_t issued = 0, expires = 0;  // Unix seconds
+};
+std::string make_lease(const Lease& lease, std::string_view server_secret);
+// What a Data Vault or Client calls: signature, shape and expiry at `now`
+// (Unix seconds). The error message is the reason it is refused.
+Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now);
+
+}  // namespace primary

@@ -1,0 +1,357 @@
+#include "licensed/license_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/codec.hpp"
+#include "common/crypto.hpp"
+#include "common/tokens.hpp"
+#include "licensed/scripts.hpp"
+
+namespace primary {
+
+using namespace licensing;
+
+namespace {
+
+constexpr size_t kLeaseCacheMax = 500000;
+
+// Fields of one entry of a heartbeat's `results`.
+const std::vector<Field>& result_fields() {
+  static const std::vector<Field> fields = {{"id", FieldType::Str, true, 1, 64},
+                                            {"ok", FieldType::Bool, true},
+                                            {"detail", FieldType::Str, false, 0, 1024}};
+  return fields;
+}
+
+std::string str_of(const RedisReply& r) {
+  if (r.is_str() || r.is_status()) return r.str;
+  if (r.is_int()) return std::to_string(r.integer);
+  return {};
+}
+
+int64_t int_of(const RedisReply& r) {
+  if (r.is_int()) return r.integer;
+  if (r.is_str()) return std::atoll(r.str.c_str());
+  return 0;
+}
+
+}  // namespace
+
+LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events,
+                               Clock now_ms)
+    : redis_(redis), config_(std::move(config)), events_(events), now_ms_(std::move(now_ms)) {
+  // libsodium's secret key carries the public key in its last 32 bytes.
+  if (config_.lease_secret.size() == 64) lease_public_ = config_.lease_secret.substr(32);
+}
+
+Reply LicenseService::redis_failure(const Error& e) {
+  spdlog::warn("redis: {}", e.message);
+  return Reply::failure(Code::Unavailable, "the license store is unavailable; retry");
+}
+
+Reply LicenseService::script_failure(const RedisReply& r) {
+  spdlog::error("licensing script failed: {}", r.str);
+  return Reply::failure(Code::Internal, "internal error; see server log");
+}
+
+std::string LicenseService::lease_for(const std::string& computer, const std::string& license,
+                                      const std::string& serial, int64_t now_s, int64_t* expires) {
+  // Leases are issued on a time grid: every heartbeat within one quantum
+  // gets the same signed lease, so a busy server signs at most one lease
+  // per computer per quantum. A lease still proves the same thing: this
+  // computer held this license at `issued`, valid until check + grace later.
+  const int64_t quantum = std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
+  const int64_t issued = now_s - now_s % quantum;
+  auto& c = leases_[computer];
+  if (c.issued != issued || c.license != license || c.serial != serial || c.token.empty()) {
+    if (leases_.size() > kLeaseCacheMax) {
+      leases_.clear();
+      return lease_for(computer, license, serial, now_s, expires);
+    }
+    c.license = license;
+    c.serial = serial;
+    c.issued = issued;
+    c.expires = issued + config_.check_interval_s + config_.grace_s;
+    c.token = make_lease(Lease{computer, license, serial, c.issued, c.expires}, config_.lease_secret);
+  }
+  *expires = c.expires;
+  return c.token;
+}
+
+std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
+  std::vector<Reply> replies(reqs.size());
+  std::vector<Redis::Argv> calls;
+  std::vector<size_t> call_of;
+  const int64_t now = now_ms_();
+  const std::string cap = std::to_string(config_.event_cap);
+  const std::string reject_window = std::to_string(config_.reject_window_s);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const Request& r = reqs[i];
+    std::string results;
+    if (const Value* res = r.get("results")) {
+      Value clean = Value(Value::Array{});
+      bool bad = false;
+      for (const Value& item : res->as_array()) {
+        if (!item.is_map()) {
+          replies[i] = Reply::failure(Code::BadRequest, "field 'results': expected maps {id, ok, detail?}");
+          bad = true;
+          break;
+        }
+        Value copy = item;
+        if (auto err = validate_fields(result_fields(), copy)) {
+          replies[i] = Reply::failure(Code::BadRequest, "field 'results': " + err->message);
+          bad = true;
+          break;
+        }
+        Value entry = Value(Value::Map{});
+        for (const auto& f : result_fields())
+          if (const Value* v = copy.find(f.name)) entry.set(f.name, *v);
+        clean.as_array().push_back(std::move(entry));
+      }
+      if (bad) continue;
+      if (!clean.as_array().empty()) results = pack(clean);
+    }
+    const std::string name(r.str("computer"));
+    calls.push_back(redis_.script_call(
+        heartbeat_script(),
+        {kSerial, kReservations, kMeta, kActive, kLost, command_key(name), reject_key(name), kStats,
+         kEventStream},
+        {name, std::string(r.str("license")), std::string(r.str("version")), r.peer.address,
+         reject_window, results, cap, std::to_string(now)}));
+    call_of.push_back(i);
+  }
+  if (calls.empty()) return replies;
+  auto out = redis_.pipeline(calls);
+  for (size_t k = 0; k < call_of.size(); ++k) {
+    const size_t i = call_of[k];
+    if (!out) {
+      replies[i] = redis_failure(out.error());
+      continue;
+    }
+    const RedisReply& rr = (*out)[k];
+    if (!rr.is_array() || rr.elements.size() != 4) {
+      replies[i] = script_failure(rr);
+      continue;
+    }
+    events_.publish_entries(rr.elements[3]);
+    const std::string status = str_of(rr.elements[0]);
+    if (status != "OK") {
+      replies[i] = Reply::success({{"status", Value("unlicensed")},
+                                   {"reason", Value(status)},
+                                   {"next_check_s", Value(config_.unlicensed_interval_s)},
+                                   {"upload", Value(false)}});
+      continue;
+    }
+    int64_t expires = 0;
+    const std::string name(reqs[i].str("computer"));
+    std::string lease = lease_for(name, std::string(reqs[i].str("license")),
+                                  str_of(rr.elements[1]), now / 1000, &expires);
+    Value::Map fields{{"status", Value("licensed")},
+                      {"next_check_s", Value(config_.check_interval_s)},
+                      {"upload", Value(true)},
+                      {"lease", Value(std::move(lease))},
+                      {"lease_expires", Value(expires)}};
+    if (rr.elements[2].is_array() && !rr.elements[2].elements.empty()) {
+      Value::Array cmds;
+      for (const auto& c : rr.elements[2].elements)
+        if (auto v = unpack_value(c.str); v && v->is_map()) cmds.push_back(std::move(*v));
+      fields.emplace_back("commands", Value(std::move(cmds)));
+    }
+    replies[i] = Reply::success(std::move(fields));
+  }
+  return replies;
+}
+
+std::vector<Reply> LicenseService::handle_control(const std::vector<Request>& reqs) {
+  std::vector<Reply> replies(reqs.size());
+  std::vector<const Request*> reserves;
+  std::vector<size_t> reserve_at;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const auto op = reqs[i].op();
+    if (op == "reserve") {
+      reserves.push_back(&reqs[i]);
+      reserve_at.push_back(i);
+    } else if (op == "setup_info") {
+      replies[i] = setup_info(reqs[i]);
+    } else if (op == "registration") {
+      replies[i] = registration(reqs[i]);
+    } else if (op == "unlock") {
+      replies[i] = unlock(reqs[i]);
+    } else if (op == "command") {
+      replies[i] = command(reqs[i]);
+    } else {
+      replies[i] = Reply::failure(Code::UnknownOp, "operation not served");
+    }
+  }
+  if (!reserves.empty()) {
+    auto done = reserve_batch(reserves);
+    for (size_t k = 0; k < done.size(); ++k) replies[reserve_at[k]] = std::move(done[k]);
+  }
+  return replies;
+}
+
+std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request*>& reqs) {
+  std::vector<Redis::Argv> calls;
+  const std::string cap = std::to_string(config_.event_cap);
+  const std::string now = std::to_string(now_ms_());
+  for (const Request* r : reqs)
+    calls.push_back(redis_.script_call(reserve_script(),
+                                       {kSerial, kReservations, kMeta, kEventStream},
+                                       {std::string(r->str("computer")), random_token(16), cap, now}));
+  std::vector<Reply> replies;
+  auto out = redis_.pipeline(calls);
+  for (size_t k = 0; k < reqs.size(); ++k) {
+    if (!out) {
+      replies.push_back(redis_failure(out.error()));
+      continue;
+    }
+    const RedisReply& rr = (*out)[k];
+    if (!rr.is_array() || rr.elements.size() != 5) {
+      replies.push_back(script_failure(rr));
+      continue;
+    }
+    events_.publish_entries(rr.elements[4]);
+    const std::string status = str_of(rr.elements[0]);
+    const int64_t reserved = int_of(rr.elements[2]), purchased = int_of(rr.elements[3]);
+    if (status == "NOT_UNLOCKED") {
+      replies.push_back(Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet"));
+    } else if (status == "NO_LICENSES_LEFT") {
+      replies.push_back(Reply::failure(
+          Code::NoLicensesLeft, "all " + std::to_string(purchased) + " licenses are reserved",
+          {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}}));
+    } else {
+      replies.push_back(Reply::success({{"license", Value(str_of(rr.elements[1]))},
+                                        {"computer", Value(std::string(reqs[k]->str("computer")))},
+                                        {"created", Value(status == "CREATED")},
+                                        {"reserved", Value(reserved)},
+                                        {"purchased", Value(purchased)}}));
+    }
+  }
+  return replies;
+}
+
+Reply LicenseService::setup_info(const Request& req) {
+  const std::string name(req.str("computer"));
+  auto out = redis_.pipeline({{"HGET", kReservations, name}, {"HMGET", kSerial, "unlocked", "serial"}});
+  if (!out) return redis_failure(out.error());
+  if (!(*out)[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  std::string s;  // the unlocked serial, else the registered one
+  for (const auto& e : (*out)[1].elements)
+    if (e.is_str()) {
+      s = e.str;
+      break;
+    }
+  Value::Array endpoints;
+  for (const auto& ep : config_.client_endpoints) endpoints.emplace_back(ep);
+  Value::Map fields{{"computer", Value(name)},
+                    {"license", Value((*out)[0].str)},
+                    {"serial", Value(s)},
+                    {"endpoints", Value(std::move(endpoints))},
+                    {"lease_key", Value(base64url_encode(lease_public_))}};
+  if (!config_.server_key.empty()) fields.emplace_back("server_key", Value(config_.server_key));
+  return Reply::success(std::move(fields));
+}
+
+Result<std::string> LicenseService::install_id() {
+  if (!install_id_.empty()) return install_id_;
+  auto out = redis_.pipeline({{"SET", kInstallId, random_token(18), "NX"}, {"GET", kInstallId}});
+  if (!out) return out.error();
+  if (!(*out)[1].is_str()) return Error{Code::Internal, "install id missing"};
+  install_id_ = (*out)[1].str;
+  return install_id_;
+}
+
+Reply LicenseService::registration(const Request& req) {
+  const std::string serial(req.str("serial"));
+  std::string code;
+  if (!serial.empty()) {
+    if (!valid_serial(serial))
+      return Reply::failure(Code::BadRequest, "field 'serial': expected 1 to 64 of A-Z a-z 0-9 - _ .");
+    auto id = install_id();
+    if (!id) return redis_failure(id.error());
+    code = registration_code(serial, *id);
+  }
+  auto out = redis_.eval(registration_script(), {kSerial}, {serial, code});
+  if (!out) return redis_failure(out.error());
+  const auto& r = *out;
+  if (!r.is_array() || r.elements.empty()) return script_failure(r);
+  const std::string status = str_of(r.elements[0]);
+  if (status == "NONE") return Reply::failure(Code::NotFound, "no serial number is registered yet");
+  if (status == "LOCKED")
+    return Reply::failure(Code::BadRequest, "field 'serial': this server is already unlocked for serial " +
+                                                str_of(r.elements[1]));
+  return Reply::success({{"serial", Value(str_of(r.elements[1]))},
+                         {"registration_code", Value(str_of(r.elements[2]))}});
+}
+
+Reply LicenseService::unlock(const Request& req) {
+  if (config_.vendor_public.empty())
+    return Reply::failure(Code::Unavailable,
+                          "this server has no vendor key; start it with --vendor-key FILE");
+  auto code = parse_unlock_code(req.str("unlock_code"), config_.vendor_public);
+  if (!code) return Reply::failure(code.error());
+  auto out = redis_.eval(unlock_script(), {kSerial, kEventStream},
+                         {code->serial, code->registration, std::to_string(code->licenses),
+                          std::to_string(code->issued), std::string(req.str("unlock_code")),
+                          std::to_string(config_.event_cap), std::to_string(now_ms_())});
+  if (!out) return redis_failure(out.error());
+  const auto& r = *out;
+  if (!r.is_array() || r.elements.size() < 2) return script_failure(r);
+  if (str_of(r.elements[0]) != "OK")
+    return Reply::failure(Code::InvalidUnlockCode, str_of(r.elements[1]));
+  if (r.elements.size() > 2) events_.publish_entries(r.elements[2]);
+  spdlog::info("serial {} unlocked for {} licenses", code->serial, code->licenses);
+  return Reply::success({{"serial", Value(code->serial)}, {"purchased", Value(code->licenses)}});
+}
+
+Reply LicenseService::command(const Request& req) {
+  const std::string name(req.str("computer"));
+  const std::string id = random_token(12);
+  Value entry = Value(Value::Map{{"id", Value(id)},
+                                 {"command", Value(std::string(req.str("command")))},
+                                 {"queued", Value(now_ms_())}});
+  if (const Value* args = req.get("args")) entry.set("args", *args);
+  auto out = redis_.eval(command_script(), {kReservations, command_key(name), kEventStream},
+                         {name, id, pack(entry), std::to_string(config_.command_queue_limit),
+                          std::string(req.str("command")), std::to_string(config_.event_cap),
+                          std::to_string(now_ms_())});
+  if (!out) return redis_failure(out.error());
+  const auto& r = *out;
+  if (!r.is_array() || r.elements.empty()) return script_failure(r);
+  const std::string status = str_of(r.elements[0]);
+  if (status == "NOT_FOUND") return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  if (status == "FULL")
+    return Reply::failure(Code::Busy, "command queue for " + name + " is full",
+                          {{"retry_after_s", Value(config_.unlicensed_interval_s)}});
+  if (r.elements.size() > 1) events_.publish_entries(r.elements[1]);
+  return Reply::success({{"id", Value(id)}});
+}
+
+int64_t LicenseService::sweep_interval_ms() const {
+  return std::clamp<int64_t>((config_.check_interval_s + config_.grace_s) * 1000 / 20, 200, 60000);
+}
+
+int64_t LicenseService::sweep() {
+  const int64_t now = now_ms_();
+  auto lock = redis_.command({"SET", kSweepLock, install_id_.empty() ? "w" : install_id_, "PX",
+                              std::to_string(sweep_interval_ms()), "NX"});
+  if (!lock || !lock->is_status("OK")) return 0;
+  const int64_t cutoff = now - (config_.check_interval_s + config_.grace_s) * 1000;
+  int64_t total = 0;
+  for (int round = 0; round < 10; ++round) {
+    auto out = redis_.eval(sweep_script(), {kActive, kLost, kEventStream},
+                           {std::to_string(cutoff), std::to_string(config_.sweep_limit),
+                            std::to_string(config_.event_cap), std::to_string(now)});
+    if (!out || !out->is_array() || out->elements.size() != 2) break;
+    events_.publish_entries(out->elements[1]);
+    const int64_t n = int_of(out->elements[0]);
+    total += n;
+    if (n < config_.sweep_limit) break;
+  }
+  if (total > 0) spdlog::info("sweep marked {} computers lost", total);
+  return total;
+}
+
+}  // namespace primary

@@ -1,0 +1,77 @@
+// The licensing handlers: `license` (Client heartbeats) and
+// `license.control` (reserve, setup_info, registration, unlock, command),
+// plus the lost-client sweep. Plain functions of decoded requests; every
+// write is one of the Lua scripts in scripts.cpp, so any number of these
+// can run side by side, in any number of processes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/events.hpp"
+#include "common/redis.hpp"
+#include "common/schema.hpp"
+
+namespace primary {
+
+struct LicenseConfig {
+  int64_t check_interval_s = 14400;    // licensed Clients come back after this
+  int64_t unlicensed_interval_s = 60;  // unverified Clients retry after this
+  int64_t grace_s = 3600;              // active = seen within check + grace
+  std::string vendor_public;           // 32 bytes; empty: unlock is refused
+  std::string lease_secret;            // 64 bytes (Ed25519 secret key)
+  std::vector<std::string> client_endpoints = {"tcp://127.0.0.1:16770"};
+  std::string server_key;              // Z85 CURVE public key, empty when insecure
+  int64_t event_cap = 1000000;
+  int64_t reject_window_s = 3600;      // one client.rejected per computer per window
+  int64_t command_queue_limit = 100;
+  int64_t sweep_limit = 1000;
+};
+
+class LicenseService {
+ public:
+  using Clock = std::function<int64_t()>;  // Unix time in ms
+
+  LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events, Clock now_ms);
+
+  // `license` service: heartbeats, pipelined to Redis in one round trip.
+  std::vector<Reply> handle_license(const std::vector<Request>& requests);
+  // `license.control` service; reserves in a batch share one round trip.
+  std::vector<Reply> handle_control(const std::vector<Request>& requests);
+  // Marks computers silent for longer than check + grace as lost, if no
+  // other worker holds the sweep lock. Returns how many were marked.
+  int64_t sweep();
+  // Milliseconds between sweep attempts.
+  int64_t sweep_interval_ms() const;
+
+  // The lease for a licensed computer; signed at most once per quantum.
+  std::string lease_for(const std::string& computer, const std::string& license,
+                        const std::string& serial, int64_t now_s, int64_t* expires);
+
+ private:
+  std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
+  Reply setup_info(const Request& req);
+  Reply registration(const Request& req);
+  Reply unlock(const Request& req);
+  Reply command(const Request& req);
+  Result<std::string> install_id();
+  Reply redis_failure(const Error& e);
+  Reply script_failure(const RedisReply& r);
+
+  Redis& redis_;
+  LicenseConfig config_;
+  EventPublisher& events_;
+  Clock now_ms_;
+  std::string lease_public_;
+  std::string install_id_;
+  struct CachedLease {
+    std::string license, serial, token;
+    int64_t issued = 0, expires = 0;
+  };
+  std::unordered_map<std::string, CachedLease> leases_;
+};
+
+}  // namespace primary

@@ -1,0 +1,69 @@
+// primary-licensed: the licensing worker. See license_service.hpp.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "common/config.hpp"
+#include "common/crypto.hpp"
+#include "common/process.hpp"
+#include "common/tokens.hpp"
+#include "common/worker.hpp"
+#include "licensed/license_service.hpp"
+
+int main(int argc, char** argv) {
+  using namespace primary;
+  Config cfg("primary-licensed", "Licensing worker of the Primary Server");
+  add_worker_settings(cfg);
+  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+  cfg.add_string("vendor-key", "", "Vendor public key file (vendor.pub); without it unlock is refused");
+  cfg.add_string("lease-key", "", "Server lease signing key file (secret, mode 0600)");
+  cfg.add_string("client-endpoints", "tcp://127.0.0.1:16770",
+                 "Front door endpoint(s) Clients should use, comma-separated (for setup_info)");
+  cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
+  cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
+  cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
+  cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+  cfg.add_int("slots", 16, 1, 1024, "Concurrent requests per service per broker (batch size)");
+  cfg.parse(argc, argv);
+  install_stop_signals();
+  WorkerOptions wopt = worker_options(cfg, "licensed");
+
+  if (cfg.str("redis").empty()) cfg.fail("no Redis: give --redis URL or PRIMARY_REDIS");
+  auto url = parse_redis_url(cfg.str("redis"));
+  if (!url) cfg.fail("bad --redis: " + url.error().message);
+  if (cfg.str("lease-key").empty()) cfg.fail("no lease signing key: give --lease-key FILE");
+  auto lease = read_key_file(cfg.str("lease-key"), 64, true);
+  if (!lease) cfg.fail(lease.error().message);
+
+  LicenseConfig lc;
+  lc.lease_secret = *lease;
+  if (!cfg.str("vendor-key").empty()) {
+    auto vendor = read_key_file(cfg.str("vendor-key"), 32, false);
+    if (!vendor) cfg.fail(vendor.error().message);
+    lc.vendor_public = *vendor;
+  }
+  lc.client_endpoints = split_list(cfg.str("client-endpoints"));
+  lc.check_interval_s = cfg.integer("check-interval-s");
+  lc.unlicensed_interval_s = cfg.integer("unlicensed-interval-s");
+  lc.grace_s = cfg.integer("grace-s");
+  lc.event_cap = cfg.integer("event-log-cap");
+
+  zmq::context_t ctx(1);
+  Redis redis(*url);
+  EventPublisher events(ctx, split_list(cfg.str("event-sink")));
+  LicenseService service(redis, lc, events, [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  });
+  WorkerRuntime rt(ctx, wopt);
+  const int slots = static_cast<int>(cfg.integer("slots"));
+  rt.serve_batch("license", [&](const std::vector<Request>& r) { return service.handle_license(r); }, slots);
+  rt.serve_batch("license.control", [&](const std::vector<Request>& r) { return service.handle_control(r); },
+                 slots);
+  rt.every(std::chrono::milliseconds(service.sweep_interval_ms()), [&] { service.sweep(); });
+  spdlog::info("serving license and license.control (redis {})", redacted(*url));
+  unblock_stop_signals();
+  rt.run(stop_requested());
+  return 0;
+}

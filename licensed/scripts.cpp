@@ -1,0 +1,184 @@
+#include "licensed/scripts.hpp"
+
+#include <string>
+
+#include "common/events.hpp"
+
+namespace primary::licensing {
+namespace {
+
+// Every script that emits events starts with the stream key, its cap and the
+// time as its last three arguments.
+std::string with_events(const char* body) {
+  return std::string(R"lua(
+local EV_STREAM = KEYS[#KEYS]
+local EV_CAP = ARGV[#ARGV - 1]
+local EV_NOW = tonumber(ARGV[#ARGV])
+)lua") + kLuaEmitPrelude + body;
+}
+
+}  // namespace
+
+// The reservation script.
+//
+// This is where "never more reservations than purchased, under any
+// concurrency, across any number of worker processes" is kept. Redis runs a
+// script alone, so the check (is this computer already reserved? is there a
+// license left?) and the write happen with nothing in between: two workers
+// racing for the last license are serialised by Redis, and the second sees
+// the first one's reservation. The worker passes in a fresh random license
+// key; it is used only if this call creates the reservation, so a repeat of
+// the same computer (names are upper-cased before they get here) always gets
+// the license it already holds, with created = 0. Nothing else ever deletes
+// or rewrites a field of ps:res: a reservation is permanent.
+//
+// KEYS: serial, reservations, meta, events   ARGV: name, new license, cap, now
+// Returns {status, license, reserved, purchased, events}.
+const Script& reserve_script() {
+  static const Script s(with_events(R"lua(
+local name, newlic = ARGV[1], ARGV[2]
+local have = redis.call('HGET', KEYS[2], name)
+local reserved = redis.call('HLEN', KEYS[2])
+local purchased = tonumber(redis.call('HGET', KEYS[1], 'purchased') or '0')
+if have then return {'EXISTS', have, reserved, purchased, EV} end
+if not redis.call('HGET', KEYS[1], 'unlocked') then
+  emit('license.refused', {computer = name, reason = 'NOT_UNLOCKED'})
+  return {'NOT_UNLOCKED', '', reserved, purchased, EV}
+end
+if reserved >= purchased then
+  emit('license.refused', {computer = name, reason = 'NO_LICENSES_LEFT',
+                           reserved = reserved, purchased = purchased})
+  return {'NO_LICENSES_LEFT', '', reserved, purchased, EV}
+end
+redis.call('HSET', KEYS[2], name, newlic)
+redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW}))
+emit('license.reserved', {computer = name, reserved = reserved + 1, purchased = purchased})
+return {'CREATED', newlic, reserved + 1, purchased, EV}
+)lua"));
+  return s;
+}
+
+// One Client heartbeat: verify, record, deliver commands, take results.
+// KEYS: serial, reservations, meta, active, lost, commands, reject-marker,
+//       stats, events
+// ARGV: name, license, version, peer, reject window s, results (msgpack or
+//       ''), cap, now
+// Returns {reason or 'OK', serial, commands, events}.
+const Script& heartbeat_script() {
+  static const Script s(with_events(R"lua(
+local name, lic, version, peer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rejwin, results = ARGV[5], ARGV[6]
+redis.call('HINCRBY', KEYS[8], 'heartbeats', 1)
+local serial = redis.call('HGET', KEYS[1], 'unlocked')
+local reason = nil
+if not serial then
+  reason = 'NOT_UNLOCKED'
+else
+  local have = redis.call('HGET', KEYS[2], name)
+  if not have then reason = 'NOT_RESERVED' elseif have ~= lic then reason = 'LICENSE_MISMATCH' end
+end
+if reason then
+  redis.call('HINCRBY', KEYS[8], 'rejected', 1)
+  if redis.call('SET', KEYS[7], '1', 'EX', rejwin, 'NX') then
+    emit('client.rejected', {computer = name, reason = reason, peer = peer})
+  end
+  return {reason, serial or '', {}, EV}
+end
+local metaraw = redis.call('HGET', KEYS[3], name)
+local meta = metaraw and cmsgpack.unpack(metaraw) or {}
+local changed = false
+if not redis.call('ZSCORE', KEYS[4], name) then
+  if redis.call('ZREM', KEYS[5], name) == 1 then
+    emit('client.returned', {computer = name, peer = peer, version = version})
+  elseif not meta.f then
+    meta.f = EV_NOW
+    changed = true
+    emit('client.licensed', {computer = name, peer = peer, version = version})
+  end
+end
+redis.call('ZADD', KEYS[4], EV_NOW, name)
+if meta.v ~= version or meta.p ~= peer then
+  meta.v, meta.p, changed = version, peer, true
+end
+if changed then redis.call('HSET', KEYS[3], name, cmsgpack.pack(meta)) end
+if results ~= '' then
+  for _, r in ipairs(cmsgpack.unpack(results)) do
+    emit('command.done', {computer = name, command_id = r.id, ok = r.ok, detail = r.detail})
+  end
+end
+local cmds = {}
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  cmds = redis.call('LRANGE', KEYS[6], 0, -1)
+  redis.call('DEL', KEYS[6])
+end
+return {'OK', serial, cmds, EV}
+)lua"));
+  return s;
+}
+
+// KEYS: serial, events   ARGV: serial, registration, licenses, issued, code, cap, now
+// Returns {'OK', purchased, events} or {'INVALID', reason}.
+const Script& unlock_script() {
+  static const Script s(with_events(R"lua(
+local serial, reg, licenses, issued = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local cur = redis.call('HMGET', KEYS[1], 'serial', 'registration', 'issued')
+if not cur[1] then return {'INVALID', 'no serial is registered on this server; register first'} end
+if cur[1] ~= serial then return {'INVALID', 'the code is for another serial number'} end
+if cur[2] ~= reg then return {'INVALID', "the code is for another server's registration code"} end
+if cur[3] and issued <= tonumber(cur[3]) then
+  return {'INVALID', 'the code is not later than the unlock code in force'}
+end
+redis.call('HSET', KEYS[1], 'unlocked', serial, 'purchased', licenses, 'issued', issued, 'code', ARGV[5])
+emit('serial.unlocked', {serial = serial, purchased = licenses})
+return {'OK', licenses, EV}
+)lua"));
+  return s;
+}
+
+// KEYS: serial   ARGV: serial ('' = query), registration code for it
+// Returns {'OK', serial, registration} or {'LOCKED', unlocked serial} or {'NONE'}.
+const Script& registration_script() {
+  static const Script s(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'serial', 'registration', 'unlocked')
+if ARGV[1] == '' then
+  if not cur[1] then return {'NONE'} end
+  return {'OK', cur[1], cur[2]}
+end
+if cur[3] and cur[3] ~= ARGV[1] then return {'LOCKED', cur[3]} end
+redis.call('HSET', KEYS[1], 'serial', ARGV[1], 'registration', ARGV[2])
+return {'OK', ARGV[1], ARGV[2]}
+)lua");
+  return s;
+}
+
+// KEYS: reservations, commands, events   ARGV: name, id, command (msgpack), limit, command name, cap, now
+// Returns {'OK', events} or {'NOT_FOUND'} or {'FULL'}.
+const Script& command_script() {
+  static const Script s(with_events(R"lua(
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'NOT_FOUND'} end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'FULL'} end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+emit('command.queued', {computer = ARGV[1], command_id = ARGV[2], command = ARGV[5]})
+return {'OK', EV}
+)lua"));
+  return s;
+}
+
+// Marks computers not seen since the cutoff as lost, oldest first, at most
+// `limit` per run: the cost is the number that changed, not the fleet size.
+// KEYS: active, lost, events   ARGV: cutoff ms, limit, cap, now
+// Returns {count, events}.
+const Script& sweep_script() {
+  static const Script s(with_events(R"lua(
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #due, 2 do
+  redis.call('ZREM', KEYS[1], due[i])
+  redis.call('ZADD', KEYS[2], due[i + 1], due[i])
+  emit('client.lost', {computer = due[i], last_seen = tonumber(due[i + 1])})
+end
+return {#due / 2, EV}
+)lua"));
+  return s;
+}
+
+}  // namespace primary::licensing
