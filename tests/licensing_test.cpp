@@ -1,0 +1,350 @@
+// Licensing against the real processes: broker, licensing workers, Redis.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/codec.hpp"
+#include "common/crypto.hpp"
+#include "common/redis.hpp"
+#include "common/schema.hpp"
+#include "common/tokens.hpp"
+#include "tests/support/stack.hpp"
+#include "tests/support/util.hpp"
+
+namespace primary::test {
+namespace {
+
+std::string str(const Value& v, std::string_view key) {
+  const Value* f = v.find(key);
+  return f && f->is_str() ? f->as_str() : std::string();
+}
+int64_t num(const Value& v, std::string_view key) {
+  const Value* f = v.find(key);
+  return f && f->is_int() ? f->as_int() : -1;
+}
+bool ok(const Value& v) {
+  const Value* f = v.find("ok");
+  return f && f->is_bool() && f->as_bool();
+}
+
+Value heartbeat(Stack& s, const std::string& computer, const std::string& license,
+                Value::Map extra = {}) {
+  Value::Map fields{{"computer", Value(computer)}, {"license", Value(license)}};
+  for (auto& kv : extra) fields.push_back(std::move(kv));
+  return s.call("license", "heartbeat", std::move(fields));
+}
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST(Licensing, FullFlow) {
+  Stack s;
+  ASSERT_TRUE(s.ok());
+  Value hb = heartbeat(s, "ws-01", "whatever");
+  ASSERT_TRUE(ok(hb)) << to_json(hb);
+  EXPECT_EQ(str(hb, "status"), "unlicensed");
+  EXPECT_EQ(str(hb, "reason"), "NOT_UNLOCKED");
+  EXPECT_EQ(num(hb, "next_check_s"), 60);
+  EXPECT_FALSE(hb.find("upload")->as_bool());
+
+  Value refused = s.call("license.control", "reserve", {{"computer", Value("ws-01")}});
+  EXPECT_EQ(str(refused, "code"), "NOT_UNLOCKED");
+
+  Value unlocked = s.unlock("SN-1000", 10);
+  ASSERT_TRUE(ok(unlocked)) << to_json(unlocked);
+  EXPECT_EQ(num(unlocked, "purchased"), 10);
+  EXPECT_EQ(str(unlocked, "serial"), "SN-1000");
+
+  Value r = s.call("license.control", "reserve", {{"computer", Value("ws-01")}});
+  ASSERT_TRUE(ok(r)) << to_json(r);
+  EXPECT_TRUE(r.find("created")->as_bool());
+  EXPECT_EQ(str(r, "computer"), "WS-01");
+  EXPECT_EQ(num(r, "reserved"), 1);
+  EXPECT_EQ(num(r, "purchased"), 10);
+  const std::string license = str(r, "license");
+  EXPECT_GE(license.size(), 20u);  // 128 random bits
+
+  // One computer, whatever the case.
+  Value again = s.call("license.control", "reserve", {{"computer", Value("WS-01")}});
+  EXPECT_FALSE(again.find("created")->as_bool());
+  EXPECT_EQ(str(again, "license"), license);
+  EXPECT_EQ(num(again, "reserved"), 1);
+
+  hb = heartbeat(s, "Ws-01", license, {{"version", Value("2.1.0")}});
+  ASSERT_EQ(str(hb, "status"), "licensed") << to_json(hb);
+  EXPECT_EQ(num(hb, "next_check_s"), 14400);
+  EXPECT_TRUE(hb.find("upload")->as_bool());
+  auto lease = verify_lease(str(hb, "lease"), s.lease_pub(), now_s());
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  EXPECT_EQ(lease->computer, "WS-01");
+  EXPECT_EQ(lease->license, license);
+  EXPECT_EQ(lease->serial, "SN-1000");
+  EXPECT_EQ(lease->expires, num(hb, "lease_expires"));
+  EXPECT_GE(lease->expires - now_s(), 14400 + 3600 - 120);
+  EXPECT_FALSE(verify_lease(str(hb, "lease"), s.lease_pub(), lease->expires).ok());
+  std::string forged = str(hb, "lease");
+  forged[5] = forged[5] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(verify_lease(forged, s.lease_pub(), now_s()).ok());
+
+  hb = heartbeat(s, "ws-01", license + "x");
+  EXPECT_EQ(str(hb, "reason"), "LICENSE_MISMATCH");
+  EXPECT_EQ(num(hb, "next_check_s"), 60);
+  hb = heartbeat(s, "ws-99", license);
+  EXPECT_EQ(str(hb, "reason"), "NOT_RESERVED");
+
+  Value info = s.call("license.control", "setup_info", {{"computer", Value("ws-01")}});
+  ASSERT_TRUE(ok(info)) << to_json(info);
+  EXPECT_EQ(str(info, "license"), license);
+  EXPECT_EQ(str(info, "serial"), "SN-1000");
+  EXPECT_EQ(base64url_decode(str(info, "lease_key")).value_or(""), s.lease_pub());
+  EXPECT_EQ(str(s.call("license.control", "setup_info", {{"computer", Value("nobody")}}), "code"),
+            "NOT_FOUND");
+
+  Value reg = s.call("license.control", "registration");
+  EXPECT_EQ(str(reg, "serial"), "SN-1000");
+  // Another serial cannot be registered once one is unlocked.
+  EXPECT_EQ(str(s.call("license.control", "registration", {{"serial", Value("SN-2")}}), "code"),
+            "BAD_REQUEST");
+}
+
+class UnlockCodes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(s.ok());
+    Value reg = s.call("license.control", "registration", {{"serial", Value("SN-77")}});
+    registration = str(reg, "registration_code");
+    ASSERT_FALSE(registration.empty()) << to_json(reg);
+  }
+  Value unlock(const std::string& code) {
+    return s.call("license.control", "unlock", {{"unlock_code", Value(code)}});
+  }
+  std::string vendor_secret() {
+    return read_key_file(s.vendor_key_file(), 64, true).value();
+  }
+  Stack s;
+  std::string registration;
+};
+
+TEST_F(UnlockCodes, EveryKindOfBadCodeIsRefused) {
+  const int64_t t0 = 1'700'000'000'000;
+  // Signed by another vendor key.
+  const SignKeypair other = sign_keypair();
+  EXPECT_EQ(str(unlock(make_unlock_code({"SN-77", 5, registration, t0}, other.secret_key)), "code"),
+            "INVALID_UNLOCK_CODE");
+  // Any character changed.
+  const std::string good = s.vendor_code(registration, 5, t0);
+  ASSERT_FALSE(good.empty());
+  int refused = 0, tried = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    if (good[i] == '.') continue;
+    std::string bad = good;
+    bad[i] = good[i] == 'A' ? 'B' : 'A';
+    ++tried;
+    const std::string code = str(unlock(bad), "code");
+    refused += (code == "INVALID_UNLOCK_CODE" || code == "BAD_REQUEST");
+  }
+  EXPECT_EQ(refused, tried);
+  // Another server's registration code for the same serial.
+  EXPECT_EQ(str(unlock(make_unlock_code({"SN-77", 5, registration_code("SN-77", "another-install"), t0},
+                                        vendor_secret())),
+                "code"),
+            "INVALID_UNLOCK_CODE");
+  // Another serial than the one registered.
+  EXPECT_EQ(str(unlock(make_unlock_code({"SN-78", 5, registration, t0}, vendor_secret())), "code"),
+            "INVALID_UNLOCK_CODE");
+  // Not a code at all.
+  EXPECT_EQ(str(unlock("hello"), "code"), "INVALID_UNLOCK_CODE");
+  // Nothing got through.
+  EXPECT_EQ(str(s.call("license.control", "reserve", {{"computer", Value("a")}}), "code"),
+            "NOT_UNLOCKED");
+
+  // The good one works once; replaying it, or an older one, is refused.
+  Value first = unlock(good);
+  ASSERT_TRUE(ok(first)) << to_json(first);
+  EXPECT_EQ(num(first, "purchased"), 5);
+  EXPECT_EQ(str(unlock(good), "code"), "INVALID_UNLOCK_CODE");
+  EXPECT_EQ(str(unlock(s.vendor_code(registration, 50, t0 - 1000)), "code"), "INVALID_UNLOCK_CODE");
+}
+
+TEST_F(UnlockCodes, LaterCodeAddsLicenses) {
+  const int64_t t0 = 1'700'000'000'000;
+  ASSERT_TRUE(ok(unlock(s.vendor_code(registration, 2, t0))));
+  for (const char* name : {"a", "b"})
+    ASSERT_TRUE(ok(s.call("license.control", "reserve", {{"computer", Value(name)}})));
+  EXPECT_EQ(str(s.call("license.control", "reserve", {{"computer", Value("c")}}), "code"),
+            "NO_LICENSES_LEFT");
+  Value more = unlock(s.vendor_code(registration, 3, t0 + 1));
+  ASSERT_TRUE(ok(more)) << to_json(more);
+  EXPECT_EQ(num(more, "purchased"), 3);
+  Value c = s.call("license.control", "reserve", {{"computer", Value("c")}});
+  ASSERT_TRUE(ok(c)) << to_json(c);
+  EXPECT_EQ(num(c, "reserved"), 3);
+  EXPECT_EQ(str(s.call("license.control", "reserve", {{"computer", Value("d")}}), "code"),
+            "NO_LICENSES_LEFT");
+}
+
+TEST(Licensing, WithoutVendorKeyUnlockSaysSo) {
+  StackOptions o;
+  o.vendor_key = false;
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  Value reg = s.call("license.control", "registration", {{"serial", Value("SN-1")}});
+  Value r = s.call("license.control", "unlock",
+                   {{"unlock_code", Value(s.vendor_code(str(reg, "registration_code"), 3))}});
+  EXPECT_FALSE(ok(r));
+  EXPECT_EQ(str(r, "code"), "UNAVAILABLE");
+  EXPECT_NE(str(r, "message").find("vendor-key"), std::string::npos) << str(r, "message");
+}
+
+// The cap holds under a race: 4 workers, 8 connections, 2,000 requests over
+// 600 names (with repeats) against 500 licenses.
+TEST(Licensing, ExactCapUnderRace) {
+  StackOptions o;
+  o.license_workers = 4;
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-RACE", 500)));
+
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> licenses_of;  // name -> licenses seen
+  std::map<std::string, int> refusals;                       // code -> count
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = s.client(10000);
+      for (int i = 0; i < 250; ++i) {
+        const int n = (t * 250 + i) * 7919 % 600;  // spread, with repeats
+        const std::string name = "pc-" + std::to_string(n);
+        auto r = c->call("license.control", "reserve", {{"computer", Value(name)}});
+        std::lock_guard<std::mutex> lock(mu);
+        if (!r) {
+          ++failures;
+          continue;
+        }
+        if (ok(*r)) licenses_of[normalize_computer_name(name)].insert(str(*r, "license"));
+        else ++refusals[str(*r, "code")];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(licenses_of.size(), 500u);
+  std::set<std::string> distinct;
+  for (const auto& [name, lics] : licenses_of) {
+    EXPECT_EQ(lics.size(), 1u) << name << " got more than one license";
+    distinct.insert(*lics.begin());
+  }
+  EXPECT_EQ(distinct.size(), 500u);
+  for (const auto& [code, n] : refusals) EXPECT_EQ(code, "NO_LICENSES_LEFT") << n;
+  Value last = s.call("license.control", "reserve", {{"computer", Value("one-more")}});
+  EXPECT_EQ(num(last, "reserved"), 500);
+  EXPECT_EQ(num(last, "purchased"), 500);
+}
+
+TEST(Licensing, SweepMarksLostAndReturned) {
+  StackOptions o;
+  o.licensed_args = {"--check-interval-s", "1", "--grace-s", "1"};
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-S", 5)));
+  const std::string lic = str(s.call("license.control", "reserve", {{"computer", Value("pc1")}}), "license");
+  Value hb = heartbeat(s, "pc1", lic);
+  ASSERT_EQ(str(hb, "status"), "licensed");
+  EXPECT_EQ(num(hb, "next_check_s"), 1);
+
+  zmq::socket_t sub(s.ctx(), zmq::socket_type::sub);
+  sub.set(zmq::sockopt::subscribe, "client.");
+  sub.connect(s.events());
+  std::vector<std::string> seen;
+  auto drain = [&](std::chrono::milliseconds for_how_long) {
+    const auto end = std::chrono::steady_clock::now() + for_how_long;
+    while (std::chrono::steady_clock::now() < end) {
+      zmq::message_t topic, body;
+      sub.set(zmq::sockopt::rcvtimeo, 100);
+      if (!sub.recv(topic)) continue;
+      (void)sub.recv(body);
+      auto ev = unpack_map(std::string_view(static_cast<char*>(body.data()), body.size()));
+      if (ev) seen.push_back(str(*ev, "type") + ":" + str(*ev, "computer"));
+    }
+  };
+  // Silent for longer than check + grace: lost (the sweep runs every 200 ms).
+  drain(3500ms);
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "client.lost:PC1"), seen.end());
+  hb = heartbeat(s, "pc1", lic);
+  EXPECT_EQ(str(hb, "status"), "licensed");
+  drain(300ms);
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "client.returned:PC1"), seen.end());
+}
+
+TEST(Licensing, CommandDeliveredOnceAndResultRecorded) {
+  Stack s;
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-C", 5)));
+  const std::string lic = str(s.call("license.control", "reserve", {{"computer", Value("pc1")}}), "license");
+  EXPECT_EQ(str(s.call("license.control", "command",
+                       {{"computer", Value("ghost")}, {"command", Value("restart")}}),
+                "code"),
+            "NOT_FOUND");
+  Value q = s.call("license.control", "command",
+                   {{"computer", Value("PC1")}, {"command", Value("collect-logs")},
+                    {"args", Value(Value::Map{{"days", Value(3)}})}});
+  ASSERT_TRUE(ok(q)) << to_json(q);
+  const std::string id = str(q, "id");
+
+  Value hb = heartbeat(s, "pc1", lic);
+  const Value* cmds = hb.find("commands");
+  ASSERT_TRUE(cmds && cmds->is_array()) << to_json(hb);
+  ASSERT_EQ(cmds->as_array().size(), 1u);
+  EXPECT_EQ(str(cmds->as_array()[0], "id"), id);
+  EXPECT_EQ(str(cmds->as_array()[0], "command"), "collect-logs");
+  EXPECT_EQ(num(*cmds->as_array()[0].find("args"), "days"), 3);
+  // Delivered once.
+  hb = heartbeat(s, "pc1", lic);
+  EXPECT_EQ(hb.find("commands"), nullptr) << to_json(hb);
+  // The result comes back in a later heartbeat and lands in the activity log.
+  hb = heartbeat(s, "pc1", lic,
+                 {{"results", Value(Value::Array{Value(Value::Map{
+                                      {"id", Value(id)}, {"ok", Value(true)}, {"detail", Value("12 files")}})})}});
+  ASSERT_EQ(str(hb, "status"), "licensed");
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto log = redis.command({"XRANGE", "ps:events", "-", "+"});
+  ASSERT_TRUE(log.ok());
+  bool found = false;
+  for (const auto& entry : log->elements)
+    for (const auto& f : entry.elements[1].elements)
+      if (f.str == "command.done") found = true;
+  EXPECT_TRUE(found);
+  // Malformed results are refused, whole.
+  hb = heartbeat(s, "pc1", lic, {{"results", Value(Value::Array{Value(Value::Map{{"ok", Value(true)}})})}});
+  EXPECT_EQ(str(hb, "code"), "BAD_REQUEST");
+  EXPECT_NE(str(hb, "message").find("id"), std::string::npos);
+}
+
+TEST(Licensing, RejectedHeartbeatsAreRateLimitedInTheLog) {
+  Stack s;
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-R", 1)));
+  for (int i = 0; i < 50; ++i) heartbeat(s, "intruder", "bogus");
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto log = redis.command({"XRANGE", "ps:events", "-", "+"});
+  ASSERT_TRUE(log.ok());
+  int rejected = 0;
+  for (const auto& entry : log->elements)
+    for (const auto& f : entry.elements[1].elements)
+      if (f.str == "client.rejected") ++rejected;
+  EXPECT_EQ(rejected, 1);
+  auto stats = redis.command({"HGET", "ps:stats", "rejected"});
+  EXPECT_EQ(stats->str, "50");
+}
+
+}  // namespace
+}  // namespace primary::test

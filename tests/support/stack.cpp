@@ -1,0 +1,154 @@
+#include "tests/support/stack.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <sstream>
+
+#include "common/crypto.hpp"
+#include "common/tokens.hpp"
+#include "tests/support/util.hpp"
+
+namespace primary::test {
+namespace {
+
+std::string endpoint_line(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return {};
+}
+
+}  // namespace
+
+std::string run_capture(const std::vector<std::string>& argv, int* exit_code) {
+  std::string cmd;
+  for (const auto& a : argv) cmd += "'" + a + "' ";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  if (exit_code) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+Stack::Stack(StackOptions options) : options_(std::move(options)), ctx_(1), dir_("stack") {
+  redis_ = std::make_unique<RedisServer>();
+  if (!redis_->ok()) return;
+  int rc = 0;
+  run_capture({bin("primary-vendor"), "keygen", "--out", dir_.file("vendor")}, &rc);
+  if (rc != 0) return;
+  if (!ensure_signing_key(dir_.file("lease.key"))) return;
+
+  std::vector<std::string> argv = {bin("primary-broker"), "--insecure",
+                                   "--front", "tcp://127.0.0.1:*",
+                                   "--events", "tcp://127.0.0.1:*",
+                                   "--workers-endpoint", "tcp://127.0.0.1:*",
+                                   "--event-sink", "tcp://127.0.0.1:*",
+                                   "--endpoints-file", dir_.file("endpoints"),
+                                   "--heartbeat-ms", std::to_string(options_.heartbeat_ms)};
+  argv.insert(argv.end(), options_.broker_args.begin(), options_.broker_args.end());
+  broker = Process::start(argv, {}, dir_.file("broker.log"));
+  if (!wait_until([&] { return !read_file(dir_.file("endpoints")).empty(); }, 10s)) return;
+  const std::string eps = read_file(dir_.file("endpoints"));
+  front_ = endpoint_line(eps, "front");
+  events_ = endpoint_line(eps, "events");
+  workers_ = endpoint_line(eps, "workers");
+  sink_ = endpoint_line(eps, "event-sink");
+  client_ = client();
+
+  for (int i = 0; i < options_.license_workers; ++i) start_license_worker();
+  for (int i = 0; i < options_.echo_workers; ++i)
+    echo_workers.push_back(Process::start({bin("primary-echo-worker"), "--broker", workers_,
+                                           "--heartbeat-ms", std::to_string(options_.heartbeat_ms)},
+                                          {}, dir_.file("echo.log")));
+  if (options_.license_workers > 0 &&
+      !wait_workers("license", int64_t{options_.license_workers} * options_.license_slots))
+    return;
+  if (options_.echo_workers > 0 && !wait_workers("echo", options_.echo_workers)) return;
+  ok_ = true;
+}
+
+Stack::~Stack() {
+  for (auto& w : license_workers) w.signal(SIGTERM);
+  for (auto& w : echo_workers) w.signal(SIGTERM);
+  for (auto& w : license_workers) w.wait_exit(3s);
+  for (auto& w : echo_workers) w.wait_exit(3s);
+  broker.signal(SIGTERM);
+  broker.wait_exit(3s);
+}
+
+void Stack::start_license_worker() {
+  std::vector<std::string> argv = {bin("primary-licensed"),
+                                   "--broker", workers_,
+                                   "--event-sink", sink_,
+                                   "--redis", redis_->url(),
+                                   "--lease-key", dir_.file("lease.key"),
+                                   "--heartbeat-ms", std::to_string(options_.heartbeat_ms),
+                                   "--slots", std::to_string(options_.license_slots)};
+  if (options_.vendor_key) {
+    argv.push_back("--vendor-key");
+    argv.push_back(vendor_pub_file());
+  }
+  argv.insert(argv.end(), options_.licensed_args.begin(), options_.licensed_args.end());
+  license_workers.push_back(Process::start(argv, {}, dir_.file("licensed.log")));
+}
+
+bool Stack::wait_workers(const std::string& service, int64_t connections, int timeout_ms) {
+  return wait_until(
+      [&] {
+        Value r = call("broker.control", "workers");
+        const Value* services = r.find("services");
+        const Value* n = services ? services->find(service) : nullptr;
+        return n && n->is_int() && n->as_int() >= connections;
+      },
+      std::chrono::milliseconds(timeout_ms), 50ms);
+}
+
+std::unique_ptr<MdpClient> Stack::client(int timeout_ms) {
+  ClientOptions o;
+  o.endpoints = {front_};
+  o.timeout_ms = timeout_ms;
+  return std::make_unique<MdpClient>(ctx_, o);
+}
+
+Value Stack::call(const std::string& service, const std::string& op, Value::Map fields) {
+  auto r = client_->call(service, op, std::move(fields));
+  if (!r) return Value(Value::Map{{"ok", Value(false)}, {"code", Value("CLIENT")},
+                                  {"message", Value(r.error().message)}});
+  return *r;
+}
+
+std::string Stack::vendor_code(const std::string& registration, int64_t licenses, int64_t issued) {
+  std::vector<std::string> argv = {bin("primary-vendor"), "unlock", "--key", vendor_key_file(),
+                                   "--registration", registration, "--licenses",
+                                   std::to_string(licenses)};
+  if (issued) {
+    argv.push_back("--issued");
+    argv.push_back(std::to_string(issued));
+  }
+  return run_capture(argv);
+}
+
+Value Stack::unlock(const std::string& serial, int64_t licenses) {
+  Value reg = call("license.control", "registration", {{"serial", Value(serial)}});
+  const Value* code = reg.find("registration_code");
+  if (!code) return reg;
+  return call("license.control", "unlock",
+              {{"unlock_code", Value(vendor_code(code->as_str(), licenses))}});
+}
+
+std::string Stack::lease_pub() const {
+  auto secret = read_key_file(dir_.file("lease.key"), 64, true);
+  return secret ? secret->substr(32) : std::string();
+}
+
+}  // namespace primary::test

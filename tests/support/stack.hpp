@@ -1,0 +1,81 @@
+// A whole server for system tests: a private redis-server, a broker and
+// workers as real processes, every port bound to 0, plus a vendor keypair
+// and a lease key, and helpers to talk to it.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/client.hpp"
+#include "common/value.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/redis_server.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace primary::test {
+
+struct StackOptions {
+  int license_workers = 1;
+  int license_slots = 8;
+  int echo_workers = 0;
+  int heartbeat_ms = 200;
+  std::vector<std::string> broker_args;
+  std::vector<std::string> licensed_args;  // e.g. --check-interval-s 2
+  bool vendor_key = true;                  // pass --vendor-key to licensed
+};
+
+class Stack {
+ public:
+  explicit Stack(StackOptions options = {});
+  ~Stack();
+
+  // True when everything started and every worker registered.
+  bool ok() const { return ok_; }
+
+  zmq::context_t& ctx() { return ctx_; }
+  TempDir& dir() { return dir_; }
+  RedisServer& redis() { return *redis_; }
+  const std::string& front() const { return front_; }
+  const std::string& events() const { return events_; }
+
+  // A fresh client to the front door.
+  std::unique_ptr<MdpClient> client(int timeout_ms = 5000);
+  // One call on the stack's own client; the reply map (ok or not).
+  Value call(const std::string& service, const std::string& op, Value::Map fields = {});
+
+  // Registers `serial`, issues a vendor code for `licenses` and unlocks;
+  // returns the unlock reply.
+  Value unlock(const std::string& serial, int64_t licenses);
+  // Issues an unlock code for the registration code (vendor side).
+  std::string vendor_code(const std::string& registration, int64_t licenses, int64_t issued = 0);
+  std::string vendor_key_file() const { return dir_.file("vendor/vendor.key"); }
+  std::string vendor_pub_file() const { return dir_.file("vendor/vendor.pub"); }
+  std::string lease_pub() const;  // raw 32 bytes
+
+  // Starts one more licensing worker; the list of them is public for tests
+  // that kill some.
+  void start_license_worker();
+  std::vector<Process> license_workers;
+  std::vector<Process> echo_workers;
+  Process broker;
+
+  // Waits until the broker counts `connections` worker connections for `service`.
+  bool wait_workers(const std::string& service, int64_t connections, int timeout_ms = 10000);
+
+ private:
+  StackOptions options_;
+  zmq::context_t ctx_;
+  TempDir dir_;
+  std::unique_ptr<RedisServer> redis_;
+  std::string front_, events_, workers_, sink_;
+  std::unique_ptr<MdpClient> client_;
+  bool ok_ = false;
+};
+
+// Runs a command line and returns its stdout (trailing newline removed).
+std::string run_capture(const std::vector<std::string>& argv, int* exit_code = nullptr);
+
+}  // namespace primary::test
