@@ -234,7 +234,8 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
 
 Reply LicenseService::setup_info(const Request& req) {
   const std::string name(req.str("computer"));
-  auto out = redis_.pipeline({{"HGET", kReservations, name}, {"HMGET", kSerial, "unlocked", "serial"}});
+  auto out = redis_.pipeline({redis_.script_call(license_of_script(), {kReservations}, {name}),
+                              {"HMGET", kSerial, "unlocked", "serial"}});
   if (!out) return redis_failure(out.error());
   if (!(*out)[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   std::string s;  // the unlocked serial, else the registered one

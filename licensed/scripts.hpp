@@ -9,7 +9,7 @@ namespace primary::licensing {
 // Redis keys (all under the "ps:" prefix).
 inline constexpr const char* kSerial = "ps:serial";        // hash: serial, registration, unlocked, purchased, issued, code
 inline constexpr const char* kInstallId = "ps:install_id";  // string, made once
-inline constexpr const char* kReservations = "ps:res";      // hash: NAME -> license
+inline constexpr const char* kReservations = "ps:res";      // zset (scores 0): "NAME:LICENSE"
 inline constexpr const char* kMeta = "ps:meta";             // hash: NAME -> msgpack {r, f, v, p}
 inline constexpr const char* kActive = "ps:active";         // zset: NAME -> last seen (ms)
 inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> last seen (ms)
@@ -24,5 +24,7 @@ const Script& unlock_script();
 const Script& registration_script();
 const Script& command_script();
 const Script& sweep_script();
+// KEYS: reservations   ARGV: name   Returns the license or nil.
+const Script& license_of_script();
 
 }  // namespace primary::licensing
