@@ -1,0 +1,660 @@
+#include "tools/server/supervisor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/crypto.hpp"
+#include "common/log.hpp"
+
+extern char** environ;
+
+namespace primary {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kHealthyUptime = 10s;    // a child up this long gets its backoff reset
+constexpr auto kRedisStartTimeout = 10s;
+constexpr auto kBrokerStartTimeout = 10s;
+constexpr int kMaxWorkers = 256;
+
+Error refuse(std::string message) { return Error{Code::Unavailable, std::move(message)}; }
+
+std::string errno_text() { return std::strerror(errno); }
+
+// "exit 0", "signal 9 (Killed)".
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "status " + std::to_string(status);
+}
+
+bool is_executable(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Finds `name` on $PATH; empty when absent.
+std::string search_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (dir.empty()) dir = ".";
+    if (is_executable(dir + "/" + name)) return dir + "/" + name;
+  }
+  return {};
+}
+
+std::string self_dir() {
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+Result<bool> make_private_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+    return refuse("cannot create " + path + ": " + errno_text());
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return refuse("data dir " + path + " is not a directory");
+  if (::access(path.c_str(), W_OK | X_OK) != 0)
+    return refuse("data dir " + path + " is not writable: " + errno_text());
+  return true;
+}
+
+// Writes `text` to `path` atomically with the given mode.
+Result<bool> write_file(const std::string& path, const std::string& text, mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return refuse("cannot write " + tmp + ": " + errno_text());
+  ::fchmod(fd, mode);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    return refuse("cannot write " + path + ": " + errno_text());
+  return true;
+}
+
+std::optional<std::string> read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A redis.conf string argument, double-quoted.
+std::string conf_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string resp_array(const std::vector<std::string>& args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
+// A blocking Unix-socket connection with timeouts, for a handful of RESP lines.
+class RespSocket {
+ public:
+  ~RespSocket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Result<bool> connect(const std::string& path, int timeout_ms) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof(addr.sun_path)) return refuse("socket path too long: " + path);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return refuse("socket: " + errno_text());
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      return refuse("connect " + path + ": " + errno_text());
+    return true;
+  }
+  Result<bool> send_all(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return refuse("send: " + errno_text());
+      off += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // One reply line without its CRLF; UNAVAILABLE on close or timeout.
+  Result<std::string> read_line() {
+    for (;;) {
+      if (auto nl = buf_.find("\r\n"); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 2);
+        return line;
+      }
+      char chunk[512];
+      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return refuse("connection closed");
+      if (n < 0) return refuse("recv: " + errno_text());
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- settings
+
+void add_supervisor_settings(Config& cfg) {
+  cfg.add_string("data-dir", "./var", "Data directory: private Redis, sockets, lock");
+  cfg.add_string("front", "tcp://*:16770", "Endpoint clients connect to (broker ROUTER)");
+  cfg.add_string("events", "tcp://*:16771", "Endpoint of the live event stream (broker PUB)");
+  cfg.add_string("redis", "", "External Redis URL; empty starts a private redis-server");
+  cfg.add_string("redis-server", "", "redis-server executable (default: found on PATH)");
+  cfg.add_int("license-workers", 2, 0, kMaxWorkers, "primary-licensed processes");
+  cfg.add_int("updater-workers", 1, 0, kMaxWorkers, "primary-updater processes");
+  cfg.add_int("admin-workers", 1, 0, kMaxWorkers, "primary-admin processes");
+  cfg.add_int("echo-workers", 0, 0, kMaxWorkers, "primary-echo-worker processes (diagnostic)");
+  cfg.add_flag("insecure", "Serve without CURVE encryption (tests, trusted networks)");
+  cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed");
+  cfg.add_int("heartbeat-ms", 0, 0, 3600000, "Broker/worker heartbeat interval (0: their default)");
+  cfg.add_int("heartbeat-liveness", 0, 0, 1000, "Missed heartbeats before a peer is dead (0: their default)");
+  cfg.add_int("restart-max-ms", 5000, 100, 3600000, "Longest delay before restarting a child");
+  cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
+  cfg.add_config_file();
+  add_log_setting(cfg);
+}
+
+SupervisorSettings supervisor_settings(Config& cfg) {
+  SupervisorSettings s;
+  s.data_dir = cfg.str("data-dir");
+  s.front = cfg.str("front");
+  s.events = cfg.str("events");
+  s.redis_url = cfg.str("redis");
+  s.redis_server = cfg.str("redis-server");
+  s.license_workers = static_cast<int>(cfg.integer("license-workers"));
+  s.updater_workers = static_cast<int>(cfg.integer("updater-workers"));
+  s.admin_workers = static_cast<int>(cfg.integer("admin-workers"));
+  s.echo_workers = static_cast<int>(cfg.integer("echo-workers"));
+  s.insecure = cfg.flag("insecure");
+  s.vendor_key = cfg.str("vendor-key");
+  s.heartbeat_ms = static_cast<int>(cfg.integer("heartbeat-ms"));
+  s.heartbeat_liveness = static_cast<int>(cfg.integer("heartbeat-liveness"));
+  s.restart_max_ms = static_cast<int>(cfg.integer("restart-max-ms"));
+  s.stop_timeout_ms = static_cast<int>(cfg.integer("stop-timeout-ms"));
+  s.log_level = cfg.str("log-level");
+  if (auto* opt = cfg.app().get_option_no_throw("--config"); opt && opt->count() > 0)
+    s.config_file = opt->as<std::string>();
+  else if (const char* env = std::getenv("PRIMARY_CONFIG"))
+    s.config_file = env;
+  return s;
+}
+
+// ---------------------------------------------------------------- helpers
+
+Result<DataLayout> prepare_data_dir(const std::string& data_dir) {
+  std::error_code ec;
+  if (data_dir.empty()) return refuse("data dir must not be empty");
+  fs::path root = fs::absolute(data_dir, ec).lexically_normal();
+  if (ec) return refuse("bad data dir " + data_dir + ": " + ec.message());
+  std::string r = root.string();
+  while (r.size() > 1 && r.back() == '/') r.pop_back();
+  if (!fs::exists(root, ec)) {
+    fs::create_directories(root.parent_path(), ec);
+    if (ec) return refuse("cannot create data dir " + r + ": " + ec.message());
+  }
+  DataLayout l{r, r + "/redis", r + "/run", r + "/log"};
+  // ZeroMQ ipc:// and Redis both need the path to fit in sockaddr_un.
+  if (l.workers_endpoint().size() - 6 >= sizeof(sockaddr_un{}.sun_path))
+    return refuse("data dir " + r + " is too long a path for Unix sockets under it");
+  for (const auto& dir : {l.root, l.redis_dir, l.run_dir, l.log_dir})
+    if (auto ok = make_private_dir(dir); !ok) return ok.error();
+  return l;
+}
+
+Result<std::string> redis_command(const std::string& path, const std::string& password,
+                                  const std::vector<std::string>& command, int timeout_ms) {
+  RespSocket sock;
+  if (auto ok = sock.connect(path, timeout_ms); !ok) return ok.error();
+  std::string out = password.empty() ? "" : resp_array({"AUTH", password});
+  if (auto ok = sock.send_all(out + resp_array(command)); !ok) return ok.error();
+  if (!password.empty()) {
+    auto auth = sock.read_line();
+    if (!auth) return auth.error();
+    if (*auth != "+OK") return Error{Code::Unauthorized, "AUTH refused: " + *auth};
+  }
+  return sock.read_line();
+}
+
+std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------- start-up
+
+Supervisor::Supervisor(SupervisorSettings settings) : settings_(std::move(settings)) {}
+
+Supervisor::~Supervisor() {
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Result<std::unique_ptr<Supervisor>> Supervisor::open(SupervisorSettings settings) {
+  std::unique_ptr<Supervisor> s(new Supervisor(std::move(settings)));
+  if (auto ok = s->prepare(); !ok) return ok.error();
+  return s;
+}
+
+Result<bool> Supervisor::prepare() {
+  if (settings_.bin_dir.empty()) settings_.bin_dir = self_dir();
+  if (settings_.redis_url.empty()) {
+    redis_server_path_ = settings_.redis_server.empty() ? search_path("redis-server")
+                                                        : settings_.redis_server;
+    if (redis_server_path_.empty())
+      return refuse("redis-server not found on PATH (install Debian's redis-server or pass --redis URL)");
+    if (!is_executable(redis_server_path_))
+      return refuse("redis-server not found: " + redis_server_path_ + " is not an executable file");
+  }
+  if (!is_executable(settings_.bin_dir + "/primary-broker"))
+    return refuse("primary-broker not found next to primary-server in " + settings_.bin_dir);
+  auto layout = prepare_data_dir(settings_.data_dir);
+  if (!layout) return layout.error();
+  layout_ = *layout;
+
+  lock_fd_ = ::open(layout_.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return refuse("cannot open " + layout_.lock_file() + ": " + errno_text());
+  // A previous supervisor's Redis holds the lock until it has finished
+  // shutting down; give it a moment.
+  bool locked = false;
+  for (int i = 0; i < 40 && !locked; ++i) {
+    locked = ::flock(lock_fd_, LOCK_EX | LOCK_NB) == 0;
+    if (!locked) std::this_thread::sleep_for(50ms);
+  }
+  if (!locked) return refuse("another primary-server is already running on data dir " + layout_.root);
+
+  if (!redis_server_path_.empty()) {
+    if (auto ok = prepare_redis(); !ok) return ok;
+  } else {
+    redis_url_ = settings_.redis_url;
+  }
+  self_ = ::getpid();
+  plan_children();
+  return true;
+}
+
+// Password (generated once), redis.conf, and the URL handed to children.
+Result<bool> Supervisor::prepare_redis() {
+  const std::string pass_file = layout_.redis_dir + "/password";
+  if (auto text = read_text(pass_file)) {
+    redis_password_ = *text;
+    while (!redis_password_.empty() && std::isspace(static_cast<unsigned char>(redis_password_.back())))
+      redis_password_.pop_back();
+    if (redis_password_.empty()) return refuse(pass_file + " is empty; delete it to make a new one");
+  } else {
+    redis_password_ = random_token(24);
+    if (auto ok = write_file(pass_file, redis_password_ + "\n", 0600); !ok) return ok;
+  }
+  std::string conf =
+      "# Written by primary-server at every start; edits are lost.\n"
+      "port 0\n"
+      "unixsocket " + conf_string(layout_.redis_socket()) + "\n"
+      "unixsocketperm 700\n"
+      "dir " + conf_string(layout_.redis_dir) + "\n"
+      "appendonly yes\n"
+      "appendfsync always\n"
+      "save \"\"\n"
+      "daemonize no\n"
+      "logfile " + conf_string(layout_.redis_dir + "/redis.log") + "\n"
+      "requirepass " + conf_string(redis_password_) + "\n";
+  if (auto ok = write_file(layout_.redis_dir + "/redis.conf", conf, 0600); !ok) return ok;
+  redis_url_ = "unix://" + layout_.redis_socket() + "?password=" + redis_password_;
+  return true;
+}
+
+Supervisor::Child Supervisor::child(Role role, std::string name, std::vector<std::string> argv) {
+  Child c;
+  c.role = role;
+  c.name = std::move(name);
+  c.argv = std::move(argv);
+  return c;
+}
+
+void Supervisor::plan_children() {
+  for (char** e = environ; *e; ++e) {
+    std::string_view v(*e);
+    if (v.rfind("PRIMARY_REDIS=", 0) != 0 && v.rfind("PRIMARY_CONFIG=", 0) != 0)
+      child_env_.emplace_back(v);
+  }
+  child_env_.push_back("PRIMARY_REDIS=" + redis_url_);
+  if (!settings_.config_file.empty())
+    child_env_.push_back("PRIMARY_CONFIG=" + fs::absolute(settings_.config_file).string());
+
+  if (!redis_server_path_.empty())
+    children_.push_back(child(Role::Redis, "redis-server", {redis_server_path_, layout_.redis_dir + "/redis.conf"}));
+
+  std::vector<std::string> broker = {settings_.bin_dir + "/primary-broker",
+                                     "--front", settings_.front,
+                                     "--events", settings_.events,
+                                     "--workers-endpoint", layout_.workers_endpoint(),
+                                     "--event-sink", layout_.event_sink(),
+                                     "--endpoints-file", layout_.endpoints_file(),
+                                     "--log-level", settings_.log_level};
+  if (settings_.insecure) broker.push_back("--insecure");
+  if (settings_.heartbeat_ms > 0)
+    broker.insert(broker.end(), {"--heartbeat-ms", std::to_string(settings_.heartbeat_ms)});
+  if (settings_.heartbeat_liveness > 0)
+    broker.insert(broker.end(), {"--heartbeat-liveness", std::to_string(settings_.heartbeat_liveness)});
+  children_.push_back(child(Role::Broker, "primary-broker", broker));
+
+  add_worker_kind("primary-licensed", settings_.license_workers, true);
+  add_worker_kind("primary-updater", settings_.updater_workers, false);
+  add_worker_kind("primary-admin", settings_.admin_workers, false);
+  add_worker_kind("primary-echo-worker", settings_.echo_workers, false);
+}
+
+void Supervisor::add_worker_kind(const std::string& exe, int count, bool licensed) {
+  const std::string path = settings_.bin_dir + "/" + exe;
+  if (count <= 0 || !is_executable(path)) return;
+  std::vector<std::string> argv = {path, "--broker", layout_.workers_endpoint(),
+                                   "--event-sink", layout_.event_sink(),
+                                   "--log-level", settings_.log_level};
+  if (settings_.heartbeat_ms > 0)
+    argv.insert(argv.end(), {"--heartbeat-ms", std::to_string(settings_.heartbeat_ms)});
+  if (settings_.heartbeat_liveness > 0)
+    argv.insert(argv.end(), {"--heartbeat-liveness", std::to_string(settings_.heartbeat_liveness)});
+  if (licensed) {
+    argv.insert(argv.end(), {"--data-dir", layout_.root});
+    if (!settings_.vendor_key.empty()) argv.insert(argv.end(), {"--vendor-key", settings_.vendor_key});
+  }
+  for (int i = 1; i <= count; ++i)
+    children_.push_back(child(Role::Worker, exe + "#" + std::to_string(i), argv));
+}
+
+// ---------------------------------------------------------------- children
+
+bool Supervisor::spawn(Child& c) {
+  std::vector<char*> argv, envp;
+  for (auto& a : c.argv) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : child_env_) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  const bool keep_lock = c.role == Role::Redis;
+
+  c.due.reset();
+  if (c.role == Role::Broker) {
+    ::unlink(layout_.endpoints_file().c_str());
+    awaiting_endpoints_ = true;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("cannot start {}: fork: {}", c.name, errno_text());
+    c.due = Clock::now() + c.backoff;
+    return false;
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here to exec.
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != self_) ::_exit(1);  // the supervisor died before prctl
+    // Redis keeps the data dir locked until it has really gone.
+    if (keep_lock) ::fcntl(lock_fd_, F_SETFD, 0);
+    ::execve(argv[0], argv.data(), envp.data());
+    const char msg[] = "primary-server: exec failed\n";
+    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+    ::_exit(127);
+  }
+  c.pid = pid;
+  c.started = Clock::now();
+  spdlog::info("started {} pid {}", c.name, pid);
+  return true;
+}
+
+Supervisor::Child* Supervisor::find(pid_t pid) {
+  for (auto& c : children_)
+    if (c.pid == pid) return &c;
+  return nullptr;
+}
+
+void Supervisor::on_exit(Child& c, int status) {
+  const pid_t pid = c.pid;
+  c.pid = 0;
+  c.last_status = status;
+  if (stopping_) {
+    spdlog::info("{} pid {} stopped ({})", c.name, pid, describe_status(status));
+    return;
+  }
+  if (starting_ && c.role != Role::Worker) return;  // start-up fails; wait_started says why
+  const auto now = Clock::now();
+  if (now - c.started >= kHealthyUptime) c.backoff = 100ms;
+  c.due = now + c.backoff;
+  spdlog::warn("{} pid {} exited unexpectedly ({}); restarting in {} ms", c.name, pid,
+               describe_status(status), c.backoff.count());
+  c.backoff = std::min<std::chrono::milliseconds>(c.backoff * 2,
+                                                  std::chrono::milliseconds(settings_.restart_max_ms));
+}
+
+void Supervisor::reap() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0)
+    if (Child* c = find(pid)) on_exit(*c, status);
+}
+
+void Supervisor::handle_signals() {
+  signalfd_siginfo si{};
+  while (::read(signal_fd_, &si, sizeof si) == sizeof si) {
+    switch (si.ssi_signo) {
+      case SIGCHLD: break;  // reaped below, whichever child it was
+      case SIGHUP:
+        spdlog::info("SIGHUP: forwarding to the broker");
+        signal_role(Role::Broker, SIGHUP);
+        break;
+      default:
+        if (!stopping_) spdlog::info("{}: stopping", strsignal(static_cast<int>(si.ssi_signo)));
+        stopping_ = true;
+    }
+  }
+  reap();
+}
+
+// Starts every child whose restart is due; Redis comes first in children_.
+void Supervisor::start_due() {
+  const auto now = Clock::now();
+  for (auto& c : children_)
+    if (c.pid == 0 && c.due && *c.due <= now) spawn(c);
+}
+
+int Supervisor::next_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& c : children_)
+    if (c.pid == 0 && c.due && (!next || *c.due < *next)) next = c.due;
+  if (awaiting_endpoints_ && any_alive(Role::Broker)) {
+    auto poll_at = Clock::now() + 100ms;
+    if (!next || poll_at < *next) next = poll_at;
+  }
+  if (!next) return -1;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::max<int64_t>(0, ms));
+}
+
+// Logs where the (re)started broker listens once it has said so.
+void Supervisor::check_endpoints() {
+  if (!awaiting_endpoints_ || !broker_ready()) return;
+  awaiting_endpoints_ = false;
+  spdlog::info("listening front={} events={}",
+               endpoints_file_value(layout_.endpoints_file(), "front").value_or("?"),
+               endpoints_file_value(layout_.endpoints_file(), "events").value_or("?"));
+}
+
+bool Supervisor::redis_ready() const {
+  auto reply = redis_command(layout_.redis_socket(), redis_password_, {"PING"}, 500);
+  return reply && *reply == "+PONG";
+}
+
+bool Supervisor::broker_ready() const {
+  return endpoints_file_value(layout_.endpoints_file(), "front").has_value();
+}
+
+// Waits (bounded) until `ready`; false if c exited, time ran out or a stop
+// was requested (stopping_ tells which).
+bool Supervisor::wait_started(Child& c, bool (Supervisor::*ready)() const, const char* what) {
+  const auto timeout = c.role == Role::Redis ? kRedisStartTimeout : kBrokerStartTimeout;
+  const auto deadline = Clock::now() + timeout;
+  while (!stopping_) {
+    if ((this->*ready)()) return true;
+    if (c.pid == 0) {
+      spdlog::error("{} exited during start-up ({}){}", c.name, describe_status(c.last_status),
+                    c.role == Role::Redis ? "; see " + layout_.redis_dir + "/redis.log" : "");
+      return false;
+    }
+    if (Clock::now() >= deadline) {
+      spdlog::error("{} not ready ({}) after {} s", c.name, what, timeout.count());
+      return false;
+    }
+    pollfd p{signal_fd_, POLLIN, 0};
+    ::poll(&p, 1, 20);
+    handle_signals();
+  }
+  return false;
+}
+
+int Supervisor::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    spdlog::critical("signalfd: {}", errno_text());
+    return 1;
+  }
+  spdlog::info("primary-server {} starting; data dir {}", PRIMARY_VERSION, layout_.root);
+
+  int failed = 0;  // exit code when start-up failed
+  for (auto& c : children_) {
+    bool started = spawn(c);
+    if (started && c.role == Role::Redis) started = wait_started(c, &Supervisor::redis_ready, "PING");
+    if (started && c.role == Role::Broker)
+      started = wait_started(c, &Supervisor::broker_ready, "endpoints file");
+    if (!started) {
+      // A child that refused its configuration (exit 2) makes ours a refusal too.
+      const bool refused = c.pid == 0 && WIFEXITED(c.last_status) && WEXITSTATUS(c.last_status) == 2;
+      failed = stopping_ ? 0 : refused ? 2 : 1;
+      break;
+    }
+    if (c.role == Role::Redis) spdlog::info("redis ready on {}", layout_.redis_socket());
+    if (c.role == Role::Broker) check_endpoints();
+  }
+  starting_ = false;
+  if (failed) {
+    stopping_ = true;
+    shutdown();
+    return failed;
+  }
+
+  while (!stopping_) {
+    pollfd p{signal_fd_, POLLIN, 0};
+    ::poll(&p, 1, next_timeout_ms());
+    handle_signals();
+    if (stopping_) break;
+    start_due();
+    check_endpoints();
+  }
+  shutdown();
+  return 0;
+}
+
+// ---------------------------------------------------------------- shutdown
+
+void Supervisor::signal_role(Role role, int signal_number) {
+  for (auto& c : children_)
+    if (c.role == role && c.pid > 0) ::kill(c.pid, signal_number);
+}
+
+bool Supervisor::any_alive(Role role) const {
+  return std::any_of(children_.begin(), children_.end(),
+                     [&](const Child& c) { return c.role == role && c.pid > 0; });
+}
+
+void Supervisor::wait_role_gone(Role role, Clock::time_point deadline) {
+  reap();
+  while (any_alive(role) && Clock::now() < deadline) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd p{signal_fd_, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(ms, 0, 100)));
+    handle_signals();
+  }
+}
+
+// Sends signal_number (if any) to every child of `role`, waits up to
+// `timeout`, then SIGKILLs what is left.
+void Supervisor::stop_role(Role role, int signal_number, std::chrono::milliseconds timeout) {
+  if (signal_number) signal_role(role, signal_number);
+  wait_role_gone(role, Clock::now() + timeout);
+  if (!any_alive(role)) return;
+  for (auto& c : children_)
+    if (c.role == role && c.pid > 0)
+      spdlog::warn("{} pid {} did not stop in time; killing it", c.name, c.pid);
+  signal_role(role, SIGKILL);
+  wait_role_gone(role, Clock::now() + 1s);
+}
+
+void Supervisor::shutdown() {
+  const auto stage = std::chrono::milliseconds(settings_.stop_timeout_ms);
+  for (auto& c : children_) c.due.reset();
+  stop_role(Role::Worker, SIGTERM, stage);
+  stop_role(Role::Broker, SIGTERM, stage);
+  if (any_alive(Role::Redis)) {
+    // SHUTDOWN flushes the AOF and exits (closing the connection); if it
+    // answered anything else, or is slow, SIGTERM at half time.
+    auto reply = redis_command(layout_.redis_socket(), redis_password_, {"SHUTDOWN"}, 1000);
+    if (reply) spdlog::warn("redis SHUTDOWN answered {}", *reply);
+    wait_role_gone(Role::Redis, Clock::now() + (reply ? 0ms : stage / 2));
+    if (any_alive(Role::Redis)) stop_role(Role::Redis, SIGTERM, stage / 2);
+  }
+  spdlog::info("stopped");
+}
+
+}  // namespace primary

@@ -1,0 +1,150 @@
+// primary-server: the supervisor that runs the product on one machine.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/errors.hpp"
+
+namespace primary {
+
+// Everything primary-server was told, resolved (flag > env > file > default).
+struct SupervisorSettings {
+  std::string data_dir;      // as given; made absolute by Supervisor::open
+  std::string front, events;
+  std::string redis_url;     // empty: start a private redis-server
+  std::string redis_server;  // empty: look for redis-server on PATH
+  std::string vendor_key;    // empty: not given
+  std::string log_level;
+  std::string config_file;   // empty: none; handed down to children as PRIMARY_CONFIG
+  int license_workers = 2, updater_workers = 1, admin_workers = 1, echo_workers = 0;
+  bool insecure = false;
+  int heartbeat_ms = 0, heartbeat_liveness = 0;  // 0: each program's own default
+  int restart_max_ms = 5000;
+  int stop_timeout_ms = 3000;  // per shutdown stage (workers, broker, redis)
+  std::string bin_dir;         // empty: the directory of /proc/self/exe
+};
+
+// Declares primary-server's settings (and --config, --log-level) on cfg.
+void add_supervisor_settings(Config& cfg);
+// Reads the declared settings back after cfg.parse().
+SupervisorSettings supervisor_settings(Config& cfg);
+
+// Paths under the data directory (all absolute).
+struct DataLayout {
+  std::string root;       // DATA
+  std::string redis_dir;  // DATA/redis: redis.conf, password, AOF, redis.log
+  std::string run_dir;    // DATA/run: sockets, endpoints file, lock
+  std::string log_dir;    // DATA/log: reserved for children's logs
+
+  std::string redis_socket() const { return run_dir + "/redis.sock"; }
+  std::string workers_endpoint() const { return "ipc://" + run_dir + "/workers.sock"; }
+  std::string event_sink() const { return "ipc://" + run_dir + "/events.sock"; }
+  std::string endpoints_file() const { return run_dir + "/endpoints"; }
+  std::string lock_file() const { return run_dir + "/lock"; }
+};
+
+// Creates DATA and its sub-directories (mode 0700) and checks they are writable.
+Result<DataLayout> prepare_data_dir(const std::string& data_dir);
+
+// Sends AUTH (when password is non-empty) and then `command` to the Redis
+// listening on the Unix socket `path`; returns the command's first reply line
+// ("+PONG", "-ERR ..."). UNAVAILABLE when it cannot connect or the server
+// closed the connection (which is SHUTDOWN's success).
+Result<std::string> redis_command(const std::string& path, const std::string& password,
+                                  const std::vector<std::string>& command, int timeout_ms);
+
+// Reads `key=value` lines of the broker's endpoints file; empty when absent.
+std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key);
+
+// The supervisor keeps the product's processes alive on one machine. It owns
+// a data directory (locked with flock, so only one supervisor uses it) and,
+// unless pointed at an external Redis, a private redis-server on a Unix
+// socket under it, configured for durability (AOF, fsync always) and
+// protected by a password that reaches the children only through their
+// environment (PRIMARY_REDIS), never their command line.
+//
+// Start-up is ordered: Redis until it answers PING, then the broker until it
+// has written its endpoints file, then N of each worker found next to this
+// executable. From then on it is a single-threaded loop over a signalfd:
+// SIGCHLD reaps and schedules a restart (100 ms doubling to restart-max-ms,
+// reset after 10 s of good health; Redis first), SIGHUP goes to the broker,
+// SIGTERM/SIGINT stops the workers, then the broker, then Redis (SHUTDOWN
+// over RESP), each stage bounded by stop-timeout-ms before SIGKILL. Children
+// run in their own process groups, so a terminal's Ctrl-C reaches only the
+// supervisor and the order holds; PR_SET_PDEATHSIG ends them if the
+// supervisor itself is killed.
+class Supervisor {
+ public:
+  // Checks everything that makes start-up refuse (redis-server missing, data
+  // dir not writable, data dir in use, broker missing) before any child runs.
+  static Result<std::unique_ptr<Supervisor>> open(SupervisorSettings settings);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Starts Redis, the broker and the workers, keeps them running until
+  // SIGTERM or SIGINT, stops them in order; returns the exit code.
+  int run();
+
+ private:
+  enum class Role { Redis, Broker, Worker };
+  using Clock = std::chrono::steady_clock;
+  struct Child {
+    Role role;
+    std::string name;
+    std::vector<std::string> argv;
+    pid_t pid = 0;
+    int last_status = 0;
+    Clock::time_point started{};
+    std::chrono::milliseconds backoff{100};
+    std::optional<Clock::time_point> due;  // pending restart
+  };
+
+  explicit Supervisor(SupervisorSettings settings);
+  Result<bool> prepare();
+  Result<bool> prepare_redis();
+  static Child child(Role role, std::string name, std::vector<std::string> argv);
+  void plan_children();
+  void add_worker_kind(const std::string& exe, int count, bool licensed);
+
+  bool spawn(Child& c);
+  void on_exit(Child& c, int status);
+  void reap();
+  void handle_signals();
+  void start_due();
+  int next_timeout_ms() const;
+  void check_endpoints();
+  bool wait_started(Child& c, bool (Supervisor::*ready)() const, const char* what);
+  bool redis_ready() const;
+  bool broker_ready() const;
+
+  void shutdown();
+  void stop_role(Role role, int signal_number, std::chrono::milliseconds timeout);
+  void wait_role_gone(Role role, Clock::time_point deadline);
+  bool any_alive(Role role) const;
+  void signal_role(Role role, int signal_number);
+  Child* find(pid_t pid);
+
+  SupervisorSettings settings_;
+  DataLayout layout_;
+  std::string redis_server_path_;  // empty: external Redis
+  std::string redis_password_;
+  std::string redis_url_;
+  std::vector<std::string> child_env_;
+  std::vector<Child> children_;  // redis (if private), broker, then workers
+  int lock_fd_ = -1;
+  int signal_fd_ = -1;
+  pid_t self_ = 0;
+  bool starting_ = true;  // Redis and broker not yet ready once
+  bool stopping_ = false;
+  bool awaiting_endpoints_ = false;
+};
+
+}  // namespace primary
