@@ -1,0 +1,611 @@
+// The broker against real processes: primary-broker and primary-echo-worker
+// started on port 0, spoken to over ZeroMQ exactly as peers would: round
+// trips, error replies, load sharing, MMI, dead workers, deadlines, bounded
+// queues, the privileged broker.control service, hostile input on both
+// sockets, and the event relay.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/client.hpp"
+#include "common/codec.hpp"
+#include "common/schema.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/util.hpp"
+
+namespace primary {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kHeartbeat = 100ms;
+constexpr int kLiveness = 3;  // the broker's default --heartbeat-liveness
+constexpr auto kRequestTimeout = 1000ms;
+
+long long ms_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// "key=value" lines of the broker's endpoints file.
+std::map<std::string, std::string> parse_endpoints(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (auto eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  return out;
+}
+
+// A reply's body decoded as a map; nil when it is not one.
+Value decode(const std::string& body) {
+  auto v = unpack_map(body);
+  return v ? *v : Value();
+}
+
+std::string str_field(const Value& v, std::string_view key) {
+  const Value* f = v.find(key);
+  return (f && f->is_str()) ? f->as_str() : "";
+}
+
+bool ok_field(const Value& v) {
+  const Value* f = v.find("ok");
+  return f && f->is_bool() && f->as_bool();
+}
+
+// A DEALER on the front door that sends whatever frames a test wants.
+class RawClient {
+ public:
+  RawClient(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::rcvhwm, 0);
+    socket_.connect(endpoint);
+  }
+
+  // Sends the frames as one multipart message.
+  void send_frames(const std::vector<std::string>& frames) {
+    for (size_t i = 0; i < frames.size(); ++i)
+      socket_.send(zmq::buffer(frames[i]),
+                   i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+
+  // Sends an MDP/0.1 client request: "", MDPC01, service, body.
+  void send(std::string_view service, std::string_view body) {
+    send_frames({"", "MDPC01", std::string(service), std::string(body)});
+  }
+
+  // The next whole message (without frames the DEALER strips), or nullopt.
+  std::optional<std::vector<std::string>> recv(std::chrono::milliseconds timeout) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
+    std::vector<std::string> frames;
+    for (;;) {
+      zmq::message_t m;
+      if (!socket_.recv(m, zmq::recv_flags::none)) break;
+      frames.emplace_back(static_cast<const char*>(m.data()), m.size());
+      if (!m.more()) break;
+    }
+    return frames;
+  }
+
+  // The body of the next well-formed MDP reply, decoded; nil on timeout or
+  // on a malformed envelope (which fails the test).
+  Value recv_reply(std::chrono::milliseconds timeout, std::string_view service) {
+    auto frames = recv(timeout);
+    if (!frames) return {};
+    EXPECT_EQ(frames->size(), 4u);
+    if (frames->size() != 4) return {};
+    EXPECT_EQ((*frames)[0], "");
+    EXPECT_EQ((*frames)[1], "MDPC01");
+    EXPECT_EQ((*frames)[2], service);
+    return decode((*frames)[3]);
+  }
+
+  zmq::socket_t& socket() { return socket_; }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (auto& w : workers_) w.kill();
+    broker_.kill();
+    if (HasFailure()) {
+      std::cerr << "---- broker log ----\n" << test::read_file(dir_.file("broker.log"));
+      std::cerr << "---- worker log ----\n" << test::read_file(dir_.file("worker.log"));
+    }
+  }
+
+  // Starts primary-broker on port 0 with the test's short timings; fills
+  // front_ and workers_ep_ from its endpoints file.
+  void start_broker(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {test::bin("primary-broker"), "--insecure",
+                                     "--front", "tcp://127.0.0.1:*",
+                                     "--events", "tcp://127.0.0.1:*",
+                                     "--workers-endpoint", "tcp://127.0.0.1:*",
+                                     "--event-sink", "tcp://127.0.0.1:*",
+                                     "--endpoints-file", dir_.file("ep"),
+                                     "--heartbeat-ms", std::to_string(kHeartbeat.count()),
+                                     "--request-timeout-ms", std::to_string(kRequestTimeout.count())};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    broker_ = test::Process::start(argv, {}, dir_.file("broker.log"));
+    std::map<std::string, std::string> eps;
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+          eps = parse_endpoints(test::read_file(dir_.file("ep")));
+          return eps.count("front") && eps.count("workers") && eps.count("events") &&
+                 eps.count("event-sink");
+        },
+        10s))
+        << "the broker wrote no endpoints file";
+    front_ = eps["front"];
+    workers_ep_ = eps["workers"];
+    events_ = eps["events"];
+    sink_ = eps["event-sink"];
+  }
+
+  // Starts one primary-echo-worker connected to the broker.
+  test::Process& start_echo() {
+    workers_.push_back(test::Process::start(
+        {test::bin("primary-echo-worker"), "--broker", workers_ep_, "--heartbeat-ms",
+         std::to_string(kHeartbeat.count())},
+        {}, dir_.file("worker.log")));
+    return workers_.back();
+  }
+
+  MdpClient client(int timeout_ms = 3000) {
+    ClientOptions o;
+    o.endpoints = {front_};
+    o.timeout_ms = timeout_ms;
+    return MdpClient(ctx_, o);
+  }
+
+  // One request; the decoded reply map (nil on timeout or a non-map reply).
+  Value call(const std::string& service, const std::string& op, Value::Map fields = {},
+             int timeout_ms = 3000) {
+    auto c = client(timeout_ms);
+    auto r = c.call(service, op, std::move(fields));
+    return r ? *r : Value();
+  }
+
+  // The MMI answer for `service` ("200"/"404"), or "" on timeout.
+  std::string mmi(const std::string& mmi_service, const std::string& body) {
+    auto c = client(2000);
+    auto r = c.request(mmi_service, body);
+    return r ? *r : "";
+  }
+
+  // Workers of `service` according to broker.control; -1 when it did not answer.
+  int64_t worker_count(const std::string& service) {
+    Value r = call("broker.control", "workers");
+    const Value* services = r.find("services");
+    if (!services) return -1;
+    const Value* n = services->find(service);
+    return (n && n->is_int()) ? n->as_int() : 0;
+  }
+
+  // Waits until the broker counts exactly `n` echo workers.
+  bool wait_for_echo_workers(int64_t n) {
+    return test::wait_until([&] { return worker_count("echo") == n; }, 10s, 20ms);
+  }
+
+  test::TempDir dir_{"pbt"};
+  zmq::context_t ctx_{1};
+  test::Process broker_;
+  std::vector<test::Process> workers_;
+  std::string front_, workers_ep_, events_, sink_;
+};
+
+TEST_F(BrokerTest, RoundTripEchoesPayloadAndRid) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+
+  Value r = call("echo", "echo", {{"payload", Value("hi")}, {"rid", Value(17)}});
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_EQ(str_field(r, "payload"), "hi");
+  ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
+  EXPECT_EQ(*r.find("rid"), Value(17));
+
+  // Any rid comes back unchanged, a map included.
+  Value rid(Value::Map{{"n", Value(1)}, {"s", Value("x")}});
+  r = call("echo", "echo", {{"payload", Value(Value::Array{Value(1), Value(2)})}, {"rid", rid}});
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  ASSERT_NE(r.find("rid"), nullptr);
+  EXPECT_EQ(*r.find("rid"), rid);
+}
+
+TEST_F(BrokerTest, UnknownOpAndBadBodiesAreErrorReplies) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  RawClient raw(ctx_, front_);
+
+  raw.send("echo", encode_request("nope", {{"rid", Value("r1")}}));
+  Value r = raw.recv_reply(3s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "UNKNOWN_OP") << to_json(r);
+  EXPECT_NE(str_field(r, "message").find("nope"), std::string::npos) << to_json(r);
+  EXPECT_EQ(str_field(r, "rid"), "r1");
+
+  raw.send("echo", pack(Value(5)));
+  r = raw.recv_reply(3s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(str_field(r, "message").find("map"), std::string::npos) << to_json(r);
+
+  std::string body = encode_request("echo", {{"payload", Value("truncated")}});
+  body.pop_back();
+  raw.send("echo", body);
+  r = raw.recv_reply(3s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(str_field(r, "message").find("truncated"), std::string::npos) << to_json(r);
+
+  // Just over the broker's 4 MiB --max-body: answered by the broker itself.
+  raw.send("echo", encode_request("echo", {{"payload", Value(std::string((4 << 20) + 16, 'x'))}}));
+  r = raw.recv_reply(5s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(str_field(r, "message").find("exceeds"), std::string::npos) << to_json(r);
+}
+
+// A 5 MiB body (over --max-body) gets BAD_REQUEST naming the problem, and the
+// connection keeps working.
+// DISABLED: fails today. The front socket's ZMQ_MAXMSGSIZE is max_body + 4096,
+// so libzmq drops the connection on any larger frame before the broker sees
+// it; the client gets no reply at all (see the report to the broker owner).
+TEST_F(BrokerTest, DISABLED_OversizeBodyIsAnsweredBadRequest) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  RawClient raw(ctx_, front_);
+
+  raw.send("echo", encode_request("echo", {{"payload", Value(std::string(5 << 20, 'x'))}}));
+  Value r = raw.recv_reply(5s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << "5 MiB body: " << to_json(r);
+  EXPECT_NE(str_field(r, "message").find("exceeds"), std::string::npos) << to_json(r);
+
+  raw.send("echo", encode_request("echo", {{"payload", Value("after")}}));
+  r = raw.recv_reply(3s, "echo");
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_EQ(str_field(r, "payload"), "after");
+}
+
+TEST_F(BrokerTest, TwoWorkersServeInParallel) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(2));
+
+  // 10 clients x 20 sleeps of 20 ms: 4 s of work, about 2 s with two
+  // workers; one worker alone cannot finish in less than 4 s.
+  constexpr int kClients = 10, kPerClient = 20, kSleepMs = 20;
+  std::atomic<int> ok{0};
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t)
+    threads.emplace_back([&] {
+      auto c = client(5000);
+      for (int i = 0; i < kPerClient; ++i) {
+        auto r = c.call("echo", "sleep", {{"ms", Value(kSleepMs)}});
+        if (r && ok_field(*r)) ++ok;
+      }
+    });
+  for (auto& t : threads) t.join();
+  const auto elapsed = ms_since(start);
+  EXPECT_EQ(ok.load(), kClients * kPerClient);
+  EXPECT_LT(elapsed, kClients * kPerClient * kSleepMs * 85 / 100)
+      << "200 sleeps of 20 ms took " << elapsed << " ms: the two workers did not share the load";
+}
+
+TEST_F(BrokerTest, MmiAnswersAndForgetsDeadWorker) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  test::Process& worker = start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+
+  EXPECT_EQ(mmi("mmi.service", "echo"), "200");
+  EXPECT_EQ(mmi("mmi.service", "nosuch"), "404");
+  EXPECT_EQ(mmi("mmi.other", "echo"), "501");
+
+  worker.signal(SIGKILL);
+  const auto killed = Clock::now();
+  ASSERT_TRUE(test::wait_until([&] { return mmi("mmi.service", "echo") == "404"; }, 5s, 20ms))
+      << "mmi.service still says 200 for a dead worker";
+  const auto limit = kHeartbeat.count() * (kLiveness + 1) + 500;
+  EXPECT_LT(ms_since(killed), limit) << "the dead worker was noticed too late";
+}
+
+TEST_F(BrokerTest, WorkerKilledHoldingRequestGetsUnavailable) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  test::Process& worker = start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  RawClient raw(ctx_, front_);
+
+  const auto sent = Clock::now();
+  raw.send("echo", encode_request("sleep", {{"ms", Value(10000)}, {"rid", Value(7)}}));
+  std::this_thread::sleep_for(50ms);  // the worker is now sleeping on it
+  worker.signal(SIGKILL);
+  Value r = raw.recv_reply(5s, "echo");
+  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+  ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
+  EXPECT_EQ(*r.find("rid"), Value(7));
+  EXPECT_LT(ms_since(sent), 1500) << "the client waited too long for its dead worker";
+}
+
+// A worker busy for longer than heartbeat * liveness is alive, not lost: its
+// client must get the answer, not UNAVAILABLE.
+// DISABLED: fails today. The worker runtime runs the handler on its only
+// thread and sends no HEARTBEAT meanwhile; the broker expires workers that
+// hold a request like idle ones, answers UNAVAILABLE, then DISCONNECTs the
+// worker for its "unexpected" REPLY; the worker, back from the handler, also
+// finds its broker_expiry passed and reopens its socket after a backoff.
+TEST_F(BrokerTest, DISABLED_SlowButHealthyWorkerIsNotDeclaredDead) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+
+  const int ms = static_cast<int>(kHeartbeat.count()) * kLiveness * 3;
+  Value r = call("echo", "sleep", {{"ms", Value(ms)}}, 5000);
+  EXPECT_TRUE(ok_field(r)) << "sleep " << ms << " ms with heartbeat " << kHeartbeat.count()
+                           << " ms: " << to_json(r);
+  // And the next request is served at once, not after a reconnect.
+  const auto start = Clock::now();
+  r = call("echo", "echo", {{"payload", Value("next")}}, 5000);
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_LT(ms_since(start), 200);
+}
+
+TEST_F(BrokerTest, NoWorkerMeansUnavailableAfterTheRequestTimeout) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  RawClient raw(ctx_, front_);
+
+  const auto sent = Clock::now();
+  raw.send("echo", encode_request("echo", {{"rid", Value(3)}}));
+  Value r = raw.recv_reply(5s, "echo");
+  const auto elapsed = ms_since(sent);
+  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+  ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
+  EXPECT_EQ(*r.find("rid"), Value(3));
+  EXPECT_GE(elapsed, kRequestTimeout.count() * 9 / 10) << "answered before the request timeout";
+  EXPECT_LT(elapsed, kRequestTimeout.count() + 700) << "answered long after the request timeout";
+
+  // A service nobody declared is refused at once.
+  raw.send("nosuch", encode_request("echo"));
+  r = raw.recv_reply(5s, "nosuch");
+  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+}
+
+TEST_F(BrokerTest, FullQueueAnswersBusyWithRetryAfter) {
+  ASSERT_NO_FATAL_FAILURE(start_broker({"--queue-limit", "5"}));
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  RawClient raw(ctx_, front_);
+
+  constexpr int kRequests = 20;
+  for (int i = 0; i < kRequests; ++i)
+    raw.send("echo", encode_request("sleep", {{"ms", Value(50)}, {"rid", Value(i)}}));
+  int ok = 0, busy = 0, other = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    Value r = raw.recv_reply(5s, "echo");
+    if (r.is_nil()) break;
+    EXPECT_NE(r.find("rid"), nullptr) << to_json(r);
+    if (ok_field(r)) {
+      ++ok;
+    } else if (str_field(r, "code") == "BUSY") {
+      ++busy;
+      const Value* retry = r.find("retry_after_s");
+      ASSERT_NE(retry, nullptr) << to_json(r);
+      ASSERT_TRUE(retry->is_int()) << to_json(r);
+      EXPECT_GT(retry->as_int(), 0);
+    } else {
+      ++other;
+      ADD_FAILURE() << "unexpected reply " << to_json(r);
+    }
+  }
+  EXPECT_EQ(ok + busy + other, kRequests) << "some requests were never answered";
+  EXPECT_GT(busy, 0);
+  EXPECT_GE(ok, 1);
+  EXPECT_LE(ok, 6 + 1) << "more served than one in progress plus a queue of 5";
+}
+
+TEST_F(BrokerTest, BrokerControlListsWorkersForLoopback) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(2));
+
+  Value r = call("broker.control", "workers", {{"rid", Value(9)}});
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  ASSERT_NE(r.find("services"), nullptr) << to_json(r);
+  EXPECT_EQ(r.find("services")->find("echo") ? *r.find("services")->find("echo") : Value(),
+            Value(2))
+      << to_json(r);
+  ASSERT_NE(r.find("rid"), nullptr);
+  EXPECT_EQ(*r.find("rid"), Value(9));
+
+  r = call("broker.control", "nope");
+  EXPECT_EQ(str_field(r, "code"), "UNKNOWN_OP") << to_json(r);
+}
+
+// One hostile message for the front door, by kind.
+std::vector<std::string> hostile_message(int kind, std::mt19937& rng) {
+  auto bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+    return s;
+  };
+  auto small = [&](size_t max) { return bytes(rng() % (max + 1)); };
+  const std::string body = encode_request("echo", {{"payload", Value("evil")}});
+  switch (kind) {
+    case 0: {  // random frame count, random bytes
+      std::vector<std::string> f(1 + rng() % 8);
+      for (auto& x : f) x = small(64);
+      return f;
+    }
+    case 1: return {"", "MDPC02", "echo", body};
+    case 2: return {"", "MDPW01", std::string(1, '\x01'), "echo"};
+    case 3: return {""};
+    case 4: return {"", "", "", ""};
+    case 5: return {"", "MDPC01"};
+    case 6: return {"", "MDPC01", "echo"};
+    case 7: return {"", "MDPC01", "echo", small(200)};
+    case 8: return {"", "MDPC01", "", body};
+    case 9: return {"", "MDPC01", std::string(300, 's'), body};
+    case 10: {  // a valid request followed by 1 to 100 extra frames
+      std::vector<std::string> f = {"", "MDPC01", "echo", body};
+      f.resize(5 + rng() % 100, "x");
+      return f;
+    }
+    case 11: return {"", "MDPC01", small(20), body};
+    case 12: return {"", "MDPC01", "mmi.service", small(300)};
+    case 13: return {"", "MDPC01", "broker.control", small(100)};
+    case 14: return {"front", "MDPC01", "echo", body};
+    default: return {"", "MDPC01", "license", small(50)};
+  }
+}
+
+TEST_F(BrokerTest, HostileClientDoesNotDisturbOthers) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+
+  std::atomic<int> good{0};
+  std::thread honest([&] {
+    auto c = client(5000);
+    for (int i = 0; i < 500; ++i) {
+      auto r = c.call("echo", "echo", {{"payload", Value(i)}, {"rid", Value(i)}});
+      if (r && ok_field(*r) && r->find("payload") && *r->find("payload") == Value(i)) ++good;
+      else ADD_FAILURE() << "honest request " << i << ": " << (r ? to_json(*r) : r.error().message);
+    }
+  });
+
+  RawClient evil(ctx_, front_);
+  std::mt19937 rng(20240611);
+  int replies = 0, successes = 0;
+  auto drain = [&](std::chrono::milliseconds wait) {
+    while (auto frames = evil.recv(wait)) {
+      ++replies;
+      if (!frames->empty() && ok_field(decode(frames->back()))) ++successes;
+      wait = 0ms;
+    }
+  };
+  for (int i = 0; i < 10000; ++i) {
+    evil.send_frames(hostile_message(static_cast<int>(rng() % 16), rng));
+    if (i % 100 == 0) drain(0ms);
+  }
+  {
+    std::mt19937 big_rng(1);
+    std::string big(3 << 20, '\0');
+    for (auto& c : big) c = static_cast<char>(big_rng() & 0xff);
+    evil.send_frames({big});
+    evil.send_frames({"", "MDPC01", "echo", big});
+    evil.send_frames(std::vector<std::string>(5000, "frame"));
+  }
+  honest.join();
+  drain(500ms);
+
+  EXPECT_EQ(good.load(), 500);
+  EXPECT_GT(replies, 0) << "malformed requests got no error replies at all";
+  EXPECT_EQ(successes, 0) << "a malformed request was answered ok";
+  EXPECT_TRUE(broker_.alive());
+  Value r = call("echo", "echo", {{"payload", Value("still here")}});
+  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_EQ(worker_count("echo"), 1) << "a client registered itself as a worker";
+}
+
+TEST_F(BrokerTest, HostileWorkerConnectionDoesNotDisturbTheRealWorker) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+
+  zmq::socket_t evil(ctx_, zmq::socket_type::dealer);
+  evil.set(zmq::sockopt::linger, 0);
+  evil.connect(workers_ep_);
+  auto send = [&](const std::vector<std::string>& frames) {
+    for (size_t i = 0; i < frames.size(); ++i)
+      evil.send(zmq::buffer(frames[i]),
+                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  };
+  const std::string W = "MDPW01";
+  auto cmd = [](int c) { return std::string(1, static_cast<char>(c)); };
+  std::mt19937 rng(7);
+  auto bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+    return s;
+  };
+  auto c = client(3000);
+  for (int round = 0; round < 100; ++round) {
+    send({bytes(1 + rng() % 40)});                               // garbage
+    send({"", W});                                               // too short
+    send({"", "MDPW02", cmd(1), "echo"});                        // wrong header
+    send({"", W, "\x01\x01", "echo"});                           // two-byte command
+    send({"", W, cmd(3), "client", "", "body"});                 // REPLY without request
+    send({"", W, cmd(3), "client", "meta", "", "body"});         // same, with metadata
+    send({"", W, cmd(1), ""});                                   // READY, empty service
+    send({"", W, cmd(1)});                                       // READY, no service
+    send({"", W, cmd(1), "mmi.service"});                        // READY for MMI
+    send({"", W, cmd(1), "broker.control"});                     // READY for the broker
+    send({"", W, cmd(1), std::string(300, 'x')});                // READY, name too long
+    send({"", W, cmd(2), "client", "", "body"});                 // REQUEST from a worker
+    send({"", W, cmd(4)});                                       // HEARTBEAT, unknown
+    send({"", W, cmd(5)});                                       // DISCONNECT, unknown
+    send({"", W, cmd(0x77), bytes(10)});                         // unknown command
+    send({"", W, cmd(0), bytes(10)});                            // command 0
+    send({"", W, cmd(1), "spare", "extra"});                     // READY, extra frames
+    auto r = c.call("echo", "echo", {{"payload", Value(round)}});
+    ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error().message;
+    ASSERT_TRUE(ok_field(*r)) << "round " << round << ": " << to_json(*r);
+    ASSERT_EQ(*r->find("payload"), Value(round));
+  }
+  EXPECT_TRUE(broker_.alive());
+  EXPECT_EQ(worker_count("echo"), 1);
+  EXPECT_EQ(worker_count("mmi.service"), 0);
+  EXPECT_EQ(mmi("mmi.service", "echo"), "200");
+}
+
+TEST_F(BrokerTest, RelaysEventsFromSinkToSubscribers) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  zmq::socket_t pub(ctx_, zmq::socket_type::pub);
+  pub.set(zmq::sockopt::linger, 0);
+  pub.connect(sink_);
+  zmq::socket_t sub(ctx_, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::linger, 0);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(events_);
+
+  const std::string body =
+      pack(Value(Value::Map{{"id", Value("1-0")}, {"ts", Value(1700000000000LL)},
+                            {"type", Value("test.topic")}}));
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + 5s;
+  while (got.empty() && Clock::now() < deadline) {
+    // Slow joiner: publish again until the subscription has propagated.
+    pub.send(zmq::buffer(std::string("test.topic")), zmq::send_flags::sndmore);
+    pub.send(zmq::buffer(body), zmq::send_flags::none);
+    zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, 100ms) <= 0) continue;
+    for (;;) {
+      zmq::message_t m;
+      if (!sub.recv(m, zmq::recv_flags::none)) break;
+      got.emplace_back(static_cast<const char*>(m.data()), m.size());
+      if (!m.more()) break;
+    }
+  }
+  ASSERT_EQ(got.size(), 2u) << "no event relayed within 5 s";
+  EXPECT_EQ(got[0], "test.topic");
+  EXPECT_EQ(got[1], body);
+}
+
+}  // namespace
+}  // namespace primary
