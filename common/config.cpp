@@ -13,7 +13,8 @@ namespace {
 const std::set<std::string>& product_settings() {
   static const std::set<std::string> names = {
       "data-dir", "front", "events", "workers-endpoint", "event-sink", "redis",
-      "license-workers", "updater-workers", "admin-workers", "insecure", "vendor-key",
+      "license-workers", "updater-workers", "admin-workers", "echo-workers",
+      "public-endpoints", "started-at", "broker-front", "slots", "insecure", "vendor-key",
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",
       "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s",

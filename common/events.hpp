@@ -12,13 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "common/keys.hpp"
 #include "common/redis.hpp"
 #include "common/value.hpp"
 
 namespace primary {
 
 // Redis key of the activity log stream.
-inline constexpr const char* kEventStream = "ps:events";
+inline constexpr const char* kEventStream = keys::kEvents;
 
 // Lua prelude for scripts that emit events. Expects the stream key and its
 // cap to be passed and stored in local variables EV_STREAM and EV_CAP, and

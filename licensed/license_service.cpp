@@ -12,6 +12,7 @@
 namespace primary {
 
 using namespace licensing;
+using namespace keys;
 
 namespace {
 

@@ -25,6 +25,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/tokens.hpp"
 
 extern char** environ;
 
@@ -194,6 +195,11 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed");
   cfg.add_int("heartbeat-ms", 0, 0, 3600000, "Broker/worker heartbeat interval (0: their default)");
   cfg.add_int("heartbeat-liveness", 0, 0, 1000, "Missed heartbeats before a peer is dead (0: their default)");
+  cfg.add_string("public-endpoints", "",
+                 "Front door endpoint(s) Clients are told to use (default: --front with this host's name)");
+  cfg.add_int("check-interval-s", 0, 0, 7 * 86400, "Licensed Client interval (0: 14400)");
+  cfg.add_int("unlicensed-interval-s", 0, 0, 86400, "Unlicensed Client interval (0: 60)");
+  cfg.add_int("grace-s", 0, 0, 7 * 86400, "Grace before a silent Client is lost (0: 3600)");
   cfg.add_int("restart-max-ms", 5000, 100, 3600000, "Longest delay before restarting a child");
   cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
   cfg.add_config_file();
@@ -218,6 +224,10 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.restart_max_ms = static_cast<int>(cfg.integer("restart-max-ms"));
   s.stop_timeout_ms = static_cast<int>(cfg.integer("stop-timeout-ms"));
   s.log_level = cfg.str("log-level");
+  s.public_endpoints = cfg.str("public-endpoints");
+  s.check_interval_s = static_cast<int>(cfg.integer("check-interval-s"));
+  s.unlicensed_interval_s = static_cast<int>(cfg.integer("unlicensed-interval-s"));
+  s.grace_s = static_cast<int>(cfg.integer("grace-s"));
   if (auto* opt = cfg.app().get_option_no_throw("--config"); opt && opt->count() > 0)
     s.config_file = opt->as<std::string>();
   else if (const char* env = std::getenv("PRIMARY_CONFIG"))
@@ -316,6 +326,17 @@ Result<bool> Supervisor::prepare() {
   } else {
     redis_url_ = settings_.redis_url;
   }
+  std::error_code ec;
+  fs::create_directories(fs::path(layout_.lease_key()).parent_path(), ec);
+  ::chmod(fs::path(layout_.lease_key()).parent_path().c_str(), 0700);
+  if (auto key = ensure_signing_key(layout_.lease_key()); !key) return refuse(key.error().message);
+  if (!settings_.vendor_key.empty()) {
+    if (auto vendor = read_key_file(settings_.vendor_key, 32, false); !vendor)
+      return refuse(vendor.error().message);
+  }
+  started_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   self_ = ::getpid();
   plan_children();
   return true;
@@ -385,13 +406,41 @@ void Supervisor::plan_children() {
     broker.insert(broker.end(), {"--heartbeat-liveness", std::to_string(settings_.heartbeat_liveness)});
   children_.push_back(child(Role::Broker, "primary-broker", broker));
 
-  add_worker_kind("primary-licensed", settings_.license_workers, true);
-  add_worker_kind("primary-updater", settings_.updater_workers, false);
-  add_worker_kind("primary-admin", settings_.admin_workers, false);
-  add_worker_kind("primary-echo-worker", settings_.echo_workers, false);
+  // Client-facing intervals go to the workers that use them.
+  std::vector<std::string> intervals;
+  if (settings_.check_interval_s > 0)
+    intervals.insert(intervals.end(), {"--check-interval-s", std::to_string(settings_.check_interval_s)});
+  if (settings_.grace_s > 0) intervals.insert(intervals.end(), {"--grace-s", std::to_string(settings_.grace_s)});
+  std::vector<std::string> licensed = {"--lease-key", layout_.lease_key(),
+                                       "--client-endpoints", public_endpoints()};
+  licensed.insert(licensed.end(), intervals.begin(), intervals.end());
+  if (settings_.unlicensed_interval_s > 0)
+    licensed.insert(licensed.end(),
+                    {"--unlicensed-interval-s", std::to_string(settings_.unlicensed_interval_s)});
+  if (!settings_.vendor_key.empty())
+    licensed.insert(licensed.end(), {"--vendor-key", fs::absolute(settings_.vendor_key).string()});
+  std::vector<std::string> admin = {"--front", settings_.front, "--events", settings_.events,
+                                    "--endpoints-file", layout_.endpoints_file(),
+                                    "--started-at", std::to_string(started_ms_)};
+  admin.insert(admin.end(), intervals.begin(), intervals.end());
+
+  add_worker_kind("primary-licensed", settings_.license_workers, licensed);
+  add_worker_kind("primary-updater", settings_.updater_workers, {});
+  add_worker_kind("primary-admin", settings_.admin_workers, admin);
+  add_worker_kind("primary-echo-worker", settings_.echo_workers, {});
 }
 
-void Supervisor::add_worker_kind(const std::string& exe, int count, bool licensed) {
+std::string Supervisor::public_endpoints() const {
+  if (!settings_.public_endpoints.empty()) return settings_.public_endpoints;
+  char host[256] = {0};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) std::strcpy(host, "127.0.0.1");
+  std::string ep = settings_.front;
+  for (std::string_view any : {"//*:", "//0.0.0.0:"})
+    if (auto pos = ep.find(any); pos != std::string::npos) ep.replace(pos, any.size(), std::string("//") + host + ":");
+  return ep;
+}
+
+void Supervisor::add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra) {
   const std::string path = settings_.bin_dir + "/" + exe;
   if (count <= 0 || !is_executable(path)) return;
   std::vector<std::string> argv = {path, "--broker", layout_.workers_endpoint(),
@@ -401,10 +450,7 @@ void Supervisor::add_worker_kind(const std::string& exe, int count, bool license
     argv.insert(argv.end(), {"--heartbeat-ms", std::to_string(settings_.heartbeat_ms)});
   if (settings_.heartbeat_liveness > 0)
     argv.insert(argv.end(), {"--heartbeat-liveness", std::to_string(settings_.heartbeat_liveness)});
-  if (licensed) {
-    argv.insert(argv.end(), {"--data-dir", layout_.root});
-    if (!settings_.vendor_key.empty()) argv.insert(argv.end(), {"--vendor-key", settings_.vendor_key});
-  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
   for (int i = 1; i <= count; ++i)
     children_.push_back(child(Role::Worker, exe + "#" + std::to_string(i), argv));
 }

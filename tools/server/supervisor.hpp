@@ -29,6 +29,8 @@ struct SupervisorSettings {
   int restart_max_ms = 5000;
   int stop_timeout_ms = 3000;  // per shutdown stage (workers, broker, redis)
   std::string bin_dir;         // empty: the directory of /proc/self/exe
+  std::string public_endpoints;  // what Clients are told to use; empty: front, this host's name
+  int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
 };
 
 // Declares primary-server's settings (and --config, --log-level) on cfg.
@@ -48,6 +50,7 @@ struct DataLayout {
   std::string event_sink() const { return "ipc://" + run_dir + "/events.sock"; }
   std::string endpoints_file() const { return run_dir + "/endpoints"; }
   std::string lock_file() const { return run_dir + "/lock"; }
+  std::string lease_key() const { return root + "/keys/lease.key"; }
 };
 
 // Creates DATA and its sub-directories (mode 0700) and checks they are writable.
@@ -112,7 +115,8 @@ class Supervisor {
   Result<bool> prepare_redis();
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();
-  void add_worker_kind(const std::string& exe, int count, bool licensed);
+  void add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra);
+  std::string public_endpoints() const;
 
   bool spawn(Child& c);
   void on_exit(Child& c, int status);
@@ -142,6 +146,7 @@ class Supervisor {
   int lock_fd_ = -1;
   int signal_fd_ = -1;
   pid_t self_ = 0;
+  int64_t started_ms_ = 0;
   bool starting_ = true;  // Redis and broker not yet ready once
   bool stopping_ = false;
   bool awaiting_endpoints_ = false;

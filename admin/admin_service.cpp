@@ -1,0 +1,184 @@
+#include "admin/admin_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "admin/scripts.hpp"
+#include "common/events.hpp"
+#include "common/keys.hpp"
+
+namespace primary {
+
+using namespace keys;
+
+namespace {
+
+int64_t to_int(const RedisReply& r) {
+  if (r.is_int()) return r.integer;
+  if (r.is_str() && !r.str.empty()) return std::atoll(r.str.c_str());
+  return 0;
+}
+
+}  // namespace
+
+std::vector<int> tcp_ports(const std::vector<std::string>& endpoints) {
+  std::set<int> ports;
+  for (const auto& ep : endpoints) {
+    if (!ep.starts_with("tcp://")) continue;
+    const auto colon = ep.rfind(':');
+    if (colon == std::string::npos) continue;
+    const int port = std::atoi(ep.c_str() + colon + 1);
+    if (port > 0 && port < 65536) ports.insert(port);
+  }
+  return {ports.begin(), ports.end()};
+}
+
+AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, WorkerCounts workers)
+    : redis_(redis), config_(std::move(config)), now_ms_(std::move(now_ms)), workers_(std::move(workers)) {}
+
+Reply AdminService::unavailable(const Error& e) {
+  spdlog::warn("redis: {}", e.message);
+  return Reply::failure(Code::Unavailable, "the store is unavailable; retry");
+}
+
+Reply AdminService::handle(const Request& req) {
+  const auto op = req.op();
+  if (op == "status") return status();
+  if (op == "computers") return computers(req);
+  if (op == "log") return log(req);
+  if (op == "firewall") return firewall();
+  return Reply::failure(Code::UnknownOp, "operation not served");
+}
+
+Reply AdminService::status() {
+  const int64_t now = now_ms_();
+  const std::string cutoff = std::to_string(now - (config_.check_interval_s + config_.grace_s) * 1000);
+  auto out = redis_.pipeline({{"HMGET", kSerial, "unlocked", "serial", "purchased"},
+                              {"ZCARD", kReservations},
+                              {"ZCOUNT", kActive, cutoff, "+inf"},
+                              {"ZCOUNT", kActive, "-inf", "(" + cutoff},
+                              {"ZCARD", kLost}});
+  if (!out) return unavailable(out.error());
+  const auto& serial = (*out)[0].elements;
+  const int64_t reserved = to_int((*out)[1]);
+  const int64_t active = to_int((*out)[2]);
+  const int64_t lost = to_int((*out)[3]) + to_int((*out)[4]);
+  Value::Map fields;
+  if (serial.size() == 3 && (serial[0].is_str() || serial[1].is_str()))
+    fields.emplace_back("serial", Value(serial[0].is_str() ? serial[0].str : serial[1].str));
+  fields.emplace_back("purchased", Value(serial.size() == 3 ? to_int(serial[2]) : 0));
+  fields.emplace_back("reserved", Value(reserved));
+  fields.emplace_back("active", Value(active));
+  fields.emplace_back("lost", Value(lost));
+  fields.emplace_back("never_seen", Value(std::max<int64_t>(0, reserved - active - lost)));
+  fields.emplace_back("version", Value(PRIMARY_VERSION));
+  fields.emplace_back("uptime_s", Value(config_.started_ms ? (now - config_.started_ms) / 1000 : 0));
+  Value services = workers_ ? workers_() : Value();
+  fields.emplace_back("services", services.is_map() ? services : Value(Value::Map{}));
+  return Reply::success(std::move(fields));
+}
+
+Reply AdminService::computers(const Request& req) {
+  const int64_t limit = req.integer("limit", 100);
+  const std::string sort(req.str("sort", "name"));
+  const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
+  auto out = redis_.eval(admin::computers_script(), {kReservations, kActive, kLost, kMeta},
+                         {sort, std::string(req.str("cursor")), std::to_string(limit),
+                          std::string(req.str("state")), std::to_string(cutoff),
+                          std::to_string(std::max<int64_t>(limit * 10, 1000))});
+  if (!out) return unavailable(out.error());
+  if (out->is_error()) {
+    if (out->str.find("bad cursor") != std::string::npos)
+      return Reply::failure(Code::BadRequest, "field 'cursor': not a cursor from this listing");
+    spdlog::error("computers script: {}", out->str);
+    return Reply::failure(Code::Internal, "internal error; see server log");
+  }
+  if (!out->is_array() || out->elements.size() != 2) return Reply::failure(Code::Internal, "bad script reply");
+  Value::Array items;
+  for (const auto& row : out->elements[0].elements) {
+    if (row.elements.size() != 8) continue;
+    const auto& e = row.elements;
+    Value item = Value(Value::Map{{"computer", Value(e[0].str)},
+                                  {"license", Value(e[1].str)},
+                                  {"state", Value(e[2].str)},
+                                  {"reserved_at", Value(to_int(e[3]))}});
+    if (!e[4].str.empty()) item.set("first_seen", Value(to_int(e[4])));
+    if (!e[5].str.empty()) item.set("last_seen", Value(to_int(e[5])));
+    if (!e[6].str.empty()) item.set("version", Value(e[6].str));
+    if (!e[7].str.empty()) item.set("peer", Value(e[7].str));
+    items.push_back(std::move(item));
+  }
+  Value::Map fields{{"items", Value(std::move(items))}};
+  const std::string& next = out->elements[1].str;
+  fields.emplace_back("cursor", next.empty() ? Value() : Value(next));
+  return Reply::success(std::move(fields));
+}
+
+Reply AdminService::log(const Request& req) {
+  const int64_t limit = req.integer("limit", 100);
+  const std::string since(req.str("since"));
+  std::set<std::string> types;
+  if (const Value* t = req.get("types"))
+    for (const auto& v : t->as_array()) types.insert(v.as_str());
+  // Entries strictly after `since`; with a type filter, scan a bounded
+  // number of entries per page and continue from the last one scanned.
+  const int64_t budget = types.empty() ? limit : std::max<int64_t>(limit * 10, 1000);
+  std::string start = since.empty() ? "-" : "(" + since;
+  Value::Array items;
+  std::string next = since;
+  int64_t scanned = 0;
+  while (static_cast<int64_t>(items.size()) < limit && scanned < budget) {
+    const int64_t count = std::min<int64_t>(budget - scanned, 1000);
+    auto out = redis_.command({"XRANGE", kEventStream, start, "+", "COUNT", std::to_string(count)});
+    if (!out) return unavailable(out.error());
+    if (out->is_error()) return Reply::failure(Code::BadRequest, "field 'since': not an event id");
+    for (const auto& entry : out->elements) {
+      if (entry.elements.size() != 2) continue;
+      ++scanned;
+      next = entry.elements[0].str;
+      // Fields: type, ts, data.
+      const auto& f = entry.elements[1].elements;
+      RedisReply collected;
+      collected.type = RedisReply::Type::Array;
+      collected.elements.push_back(entry.elements[0]);
+      for (size_t k = 0; k + 1 < f.size(); k += 2)
+        if (f[k].str == "type" || f[k].str == "ts" || f[k].str == "data") collected.elements.push_back(f[k + 1]);
+      auto ev = event_from_entry(collected);
+      if (!ev) continue;
+      if (!types.empty() && !types.count(ev->find("type")->as_str())) continue;
+      items.push_back(std::move(*ev));
+      if (static_cast<int64_t>(items.size()) >= limit) break;
+    }
+    if (static_cast<int64_t>(out->elements.size()) < count) break;
+    start = "(" + next;
+  }
+  return Reply::success({{"items", Value(std::move(items))}, {"next", Value(next)}});
+}
+
+Reply AdminService::firewall() {
+  std::vector<std::string> all = config_.front;
+  all.insert(all.end(), config_.events.begin(), config_.events.end());
+  all.insert(all.end(), config_.web.begin(), config_.web.end());
+  const std::vector<int> ports = tcp_ports(all);
+  Value::Array port_list;
+  std::string nft, iptables, firewalld, ufw;
+  for (int p : ports) {
+    const std::string ps = std::to_string(p);
+    port_list.push_back(Value(Value::Map{{"port", Value(p)}, {"protocol", Value("tcp")}}));
+    nft += "nft add rule inet filter input tcp dport " + ps + " accept\n";
+    iptables += "iptables -A INPUT -p tcp --dport " + ps + " -j ACCEPT\n";
+    iptables += "ip6tables -A INPUT -p tcp --dport " + ps + " -j ACCEPT\n";
+    firewalld += "firewall-cmd --permanent --add-port=" + ps + "/tcp\n";
+    ufw += "ufw allow " + ps + "/tcp\n";
+  }
+  if (!firewalld.empty()) firewalld += "firewall-cmd --reload\n";
+  return Reply::success({{"ports", Value(std::move(port_list))},
+                         {"rules", Value(Value::Map{{"nftables", Value(nft)},
+                                                    {"iptables", Value(iptables)},
+                                                    {"firewalld", Value(firewalld)},
+                                                    {"ufw", Value(ufw)}})}});
+}
+
+}  // namespace primary

@@ -1,0 +1,101 @@
+// primary-admin: the administration worker. See admin_service.hpp.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include "admin/admin_service.hpp"
+#include "common/client.hpp"
+#include "common/config.hpp"
+#include "common/process.hpp"
+#include "common/worker.hpp"
+
+namespace {
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The value of a `key=value` line of the broker's endpoints file.
+std::optional<std::string> read_endpoint(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return std::nullopt;
+}
+
+// "tcp://*:16770" -> "tcp://127.0.0.1:16770": where this host reaches the front door.
+std::string local_endpoint(std::string ep) {
+  if (auto pos = ep.find("//*:"); pos != std::string::npos) ep.replace(pos, 4, "//127.0.0.1:");
+  return ep;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace primary;
+  Config cfg("primary-admin", "Administration worker of the Primary Server");
+  add_worker_settings(cfg);
+  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+  cfg.add_string("front", "tcp://*:16770", "Front door endpoint(s) as configured (firewall rules)");
+  cfg.add_string("events", "tcp://*:16771", "Event endpoint(s) as configured (firewall rules)");
+  cfg.add_string("broker-front", "", "Where to reach the front door for worker counts (default: from --front)");
+  cfg.add_string("endpoints-file", "", "The broker's endpoints file; its front= line is used for worker counts");
+  cfg.add_string("web", "", "Web console endpoint(s), for firewall rules");
+  cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
+  cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
+  cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
+  cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
+  cfg.parse(argc, argv);
+  install_stop_signals();
+  WorkerOptions wopt = worker_options(cfg, "admin");
+  if (cfg.str("redis").empty()) cfg.fail("no Redis: give --redis URL or PRIMARY_REDIS");
+  auto url = parse_redis_url(cfg.str("redis"));
+  if (!url) cfg.fail("bad --redis: " + url.error().message);
+
+  AdminConfig ac;
+  ac.check_interval_s = cfg.integer("check-interval-s");
+  ac.grace_s = cfg.integer("grace-s");
+  ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : now_ms();
+  ac.front = split_list(cfg.str("front"));
+  ac.events = split_list(cfg.str("events"));
+  ac.web = split_list(cfg.str("web"));
+  std::string broker_front = cfg.str("broker-front");
+  if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
+
+  zmq::context_t ctx(1);
+  Redis redis(*url);
+  std::unique_ptr<MdpClient> broker;
+  std::string broker_at;
+  // The broker may have restarted on another port (port 0 in tests): follow
+  // its endpoints file when there is one.
+  auto connect_broker = [&] {
+    std::string ep = broker_front;
+    if (!cfg.str("endpoints-file").empty())
+      if (auto front = read_endpoint(cfg.str("endpoints-file"), "front")) ep = *front;
+    if (!broker || ep != broker_at) {
+      ClientOptions co;
+      co.endpoints = {ep};
+      co.timeout_ms = 500;
+      broker = std::make_unique<MdpClient>(ctx, co);
+      broker_at = ep;
+    }
+    return broker.get();
+  };
+  AdminService service(redis, ac, now_ms, [&]() -> Value {
+    auto r = connect_broker()->call("broker.control", "workers");
+    if (!r) return {};
+    const Value* s = r->find("services");
+    return s ? *s : Value();
+  });
+  WorkerRuntime rt(ctx, wopt);
+  rt.serve("admin", [&](const Request& r) { return service.handle(r); },
+           static_cast<int>(cfg.integer("slots")));
+  spdlog::info("serving admin (redis {})", redacted(*url));
+  unblock_stop_signals();
+  rt.run(stop_requested());
+  return 0;
+}

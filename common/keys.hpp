@@ -1,0 +1,20 @@
+// Redis keys of the server's state, shared by every worker. The layout is
+// described in docs/operations.md; changing it needs a migration.
+#pragma once
+
+#include <string>
+
+namespace primary::keys {
+
+inline constexpr const char* kSerial = "ps:serial";        // hash: serial, registration, unlocked, purchased, issued, code
+inline constexpr const char* kInstallId = "ps:install_id";  // string, made once
+inline constexpr const char* kReservations = "ps:res";      // zset (scores 0): "NAME:LICENSE"
+inline constexpr const char* kMeta = "ps:meta";             // hash: NAME -> msgpack {r, f, v, p}
+inline constexpr const char* kActive = "ps:active";         // zset: NAME -> last seen (ms)
+inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> last seen (ms)
+inline constexpr const char* kStats = "ps:stats";           // hash of counters
+inline constexpr const char* kEvents = "ps:events";        // stream: the activity log
+inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry
+inline const std::string command_key(const std::string& name) { return "ps:cmd:" + name; }
+inline const std::string reject_key(const std::string& name) { return "ps:rej:" + name; }
+}  // namespace primary::keys
