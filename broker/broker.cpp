@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "common/codec.hpp"
+#include "common/curve.hpp"
 #include "common/schema.hpp"
 
 namespace primary {
@@ -46,6 +48,7 @@ Value rid_of(const zmq::message_t& body, size_t max_body) {
 Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
     : ctx_(ctx),
       options_(std::move(options)),
+      zap_(ctx, zmq::socket_type::rep),
       front_(ctx, zmq::socket_type::router),
       workers_(ctx, zmq::socket_type::router),
       sink_(ctx, zmq::socket_type::xsub),
@@ -60,10 +63,77 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
   workers_.set(zmq::sockopt::sndhwm, 100000);
   workers_.set(zmq::sockopt::rcvhwm, 100000);
   events_.set(zmq::sockopt::sndhwm, 100000);
+  // Every connection to the public endpoints goes through our ZAP handler.
+  front_.set(zmq::sockopt::zap_domain, "front");
+  events_.set(zmq::sockopt::zap_domain, "events");
+  if (!options_.insecure) {
+    for (auto* s : {&front_, &events_}) {
+      s->set(zmq::sockopt::curve_server, true);
+      s->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+    }
+  }
+}
+
+std::optional<Error> Broker::reload_admin_keys() {
+  std::set<std::string> keys = options_.trusted_keys;
+  if (!options_.admin_keys_file.empty()) {
+    auto listed = read_allow_list(options_.admin_keys_file);
+    if (!listed) return listed.error();
+    keys.insert(listed->begin(), listed->end());
+  }
+  admin_keys_ = std::move(keys);
+  spdlog::info("{} admin keys in force", admin_keys_.size());
+  return std::nullopt;
+}
+
+// ZAP (RFC 27): decides who may connect and with which role (the User-Id
+// that then travels on every message of the connection).
+void Broker::on_zap() {
+  mdp::Frames f;
+  for (int i = 0; i < 100 && mdp::recv_frames(zap_, f, zmq::recv_flags::dontwait); ++i) {
+    if (f.size() < 6) {
+      // Not a ZAP request we can answer; REP needs a reply to move on.
+      mdp::Frames out;
+      out.push_back(frame("1.0"));
+      out.push_back(frame(""));
+      out.push_back(frame("500"));
+      out.push_back(frame("malformed ZAP request"));
+      out.push_back(frame(""));
+      out.push_back(frame(""));
+      mdp::send_frames(zap_, out);
+      continue;
+    }
+    const std::string_view domain = view(f[2]);
+    const std::string address(view(f[3]));
+    const std::string_view mechanism = view(f[5]);
+    bool admin = false;
+    if (mechanism == "CURVE" && f.size() >= 7 && f[6].size() == 32) {
+      char z85[41];
+      zmq_z85_encode(z85, static_cast<const uint8_t*>(f[6].data()), 32);
+      admin = admin_keys_.count(z85) > 0;
+    } else if (mechanism == "NULL") {
+      admin = options_.insecure && is_loopback(address);
+    }
+    const bool allowed = domain == "events" ? admin : true;
+    mdp::Frames out;
+    out.push_back(frame("1.0"));
+    out.push_back(std::move(f[1]));  // request id
+    out.push_back(frame(allowed ? "200" : "400"));
+    out.push_back(frame(allowed ? "OK" : "the event stream needs the admin role"));
+    out.push_back(frame(admin ? "admin" : "client"));
+    out.push_back(frame(""));
+    mdp::send_frames(zap_, out);
+  }
 }
 
 Result<BrokerEndpoints> Broker::bind() {
   BrokerEndpoints out;
+  if (auto err = reload_admin_keys()) return *err;
+  try {
+    zap_.bind("inproc://zeromq.zap.01");
+  } catch (const zmq::error_t& e) {
+    return Error{Code::Internal, std::string("cannot bind the ZAP handler: ") + e.what()};
+  }
   struct Target {
     zmq::socket_t* socket;
     const std::string* endpoint;
@@ -85,13 +155,17 @@ Result<BrokerEndpoints> Broker::bind() {
   return out;
 }
 
-void Broker::run(const std::atomic<bool>& stop) {
+void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   next_heartbeat_ = Clock::now() + options_.heartbeat;
   zmq_pollitem_t items[] = {{front_.handle(), 0, ZMQ_POLLIN, 0},
                             {workers_.handle(), 0, ZMQ_POLLIN, 0},
                             {sink_.handle(), 0, ZMQ_POLLIN, 0},
-                            {events_.handle(), 0, ZMQ_POLLIN, 0}};
+                            {events_.handle(), 0, ZMQ_POLLIN, 0},
+                            {zap_.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stop.load()) {
+    if (reload && reload->exchange(false)) {
+      if (auto err = reload_admin_keys()) spdlog::error("admin keys not reloaded: {}", err->message);
+    }
     // Sleep until the next heartbeat or the earliest queued deadline.
     auto now = Clock::now();
     auto wake = next_heartbeat_;
@@ -99,13 +173,14 @@ void Broker::run(const std::atomic<bool>& stop) {
       if (!s.queue.empty()) wake = std::min(wake, s.queue.front().deadline);
     long timeout = std::max<long>(
         1, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
-    int rc = zmq_poll(items, 4, timeout);
+    int rc = zmq_poll(items, 5, timeout);
     if (rc < 0) {
       if (zmq_errno() == EINTR) continue;
       spdlog::critical("poll failed: {}", zmq_strerror(zmq_errno()));
       break;
     }
     // Bounded batches per socket keep one busy peer from starving the rest.
+    if (items[4].revents & ZMQ_POLLIN) on_zap();
     if (items[1].revents & ZMQ_POLLIN) on_worker_socket();
     if (items[0].revents & ZMQ_POLLIN) on_front();
     if (items[2].revents & ZMQ_POLLIN) relay(sink_, events_, true);
@@ -174,7 +249,8 @@ void Broker::handle_client(mdp::Frames& f) {
 
   Peer peer;
   peer.address = peer_address(f[4]);
-  peer.admin = options_.insecure && is_loopback(peer.address);
+  const char* role = zmq_msg_gets(f[4].handle(), "User-Id");
+  peer.admin = role && std::strcmp(role, "admin") == 0;
   if (service_privileged(service) && !peer.admin) {
     ++stats_.unauthorized;
     return reply_client(client, service,

@@ -16,6 +16,12 @@
 // admin role. Bad input from one peer costs bounded work and touches no
 // other peer's requests.
 //
+// Roles come from ZAP (RFC 27), answered by the broker itself: with CURVE, a
+// client whose public key is on the admin allow-list gets the admin role and
+// any other key the client role; without CURVE (insecure mode) loopback
+// peers get the admin role. The event endpoint admits only the admin role.
+// The allow-list is re-read on reload() (SIGHUP) without dropping anyone.
+//
 // The broker also relays events: workers PUB to its XSUB event sink and it
 // republishes them on the public event endpoint (XPUB), so subscribers need
 // to know only the broker.
@@ -28,6 +34,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -48,6 +56,9 @@ struct BrokerOptions {
   size_t max_body = 4 * 1024 * 1024;
   size_t max_services = 256;
   bool insecure = true;
+  std::string curve_secret;                 // Z85; required unless insecure
+  std::string admin_keys_file;              // allow-list of admin public keys
+  std::set<std::string> trusted_keys;       // always admin (the server's own tools)
 };
 
 struct BrokerEndpoints {
@@ -65,8 +76,11 @@ class Broker {
 
   // Binds all four sockets; an error names the endpoint that failed.
   Result<BrokerEndpoints> bind();
-  // Serves until `stop` becomes true (checked at least every heartbeat).
-  void run(const std::atomic<bool>& stop);
+  // Serves until `stop` becomes true (checked at least every heartbeat);
+  // re-reads the admin allow-list whenever `reload` is set, then clears it.
+  void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
+  // Re-reads the admin allow-list; on error keeps the previous one.
+  std::optional<Error> reload_admin_keys();
 
   const BrokerStats& stats() const { return stats_; }
 
@@ -92,6 +106,7 @@ class Broker {
     size_t workers = 0;
   };
 
+  void on_zap();
   void on_front();
   void on_worker_socket();
   void relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
@@ -110,7 +125,8 @@ class Broker {
 
   zmq::context_t& ctx_;
   BrokerOptions options_;
-  zmq::socket_t front_, workers_, sink_, events_;
+  zmq::socket_t zap_, front_, workers_, sink_, events_;
+  std::set<std::string> admin_keys_;
   std::unordered_map<std::string, Worker> worker_map_;
   std::map<std::string, Service, std::less<>> services_;
   Clock::time_point next_heartbeat_;

@@ -5,6 +5,7 @@
 
 #include "broker/broker.hpp"
 #include "common/config.hpp"
+#include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/process.hpp"
 
@@ -23,12 +24,13 @@ int main(int argc, char** argv) {
   cfg.add_int("heartbeat-liveness", 3, 1, 100, "Missed heartbeats before a worker is dead");
   cfg.add_int("max-body", 4 << 20, 1024, 256 << 20, "Largest request body accepted, bytes");
   cfg.add_flag("insecure", "No CURVE; privileged services answer loopback peers only");
+  cfg.add_string("server-key", "", "Server CURVE secret key file (Z85, mode 0600); required unless --insecure");
+  cfg.add_string("admin-keys", "", "Admin allow-list: Z85 public keys, one a line (re-read on SIGHUP)");
+  cfg.add_string("trusted-keys", "", "Public keys (Z85, comma-separated) that always have the admin role");
   add_log_setting(cfg);
   cfg.add_config_file();
   cfg.parse(argc, argv);
   if (!init_logging("broker", cfg.str("log-level"))) cfg.fail("bad value for log-level: '" + cfg.str("log-level") + "'");
-  if (!cfg.flag("insecure"))
-    cfg.fail("secure mode (CURVE) is not available in this build yet; start with --insecure");
 
   BrokerOptions opt;
   opt.front = cfg.str("front");
@@ -40,7 +42,18 @@ int main(int argc, char** argv) {
   opt.heartbeat = std::chrono::milliseconds(cfg.integer("heartbeat-ms"));
   opt.liveness = static_cast<int>(cfg.integer("heartbeat-liveness"));
   opt.max_body = static_cast<size_t>(cfg.integer("max-body"));
-  opt.insecure = true;
+  opt.insecure = cfg.flag("insecure");
+  if (!opt.insecure) {
+    if (cfg.str("server-key").empty()) cfg.fail("secure mode needs --server-key FILE (or run with --insecure)");
+    auto secret = read_curve_secret(cfg.str("server-key"));
+    if (!secret) cfg.fail(secret.error().message);
+    opt.curve_secret = *secret;
+  }
+  opt.admin_keys_file = cfg.str("admin-keys");
+  for (const auto& k : split_list(cfg.str("trusted-keys"))) {
+    if (!valid_z85_key(k)) cfg.fail("--trusted-keys: not a Z85 public key: '" + k + "'");
+    opt.trusted_keys.insert(k);
+  }
 
   install_stop_signals();
   zmq::context_t ctx(1);
@@ -49,15 +62,19 @@ int main(int argc, char** argv) {
   if (!bound) cfg.fail(bound.error().message);
   spdlog::info("listening front={} events={} workers={} event-sink={}", bound->front,
                bound->events, bound->workers, bound->event_sink);
-  spdlog::warn("insecure mode: no encryption; privileged services answer loopback peers only");
+  if (opt.insecure)
+    spdlog::warn("insecure mode: no encryption; privileged services answer loopback peers only");
+  else
+    spdlog::info("secure mode: CURVE on the front door and the event stream");
   if (!cfg.str("endpoints-file").empty()) {
     const std::string text = "front=" + bound->front + "\nevents=" + bound->events +
                              "\nworkers=" + bound->workers + "\nevent-sink=" + bound->event_sink + "\n";
     if (!write_file_atomic(cfg.str("endpoints-file"), text, 0644))
       cfg.fail("cannot write endpoints file " + cfg.str("endpoints-file"));
   }
+  std::atomic<bool>& reload = install_reload_signal();
   unblock_stop_signals();
-  broker.run(stop_requested());
+  broker.run(stop_requested(), &reload);
   spdlog::info("stopped");
   return 0;
 }

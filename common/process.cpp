@@ -11,7 +11,9 @@
 namespace primary {
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 void on_stop(int) { g_stop.store(true); }
+void on_reload(int) { g_reload.store(true); }
 }  // namespace
 
 void install_stop_signals() {
@@ -26,6 +28,7 @@ void install_stop_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -34,10 +37,20 @@ void unblock_stop_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 const std::atomic<bool>& stop_requested() { return g_stop; }
+
+std::atomic<bool>& install_reload_signal() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_reload;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGHUP, &sa, nullptr);
+  return g_reload;
+}
 
 bool write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   const std::string tmp = path + ".tmp." + std::to_string(getpid());

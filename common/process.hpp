@@ -14,6 +14,8 @@ namespace primary {
 // call unblock_stop_signals() in the thread that polls, once they exist.
 void install_stop_signals();
 void unblock_stop_signals();
+// SIGHUP sets the returned flag (the program clears it when it reloads).
+std::atomic<bool>& install_reload_signal();
 const std::atomic<bool>& stop_requested();
 
 // Writes `text` to `path` through a temporary file and rename, so readers

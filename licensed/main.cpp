@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cfg.add_string("lease-key", "", "Server lease signing key file (secret, mode 0600)");
   cfg.add_string("client-endpoints", "tcp://127.0.0.1:16770",
                  "Front door endpoint(s) Clients should use, comma-separated (for setup_info)");
+  cfg.add_string("server-public", "", "Server CURVE public key (Z85) for setup_info; empty in insecure mode");
   cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
   cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   lc.unlicensed_interval_s = cfg.integer("unlicensed-interval-s");
   lc.grace_s = cfg.integer("grace-s");
   lc.event_cap = cfg.integer("event-log-cap");
+  lc.server_key = cfg.str("server-public");
 
   zmq::context_t ctx(1);
   Redis redis(*url);

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/crypto.hpp"
+#include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/tokens.hpp"
 
@@ -195,6 +196,7 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed");
   cfg.add_int("heartbeat-ms", 0, 0, 3600000, "Broker/worker heartbeat interval (0: their default)");
   cfg.add_int("heartbeat-liveness", 0, 0, 1000, "Missed heartbeats before a peer is dead (0: their default)");
+  cfg.add_string("admin-keys", "", "Admin allow-list file, Z85 public keys (default DATA/keys/admins; SIGHUP re-reads)");
   cfg.add_string("public-endpoints", "",
                  "Front door endpoint(s) Clients are told to use (default: --front with this host's name)");
   cfg.add_int("check-interval-s", 0, 0, 7 * 86400, "Licensed Client interval (0: 14400)");
@@ -225,6 +227,7 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.stop_timeout_ms = static_cast<int>(cfg.integer("stop-timeout-ms"));
   s.log_level = cfg.str("log-level");
   s.public_endpoints = cfg.str("public-endpoints");
+  s.admin_keys = cfg.str("admin-keys");
   s.check_interval_s = static_cast<int>(cfg.integer("check-interval-s"));
   s.unlicensed_interval_s = static_cast<int>(cfg.integer("unlicensed-interval-s"));
   s.grace_s = static_cast<int>(cfg.integer("grace-s"));
@@ -330,6 +333,22 @@ Result<bool> Supervisor::prepare() {
   fs::create_directories(fs::path(layout_.lease_key()).parent_path(), ec);
   ::chmod(fs::path(layout_.lease_key()).parent_path().c_str(), 0700);
   if (auto key = ensure_signing_key(layout_.lease_key()); !key) return refuse(key.error().message);
+  if (!settings_.insecure) {
+    auto server = ensure_curve_keypair(layout_.server_key());
+    if (!server) return refuse(server.error().message);
+    auto internal = ensure_curve_keypair(layout_.internal_key());
+    if (!internal) return refuse(internal.error().message);
+    server_public_ = server->public_key;
+    internal_public_ = internal->public_key;
+    if (settings_.admin_keys.empty()) {
+      settings_.admin_keys = layout_.admin_keys();
+      if (::access(settings_.admin_keys.c_str(), F_OK) != 0)
+        write_file(settings_.admin_keys,
+                   "# Admin public keys (Z85), one a line. `primaryctl keys create` makes one.\n"
+                   "# primary-server re-reads this file on SIGHUP.\n", 0600);
+    }
+    if (auto keys = read_allow_list(settings_.admin_keys); !keys) return refuse(keys.error().message);
+  }
   if (!settings_.vendor_key.empty()) {
     if (auto vendor = read_key_file(settings_.vendor_key, 32, false); !vendor)
       return refuse(vendor.error().message);
@@ -399,7 +418,13 @@ void Supervisor::plan_children() {
                                      "--event-sink", layout_.event_sink(),
                                      "--endpoints-file", layout_.endpoints_file(),
                                      "--log-level", settings_.log_level};
-  if (settings_.insecure) broker.push_back("--insecure");
+  if (settings_.insecure) {
+    broker.push_back("--insecure");
+  } else {
+    broker.insert(broker.end(), {"--server-key", layout_.server_key() + ".key", "--admin-keys",
+                                 fs::absolute(settings_.admin_keys).string(), "--trusted-keys",
+                                 internal_public_});
+  }
   if (settings_.heartbeat_ms > 0)
     broker.insert(broker.end(), {"--heartbeat-ms", std::to_string(settings_.heartbeat_ms)});
   if (settings_.heartbeat_liveness > 0)
@@ -419,10 +444,17 @@ void Supervisor::plan_children() {
                     {"--unlicensed-interval-s", std::to_string(settings_.unlicensed_interval_s)});
   if (!settings_.vendor_key.empty())
     licensed.insert(licensed.end(), {"--vendor-key", fs::absolute(settings_.vendor_key).string()});
+  if (!settings_.insecure) {
+    licensed.insert(licensed.end(), {"--server-public", server_public_});
+  }
   std::vector<std::string> admin = {"--front", settings_.front, "--events", settings_.events,
                                     "--endpoints-file", layout_.endpoints_file(),
-                                    "--started-at", std::to_string(started_ms_)};
+                                    "--started-at", std::to_string(started_ms_),
+                                    "--log-file", layout_.log_dir + "/activity.log"};
   admin.insert(admin.end(), intervals.begin(), intervals.end());
+  if (!settings_.insecure)
+    admin.insert(admin.end(), {"--server-public", server_public_, "--client-key",
+                               layout_.internal_key() + ".key"});
 
   add_worker_kind("primary-licensed", settings_.license_workers, licensed);
   add_worker_kind("primary-updater", settings_.updater_workers, {});

@@ -30,6 +30,7 @@ struct SupervisorSettings {
   int stop_timeout_ms = 3000;  // per shutdown stage (workers, broker, redis)
   std::string bin_dir;         // empty: the directory of /proc/self/exe
   std::string public_endpoints;  // what Clients are told to use; empty: front, this host's name
+  std::string admin_keys;        // allow-list file; empty: DATA/keys/admins
   int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
 };
 
@@ -51,6 +52,9 @@ struct DataLayout {
   std::string endpoints_file() const { return run_dir + "/endpoints"; }
   std::string lock_file() const { return run_dir + "/lock"; }
   std::string lease_key() const { return root + "/keys/lease.key"; }
+  std::string server_key() const { return root + "/keys/server"; }      // .key/.pub, CURVE
+  std::string internal_key() const { return root + "/keys/internal"; }  // .key/.pub, the server's own admin tools
+  std::string admin_keys() const { return root + "/keys/admins"; }      // default allow-list
 };
 
 // Creates DATA and its sub-directories (mode 0700) and checks they are writable.
@@ -147,6 +151,7 @@ class Supervisor {
   int signal_fd_ = -1;
   pid_t self_ = 0;
   int64_t started_ms_ = 0;
+  std::string server_public_, internal_public_;  // CURVE, secure mode only
   bool starting_ = true;  // Redis and broker not yet ready once
   bool stopping_ = false;
   bool awaiting_endpoints_ = false;

@@ -1,0 +1,36 @@
+// CURVE keys (ZeroMQ RFC 26) as the product keeps them: Z85 text files, one
+// key a line; secrets readable by their owner only.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+
+#include "common/errors.hpp"
+
+namespace primary {
+
+struct CurveKeypair {
+  std::string public_key;  // Z85, 40 characters
+  std::string secret_key;  // Z85, 40 characters
+};
+
+CurveKeypair curve_keypair();
+// The public key of a Z85 secret key; empty if it is not one.
+std::string curve_public_of(const std::string& secret_z85);
+bool valid_z85_key(const std::string& text);
+
+// Writes BASE.key (secret, 0600) and BASE.pub (0644); refuses to overwrite.
+std::optional<Error> write_curve_keypair(const std::string& base, const CurveKeypair& kp);
+// Reads a Z85 secret key file; refused when readable by group or others.
+Result<std::string> read_curve_secret(const std::string& path);
+// Reads a Z85 public key file.
+Result<std::string> read_curve_public(const std::string& path);
+// Creates BASE.key/BASE.pub when missing; returns the keypair.
+Result<CurveKeypair> ensure_curve_keypair(const std::string& base);
+
+// Reads an allow-list: Z85 public keys, one a line; `#` starts a comment;
+// blank lines ignored. A malformed line is an error naming its number.
+Result<std::set<std::string>> read_allow_list(const std::string& path);
+
+}  // namespace primary
