@@ -54,8 +54,10 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
       sink_(ctx, zmq::socket_type::xsub),
       events_(ctx, zmq::socket_type::xpub) {
   for (auto* s : {&front_, &workers_, &sink_, &events_}) s->set(zmq::sockopt::linger, 1000);
-  front_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body + 4096));
-  workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body * 2 + 4096));
+  // libzmq drops a connection that sends a frame over MAXMSGSIZE without a
+  // word; keep that for frames far over the limit and answer the rest.
+  front_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body * 4 + 65536));
+  workers_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.max_body * 4 + 65536));
   // Never block the broker on a slow or absent peer: drop instead.
   front_.set(zmq::sockopt::router_mandatory, 0);
   front_.set(zmq::sockopt::sndhwm, 100000);
@@ -289,7 +291,7 @@ void Broker::handle_mmi(const std::string& client, std::string_view service, std
   std::string answer = "501";
   if (service == "mmi.service") {
     auto it = services_.find(body);
-    answer = (it != services_.end() && it->second.workers > 0) ? "200" : "404";
+    answer = (body == "broker.control" || (it != services_.end() && it->second.workers > 0)) ? "200" : "404";
   }
   reply_client(client, service, frame(answer));
 }
@@ -465,8 +467,10 @@ void Broker::purge(Clock::time_point now) {
 void Broker::send_heartbeats(Clock::time_point now) {
   std::vector<std::string> expired;
   for (auto& [id, w] : worker_map_) {
+    // Busy workers are heartbeated too: their runtime answers while the
+    // handler works, so only a dead process goes silent.
     if (w.expiry <= now) expired.push_back(id);
-    else if (!w.has_request) send_to_worker(w, mdp::Command::Heartbeat);
+    else send_to_worker(w, mdp::Command::Heartbeat);
   }
   for (const auto& id : expired) {
     spdlog::warn("worker expired (no heartbeat)");

@@ -204,7 +204,7 @@ void Config::parse(int argc, char** argv) {
       s.value = s.kind == Kind::Flag ? (s.cli_flag ? "true" : "false") : s.cli_value;
       origin = "--" + name;
       s.given = true;
-    } else if (const char* e = std::getenv(env_name(name).c_str())) {
+    } else if (const char* e = std::getenv(env_name(name).c_str()); e && *e) {
       s.value = e;
       origin = env_name(name);
       s.given = true;

@@ -2,7 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "common/config.hpp"
 #include "common/log.hpp"
@@ -19,11 +26,103 @@ struct WorkerRuntime::Connection {
   size_t service = 0;       // index into services_
   std::string endpoint;
   std::unique_ptr<zmq::socket_t> socket;
+  uint64_t generation = 0;          // bumped at every open(): stale replies are dropped
   Clock::time_point broker_expiry;  // broker presumed dead after this
   Clock::time_point next_heartbeat;
   Clock::time_point reopen_at;      // while closed: when to retry
   std::chrono::milliseconds backoff{0};
   bool open = false;
+};
+
+// One batch of requests for one service, and then its replies.
+struct WorkerRuntime::Job {
+  size_t service = 0;
+  struct Item {
+    Connection* conn;
+    uint64_t generation;
+    mdp::Frames frames;  // "", MDPW01, REQUEST, envelope..., "", body
+    std::string reply;   // encoded reply body
+  };
+  std::vector<Item> items;
+};
+
+// The executor thread: runs jobs in order and the timers between them, and
+// wakes the serving thread through an eventfd when a job is done.
+class WorkerRuntime::Executor {
+ public:
+  Executor(const WorkerRuntime& rt, std::vector<Timer>& timers)
+      : rt_(rt), timers_(timers), wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Executor() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    ::close(wake_fd_);
+  }
+  int wake_fd() const { return wake_fd_; }
+  void post(Job job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+  std::vector<Job> take_done() {
+    uint64_t n;
+    while (::read(wake_fd_, &n, sizeof n) > 0) {
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Job> out(std::make_move_iterator(done_.begin()), std::make_move_iterator(done_.end()));
+    done_.clear();
+    return out;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      auto due = Clock::now() + std::chrono::hours(1);
+      for (const auto& t : timers_) due = std::min(due, t.next);
+      cv_.wait_until(lock, due, [&] { return stopping_ || !jobs_.empty(); });
+      if (!jobs_.empty()) {
+        Job job = std::move(jobs_.front());
+        jobs_.pop_front();
+        lock.unlock();
+        rt_.process(job);
+        lock.lock();
+        done_.push_back(std::move(job));
+        const uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof one);
+        continue;
+      }
+      if (stopping_) return;
+      lock.unlock();
+      const auto now = Clock::now();
+      for (auto& t : timers_) {
+        if (now < t.next) continue;
+        try {
+          t.fn();
+        } catch (const std::exception& e) {
+          spdlog::error("timer task failed: {}", e.what());
+        }
+        t.next = Clock::now() + t.interval;
+      }
+      lock.lock();
+    }
+  }
+
+  const WorkerRuntime& rt_;
+  std::vector<Timer>& timers_;
+  int wake_fd_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_, done_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 WorkerRuntime::WorkerRuntime(zmq::context_t& ctx, WorkerOptions options)
@@ -74,6 +173,7 @@ void WorkerRuntime::open(Connection& c) {
   const auto now = Clock::now();
   c.broker_expiry = now + options_.heartbeat * options_.liveness;
   c.next_heartbeat = now + options_.heartbeat;
+  ++c.generation;
   c.open = true;
 }
 
@@ -89,16 +189,34 @@ void send_command(zmq::socket_t& s, mdp::Command cmd) {
 
 void WorkerRuntime::run(const std::atomic<bool>& stop) {
   for (auto& c : connections_) open(*c);
+  Executor executor(*this, timers_);
   std::vector<zmq_pollitem_t> items;
   std::vector<Connection*> polled;
-  // Requests gathered in one pass, per service: (connection, frames).
-  std::vector<std::vector<std::pair<Connection*, std::vector<zmq::message_t>>>> batches(services_.size());
+  // Requests gathered while the executor is busy, one job per service.
+  std::vector<Job> pending(services_.size());
+  for (size_t s = 0; s < pending.size(); ++s) pending[s].service = s;
+  size_t jobs_out = 0;  // posted and not yet answered
+
+  auto flush_pending = [&] {
+    if (jobs_out > 0) return;  // let requests pile up into the next batch
+    for (auto& job : pending) {
+      if (job.items.empty()) continue;
+      Job out;
+      out.service = job.service;
+      out.items = std::move(job.items);
+      job.items.clear();
+      executor.post(std::move(out));
+      ++jobs_out;
+    }
+  };
 
   while (!stop.load()) {
     auto now = Clock::now();
     auto wake = now + options_.heartbeat;
     items.clear();
     polled.clear();
+    items.push_back({nullptr, executor.wake_fd(), ZMQ_POLLIN, 0});
+    polled.push_back(nullptr);
     for (auto& c : connections_) {
       if (c->open) {
         items.push_back({c->socket->handle(), 0, ZMQ_POLLIN, 0});
@@ -108,7 +226,6 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         wake = std::min(wake, c->reopen_at);
       }
     }
-    for (const auto& t : timers_) wake = std::min(wake, t.next);
     long timeout = std::max<long>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
     int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout);
@@ -118,7 +235,13 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
       break;
     }
     now = Clock::now();
-    for (size_t i = 0; i < items.size(); ++i) {
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (auto& job : executor.take_done()) {
+        send_replies(job);
+        --jobs_out;
+      }
+    }
+    for (size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
       Connection& c = *polled[i];
       mdp::Frames f;
@@ -131,7 +254,7 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         }
         const auto cmd = static_cast<mdp::Command>(*static_cast<const uint8_t*>(f[2].data()));
         if (cmd == mdp::Command::Request) {
-          batches[c.service].emplace_back(&c, std::move(f));
+          pending[c.service].items.push_back({&c, c.generation, std::move(f), {}});
         } else if (cmd == mdp::Command::Disconnect) {
           spdlog::debug("broker {} asked '{}' to reconnect", c.endpoint, services_[c.service].name);
           open(c);  // a fresh connection and READY
@@ -140,11 +263,7 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         }
       }
     }
-    for (size_t s = 0; s < batches.size(); ++s)
-      if (!batches[s].empty()) {
-        handle_batch(s, batches[s]);
-        batches[s].clear();
-      }
+    flush_pending();
 
     now = Clock::now();
     for (auto& c : connections_) {
@@ -165,64 +284,61 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         c->next_heartbeat = now + options_.heartbeat;
       }
     }
-    for (auto& t : timers_) {
-      if (now >= t.next) {
-        try {
-          t.fn();
-        } catch (const std::exception& e) {
-          spdlog::error("timer task failed: {}", e.what());
-        }
-        t.next = Clock::now() + t.interval;
-      }
+  }
+  // Finish what the executor holds, answer it, then say goodbye.
+  while (jobs_out > 0) {
+    zmq_pollitem_t item{nullptr, executor.wake_fd(), ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, 5000) <= 0) break;
+    for (auto& job : executor.take_done()) {
+      send_replies(job);
+      --jobs_out;
     }
   }
   for (auto& c : connections_)
     if (c->open) send_command(*c->socket, mdp::Command::Disconnect);
 }
 
-void WorkerRuntime::handle_batch(
-    size_t service_index, std::vector<std::pair<Connection*, std::vector<zmq::message_t>>>& batch) {
-  const ServiceEntry& svc = services_[service_index];
-  // Frames: "", MDPW01, REQUEST, envelope..., "", body
+void WorkerRuntime::process(Job& job) const {
+  const ServiceEntry& svc = services_[job.service];
   std::vector<Request> requests;
-  std::vector<size_t> request_slot;  // batch index of each valid request
-  std::vector<std::string> replies(batch.size());
-  std::vector<Value> rids(batch.size());
-  std::vector<Peer> peers(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
-    auto& f = batch[i].second;
+  std::vector<size_t> request_slot;  // item index of each valid request
+  std::vector<Value> rids(job.items.size());
+  for (size_t i = 0; i < job.items.size(); ++i) {
+    auto& f = job.items[i].frames;
     if (f.size() < 6 || f[f.size() - 2].size() != 0) {
-      replies[i] = encode_error(Code::BadRequest, "malformed request envelope");
+      job.items[i].reply = encode_error(Code::BadRequest, "malformed request envelope");
       continue;
     }
-    if (f.size() >= 7) peers[i] = decode_peer(view(f[4]));
     auto req = decode_request(svc.name, view(f.back()), options_.limits, &rids[i]);
     if (!req) {
-      replies[i] = encode_reply(Reply::failure(req.error()), rids[i]);
+      job.items[i].reply = encode_reply(Reply::failure(req.error()), rids[i]);
       continue;
     }
-    req->peer = peers[i];
+    if (f.size() >= 7) req->peer = decode_peer(view(f[4]));
     requests.push_back(std::move(*req));
     request_slot.push_back(i);
   }
-  if (!requests.empty()) {
-    std::vector<Reply> answers;
-    try {
-      answers = svc.handler(requests);
-    } catch (const std::exception& e) {
-      spdlog::error("handler of '{}' threw: {}", svc.name, e.what());
-    }
-    for (size_t k = 0; k < requests.size(); ++k) {
-      const size_t i = request_slot[k];
-      if (k < answers.size())
-        replies[i] = encode_reply(answers[k], rids[i]);
-      else
-        replies[i] = encode_reply(Reply::failure(Code::Internal, "internal error; see server log"), rids[i]);
-    }
+  if (requests.empty()) return;
+  std::vector<Reply> answers;
+  try {
+    answers = svc.handler(requests);
+  } catch (const std::exception& e) {
+    spdlog::error("handler of '{}' threw: {}", svc.name, e.what());
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    auto& [conn, f] = batch[i];
-    if (!conn->open) continue;
+  for (size_t k = 0; k < requests.size(); ++k) {
+    const size_t i = request_slot[k];
+    job.items[i].reply =
+        k < answers.size()
+            ? encode_reply(answers[k], rids[i])
+            : encode_reply(Reply::failure(Code::Internal, "internal error; see server log"), rids[i]);
+  }
+}
+
+void WorkerRuntime::send_replies(Job& job) {
+  for (auto& item : job.items) {
+    // A connection reopened meanwhile: the broker has answered that request.
+    if (!item.conn->open || item.conn->generation != item.generation) continue;
+    auto& f = item.frames;
     mdp::Frames out;
     out.reserve(f.size());
     out.push_back(frame(""));
@@ -231,8 +347,8 @@ void WorkerRuntime::handle_batch(
     // Envelope frames (client address and metadata) go back unchanged.
     for (size_t k = 3; k + 2 < f.size(); ++k) out.push_back(std::move(f[k]));
     out.push_back(frame(""));
-    out.push_back(frame(replies[i]));
-    mdp::send_frames(*conn->socket, out, true);
+    out.push_back(frame(item.reply));
+    mdp::send_frames(*item.conn->socket, out, true);
   }
 }
 

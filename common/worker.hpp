@@ -10,9 +10,12 @@
 // Redis work. Invalid requests never reach a handler: they are answered
 // BAD_REQUEST / UNKNOWN_OP here. A handler that throws gets INTERNAL.
 //
-// Heartbeats go both ways; a broker silent for heartbeat * liveness is
-// presumed dead and the connection is reopened with exponential backoff.
-// On stop every connection sends DISCONNECT.
+// Handlers and timers run on one executor thread, so a slow handler never
+// stops the heartbeats: the serving thread keeps heartbeating every
+// connection, busy or idle, and collects the next batch meanwhile. A broker
+// silent for heartbeat * liveness is presumed dead and the connection is
+// reopened with exponential backoff. On stop every connection sends
+// DISCONNECT.
 #pragma once
 
 #include <zmq.hpp>
@@ -51,7 +54,8 @@ class WorkerRuntime {
   void serve(const std::string& service, Handler handler, int slots = 1);
   // Serves `service` with batches of up to `slots` requests per broker.
   void serve_batch(const std::string& service, BatchHandler handler, int slots);
-  // Calls `fn` about every `interval` from the serving thread.
+  // Calls `fn` about every `interval` on the executor thread (never at the
+  // same time as a handler).
   void every(std::chrono::milliseconds interval, std::function<void()> fn);
 
   // Serves until `stop` becomes true; then sends DISCONNECT everywhere.
@@ -59,6 +63,8 @@ class WorkerRuntime {
 
  private:
   struct Connection;
+  struct Job;
+  class Executor;
   struct ServiceEntry {
     std::string name;
     BatchHandler handler;
@@ -69,7 +75,10 @@ class WorkerRuntime {
     std::function<void()> fn;
   };
   void open(Connection& c);
-  void handle_batch(size_t service_index, std::vector<std::pair<Connection*, std::vector<zmq::message_t>>>& batch);
+  // Decodes, handles and encodes one batch (executor thread).
+  void process(Job& job) const;
+  // Sends the replies of a finished batch (serving thread).
+  void send_replies(Job& job);
 
   zmq::context_t& ctx_;
   WorkerOptions options_;
