@@ -1,0 +1,81 @@
+// The load generator: closed-loop MDP/0.1 clients.
+//
+// `clients` DEALER sockets, each keeping `window` requests in flight: it
+// sends `window` requests, then one more for every reply, so the offered
+// load adapts to what the server sustains. Each in-flight request occupies
+// a slot of its socket; the slot number travels as the request's `rid` and
+// comes back in the reply, which gives per-request latency without any
+// lookup. The sockets are spread over `threads` poll loops.
+//
+// A run is bounded either by time (warm-up, then `duration` measured) or by
+// a request count (`total` requests, rate = total / elapsed); either way it
+// then stops sending and waits up to `drain` for outstanding replies.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/value.hpp"
+
+namespace primary::bench {
+
+struct LoadOptions {
+  std::string endpoint;
+  std::string service;
+  int clients = 4;
+  int window = 64;
+  int threads = 1;
+  std::chrono::milliseconds warmup{0};
+  std::chrono::milliseconds duration{0};   // > 0: time-bounded run
+  int64_t total = 0;                       // > 0: count-bounded run
+  std::chrono::milliseconds drain{10000};
+  // false: replies are not decoded (one in 256 is, as a sanity check) and
+  // no latency is recorded; for raw transport benchmarks.
+  bool decode = true;
+};
+
+// The body of request number `seq`; it must carry `rid` (the slot) as its
+// `rid` field when LoadOptions::decode is true. Called from the poll threads.
+using BodyMaker = std::function<std::string(int64_t seq, int64_t rid)>;
+// Judges the decoded reply to request `seq` (-1 for the sampled replies of
+// a run without decoding); false counts an error and `why` says what was
+// wrong. Called from the poll threads.
+using ReplyCheck = std::function<bool(int64_t seq, const Value& reply, std::string& why)>;
+
+struct LoadResult {
+  int64_t sent = 0;
+  int64_t replies = 0;   // all replies received
+  int64_t counted = 0;   // good replies inside the measured window
+  int64_t errors = 0;    // replies the check refused (all of the run)
+  int64_t lost = 0;      // requests without a reply at the end of the drain
+  double seconds = 0;    // length of the measured window
+  double rps = 0;        // counted / seconds
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;  // when decoding
+  std::string first_error;
+};
+
+LoadResult run_load(zmq::context_t& ctx, const LoadOptions& options, const BodyMaker& make,
+                    const ReplyCheck& check);
+
+// An echo server without a broker: a ROUTER that sends every message back
+// as it came, on its own thread and ZeroMQ context, bound to
+// tcp://127.0.0.1:*.
+class DirectEcho {
+ public:
+  DirectEcho();
+  ~DirectEcho();
+  DirectEcho(const DirectEcho&) = delete;
+  DirectEcho& operator=(const DirectEcho&) = delete;
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  std::string endpoint_;
+};
+
+}  // namespace primary::bench

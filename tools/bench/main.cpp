@@ -1,0 +1,80 @@
+// primary-bench: benchmarks of the broker and of the whole server. See
+// docs/benchmarks.md for the modes and the figures they produce.
+#include <filesystem>
+
+#include "common/config.hpp"
+#include "common/process.hpp"
+#include "tools/bench/children.hpp"
+#include "tools/bench/modes.hpp"
+
+int main(int argc, char** argv) {
+  using namespace primary;
+  using namespace primary::bench;
+  Config cfg("primary-bench", "Benchmarks of the Primary Server (broker echo, idle cost, heartbeats, "
+                              "reservations, scale); the last output line is key=value figures");
+  std::string mode;
+  cfg.app()
+      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale")
+      ->required()
+      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale"}));
+  cfg.add_int("clients", 0, 0, 4096, "Client connections (0: the mode's default)");
+  cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
+  cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
+  cfg.add_int("seconds", 0, 0, 86400, "Measured seconds (0: the mode's default)");
+  cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
+  cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
+  cfg.add_int("slots", 64, 1, 1024, "echo: connections (concurrent requests) per echo worker");
+  cfg.add_int("computers", 0, 0, 10000000, "heartbeat/scale: reserved computers (0: the mode's default)");
+  cfg.add_int("count", 0, 0, 10000000,
+              "reserve: reservations to make; scale: reservations per rate measurement (0: default)");
+  cfg.add_int("license-workers", 0, 0, 64, "primary-licensed processes (0: primary-server's default)");
+  cfg.add_string("bin-dir", "", "Directory of the primary-* executables (default: next to primary-bench)");
+  cfg.add_string("log-level", "warn", "Log level of the server processes under test");
+  cfg.add_string("broker-prefix", "",
+                 "echo: command words run before the broker, e.g. 'valgrind --tool=callgrind "
+                 "--callgrind-out-file=/tmp/broker.cg'");
+  cfg.add_flag("keep", "Keep the temporary directory (logs, data) and print its path");
+  cfg.add_int("timeout-s", 0, 0, 7 * 86400, "Abort after this long (0: a bound derived from the mode)");
+  cfg.app().footer(
+      "Mode defaults:\n"
+      "  echo       --clients 4 --window 64 --seconds 5 --payload 32 --workers 1 --slots 64\n"
+      "  idle       --seconds 60\n"
+      "  heartbeat  --clients 4 --window 16 --seconds 10 --computers 10000\n"
+      "  reserve    --clients 8 --window 16 --count 20000\n"
+      "  scale      --computers 1000000 --count 10000 --seconds 10 (phases use the heartbeat and\n"
+      "             reserve shapes unless --clients/--window are given)\n"
+      "Exit codes: 0 measured; 1 the stack did not start or requests failed; 2 bad arguments;\n"
+      "3 time limit; 128+N killed by signal N (children and temp dir are cleaned up in all cases).");
+  cfg.parse(argc, argv);
+
+  BenchSettings s = mode_defaults(mode);
+  const auto pick = [&](const char* name, auto& field) {
+    if (cfg.given(name) && cfg.integer(name) > 0) field = static_cast<std::remove_reference_t<decltype(field)>>(cfg.integer(name));
+  };
+  pick("clients", s.clients);
+  pick("window", s.window);
+  pick("threads", s.threads);
+  pick("seconds", s.seconds);
+  pick("payload", s.payload);
+  pick("workers", s.workers);
+  pick("slots", s.slots);
+  pick("computers", s.computers);
+  pick("count", s.count);
+  pick("license-workers", s.license_workers);
+  if (cfg.given("payload") && cfg.integer("payload") == 0) s.payload = 0;
+
+  BenchEnv env;
+  env.bin_dir = cfg.str("bin-dir").empty() ? self_dir() : std::filesystem::absolute(cfg.str("bin-dir")).string();
+  env.log_level = cfg.str("log-level");
+  env.keep = cfg.flag("keep");
+  env.broker_prefix = split_list(cfg.str("broker-prefix"), ' ');
+
+  const auto limit = cfg.integer("timeout-s") > 0 ? std::chrono::seconds(cfg.integer("timeout-s"))
+                                                  : time_limit(mode, s);
+  start_watchdog(limit);  // before any other thread exists
+  if (mode == "echo") return run_echo(env, s);
+  if (mode == "idle") return run_idle(env, s);
+  if (mode == "heartbeat") return run_heartbeat(env, s);
+  if (mode == "reserve") return run_reserve(env, s);
+  return run_scale(env, s);
+}

@@ -1,0 +1,387 @@
+#include "tools/bench/modes.hpp"
+
+#include <spdlog/fmt/fmt.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <thread>
+
+#include "common/schema.hpp"
+#include "tools/bench/fleet.hpp"
+#include "tools/bench/load.hpp"
+
+namespace primary::bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+template <class... Args>
+void say(fmt::format_string<Args...> f, Args&&... args) {
+  fmt::print(f, std::forward<Args>(args)...);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+int fail(const std::string& message) {
+  std::cerr << "primary-bench: " << message << std::endl;
+  return 1;
+}
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string describe(const LoadResult& r) {
+  std::string s = fmt::format("{:.0f}/s ({} good replies in {:.2f} s; sent {}, errors {}, lost {}",
+                              r.rps, r.counted, r.seconds, r.sent, r.errors, r.lost);
+  if (r.p99_ms > 0) s += fmt::format("; latency p50 {:.2f} ms p99 {:.2f} ms max {:.2f} ms", r.p50_ms, r.p99_ms, r.max_ms);
+  s += ")";
+  if (!r.first_error.empty()) s += "\n  first error: " + r.first_error;
+  return s;
+}
+
+bool clean(const LoadResult& r) { return r.errors == 0 && r.lost == 0; }
+
+uint64_t cpu_ticks(pid_t pid) {
+  auto s = sample_tree(pid);
+  return s.empty() ? 0 : s.front().cpu_ticks;
+}
+
+double pct_of_core(uint64_t ticks, double seconds) {
+  return seconds > 0 ? 100.0 * static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds
+                     : 0;
+}
+
+// A temp dir for one run, kept on request.
+std::unique_ptr<TempDir> run_dir(const BenchEnv& env) {
+  auto dir = std::make_unique<TempDir>("primary-bench");
+  if (dir->ok() && env.keep) dir->keep();
+  return dir;
+}
+
+// The full stack with a vendor key, unlocked for `licenses`.
+struct Licensed {
+  std::unique_ptr<ServerStack> stack;
+  std::string error;
+};
+Licensed licensed_stack(zmq::context_t& ctx, const BenchEnv& env, TempDir& dir,
+                        const BenchSettings& s, int64_t licenses) {
+  Licensed out;
+  auto vendor = make_vendor_key(env, dir);
+  if (!vendor) return {nullptr, vendor.error().message};
+  ServerOptions so;
+  so.vendor_pub = *vendor + "/vendor.pub";
+  so.license_workers = s.license_workers;
+  const auto t0 = Clock::now();
+  auto stack = ServerStack::start(ctx, env, dir, so, true);
+  if (!stack) return {nullptr, stack.error().message};
+  say("primary-server up in {:.1f} s (pid {}, front {})", since(t0), (*stack)->pid(), (*stack)->front());
+  auto purchased = unlock(ctx, env, dir, (*stack)->front(), licenses);
+  if (!purchased) return {nullptr, "unlock: " + purchased.error().message};
+  say("unlocked serial BENCH-SERIAL for {} licenses", *purchased);
+  out.stack = std::move(*stack);
+  return out;
+}
+
+std::optional<double> redis_benchmark_set(TempDir& dir) {
+  auto redis = PlainRedis::start(dir);
+  if (!redis) {
+    std::cerr << "primary-bench: " << redis.error().message << std::endl;
+    return std::nullopt;
+  }
+  const std::vector<std::string> argv = {"redis-benchmark", "-s", (*redis)->socket(), "-t", "set",
+                                         "-c", "50", "-n", "200000", "-q"};
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  say("running: {}", cmd);
+  auto out = run_capture(argv, dir.file("redis-benchmark.log"), 600s);
+  if (!out) return std::nullopt;
+  // -q prints progress lines separated by \r, then "SET: N requests per second[, p50=...]".
+  static const std::regex rps("SET: ([0-9.]+) requests per second");
+  std::optional<double> last;
+  for (auto it = std::sregex_iterator(out->begin(), out->end(), rps); it != std::sregex_iterator(); ++it)
+    last = std::stod((*it)[1].str());
+  const auto final_line = out->substr(out->find_last_of('\r') == std::string::npos ? 0 : out->find_last_of('\r') + 1);
+  say("redis-benchmark: {}", final_line);
+  if (!last) std::cerr << "primary-bench: cannot read redis-benchmark output: " << *out << std::endl;
+  return last;
+}
+
+}  // namespace
+
+BenchSettings mode_defaults(const std::string& mode) {
+  BenchSettings s;
+  if (mode == "idle") s.seconds = 60;
+  // 4 x 16 heartbeats in flight keep both licensing workers' 16 slots busy
+  // without queueing much in the broker (latency is in-flight / rate).
+  if (mode == "heartbeat") s.clients = 4, s.window = 16, s.seconds = 10;
+  if (mode == "reserve") s.clients = 8, s.window = 16;
+  // 0: the heartbeat and reserve modes' shapes for the respective phases.
+  if (mode == "scale") s.clients = 0, s.window = 0, s.seconds = 10, s.computers = 1000000, s.count = 10000;
+  return s;
+}
+
+std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s) {
+  int64_t limit = 600;
+  if (mode == "echo") limit = 2 * (s.seconds + 1) + 120;
+  if (mode == "idle") limit = s.seconds + 180;
+  if (mode == "heartbeat") limit = s.seconds + s.computers / 200 + 900;
+  if (mode == "reserve") limit = s.count / 200 + 300;
+  if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 100 + 2 * s.seconds + 900;
+  return std::chrono::seconds(limit);
+}
+
+// ---------------------------------------------------------------- echo
+
+int run_echo(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  const std::string payload(static_cast<size_t>(s.payload), 'x');
+  const std::string body = encode_request("echo", {{"payload", Value(payload)}});
+  LoadOptions o;
+  o.service = "echo";
+  o.clients = s.clients;
+  o.window = s.window;
+  o.threads = s.threads;
+  o.warmup = 1s;
+  o.duration = std::chrono::seconds(s.seconds);
+  o.decode = false;
+  const BodyMaker make = [&body](int64_t, int64_t) { return body; };
+  const ReplyCheck via_broker_ok = [&](int64_t, const Value& r, std::string&) {
+    const Value* ok = r.find("ok");
+    const Value* p = r.find("payload");
+    return ok && ok->is_bool() && ok->as_bool() && p && p->is_str() && p->as_str() == payload;
+  };
+  const ReplyCheck direct_ok = [&](int64_t, const Value& r, std::string&) {
+    const Value* p = r.find("payload");
+    return p && p->is_str() && p->as_str() == payload;
+  };
+  say("echo: {} clients x {} in flight, {} client thread(s), payload {} B, {} echo worker(s) x {} slots, "
+      "{} s measured after 1 s warm-up",
+      s.clients, s.window, s.threads, s.payload, s.workers, s.slots, s.seconds);
+
+  LoadResult broker;
+  {
+    auto stack = EchoStack::start(ctx, env, *dir, s.workers, s.slots);
+    if (!stack) return fail(stack.error().message);
+    say("broker pid {} front {}", (*stack)->broker_pid(), (*stack)->front());
+    o.endpoint = (*stack)->front();
+    const auto workers = (*stack)->worker_pids();
+    uint64_t b0 = cpu_ticks((*stack)->broker_pid()), w0 = 0, c0 = cpu_ticks(::getpid());
+    for (pid_t w : workers) w0 += cpu_ticks(w);
+    const auto t0 = Clock::now();
+    broker = run_load(ctx, o, make, via_broker_ok);
+    const double secs = since(t0);
+    uint64_t w1 = 0;
+    for (pid_t w : workers) w1 += cpu_ticks(w);
+    say("through the broker: {}", describe(broker));
+    say("  CPU over the run ({:.1f} s): broker {:.0f}%, echo workers {:.0f}%, bench clients {:.0f}% of one core",
+        secs, pct_of_core(cpu_ticks((*stack)->broker_pid()) - b0, secs), pct_of_core(w1 - w0, secs),
+        pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+  }
+  LoadResult direct;
+  {
+    DirectEcho server;
+    o.endpoint = server.endpoint();
+    const uint64_t c0 = cpu_ticks(::getpid());
+    const auto t0 = Clock::now();
+    direct = run_load(ctx, o, make, direct_ok);
+    const double secs = since(t0);
+    say("direct DEALER->ROUTER echo (in-process server thread, {}): {}", server.endpoint(), describe(direct));
+    say("  CPU over the run ({:.1f} s): bench clients + echo thread {:.0f}% of one core", secs,
+        pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+  }
+  const double ratio = direct.rps > 0 ? broker.rps / direct.rps : 0;
+  say("targets: broker >= 100000/s: {}; broker >= 30% of direct: {}", broker.rps >= 100000 ? "met" : "NOT met",
+      ratio >= 0.30 ? "met" : "NOT met");
+  say("broker_rps={:.0f} direct_rps={:.0f} ratio={:.3f}", broker.rps, direct.rps, ratio);
+  return clean(broker) && clean(direct) ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- idle
+
+int run_idle(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  auto vendor = make_vendor_key(env, *dir);
+  if (!vendor) return fail(vendor.error().message);
+  ServerOptions so;
+  so.vendor_pub = *vendor + "/vendor.pub";
+  so.license_workers = s.license_workers;
+  auto stack = ServerStack::start(ctx, env, *dir, so, ::access(env.bin("primary-licensed").c_str(), X_OK) == 0);
+  if (!stack) return fail(stack.error().message);
+  say("primary-server pid {} up (front {}); settling 3 s, then sampling for {} s", (*stack)->pid(),
+      (*stack)->front(), s.seconds);
+  std::this_thread::sleep_for(3s);
+
+  const pid_t root = (*stack)->pid();
+  const auto before = sample_tree(root);
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(s.seconds));
+  const auto after = sample_tree(root);
+  const double secs = since(t0);
+
+  std::map<pid_t, ProcSample> start;
+  for (const auto& p : before) start[p.pid] = p;
+  uint64_t ticks = 0, rss = 0, pss = 0;
+  int changed = 0;
+  say("{:>8} {:<22} {:>9} {:>9} {:>8}", "pid", "process", "rss_mib", "pss_mib", "cpu_pct");
+  for (const auto& p : after) {
+    auto it = start.find(p.pid);
+    const bool same = it != start.end() && it->second.name == p.name;
+    const uint64_t d = same ? p.cpu_ticks - it->second.cpu_ticks : p.cpu_ticks;
+    if (!same) ++changed;
+    ticks += d;
+    rss += p.rss_kib;
+    pss += p.pss_kib;
+    say("{:>8} {:<22} {:>9.1f} {:>9.1f} {:>8.3f}{}", p.pid, p.name, p.rss_kib / 1024.0, p.pss_kib / 1024.0,
+        pct_of_core(d, secs), same ? "" : "  (started during the window)");
+  }
+  for (const auto& p : before)
+    if (std::none_of(after.begin(), after.end(), [&](const ProcSample& a) { return a.pid == p.pid; })) {
+      ++changed;
+      say("{:>8} {:<22} exited during the window", p.pid, p.name);
+    }
+  const double cpu = pct_of_core(ticks, secs);
+  say("sum: RSS {:.1f} MiB (PSS {:.1f} MiB, shared pages counted once), CPU {:.3f}% of one core over {:.1f} s "
+      "(clock tick {} ms)",
+      rss / 1024.0, pss / 1024.0, cpu, secs, 1000 / ::sysconf(_SC_CLK_TCK));
+  const auto code = (*stack)->stop();
+  say("primary-server stopped with SIGTERM: {}", code ? "exit " + std::to_string(*code) : std::string("killed"));
+  say("targets: RSS < 64 MiB: {}; CPU < 1%: {}", rss < 64 * 1024 ? "met" : "NOT met", cpu < 1.0 ? "met" : "NOT met");
+  say("rss_mib={:.1f} cpu_pct={:.3f} processes={}", rss / 1024.0, cpu, after.size());
+  if (changed) return fail(std::to_string(changed) + " process(es) started or exited during the window");
+  return code == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- heartbeat
+
+int run_heartbeat(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  LoadResult hb;
+  {
+    auto l = licensed_stack(ctx, env, *dir, s, s.computers);
+    if (!l.stack) return fail(l.error);
+    Fleet fleet;
+    int64_t created = 0;
+    auto r = fleet.reserve(ctx, l.stack->front(), 0, s.computers, {16, 32, s.threads}, &created);
+    say("reserved {} computers: {}", created, describe(r));
+    if (!clean(r) || created != s.computers) return fail("reservations failed");
+    say("heartbeats: {} clients x {} in flight, {} computers, {} s measured after 1 s warm-up", s.clients,
+        s.window, s.computers, s.seconds);
+    hb = fleet.heartbeat(ctx, l.stack->front(), s.computers, s.seconds, {s.clients, s.window, s.threads});
+    say("heartbeats: {}", describe(hb));
+    l.stack->stop();
+  }
+  if (!clean(hb)) return fail("heartbeats failed");
+  auto redis_rps = redis_benchmark_set(*dir);
+  if (!redis_rps) return fail("redis-benchmark failed");
+  const double ratio = hb.rps / *redis_rps;
+  say("targets: ratio >= 1.0: {}; p99 < 10 ms: {}", ratio >= 1.0 ? "met" : "NOT met",
+      hb.p99_ms < 10 ? "met" : "NOT met");
+  say("heartbeat_rps={:.0f} p50_ms={:.2f} p99_ms={:.2f} redis_set_rps={:.0f} ratio={:.3f}", hb.rps, hb.p50_ms,
+      hb.p99_ms, *redis_rps, ratio);
+  return 0;
+}
+
+// ---------------------------------------------------------------- reserve
+
+int run_reserve(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  auto l = licensed_stack(ctx, env, *dir, s, s.count);
+  if (!l.stack) return fail(l.error);
+  say("reserve: {} new computers, {} clients x {} in flight", s.count, s.clients, s.window);
+  Fleet fleet;
+  int64_t created = 0;
+  auto r = fleet.reserve(ctx, l.stack->front(), 0, s.count, {s.clients, s.window, s.threads}, &created);
+  say("reservations: {}", describe(r));
+  l.stack->stop();
+  say("target: >= 10000/s: {}", r.rps >= 10000 ? "met" : "NOT met");
+  say("reserve_rps={:.0f} reserved={}", r.rps, created);
+  return clean(r) && created == s.count ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- scale
+
+int run_scale(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  const auto started = Clock::now();
+  const int64_t small = std::min<int64_t>(10000, s.computers);
+  const int64_t n = s.computers, m = s.count;
+  auto l = licensed_stack(ctx, env, *dir, s, n + m);
+  if (!l.stack) return fail(l.error);
+  const std::string front = l.stack->front();
+  Redis redis = l.stack->redis();
+  auto used = [&]() -> int64_t { return redis_info(redis, "memory", "used_memory").value_or(-1); };
+  const BenchSettings hb_d = mode_defaults("heartbeat"), res_d = mode_defaults("reserve");
+  const LoadShape hb_shape{s.clients ? s.clients : hb_d.clients, s.window ? s.window : hb_d.window, s.threads};
+  const LoadShape res_shape{s.clients ? s.clients : res_d.clients, s.window ? s.window : res_d.window, s.threads};
+  const LoadShape fill{16, 64, s.threads};
+  Fleet fleet;
+  int64_t created = 0;
+
+  const int64_t mem0 = used();
+  if (mem0 < 0) return fail("cannot read INFO memory from the private Redis");
+  say("Redis used_memory before reserving: {} bytes", mem0);
+
+  auto r_small = fleet.reserve(ctx, front, 0, small, res_shape, &created);
+  say("[{} computers] reserve: {}", small, describe(r_small));
+  if (!clean(r_small)) return fail("reservations failed");
+  const int64_t mem_a = used();
+  auto pass = fleet.heartbeat_each(ctx, front, 0, small, fill);
+  say("[{} computers] first heartbeat of each: {}", small, describe(pass));
+  auto hb_small = fleet.heartbeat(ctx, front, small, s.seconds, hb_shape);
+  say("[{} computers] heartbeats: {}", small, describe(hb_small));
+  const int64_t hb_mem = used() - mem_a;  // state added by heartbeats, not by reserving
+
+  auto t0 = Clock::now();
+  auto r_fill = fleet.reserve(ctx, front, small, n - small, fill, &created);
+  const double fill_s = since(t0);
+  say("filled to {} computers in {:.1f} s ({} clients x {} in flight): {}", n, fill_s, fill.clients, fill.window,
+      describe(r_fill));
+  if (!clean(r_fill)) return fail("reservations failed");
+  const int64_t mem1 = used();
+  const double per_computer = static_cast<double>(mem1 - mem0 - hb_mem) / static_cast<double>(n);
+  say("Redis used_memory after reserving {}: {} bytes; minus {} bytes of heartbeat state of the first {}: "
+      "{:.0f} bytes per reserved computer",
+      n, mem1, hb_mem, small, per_computer);
+  for (const char* key : {"ps:res", "ps:meta", "ps:active", "ps:events"}) {
+    auto u = redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
+    if (u && u->is_int()) say("  MEMORY USAGE {}: {} bytes ({:.0f} per reserved computer)", key, u->integer,
+                              static_cast<double>(u->integer) / static_cast<double>(n));
+  }
+
+  t0 = Clock::now();
+  pass = fleet.heartbeat_each(ctx, front, small, n - small, fill);
+  say("first heartbeat of the other {} computers in {:.1f} s: {}", n - small, since(t0), describe(pass));
+  const int64_t mem2 = used();
+  say("Redis used_memory with every computer seen: {} bytes, {:.0f} bytes per computer", mem2,
+      static_cast<double>(mem2 - mem0) / static_cast<double>(n));
+  auto hb_large = fleet.heartbeat(ctx, front, n, s.seconds, hb_shape);
+  say("[{} computers] heartbeats: {}", n, describe(hb_large));
+  auto r_large = fleet.reserve(ctx, front, n, m, res_shape, &created);
+  say("[{} computers] reserve {} more: {}", n, m, describe(r_large));
+  l.stack->stop();
+  say("scale run took {:.0f} s in all", since(started));
+
+  const auto within = [](double a, double b) { return b > 0 && a >= 0.8 * b; };
+  say("targets: <= 400 bytes per computer: {}; heartbeat rate at {} within 20% of {}: {}; reserve rate: {}",
+      per_computer <= 400 ? "met" : "NOT met", n, small, within(hb_large.rps, hb_small.rps) ? "met" : "NOT met",
+      within(r_large.rps, r_small.rps) ? "met" : "NOT met");
+  say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} reserve_rps_10k={:.0f} reserve_rps_1m={:.0f}",
+      per_computer, hb_small.rps, hb_large.rps, r_small.rps, r_large.rps);
+  return clean(hb_small) && clean(hb_large) && clean(r_large) ? 0 : 1;
+}
+
+}  // namespace primary::bench

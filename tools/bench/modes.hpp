@@ -1,0 +1,32 @@
+// The benchmark modes of primary-bench. Each prints what it did and ends
+// with one line of space-separated key=value figures; each returns the
+// process exit code (0 measured, 1 the system under test failed).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "tools/bench/stack.hpp"
+
+namespace primary::bench {
+
+struct BenchSettings {
+  int clients = 4, window = 64, threads = 1, seconds = 5;
+  int payload = 32, workers = 1, slots = 64;  // echo
+  int64_t computers = 10000, count = 20000;   // licensing
+  int license_workers = 0;                    // 0: primary-server's default
+};
+
+// Defaults that differ by mode, for settings not given on the command line.
+BenchSettings mode_defaults(const std::string& mode);
+// An upper bound on the mode's run time, for the watchdog.
+std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s);
+
+int run_echo(const BenchEnv& env, const BenchSettings& s);
+int run_idle(const BenchEnv& env, const BenchSettings& s);
+int run_heartbeat(const BenchEnv& env, const BenchSettings& s);
+int run_reserve(const BenchEnv& env, const BenchSettings& s);
+int run_scale(const BenchEnv& env, const BenchSettings& s);
+
+}  // namespace primary::bench
