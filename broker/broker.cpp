@@ -88,6 +88,12 @@ std::optional<Error> Broker::reload_admin_keys() {
   return std::nullopt;
 }
 
+bool Broker::is_admin(const char* user) const {
+  if (!user) return false;
+  if (options_.insecure) return std::strcmp(user, "loopback") == 0;
+  return admin_keys_.count(user) > 0;
+}
+
 // ZAP (RFC 27): decides who may connect and with which role (the User-Id
 // that then travels on every message of the connection).
 void Broker::on_zap() {
@@ -108,21 +114,24 @@ void Broker::on_zap() {
     const std::string_view domain = view(f[2]);
     const std::string address(view(f[3]));
     const std::string_view mechanism = view(f[5]);
-    bool admin = false;
+    // The User-Id names the peer: its Z85 key, or "loopback"/"remote" without
+    // CURVE. Roles are looked up per request (is_admin), so a reload applies
+    // to open connections too.
+    std::string user;
     if (mechanism == "CURVE" && f.size() >= 7 && f[6].size() == 32) {
       char z85[41];
       zmq_z85_encode(z85, static_cast<const uint8_t*>(f[6].data()), 32);
-      admin = admin_keys_.count(z85) > 0;
+      user = z85;
     } else if (mechanism == "NULL") {
-      admin = options_.insecure && is_loopback(address);
+      user = is_loopback(address) ? "loopback" : "remote";
     }
-    const bool allowed = domain == "events" ? admin : true;
+    const bool allowed = !user.empty() && (domain != "events" || is_admin(user.c_str()));
     mdp::Frames out;
     out.push_back(frame("1.0"));
     out.push_back(std::move(f[1]));  // request id
     out.push_back(frame(allowed ? "200" : "400"));
     out.push_back(frame(allowed ? "OK" : "the event stream needs the admin role"));
-    out.push_back(frame(admin ? "admin" : "client"));
+    out.push_back(frame(user));
     out.push_back(frame(""));
     mdp::send_frames(zap_, out);
   }
@@ -251,8 +260,7 @@ void Broker::handle_client(mdp::Frames& f) {
 
   Peer peer;
   peer.address = peer_address(f[4]);
-  const char* role = zmq_msg_gets(f[4].handle(), "User-Id");
-  peer.admin = role && std::strcmp(role, "admin") == 0;
+  peer.admin = is_admin(zmq_msg_gets(f[4].handle(), "User-Id"));
   if (service_privileged(service) && !peer.admin) {
     ++stats_.unauthorized;
     return reply_client(client, service,

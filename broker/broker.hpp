@@ -19,8 +19,10 @@
 // Roles come from ZAP (RFC 27), answered by the broker itself: with CURVE, a
 // client whose public key is on the admin allow-list gets the admin role and
 // any other key the client role; without CURVE (insecure mode) loopback
-// peers get the admin role. The event endpoint admits only the admin role.
-// The allow-list is re-read on reload() (SIGHUP) without dropping anyone.
+// peers get the admin role. The role is looked up on every request, so the
+// allow-list re-read on reload() (SIGHUP) applies at once to connections
+// already open, granting and revoking alike, without dropping anyone. The
+// event endpoint admits only the admin role when a subscriber connects.
 //
 // The broker also relays events: workers PUB to its XSUB event sink and it
 // republishes them on the public event endpoint (XPUB), so subscribers need
@@ -107,6 +109,8 @@ class Broker {
   };
 
   void on_zap();
+  // Whether a connection's User-Id (set by on_zap) has the admin role now.
+  bool is_admin(const char* user) const;
   void on_front();
   void on_worker_socket();
   void relay(zmq::socket_t& from, zmq::socket_t& to, bool events);

@@ -102,7 +102,12 @@ Result<std::set<std::string>> read_allow_list(const std::string& path) {
   int n = 0;
   while (std::getline(in, line)) {
     ++n;
-    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    // '#' is a Z85 digit too: a comment starts a line or follows a blank.
+    for (size_t i = 0; i < line.size(); ++i)
+      if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line.resize(i);
+        break;
+      }
     line = trim(line);
     if (line.empty()) continue;
     if (!valid_z85_key(line))

@@ -29,7 +29,8 @@ Result<std::string> read_curve_public(const std::string& path);
 // Creates BASE.key/BASE.pub when missing; returns the keypair.
 Result<CurveKeypair> ensure_curve_keypair(const std::string& base);
 
-// Reads an allow-list: Z85 public keys, one a line; `#` starts a comment;
+// Reads an allow-list: Z85 public keys, one a line; `#` at the start of a
+// line or after a blank starts a comment (Z85 keys may contain '#');
 // blank lines ignored. A malformed line is an error naming its number.
 Result<std::set<std::string>> read_allow_list(const std::string& path);
 
