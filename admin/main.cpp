@@ -1,14 +1,19 @@
 // primary-admin: the administration worker. See admin_service.hpp.
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 
 #include "admin/admin_service.hpp"
+#include "admin/log_file.hpp"
 #include "common/client.hpp"
 #include "common/config.hpp"
+#include "common/crypto.hpp"
 #include "common/process.hpp"
 #include "common/worker.hpp"
 
@@ -49,6 +54,9 @@ int main(int argc, char** argv) {
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
+  cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");
+  cfg.add_int("log-file-size", 10 * 1024 * 1024, 4096, INT64_MAX, "Bytes per activity log file before rotating");
+  cfg.add_int("log-file-count", 5, 1, 1000, "Rotated activity log files kept");
   cfg.parse(argc, argv);
   install_stop_signals();
   WorkerOptions wopt = worker_options(cfg, "admin");
@@ -65,6 +73,22 @@ int main(int argc, char** argv) {
   ac.web = split_list(cfg.str("web"));
   std::string broker_front = cfg.str("broker-front");
   if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
+
+  std::unique_ptr<admin::ActivityLogFile> log_file;
+  Redis log_redis(*url);
+  if (!cfg.str("log-file").empty()) {
+    admin::LogFileConfig lc;
+    lc.path = std::filesystem::absolute(cfg.str("log-file")).string();
+    lc.max_size = static_cast<size_t>(cfg.integer("log-file-size"));
+    lc.max_files = static_cast<size_t>(cfg.integer("log-file-count"));
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    lc.owner = std::string(host) + ":" + std::to_string(::getpid()) + ":" + random_token(6);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(lc.path).parent_path(), ec);
+    if (!std::ofstream(lc.path, std::ios::app)) cfg.fail("cannot write --log-file " + lc.path);
+    log_file = std::make_unique<admin::ActivityLogFile>(log_redis, lc);
+  }
 
   zmq::context_t ctx(1);
   Redis redis(*url);
@@ -94,8 +118,13 @@ int main(int argc, char** argv) {
   WorkerRuntime rt(ctx, wopt);
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
+  if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
   spdlog::info("serving admin (redis {})", redacted(*url));
   unblock_stop_signals();
   rt.run(stop_requested());
+  if (log_file) {
+    log_file->poll();  // what arrived since the last poll
+    log_file->release();
+  }
   return 0;
 }

@@ -84,9 +84,8 @@ end
 if string.sub(cursor, 1, 2) ~= 'N|' then
   local s0, n0 = nil, nil
   if cursor ~= '' then
-    local bar = string.find(cursor, '|', 3, true)
-    if not bar then return redis.error_reply('bad cursor') end
-    s0, n0 = string.sub(cursor, 3, bar - 1), string.sub(cursor, bar + 1)
+    s0, n0 = string.match(cursor, '^S|(%d+)|(.+)$')
+    if not s0 then return redis.error_reply('bad cursor') end
   end
   -- Up to `limit` candidates from each set, strictly after (s0, n0).
   local cands = {}

@@ -18,7 +18,7 @@ const std::set<std::string>& product_settings() {
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",
       "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s",
-      "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file-size", "log-file-count",
+      "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms"};
   return names;
 }

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <sstream>
@@ -74,19 +75,25 @@ Stack::Stack(StackOptions options) : options_(std::move(options)), ctx_(1), dir_
       !wait_workers("license", int64_t{options_.license_workers} * options_.license_slots))
     return;
   if (options_.echo_workers > 0 && !wait_workers("echo", options_.echo_workers)) return;
+  for (int i = 0; i < options_.admin_workers; ++i) start_admin_worker();
+  if (options_.admin_workers > 0 && !wait_admin(options_.admin_workers)) return;
   ok_ = true;
 }
 
 Stack::~Stack() {
   for (auto& w : license_workers) w.signal(SIGTERM);
   for (auto& w : echo_workers) w.signal(SIGTERM);
+  for (auto& w : admin_workers) w.signal(SIGTERM);
   for (auto& w : license_workers) w.wait_exit(3s);
   for (auto& w : echo_workers) w.wait_exit(3s);
+  for (auto& w : admin_workers) w.wait_exit(3s);
   broker.signal(SIGTERM);
   broker.wait_exit(3s);
 }
 
-void Stack::start_license_worker() {
+void Stack::start_license_worker() { start_license_worker(options_.licensed_args); }
+
+void Stack::start_license_worker(const std::vector<std::string>& licensed_args) {
   std::vector<std::string> argv = {bin("primary-licensed"),
                                    "--broker", workers_,
                                    "--event-sink", sink_,
@@ -98,8 +105,34 @@ void Stack::start_license_worker() {
     argv.push_back("--vendor-key");
     argv.push_back(vendor_pub_file());
   }
-  argv.insert(argv.end(), options_.licensed_args.begin(), options_.licensed_args.end());
+  argv.insert(argv.end(), licensed_args.begin(), licensed_args.end());
   license_workers.push_back(Process::start(argv, {}, dir_.file("licensed.log")));
+}
+
+void Stack::start_admin_worker(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = options_.admin_args;
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto flag_name = [](const std::string& a) { return a.rfind("--", 0) == 0 ? a.substr(0, a.find('=')) : ""; };
+  auto given = [&](const std::string& flag) {
+    return std::any_of(args.begin(), args.end(), [&](const std::string& a) { return flag_name(a) == flag; });
+  };
+  const std::vector<std::pair<std::string, std::string>> defaults = {
+      {"--broker", workers_},
+      {"--redis", redis_->url()},
+      {"--heartbeat-ms", std::to_string(options_.heartbeat_ms)},
+      {"--front", front_},
+      {"--events", events_},
+      {"--endpoints-file", endpoints_file()},
+      {"--slots", std::to_string(options_.admin_slots)}};
+  std::vector<std::string> argv = {bin("primary-admin")};
+  for (const auto& [flag, value] : defaults)
+    if (!given(flag)) argv.insert(argv.end(), {flag, value});
+  argv.insert(argv.end(), args.begin(), args.end());
+  admin_workers.push_back(Process::start(argv, {}, dir_.file("admin.log")));
+}
+
+bool Stack::wait_admin(int64_t workers, int timeout_ms) {
+  return wait_workers("admin", workers * options_.admin_slots, timeout_ms);
 }
 
 bool Stack::wait_workers(const std::string& service, int64_t connections, int timeout_ms) {

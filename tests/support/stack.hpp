@@ -25,6 +25,11 @@ struct StackOptions {
   std::vector<std::string> broker_args;
   std::vector<std::string> licensed_args;  // e.g. --check-interval-s 2
   bool vendor_key = true;                  // pass --vendor-key to licensed
+  int admin_workers = 0;                   // primary-admin processes
+  int admin_slots = 4;
+  // e.g. --check-interval-s 1; a flag given here replaces the fixture's own
+  // (--front, --events: what the firewall rules are about).
+  std::vector<std::string> admin_args;
 };
 
 class Stack {
@@ -58,7 +63,17 @@ class Stack {
   // Starts one more licensing worker; the list of them is public for tests
   // that kill some.
   void start_license_worker();
+  // The same with these arguments instead of StackOptions::licensed_args.
+  void start_license_worker(const std::vector<std::string>& licensed_args);
   std::vector<Process> license_workers;
+  // Starts one more admin worker with admin_args plus `extra` (a flag in
+  // either replaces the fixture's default for it); logs to admin.log.
+  void start_admin_worker(const std::vector<std::string>& extra = {});
+  std::vector<Process> admin_workers;
+  // Waits until the broker counts `workers` admin workers (all their slots).
+  bool wait_admin(int64_t workers = 1, int timeout_ms = 10000);
+  const std::string& workers_endpoint() const { return workers_; }
+  std::string endpoints_file() const { return dir_.file("endpoints"); }
   std::vector<Process> echo_workers;
   Process broker;
 
