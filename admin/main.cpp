@@ -13,6 +13,7 @@
 #include "admin/log_file.hpp"
 #include "common/client.hpp"
 #include "common/config.hpp"
+#include "common/curve.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
 #include "common/worker.hpp"
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
   cfg.add_string("broker-front", "", "Where to reach the front door for worker counts (default: from --front)");
   cfg.add_string("endpoints-file", "", "The broker's endpoints file; its front= line is used for worker counts");
   cfg.add_string("web", "", "Web console endpoint(s), for firewall rules");
+  cfg.add_string("server-public", "", "Server CURVE public key (Z85); empty in insecure mode");
+  cfg.add_string("client-key", "", "This worker's CURVE secret key file, an admin key (secure mode)");
   cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
@@ -90,6 +93,12 @@ int main(int argc, char** argv) {
     log_file = std::make_unique<admin::ActivityLogFile>(log_redis, lc);
   }
 
+  std::string client_secret;
+  if (!cfg.str("client-key").empty()) {
+    auto secret = read_curve_secret(cfg.str("client-key"));
+    if (!secret) cfg.fail(secret.error().message);
+    client_secret = *secret;
+  }
   zmq::context_t ctx(1);
   Redis redis(*url);
   std::unique_ptr<MdpClient> broker;
@@ -104,6 +113,9 @@ int main(int argc, char** argv) {
       ClientOptions co;
       co.endpoints = {ep};
       co.timeout_ms = 500;
+      co.server_key = cfg.str("server-public");
+      co.secret_key = client_secret;
+      co.public_key = curve_public_of(client_secret);
       broker = std::make_unique<MdpClient>(ctx, co);
       broker_at = ep;
     }
