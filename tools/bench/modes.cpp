@@ -274,6 +274,11 @@ int run_heartbeat(const BenchEnv& env, const BenchSettings& s) {
     auto r = fleet.reserve(ctx, l.stack->front(), 0, s.computers, {16, 32, s.threads}, &created);
     say("reserved {} computers: {}", created, describe(r));
     if (!clean(r) || created != s.computers) return fail("reservations failed");
+    // Measure the steady state: every Client has already been seen once
+    // (a first contact also signs a lease and logs client.licensed).
+    auto first = fleet.heartbeat_each(ctx, l.stack->front(), 0, s.computers, {16, 32, s.threads});
+    say("first heartbeat of each computer: {}", describe(first));
+    if (!clean(first)) return fail("heartbeats failed");
     say("heartbeats: {} clients x {} in flight, {} computers, {} s measured after 1 s warm-up", s.clients,
         s.window, s.computers, s.seconds);
     hb = fleet.heartbeat(ctx, l.stack->front(), s.computers, s.seconds, {s.clients, s.window, s.threads});
@@ -372,6 +377,10 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   say("[{} computers] heartbeats: {}", n, describe(hb_large));
   auto r_large = fleet.reserve(ctx, front, n, m, res_shape, &created);
   say("[{} computers] reserve {} more: {}", n, m, describe(r_large));
+  std::string rss;
+  for (const auto& p : sample_tree(l.stack->pid()))
+    rss += fmt::format(" {} {:.0f} MiB;", p.name, p.rss_kib / 1024.0);
+  say("process RSS at {} computers:{}", n + m, rss);
   l.stack->stop();
   say("scale run took {:.0f} s in all", since(started));
 
