@@ -1,19 +1,31 @@
 // primaryctl as an admin runs it: the real executable against a real broker
-// and echo worker; what it prints and its exit codes (0 ok, 1 error reply,
-// 2 usage, 3 unreachable).
+// and echo worker, a whole stack (licensing and admin workers, Redis) and a
+// secure primary-server; what it prints, what it writes and its exit codes
+// (0 ok, 1 error reply, 2 usage, 3 unreachable).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <fstream>
 #include <map>
+#include <memory>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/curve.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/stack.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/util.hpp"
 
@@ -66,6 +78,75 @@ std::map<std::string, std::pair<std::string, std::string>> service_rows(const st
   return rows;
 }
 
+// Runs primaryctl with `args` (stdin from `input` when given), stdout and
+// stderr captured separately in files of `dir`.
+CtlRun run_ctl(const test::TempDir& dir, const std::vector<std::string>& args,
+               const std::map<std::string, std::string>& env = {}, const std::string& input = "") {
+  static std::atomic<int> serial{0};
+  const std::string n = std::to_string(serial++);
+  const std::string out = dir.file("ctl-" + n + ".out"), err = dir.file("ctl-" + n + ".err");
+  std::string cmd = "exec " + shell_quote(test::bin("primaryctl"));
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " <" + shell_quote(input.empty() ? "/dev/null" : input);
+  cmd += " >" + shell_quote(out) + " 2>" + shell_quote(err);
+  CtlRun r;
+  const auto start = Clock::now();
+  auto p = test::Process::start({"/bin/sh", "-c", cmd}, env);
+  r.code = p.wait_exit(60s).value_or(-1);
+  r.ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  r.out = test::read_file(out);
+  r.err = test::read_file(err);
+  return r;
+}
+
+// The same in the background, output to `out`.
+test::Process start_ctl(const std::vector<std::string>& args, const std::string& out) {
+  std::string cmd = "exec " + shell_quote(test::bin("primaryctl"));
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " </dev/null >" + shell_quote(out) + " 2>" + shell_quote(out + ".err");
+  return test::Process::start({"/bin/sh", "-c", cmd});
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// "key    value" lines (status, registration, unlock): key -> value.
+std::map<std::string, std::string> key_values(const std::string& text) {
+  std::map<std::string, std::string> out;
+  for (const auto& line : lines_of(text)) {
+    const auto gap = line.find("  ");
+    if (gap == std::string::npos) continue;
+    const auto value = line.find_first_not_of(' ', gap);
+    out[line.substr(0, gap)] = value == std::string::npos ? "" : line.substr(value);
+  }
+  return out;
+}
+
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+void write_text(const std::string& path, const std::string& text, mode_t mode = 0644) {
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), mode);
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+// The port of "tcp://host:port".
+std::string port_of(const std::string& endpoint) { return endpoint.substr(endpoint.rfind(':') + 1); }
+
 class CtlTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -103,20 +184,9 @@ class CtlTest : public ::testing::Test {
       std::cerr << "---- broker log ----\n" << test::read_file(dir_.file("broker.log"));
   }
 
-  // Runs primaryctl with `args`, stdout and stderr captured separately.
   CtlRun ctl(const std::vector<std::string>& args,
              const std::map<std::string, std::string>& env = {}) {
-    std::string cmd = "exec " + shell_quote(test::bin("primaryctl"));
-    for (const auto& a : args) cmd += " " + shell_quote(a);
-    cmd += " >" + shell_quote(dir_.file("out")) + " 2>" + shell_quote(dir_.file("err"));
-    CtlRun r;
-    const auto start = Clock::now();
-    auto p = test::Process::start({"/bin/sh", "-c", cmd}, env);
-    r.code = p.wait_exit(30s).value_or(-1);
-    r.ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-    r.out = test::read_file(dir_.file("out"));
-    r.err = test::read_file(dir_.file("err"));
-    return r;
+    return run_ctl(dir_, args, env);
   }
 
   test::TempDir dir_{"pct"};
@@ -231,6 +301,525 @@ TEST_F(CtlTest, ServicesListsStateAndWorkers) {
       },
       5s, 50ms))
       << last;
+}
+
+TEST_F(CtlTest, KeysCreateWritesAPrivateKeyOnce) {
+  const std::string keys = dir_.file("keys");
+  CtlRun r = ctl({"keys", "create", "--out", keys});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(mode_of(keys + "/admin.key"), 0600u);
+  auto pub = read_curve_public(keys + "/admin.pub");
+  auto secret = read_curve_secret(keys + "/admin.key");
+  ASSERT_TRUE(pub.ok() && secret.ok());
+  EXPECT_EQ(curve_public_of(*secret), *pub);
+  // The allow-list line and how to reload.
+  EXPECT_NE(r.out.find(*pub + "  # admin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("DATA/keys/admins"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kill -HUP"), std::string::npos) << r.out;
+
+  const std::string before = test::read_file(keys + "/admin.key");
+  r = ctl({"keys", "create", "--out", keys});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(keys + "/admin.key"), before);
+
+  r = ctl({"keys", "create", "--out", keys, "--name", "ops"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(mode_of(keys + "/ops.key"), 0600u);
+  EXPECT_EQ(ctl({"keys", "create", "--out", keys, "--name", "../x"}).code, 2);
+  EXPECT_EQ(ctl({"keys", "create"}).code, 2);
+  EXPECT_EQ(ctl({"keys"}).code, 2);
+}
+
+TEST_F(CtlTest, BadKeysAreUsageErrors) {
+  const std::string keys = dir_.file("k");
+  ASSERT_EQ(ctl({"keys", "create", "--out", keys}).code, 0);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--server-key", "not-a-key", "services"},
+           {"--server-key", keys + "/admin.pub", "--client-key", dir_.file("nosuch.key"), "services"},
+           {"--client-key", keys + "/admin.key", "services"},  // no server key
+           {"--server-key", keys + "/admin.key", "services"},  // a secret key file
+           {"--server-key", keys + "/admin.pub", "--client-key", keys + "/admin.pub", "services"},
+       }) {
+    CtlRun r = ctl(args);
+    EXPECT_EQ(r.code, 2) << args[1] << "\n" << r.out << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  ::chmod((keys + "/admin.key").c_str(), 0644);
+  CtlRun r = ctl({"--server-key", keys + "/admin.pub", "--client-key", keys + "/admin.key", "services"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("readable by group or others"), std::string::npos) << r.err;
+  r = ctl({"--server", "ipc:///tmp/nowhere", "events", "--count", "1"});  // no port to derive from
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--events"), std::string::npos) << r.err;
+}
+
+// A stack with licensing and admin workers; primaryctl pointed at it.
+class CtlStackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::StackOptions o;
+    o.admin_workers = 1;
+    stack_ = std::make_unique<test::Stack>(o);
+    ASSERT_TRUE(stack_->ok());
+  }
+
+  CtlRun ctl(const std::vector<std::string>& args,
+             const std::map<std::string, std::string>& env = {}, const std::string& input = "") {
+    std::vector<std::string> all = {"--server", stack_->front(), "--events", stack_->events()};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_ctl(dir_, all, env, input);
+  }
+
+  // Registers and unlocks `serial` for `licenses` through primaryctl.
+  void unlock(const std::string& serial, int64_t licenses) {
+    CtlRun r = ctl({"register", serial});
+    ASSERT_EQ(r.code, 0) << r.err;
+    ASSERT_EQ(lines_of(r.out).size(), 1u) << r.out;
+    const std::string code = stack_->vendor_code(lines_of(r.out)[0], licenses);
+    r = ctl({"unlock", code});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  std::string file(const std::string& name, const std::string& text) {
+    write_text(dir_.file(name), text);
+    return dir_.file(name);
+  }
+
+  test::TempDir dir_{"pcs"};
+  std::unique_ptr<test::Stack> stack_;
+};
+
+TEST_F(CtlStackTest, RegisterUnlockAndReserveFromAFile) {
+  CtlRun r = ctl({"reserve", "early"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("early NOT_UNLOCKED "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("reserved 0 new, 0 existing, 1 refused\n"), std::string::npos) << r.out;
+
+  r = ctl({"register", "SN-CTL"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string registration = lines_of(r.out).at(0);
+  EXPECT_TRUE(registration.starts_with("PS1-SN-CTL-")) << r.out;
+  r = ctl({"registration"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(key_values(r.out)["serial"], "SN-CTL") << r.out;
+  EXPECT_EQ(key_values(r.out)["registration code"], registration) << r.out;
+
+  r = ctl({"unlock", stack_->vendor_code(registration, 500)});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(key_values(r.out)["serial"], "SN-CTL") << r.out;
+  EXPECT_EQ(key_values(r.out)["purchased"], "500") << r.out;
+  r = ctl({"unlock", "garbage"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("INVALID_UNLOCK_CODE"), std::string::npos) << r.err;
+
+  // 200 names: 180 distinct, 19 repeats (upper-case: names compare
+  // case-insensitively), one invalid; comments and blank lines between.
+  std::string text = "# computers of the second floor\n\n";
+  for (int i = 0; i < 180; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "pc-%03d", i);
+    text += std::string(name) + (i % 50 == 0 ? "   # by the window\n" : "\n");
+    if (i % 60 == 0) text += "   \n# next row\n";
+  }
+  for (int i = 0; i < 19; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "PC-%03d", i * 9);
+    text += std::string(name) + "\n";
+  }
+  text += "bad/name\n";
+  r = ctl({"reserve", "--from", file("names.txt", text)});
+  EXPECT_EQ(r.code, 1) << r.err;
+  const auto out = lines_of(r.out);
+  ASSERT_EQ(out.size(), 201u) << r.out;
+  EXPECT_EQ(out.back(), "reserved 180 new, 19 existing, 1 refused; 180 of 500 licenses in use");
+  EXPECT_TRUE(out[199].starts_with("bad/name BAD_REQUEST field 'computer'")) << out[199];
+  EXPECT_NE(r.err.find("1 of 200 names refused"), std::string::npos) << r.err;
+  std::map<std::string, std::string> license_of;
+  std::set<std::string> licenses;
+  for (size_t i = 0; i < 199; ++i) {
+    const auto w = words(out[i]);
+    ASSERT_EQ(w.size(), 3u) << out[i];
+    EXPECT_EQ(w[2], i < 180 ? "created" : "existing") << out[i];
+    std::string upper = w[0];
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (license_of.count(upper)) {
+      EXPECT_EQ(license_of[upper], w[1]) << upper;
+    }
+    license_of[upper] = w[1];
+    licenses.insert(w[1]);
+  }
+  EXPECT_EQ(licenses.size(), 180u);
+
+  // Names on the command line and from stdin.
+  r = ctl({"reserve", "pc-000", "-", "pc-new-1"}, {}, file("stdin.txt", "pc-new-2\n# x\npc-001\n"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("reserved 2 new, 2 existing, 0 refused; 182 of 500 licenses in use"),
+            std::string::npos)
+      << r.out;
+  r = ctl({"reserve", "--from", "-"}, {}, file("stdin2.txt", "pc-new-3\n"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("reserved 1 new, 0 existing"), std::string::npos) << r.out;
+
+  EXPECT_EQ(ctl({"reserve"}).code, 2);
+  EXPECT_EQ(ctl({"reserve", "--from", dir_.file("nosuch")}).code, 2);
+
+  // Pipelined requests fail over to the next server like single ones.
+  const std::string dead = "tcp://127.0.0.1:" + std::to_string(unused_port());
+  r = run_ctl(dir_, {"--server", dead + "," + stack_->front(), "--timeout-ms", "300", "reserve",
+                     "--from", file("few.txt", "pc-000\nfo-1\nfo-2\n")});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("reserved 2 new, 1 existing, 0 refused"), std::string::npos) << r.out;
+  r = run_ctl(dir_, {"--server", dead, "--timeout-ms", "300", "reserve", "fo-3", "fo-4"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("fo-3 UNAVAILABLE no reply within 300 ms"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlStackTest, ReservingTenThousandTakesSeconds) {
+  ASSERT_NO_FATAL_FAILURE(unlock("SN-BIG", 10000));
+  std::string text;
+  for (int i = 0; i < 10000; ++i) text += "host-" + std::to_string(i) + "\n";
+  CtlRun r = ctl({"reserve", "--from", file("big.txt", text)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto out = lines_of(r.out);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), "reserved 10000 new, 0 existing, 0 refused; 10000 of 10000 licenses in use");
+  EXPECT_LT(r.ms, 30000);
+  std::cout << "10,000 reservations: " << r.ms << " ms\n";
+  RecordProperty("reserve_10000_ms", static_cast<int>(r.ms));
+  // One more is refused: every license is taken.
+  r = ctl({"reserve", "one-too-many"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("one-too-many NO_LICENSES_LEFT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("10000 of 10000 licenses in use"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlStackTest, SetupInfoWritesAPrivateJsonFile) {
+  ASSERT_NO_FATAL_FAILURE(unlock("SN-SETUP", 10));
+  CtlRun r = ctl({"reserve", "desk-7"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string license = words(lines_of(r.out).at(0)).at(1);
+
+  const std::string path = dir_.file("desk-7.json");
+  r = ctl({"setup-info", "desk-7", "--out", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(mode_of(path), 0600u);
+  const std::string json = test::read_file(path);
+  for (const std::string& part :
+       {std::string(R"("computer":"DESK-7")"), R"("license":")" + license + "\"",
+        std::string(R"("serial":"SN-SETUP")"), std::string(R"("endpoints":[)"),
+        std::string(R"("lease_key":")")})
+    EXPECT_NE(json.find(part), std::string::npos) << part << " in " << json;
+  EXPECT_EQ(json.find(R"("ok")"), std::string::npos) << json;
+  EXPECT_EQ(json.find("server_key"), std::string::npos) << json;  // insecure stack
+
+  // Overwrites, still 0600; without --out the same JSON on stdout.
+  ::chmod(path.c_str(), 0644);
+  ASSERT_EQ(ctl({"setup-info", "desk-7", "--out", path}).code, 0);
+  EXPECT_EQ(mode_of(path), 0600u);
+  r = ctl({"setup-info", "DESK-7"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, json);
+
+  r = ctl({"setup-info", "nobody", "--out", dir_.file("nobody.json")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << r.err;
+  EXPECT_EQ(mode_of(dir_.file("nobody.json")), 0u) << "a file was written for a refusal";
+}
+
+TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
+  ASSERT_NO_FATAL_FAILURE(unlock("SN-ADM", 50));
+  std::string names;
+  for (int i = 0; i < 12; ++i) names += "ws-" + std::to_string(10 + i) + "\n";
+  CtlRun r = ctl({"reserve", "--from", file("ws.txt", names)});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string license = words(lines_of(r.out).at(0)).at(1);  // WS-10
+  Value hb = stack_->call("license", "heartbeat",
+                          {{"computer", Value("ws-10")}, {"license", Value(license)},
+                           {"version", Value("7.1")}});
+  const Value* status = hb.find("status");
+  ASSERT_TRUE(status && status->is_str() && status->as_str() == "licensed") << to_json(hb);
+
+  r = ctl({"status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto st = key_values(r.out);
+  EXPECT_EQ(st["serial"], "SN-ADM") << r.out;
+  EXPECT_EQ(st["purchased"], "50") << r.out;
+  EXPECT_EQ(st["reserved"], "12") << r.out;
+  EXPECT_EQ(st["active"], "1") << r.out;
+  EXPECT_EQ(st["lost"], "0") << r.out;
+  EXPECT_EQ(st["never seen"], "11") << r.out;
+  EXPECT_FALSE(st["version"].empty()) << r.out;
+  EXPECT_NE(st["services"].find("admin "), std::string::npos) << r.out;
+  EXPECT_NE(st["services"].find("license "), std::string::npos) << r.out;
+  r = ctl({"status", "--json"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find(R"("reserved":12)"), std::string::npos) << r.out;
+
+  r = ctl({"computers", "--state", "reserved", "--limit", "5"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto rows = lines_of(r.out);
+  ASSERT_EQ(rows.size(), 6u) << r.out;
+  EXPECT_EQ(words(rows[0]), (std::vector<std::string>{"COMPUTER", "STATE", "LAST-SEEN", "VERSION"}));
+  EXPECT_EQ(rows[0].find("STATE"), rows[1].find("reserved")) << r.out;  // aligned
+  for (size_t i = 1; i < rows.size(); ++i)
+    EXPECT_EQ(words(rows[i]), (std::vector<std::string>{words(rows[i])[0], "reserved", "-", "-"}))
+        << rows[i];
+  r = ctl({"computers"});
+  EXPECT_EQ(lines_of(r.out).size(), 13u) << r.out;
+  r = ctl({"computers", "--state", "active"});
+  rows = lines_of(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  const auto active = words(rows[1]);
+  EXPECT_EQ(active.at(0), "WS-10");
+  EXPECT_TRUE(std::regex_match(active.at(2), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")))
+      << rows[1];
+  EXPECT_EQ(active.at(3), "7.1");
+  r = ctl({"computers", "--json", "--limit", "3", "--sort", "last-seen"});
+  rows = lines_of(r.out);
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  EXPECT_NE(rows[0].find(R"("computer":"WS-10")"), std::string::npos) << r.out;
+  EXPECT_EQ(ctl({"computers", "--state", "gone"}).code, 2);
+
+  r = ctl({"log", "--type", "license.reserved", "--limit", "3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  rows = lines_of(r.out);
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  const std::regex line(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z license\.reserved computer=WS-\d+ purchased=50 reserved=\d+ id=\d+-\d+)");
+  for (const auto& row : rows) EXPECT_TRUE(std::regex_match(row, line)) << row;
+  r = ctl({"log", "--type", "license.reserved"});
+  EXPECT_EQ(lines_of(r.out).size(), 12u) << r.out;
+  const std::string third = words(rows[2]).back().substr(3);
+  r = ctl({"log", "--type", "license.reserved,client.licensed", "--since", third});
+  EXPECT_EQ(lines_of(r.out).size(), 10u) << r.out;  // 9 reservations and the heartbeat
+  r = ctl({"log"});
+  EXPECT_NE(r.out.find(" serial.unlocked "), std::string::npos) << r.out;
+
+  r = ctl({"command", "ws-11", "reboot", "delay=5", "reason=patch day"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string id = lines_of(r.out).at(0);
+  EXPECT_FALSE(id.empty());
+  r = ctl({"log", "--type", "command.queued"});
+  EXPECT_NE(r.out.find("command_id=" + id), std::string::npos) << r.out;
+  r = ctl({"command", "nobody", "reboot"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << r.err;
+
+  r = ctl({"computer", "ws-10"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto info = key_values(r.out);
+  EXPECT_EQ(info["license"], license) << r.out;
+  EXPECT_EQ(info["serial"], "SN-ADM") << r.out;
+  EXPECT_NE(r.out.find(" license.reserved computer=WS-10 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" client.licensed computer=WS-10 "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("computer=WS-11"), std::string::npos) << r.out;
+}
+
+TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
+  ASSERT_NO_FATAL_FAILURE(unlock("SN-EV", 1000));
+  const std::string out = dir_.file("events.out");
+  test::Process events = start_ctl(
+      {"--server", stack_->front(), "--events", stack_->events(), "events", "--count", "2"}, out);
+  // Reserve until it has seen two (the subscription takes a moment).
+  int i = 0;
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        stack_->call("license.control", "reserve", {{"computer", Value("ev-" + std::to_string(i++))}});
+        return !events.alive();
+      },
+      20s, 50ms));
+  EXPECT_EQ(events.wait_exit(1s).value_or(-1), 0) << test::read_file(out + ".err");
+  auto rows = lines_of(test::read_file(out));
+  ASSERT_EQ(rows.size(), 2u) << test::read_file(out);
+  for (const auto& row : rows) EXPECT_NE(row.find(" license.reserved computer=EV-"), std::string::npos) << row;
+
+  // --since: the log after that id first, then live, without duplicates.
+  CtlRun log = ctl({"log"});
+  auto logged = lines_of(log.out);
+  ASSERT_GE(logged.size(), 4u);
+  const std::string since = words(logged[logged.size() - 4]).back().substr(3);
+  CtlRun r = ctl({"events", "--since", since, "--count", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines_of(r.out), std::vector<std::string>(logged.end() - 3, logged.end()));
+
+  // Caught up, then live: every event once, in order.
+  test::Process follow = start_ctl({"--server", stack_->front(), "--events", stack_->events(),
+                                    "events", "--since", since, "--count", "8"},
+                                   dir_.file("follow.out"));
+  int j = 0;
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        stack_->call("license.control", "reserve", {{"computer", Value("late-" + std::to_string(j++))}});
+        return !follow.alive();
+      },
+      20s, 100ms));
+  follow.wait_exit(1s);
+  rows = lines_of(test::read_file(dir_.file("follow.out")));
+  ASSERT_EQ(rows.size(), 8u) << test::read_file(dir_.file("follow.out"));
+  std::set<std::string> ids;
+  for (const auto& row : rows) ids.insert(words(row).back());
+  EXPECT_EQ(ids.size(), 8u) << "a duplicate";
+  EXPECT_EQ(rows[0], logged[logged.size() - 3]);
+  EXPECT_NE(rows[3].find("computer=LATE-0 "), std::string::npos) << rows[3];
+
+  // log --follow: what is there, then what comes, up to --limit.
+  const std::string last = words(lines_of(ctl({"log"}).out).back()).back().substr(3);
+  test::Process tail = start_ctl({"--server", stack_->front(), "log", "--follow", "--since", last,
+                                  "--type", "license.reserved", "--limit", "2"},
+                                 dir_.file("tail.out"));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(tail.alive()) << test::read_file(dir_.file("tail.out"));
+  stack_->call("license.control", "reserve", {{"computer", Value("tail-1")}});
+  stack_->call("license.control", "reserve", {{"computer", Value("tail-1")}});  // no event
+  stack_->call("license.control", "reserve", {{"computer", Value("tail-2")}});
+  EXPECT_EQ(tail.wait_exit(10s).value_or(-1), 0);
+  rows = lines_of(test::read_file(dir_.file("tail.out")));
+  ASSERT_EQ(rows.size(), 2u) << test::read_file(dir_.file("tail.out"));
+  EXPECT_NE(rows[0].find("computer=TAIL-1 "), std::string::npos) << rows[0];
+  EXPECT_NE(rows[1].find("computer=TAIL-2 "), std::string::npos) << rows[1];
+}
+
+TEST_F(CtlStackTest, FirewallPrintsRulesAndAppliesOnlyWithYes) {
+  const std::string front_port = port_of(stack_->front()), events_port = port_of(stack_->events());
+  CtlRun r = ctl({"firewall"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ports:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(front_port + "/tcp"), std::string::npos) << r.out;
+  for (const char* section : {"# nft\n", "# iptables\n", "# firewalld\n", "# ufw\n"})
+    EXPECT_NE(r.out.find(section), std::string::npos) << section << r.out;
+  r = ctl({"firewall", "--tool", "iptables"});
+  EXPECT_EQ(r.out.find("ufw"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("iptables -A INPUT -p tcp --dport " + events_port), std::string::npos) << r.out;
+
+  // Fake tools that record their arguments; the second ufw call fails in `failing`.
+  const std::string fake = dir_.file("fakebin"), marker = dir_.file("ran");
+  ::mkdir(fake.c_str(), 0700);
+  write_text(fake + "/ufw", "#!/bin/sh\necho \"$@\" >> '" + marker + "'\n", 0755);
+  write_text(fake + "/iptables", "#!/bin/sh\necho iptables >> '" + marker + "'\n", 0755);
+  const std::map<std::string, std::string> path = {{"PATH", fake + ":/usr/bin:/bin"}};
+
+  r = ctl({"firewall", "--apply", "--tool", "ufw"}, path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("dry run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nufw allow " + front_port + "/tcp\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nufw allow " + events_port + "/tcp\n"), std::string::npos) << r.out;
+  EXPECT_EQ(mode_of(marker), 0u) << "a dry run ran something";
+
+  // Detection: the first of nft, firewall-cmd, ufw, iptables on PATH.
+  r = ctl({"firewall", "--apply"}, {{"PATH", fake}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("dry run for ufw"), std::string::npos) << r.out;
+  EXPECT_EQ(mode_of(marker), 0u);
+  r = ctl({"firewall", "--apply"}, {{"PATH", dir_.file("empty")}});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--tool"), std::string::npos) << r.err;
+
+  r = ctl({"firewall", "--apply", "--tool", "ufw", "--yes"}, path);
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto ran = lines_of(test::read_file(marker));  // in port order
+  EXPECT_EQ(std::set<std::string>(ran.begin(), ran.end()),
+            (std::set<std::string>{"allow " + front_port + "/tcp", "allow " + events_port + "/tcp"}));
+  EXPECT_EQ(ran.size(), 2u);
+
+  ::unlink(marker.c_str());
+  write_text(fake + "/ufw", "#!/bin/sh\necho \"$@\" >> '" + marker + "'\nexit 3\n", 0755);
+  r = ctl({"firewall", "--apply", "--tool", "ufw", "--yes"}, path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("exit status 3"), std::string::npos) << r.err;
+  EXPECT_EQ(lines_of(test::read_file(marker)).size(), 1u) << "went on after a failure";
+}
+
+// primary-server in secure mode (like security_test): CURVE with the
+// server's key, the admin role from the allow-list re-read on SIGHUP.
+class CtlSecureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::run_capture({test::bin("primary-vendor"), "keygen", "--out", dir_.file("vendor")});
+    server_ = test::Process::start(
+        {test::bin("primary-server"), "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
+         "--events", "tcp://127.0.0.1:*", "--vendor-key", dir_.file("vendor/vendor.pub"),
+         "--license-workers", "1", "--heartbeat-ms", "200"},
+        {}, dir_.file("server.log"));
+    ASSERT_TRUE(test::wait_until([&] { return !endpoint("events").empty(); }, 15s))
+        << test::read_file(dir_.file("server.log"));
+  }
+  void TearDown() override {
+    server_.signal(SIGTERM);
+    server_.wait_exit(10s);
+    if (HasFailure()) std::cerr << "---- server log ----\n" << test::read_file(dir_.file("server.log"));
+  }
+  std::string data() const { return dir_.file("data"); }
+  std::string endpoint(const std::string& key) const {
+    for (const auto& line : lines_of(test::read_file(data() + "/run/endpoints")))
+      if (line.starts_with(key + "=")) return line.substr(key.size() + 1);
+    return {};
+  }
+  CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> all = {"--server", endpoint("front")};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_ctl(dir_, all, env);
+  }
+
+  test::TempDir dir_{"pcsec"};
+  test::Process server_;
+};
+
+TEST_F(CtlSecureTest, AdminKeyWorksOnceAllowedAndReloaded) {
+  ASSERT_EQ(ctl({"keys", "create", "--out", dir_.file("me")}).code, 0);
+  const std::string key = dir_.file("me/admin.key"), server_pub = data() + "/keys/server.pub";
+  const std::vector<std::string> secure = {"--server-key", server_pub, "--client-key", key};
+  auto with = [&](std::vector<std::string> args) {
+    std::vector<std::string> all = secure;
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  };
+
+  // Plain: the secure front door does not answer.
+  CtlRun r = ctl({"--timeout-ms", "500", "status"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  // CURVE, but not (yet) an admin.
+  r = ctl(with({"status"}));
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("UNAUTHORIZED"), std::string::npos) << r.err;
+
+  const std::string pub = test::read_file(dir_.file("me/admin.pub"));
+  std::ofstream(data() + "/keys/admins", std::ios::app) << pub.substr(0, 40) << "  # me\n";
+  ::kill(server_.pid(), SIGHUP);
+  EXPECT_TRUE(test::wait_until([&] { return (r = ctl(with({"status"}))).code == 0; }, 15s, 200ms))
+      << r.out << r.err;
+  EXPECT_NE(r.out.find("purchased"), std::string::npos) << r.out;
+
+  // The key text itself, from the environment, works as well as the file.
+  const std::string server_key = test::read_file(server_pub).substr(0, 40);
+  r = ctl({"status"}, {{"PRIMARY_SERVER_KEY", server_key}, {"PRIMARY_CLIENT_KEY", key}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // A fresh key (no --client-key) has the client role only.
+  r = ctl({"--server-key", server_key, "status"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("UNAUTHORIZED"), std::string::npos) << r.err;
+
+  // Licensing and the event stream over CURVE too; setup files carry the server key.
+  r = ctl(with({"register", "SN-SEC"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string code = test::run_capture({test::bin("primary-vendor"), "unlock", "--key",
+                                              dir_.file("vendor/vendor.key"), "--registration",
+                                              lines_of(r.out).at(0), "--licenses", "100"});
+  ASSERT_EQ(ctl(with({"unlock", code})).code, 0);
+  const std::string out = dir_.file("events.out");
+  std::vector<std::string> events_args = {"--server", endpoint("front"), "--events", endpoint("events")};
+  for (const auto& a : with({"events", "--count", "1"})) events_args.push_back(a);
+  test::Process events = start_ctl(events_args, out);
+  int i = 0;
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        ctl(with({"reserve", "sec-" + std::to_string(i++)}));
+        return !events.alive();
+      },
+      20s, 100ms));
+  EXPECT_NE(test::read_file(out).find(" license.reserved computer=SEC-"), std::string::npos)
+      << test::read_file(out) << test::read_file(out + ".err");
+  r = ctl(with({"setup-info", "sec-0"}));
+  EXPECT_NE(r.out.find(R"("server_key":")" + server_key + "\""), std::string::npos) << r.out;
 }
 
 }  // namespace

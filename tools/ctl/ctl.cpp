@@ -1,30 +1,33 @@
 #include "tools/ctl/ctl.hpp"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zmq.hpp>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "common/client.hpp"
 #include "common/codec.hpp"
 #include "common/config.hpp"
+#include "common/curve.hpp"
 #include "common/mdp.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
+#include "tools/ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {
 
 constexpr std::string_view kDefaultServer = "tcp://127.0.0.1:16770";
-
-// A transport failure: a timeout means nobody answered; anything else is a
-// reply we could not use.
-int report_transport_error(Context& ctx, const Error& e) {
-  ctx.err << "primaryctl: " << e.message << "\n";
-  return e.code == Code::Unavailable ? kUnreachable : kServerError;
-}
+constexpr size_t kWindow = 64;  // pipelined requests in flight on one connection
 
 // Prints a decoded reply map as JSON; an error reply also goes to stderr as
 // "CODE: message".
@@ -32,11 +35,7 @@ int report_reply(Context& ctx, const Value& reply) {
   ctx.out << to_json(reply) << "\n";
   const Value* ok = reply.find("ok");
   if (ok && ok->is_bool() && ok->as_bool()) return kOk;
-  const Value* code = reply.find("code");
-  const Value* message = reply.find("message");
-  ctx.err << (code && code->is_str() ? code->as_str() : "ERROR") << ": "
-          << (message && message->is_str() ? message->as_str() : "(no message)") << "\n";
-  return kServerError;
+  return report_error_reply(ctx, reply);
 }
 
 // Services declared in the catalog, in catalog order, plus broker.control.
@@ -50,25 +49,7 @@ std::vector<std::string> declared_services() {
   return names;
 }
 
-// Left-aligned columns, two spaces apart.
-void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], row[i].size());
-    }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    out << line << "\n";
-  }
-}
-
-// ---- subcommands: one declare function each ----
+// ---- the generic subcommands ----
 
 Action declare_call(CLI::App& sub) {
   struct Args {
@@ -95,12 +76,258 @@ Action declare_services(CLI::App&) {
   return [](Context& ctx) { return services(ctx); };
 }
 
+// ---- transports ----
+
+std::unique_ptr<zmq::socket_t> open_socket(zmq::context_t& zctx, zmq::socket_type type,
+                                           const ClientOptions& o, const std::string& endpoint) {
+  auto s = std::make_unique<zmq::socket_t>(zctx, type);
+  s->set(zmq::sockopt::linger, 0);
+  if (!o.server_key.empty()) {
+    s->set(zmq::sockopt::curve_serverkey, o.server_key);
+    s->set(zmq::sockopt::curve_publickey, o.public_key);
+    s->set(zmq::sockopt::curve_secretkey, o.secret_key);
+  }
+  s->connect(endpoint);
+  return s;
+}
+
+// The rid of a reply body when it is an index below n.
+std::optional<size_t> reply_index(std::string_view body, size_t n) {
+  auto reply = unpack_map(body);
+  if (!reply) return std::nullopt;
+  const Value* rid = reply->find("rid");
+  if (!rid || !rid->is_int() || rid->as_int() < 0 || static_cast<uint64_t>(rid->as_int()) >= n)
+    return std::nullopt;
+  return static_cast<size_t>(rid->as_int());
+}
+
+// Lazy Pirate for a pipeline: up to kWindow requests in flight on one DEALER;
+// when no reply comes for timeout_ms, a fresh socket to the next endpoint
+// takes the unanswered ones again.
+std::vector<Result<std::string>> send_pipelined(zmq::context_t& zctx, const ClientOptions& o,
+                                                const std::string& service,
+                                                const std::vector<std::string>& bodies) {
+  const size_t n = bodies.size();
+  std::vector<std::optional<std::string>> got(n);
+  size_t endpoint = 0, answered = 0;
+  for (int attempt = 0; attempt < std::max(1, o.attempts) && answered < n; ++attempt) {
+    auto socket = open_socket(zctx, zmq::socket_type::dealer, o, o.endpoints[endpoint]);
+    std::deque<size_t> queue;
+    for (size_t i = 0; i < n; ++i)
+      if (!got[i]) queue.push_back(i);
+    size_t in_flight = 0;
+    auto send_next = [&] {
+      const size_t i = queue.front();
+      queue.pop_front();
+      mdp::Frames out;
+      out.push_back(mdp::frame(""));
+      out.push_back(mdp::frame(mdp::kClient));
+      out.push_back(mdp::frame(service));
+      out.push_back(mdp::frame(bodies[i]));
+      mdp::send_frames(*socket, out);
+      ++in_flight;
+    };
+    while (in_flight < kWindow && !queue.empty()) send_next();
+    bool stalled = false;
+    while (in_flight > 0) {
+      zmq::pollitem_t item{socket->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(o.timeout_ms));
+      if (!(item.revents & ZMQ_POLLIN)) {
+        stalled = true;
+        break;
+      }
+      mdp::Frames in;
+      mdp::recv_frames(*socket, in);
+      if (in.size() != 4 || in[0].size() != 0 || mdp::view(in[1]) != mdp::kClient ||
+          mdp::view(in[2]) != service)
+        continue;
+      auto i = reply_index(mdp::view(in[3]), n);
+      if (!i || got[*i]) continue;
+      got[*i] = std::string(mdp::view(in[3]));
+      ++answered;
+      --in_flight;
+      if (!queue.empty()) send_next();
+    }
+    if (!stalled) break;
+    endpoint = (endpoint + 1) % o.endpoints.size();
+  }
+  std::vector<Result<std::string>> replies;
+  replies.reserve(n);
+  for (auto& g : got) {
+    if (g) replies.emplace_back(std::move(*g));
+    else replies.emplace_back(Error{Code::Unavailable, "no reply within " + std::to_string(o.timeout_ms) + " ms"});
+  }
+  return replies;
+}
+
+// A SUB on the event stream, every topic.
+Result<NextEvent> subscribe_events(zmq::context_t& zctx, const ClientOptions& o,
+                                   const std::string& endpoint) {
+  std::shared_ptr<zmq::socket_t> sub;
+  try {
+    sub = open_socket(zctx, zmq::socket_type::sub, o, endpoint);
+    sub->set(zmq::sockopt::subscribe, "");
+  } catch (const zmq::error_t& e) {
+    return Error{Code::BadRequest, "cannot connect to the event stream " + endpoint + ": " + e.what()};
+  }
+  return NextEvent([sub](int timeout_ms) -> std::optional<Value> {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      zmq::pollitem_t item{sub->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::max(left, std::chrono::milliseconds(0)));
+      if (!(item.revents & ZMQ_POLLIN)) return std::nullopt;
+      mdp::Frames in;
+      mdp::recv_frames(*sub, in);
+      if (in.size() != 2) continue;
+      auto event = unpack_map(mdp::view(in[1]));
+      if (event && event->find("id")) return std::move(*event);
+    }
+  });
+}
+
+bool executable_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  const std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    const std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    const std::string candidate = dir + "/" + name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+int run_shell(const std::string& line) {
+  std::cout.flush();
+  std::cerr.flush();
+  const int status = std::system(line.c_str());  // /bin/sh -c line
+  if (status == -1) return 127;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 }  // namespace
+
+// ---- shared helpers (commands.hpp) ----
+
+int report_transport_error(Context& ctx, const Error& e) {
+  ctx.err << "primaryctl: " << e.message << "\n";
+  return e.code == Code::Unavailable ? kUnreachable : kServerError;
+}
+
+int report_error_reply(Context& ctx, const Value& reply) {
+  const Value* code = reply.find("code");
+  const Value* message = reply.find("message");
+  ctx.err << (code && code->is_str() ? code->as_str() : "ERROR") << ": "
+          << (message && message->is_str() ? message->as_str() : "(no message)") << "\n";
+  return kServerError;
+}
+
+Answer ask(Context& ctx, const std::string& service, const std::string& op, Value::Map fields) {
+  Answer a;
+  auto raw = ctx.send(service, encode_request(op, std::move(fields)));
+  if (!raw) {
+    a.exit = report_transport_error(ctx, raw.error());
+    return a;
+  }
+  auto reply = unpack_map(*raw);
+  if (!reply) {
+    ctx.err << "primaryctl: malformed reply body: " << reply.error().message << "\n";
+    a.exit = kServerError;
+    return a;
+  }
+  const Value* ok = reply->find("ok");
+  if (!ok || !ok->is_bool() || !ok->as_bool()) a.exit = report_error_reply(ctx, *reply);
+  a.reply = std::move(*reply);
+  return a;
+}
+
+std::string str_of(const Value& map, std::string_view key) {
+  const Value* v = map.find(key);
+  return v && v->is_str() ? v->as_str() : std::string();
+}
+
+int64_t int_of(const Value& map, std::string_view key) {
+  const Value* v = map.find(key);
+  return v && v->is_int() ? v->as_int() : 0;
+}
+
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out << line << "\n";
+  }
+}
+
+std::string field_text(const Value& v) {
+  if (v.is_str()) {
+    const auto& s = v.as_str();
+    const bool plain = !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
+      return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '"' || c == '=';
+    });
+    if (plain) return s;
+  }
+  return to_json(v);
+}
+
+std::string duration_text(int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  const int64_t parts[] = {seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60};
+  const char* units[] = {"d", "h", "m", "s"};
+  std::string out;
+  for (int i = 0; i < 4; ++i)
+    if (parts[i] || !out.empty() || i == 3)
+      out += (out.empty() ? "" : " ") + std::to_string(parts[i]) + units[i];
+  return out;
+}
+
+// ---- the table ----
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"call", "Send any request and print the reply as JSON", declare_call},
       {"services", "List the services with up/down and their worker counts", declare_services},
+      {"keys", "Admin CURVE keys: `keys create --out DIR [--name NAME]`", declare_keys},
+      {"register", "Register SERIAL; prints the registration code to send to the vendor",
+       declare_register},
+      {"registration", "Print the registered serial and its registration code",
+       declare_registration},
+      {"unlock", "Unlock with the vendor's CODE; prints the serial and licenses purchased",
+       declare_unlock},
+      {"reserve", "Reserve a license for each NAME (or --from FILE, - for stdin), pipelined",
+       declare_reserve},
+      {"setup-info", "Print a computer's setup file (JSON), or write it with --out FILE",
+       declare_setup_info},
+      {"command", "Queue COMMAND [key=value ...] for computer NAME; prints its id",
+       declare_command},
+      {"status", "Serial, license counts, version, uptime and workers (--json: raw reply)",
+       declare_status},
+      {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages",
+       declare_computers},
+      {"computer", "A computer's license and its recent activity", declare_computer},
+      {"log", "Activity log, one line per event (--follow keeps polling)", declare_log},
+      {"events", "Live events from the event stream (--since: catch up from the log first)",
+       declare_events},
+      {"firewall", "Ports to open and rules per firewall tool; --apply [--yes] runs them",
+       declare_firewall},
   };
   return table;
 }
@@ -120,20 +347,25 @@ Value parse_scalar(std::string_view text) {
   return Value(text);  // also integers too large for int64
 }
 
-Result<Value::Map> parse_fields(const std::vector<std::string>& args) {
+Result<Value::Map> parse_pairs(const std::vector<std::string>& args) {
   Value::Map out;
   for (const auto& arg : args) {
     const auto eq = arg.find('=');
     if (eq == std::string::npos || eq == 0)
       return Error{Code::BadRequest, "bad field '" + arg + "': expected key=value"};
     std::string key = arg.substr(0, eq);
-    if (key == "op")
-      return Error{Code::BadRequest, "'op' is the OP argument, not a field"};
     if (std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.first == key; }))
       return Error{Code::BadRequest, "field '" + key + "' given twice"};
     out.emplace_back(std::move(key), parse_scalar(std::string_view(arg).substr(eq + 1)));
   }
   return out;
+}
+
+Result<Value::Map> parse_fields(const std::vector<std::string>& args) {
+  for (const auto& arg : args)
+    if (arg.starts_with("op="))
+      return Error{Code::BadRequest, "'op' is the OP argument, not a field"};
+  return parse_pairs(args);
 }
 
 int call(Context& ctx, const std::string& service, const std::string& op,
@@ -186,11 +418,65 @@ int services(Context& ctx) {
   return kOk;
 }
 
+Host real_host() {
+  Host h;
+  h.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  h.now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  h.on_path = executable_on_path;
+  h.shell = run_shell;
+  h.in = []() -> std::istream& { return std::cin; };
+  return h;
+}
+
+Result<std::string> events_endpoint_for(const std::string& front) {
+  const auto colon = front.rfind(':');
+  const auto scheme = front.find("://");
+  int port = 0;
+  if (colon != std::string::npos && scheme != std::string::npos && colon > scheme + 2) {
+    const char* begin = front.data() + colon + 1;
+    const char* end = front.data() + front.size();
+    auto [p, ec] = std::from_chars(begin, end, port);
+    if (ec != std::errc() || p != end) port = 0;
+  }
+  if (port <= 0 || port >= 65535)
+    return Error{Code::BadRequest,
+                 "cannot derive the event endpoint from '" + front + "'; give --events"};
+  return front.substr(0, colon + 1) + std::to_string(port + 1);
+}
+
+Result<std::string> resolve_server_key(const std::string& value) {
+  struct stat st;
+  if (::stat(value.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (value.ends_with(".key"))
+      return Error{Code::BadRequest, "--server-key: " + value +
+                                         " is a secret key file; give the server's public key "
+                                         "(DATA/keys/server.pub)"};
+    auto key = read_curve_public(value);
+    if (!key) return Error{Code::BadRequest, "--server-key: " + key.error().message};
+    return key;
+  }
+  if (valid_z85_key(value)) return value;
+  return Error{Code::BadRequest, "--server-key: '" + value +
+                                     "' is neither a readable key file nor a Z85 public key"};
+}
+
 int run(int argc, char** argv) {
   Config cfg("primaryctl", "Admin command line of the Primary Server");
   cfg.add_string("server", std::string(kDefaultServer),
                  "Server front door endpoint(s), comma-separated, tried in turn");
   cfg.add_int("timeout-ms", 3000, 1, 600000, "How long to wait for each server tried");
+  cfg.add_string("server-key", "",
+                 "Server CURVE public key: a Z85 key file (DATA/keys/server.pub) or the key "
+                 "itself; turns CURVE on");
+  cfg.add_string("client-key", "",
+                 "This admin's CURVE secret key file (from `keys create`); without it a fresh "
+                 "key, which has the client role only");
+  cfg.add_string("events", "",
+                 "Event stream endpoint (default: the first --server endpoint, port + 1)");
   CLI::App& app = cfg.app();
   app.fallthrough();  // global flags may follow the subcommand
   app.require_subcommand(1);
@@ -206,6 +492,27 @@ int run(int argc, char** argv) {
   if (options.endpoints.empty()) cfg.fail("--server names no endpoint");
   options.timeout_ms = static_cast<int>(cfg.integer("timeout-ms"));
   options.attempts = static_cast<int>(options.endpoints.size());
+  if (!cfg.str("server-key").empty()) {
+    auto key = resolve_server_key(cfg.str("server-key"));
+    if (!key) cfg.fail(key.error().message);
+    options.server_key = *key;
+    // One identity for every connection of this run.
+    const CurveKeypair kp = curve_keypair();
+    options.public_key = kp.public_key;
+    options.secret_key = kp.secret_key;
+  }
+  if (!cfg.str("client-key").empty()) {
+    if (options.server_key.empty())
+      cfg.fail("--client-key needs --server-key (the server's public key) to be of use");
+    if (cfg.str("client-key").ends_with(".pub"))
+      cfg.fail("--client-key: " + cfg.str("client-key") +
+               " is a public key file; give the secret one (NAME.key from `keys create`)");
+    auto secret = read_curve_secret(cfg.str("client-key"));
+    if (!secret) cfg.fail("--client-key: " + secret.error().message);
+    options.secret_key = *secret;
+    options.public_key = curve_public_of(*secret);
+  }
+  std::string events = cfg.str("events");
 
   zmq::context_t zctx(1);
   MdpClient client(zctx, options);
@@ -213,6 +520,19 @@ int run(int argc, char** argv) {
                 return client.request(service, body);
               },
               std::cout, std::cerr};
+  ctx.send_many = [&](const std::string& service, const std::vector<std::string>& bodies) {
+    return send_pipelined(zctx, options, service, bodies);
+  };
+  ctx.subscribe = [&]() -> Result<NextEvent> {
+    if (events.empty()) {
+      auto derived = events_endpoint_for(options.endpoints.front());
+      if (!derived) return derived.error();
+      events = *derived;
+    }
+    // A bind address as the server is configured ("tcp://*:16771") means this host.
+    if (auto pos = events.find("//*:"); pos != std::string::npos) events.replace(pos, 4, "//127.0.0.1:");
+    return subscribe_events(zctx, options, events);
+  };
   for (auto& [sub, action] : actions)
     if (sub->parsed()) return action(ctx);
   return kUsage;

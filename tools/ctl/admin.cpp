@@ -1,0 +1,488 @@
+// primaryctl subcommands of the admin service and the event stream: status,
+// computers, the activity log (paged, followed, or caught up into the live
+// stream) and firewall rules.
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <ostream>
+
+#include "tools/ctl/commands.hpp"
+
+namespace primary::ctl {
+namespace {
+
+constexpr const char* kService = "admin";
+constexpr int64_t kPage = 1000;       // the most admin.computers and admin.log give per call
+constexpr int64_t kRecentScan = 1000;  // log entries `computer` looks through
+
+std::optional<std::pair<uint64_t, uint64_t>> parse_event_id(std::string_view id) {
+  const auto dash = id.find('-');
+  if (dash == std::string_view::npos || dash == 0 || dash + 1 == id.size()) return std::nullopt;
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  auto [p1, e1] = std::from_chars(id.data(), id.data() + dash, out.first);
+  auto [p2, e2] = std::from_chars(id.data() + dash + 1, id.data() + id.size(), out.second);
+  if (e1 != std::errc() || p1 != id.data() + dash || e2 != std::errc() ||
+      p2 != id.data() + id.size())
+    return std::nullopt;
+  return out;
+}
+
+// One page of admin.log: entries strictly after `since`.
+struct LogPage {
+  std::vector<Value> items;
+  std::string next;
+  int exit = kOk;
+};
+
+LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
+                 const std::vector<std::string>& types = {}) {
+  Value::Map fields{{"limit", Value(limit)}};
+  if (!since.empty()) fields.emplace_back("since", Value(since));
+  if (!types.empty()) {
+    Value::Array list;
+    for (const auto& t : types) list.emplace_back(t);
+    fields.emplace_back("types", Value(std::move(list)));
+  }
+  LogPage page;
+  Answer a = ask(ctx, kService, "log", std::move(fields));
+  page.exit = a.exit;
+  if (!a) return page;
+  if (const Value* items = a.reply.find("items"); items && items->is_array())
+    page.items = items->as_array();
+  page.next = str_of(a.reply, "next");
+  return page;
+}
+
+// The newest `scan` entries of the activity log. admin.log only reads
+// forward from an id, so this steps back in time from now (1 minute, then 4
+// times further each step) until a window holds `scan` entries or reaches
+// the oldest entry, then reads that window to its end. Each step is one
+// bounded call; the last step reads every entry of its window.
+LogPage recent_entries(Context& ctx, int64_t scan) {
+  LogPage oldest = log_page(ctx, "", 1);
+  if (oldest.exit != kOk || oldest.items.empty()) return oldest;
+  const int64_t oldest_ms = int_of(oldest.items.front(), "ts");
+  const int64_t now = ctx.host.now_ms();
+  for (int64_t window = 60000;; window *= 4) {
+    const bool whole = now - window <= oldest_ms;
+    const std::string since = whole ? "" : std::to_string(now - window) + "-0";
+    LogPage page = log_page(ctx, since, scan);
+    if (page.exit != kOk) return page;
+    if (static_cast<int64_t>(page.items.size()) < scan && !whole) continue;
+    std::deque<Value> tail(page.items.begin(), page.items.end());
+    std::string from = page.next;
+    bool full = static_cast<int64_t>(page.items.size()) == scan;
+    while (full) {
+      LogPage more = log_page(ctx, from, kPage);
+      if (more.exit != kOk) return more;
+      for (auto& item : more.items) {
+        tail.push_back(std::move(item));
+        if (static_cast<int64_t>(tail.size()) > scan) tail.pop_front();
+      }
+      full = static_cast<int64_t>(more.items.size()) == kPage && more.next != from;
+      from = more.next;
+    }
+    page.items.assign(tail.begin(), tail.end());
+    return page;
+  }
+}
+
+// Streams table rows page by page, the header with the first page: columns
+// only grow, so the table stays aligned unless a later page has a longer value.
+class TableWriter {
+ public:
+  TableWriter(std::ostream& out, std::vector<std::string> header)
+      : out_(out), header_(std::move(header)) {}
+  // Writes the header (once) and `rows`.
+  void write(std::vector<std::vector<std::string>> rows) {
+    if (!header_.empty()) {
+      rows.insert(rows.begin(), std::move(header_));
+      header_.clear();
+    }
+    for (const auto& row : rows)
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (width_.size() <= i) width_.push_back(0);
+        width_[i] = std::max(width_[i], row[i].size());
+      }
+    for (const auto& row : rows) {
+      std::string line;
+      for (size_t i = 0; i < row.size(); ++i) {
+        line += row[i];
+        if (i + 1 < row.size()) line += std::string(width_[i] - row[i].size() + 2, ' ');
+      }
+      out_ << line << "\n";
+    }
+    out_.flush();
+  }
+
+ private:
+  std::ostream& out_;
+  std::vector<std::string> header_;
+  std::vector<size_t> width_;
+};
+
+int status(Context& ctx) {
+  Answer a = ask(ctx, kService, "status");
+  if (!a) return a.exit;
+  const Value& r = a.reply;
+  std::string services;
+  if (const Value* s = r.find("services"); s && s->is_map())
+    for (const auto& [name, n] : s->as_map())
+      services += (services.empty() ? "" : ", ") + name + " " + field_text(n);
+  const std::string serial = str_of(r, "serial");
+  print_table(ctx.out, {{"serial", serial.empty() ? "(none registered)" : serial},
+                        {"purchased", std::to_string(int_of(r, "purchased"))},
+                        {"reserved", std::to_string(int_of(r, "reserved"))},
+                        {"active", std::to_string(int_of(r, "active"))},
+                        {"lost", std::to_string(int_of(r, "lost"))},
+                        {"never seen", std::to_string(int_of(r, "never_seen"))},
+                        {"version", str_of(r, "version")},
+                        {"uptime", duration_text(int_of(r, "uptime_s"))},
+                        {"services", services.empty() ? "(none)" : services}});
+  return kOk;
+}
+
+struct ComputersArgs {
+  std::string state, sort = "name";
+  int64_t limit = 0;  // 0: all
+  bool json = false;
+};
+
+int computers(Context& ctx, const ComputersArgs& a) {
+  TableWriter table(ctx.out, {"COMPUTER", "STATE", "LAST-SEEN", "VERSION"});
+  int64_t printed = 0;
+  std::string cursor;
+  for (;;) {
+    const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
+    Value::Map fields{{"limit", Value(want)}, {"sort", Value(a.sort)}};
+    if (!a.state.empty()) fields.emplace_back("state", Value(a.state));
+    if (!cursor.empty()) fields.emplace_back("cursor", Value(cursor));
+    Answer ans = ask(ctx, kService, "computers", std::move(fields));
+    if (!ans) return ans.exit;
+    std::vector<std::vector<std::string>> rows;
+    if (const Value* items = ans.reply.find("items"); items && items->is_array())
+      for (const Value& item : items->as_array()) {
+        if (a.limit && printed >= a.limit) break;
+        ++printed;
+        if (a.json) {
+          ctx.out << to_json(item) << "\n";
+          continue;
+        }
+        const Value* seen = item.find("last_seen");
+        const std::string version = str_of(item, "version");
+        rows.push_back({str_of(item, "computer"), str_of(item, "state"),
+                        seen && seen->is_int() ? iso_utc(seen->as_int(), false) : "-",
+                        version.empty() ? "-" : version});
+      }
+    if (!rows.empty()) table.write(std::move(rows));
+    cursor = str_of(ans.reply, "cursor");
+    if (cursor.empty() || (a.limit && printed >= a.limit)) {
+      if (!a.json) table.write({});  // the header alone when nothing matched
+      return kOk;
+    }
+  }
+}
+
+int computer(Context& ctx, const std::string& name) {
+  Answer info = ask(ctx, "license.control", "setup_info", {{"computer", Value(name)}});
+  if (!info) return info.exit;
+  const Value& r = info.reply;
+  std::string endpoints;
+  if (const Value* eps = r.find("endpoints"); eps && eps->is_array())
+    for (const Value& ep : eps->as_array()) endpoints += (endpoints.empty() ? "" : ", ") + field_text(ep);
+  std::vector<std::vector<std::string>> rows = {{"computer", str_of(r, "computer")},
+                                                {"license", str_of(r, "license")},
+                                                {"serial", str_of(r, "serial")},
+                                                {"endpoints", endpoints}};
+  if (r.find("server_key")) rows.push_back({"server key", str_of(r, "server_key")});
+  rows.push_back({"lease key", str_of(r, "lease_key")});
+  print_table(ctx.out, rows);
+
+  LogPage recent = recent_entries(ctx, kRecentScan);
+  if (recent.exit != kOk) return recent.exit;
+  const std::string wanted = str_of(r, "computer");
+  std::vector<const Value*> mine;
+  for (const Value& e : recent.items)
+    if (str_of(e, "computer") == wanted) mine.push_back(&e);
+  ctx.out << "\nactivity in the last " << recent.items.size() << " log entries: " << mine.size()
+          << (mine.size() == 1 ? " event" : " events") << "\n";
+  for (const Value* e : mine) ctx.out << event_line(*e) << "\n";
+  return kOk;
+}
+
+struct LogArgs {
+  std::string since;
+  std::vector<std::string> types;
+  int64_t limit = 0;  // 0: no bound
+  bool follow = false;
+};
+
+int log(Context& ctx, const LogArgs& a) {
+  std::string since = a.since;
+  int64_t printed = 0;
+  for (;;) {
+    const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
+    LogPage page = log_page(ctx, since, want, a.types);
+    if (page.exit == kUnreachable && a.follow) {  // the server may be restarting
+      ctx.host.sleep(std::chrono::seconds(1));
+      continue;
+    }
+    if (page.exit != kOk) return page.exit;
+    for (const Value& e : page.items) {
+      ctx.out << event_line(e) << "\n";
+      if (a.limit && ++printed >= a.limit) return kOk;
+    }
+    ctx.out.flush();
+    // `next` moves past every entry scanned, kept or not; when it stays, the
+    // log has nothing newer.
+    if (!page.next.empty() && page.next != since) {
+      since = page.next;
+      continue;
+    }
+    if (!a.follow) return kOk;
+    ctx.host.sleep(std::chrono::seconds(1));
+  }
+}
+
+struct EventsArgs {
+  std::string since;
+  int64_t count = 0;  // 0: until interrupted
+};
+
+int events(Context& ctx, const EventsArgs& a) {
+  auto next = ctx.subscribe();
+  if (!next) {
+    ctx.err << "primaryctl: " << next.error().message << "\n";
+    return kUsage;
+  }
+  int64_t printed = 0;
+  std::string log_last = a.since;  // the last id printed from the log
+  auto print = [&](const Value& e) {
+    ctx.out << event_line(e) << "\n";
+    ctx.out.flush();
+    return a.count && ++printed >= a.count;
+  };
+  // Prints the log after log_last; true when --count is reached or on an error.
+  auto catch_up = [&](int* exit) {
+    for (;;) {
+      LogPage page = log_page(ctx, log_last, kPage);
+      if (page.exit != kOk) {
+        *exit = page.exit;
+        return true;
+      }
+      for (const Value& e : page.items) {
+        log_last = str_of(e, "id");
+        if (print(e)) return true;
+      }
+      if (static_cast<int64_t>(page.items.size()) < kPage) return false;
+    }
+  };
+  int exit = kOk;
+  // Subscribed first, then the log: nothing falls between the two.
+  if (!a.since.empty() && catch_up(&exit)) return exit;
+  bool rejoined = a.since.empty();
+  for (;;) {
+    std::optional<Value> e = (*next)(1000);
+    if (!e) continue;
+    if (!rejoined) {
+      // The subscription takes effect a little after connecting; read the
+      // log once more up to this first live event so none is lost.
+      rejoined = true;
+      if (catch_up(&exit)) return exit;
+    }
+    if (!log_last.empty() && !event_id_less(log_last, str_of(*e, "id"))) continue;
+    if (print(*e)) return kOk;
+  }
+}
+
+struct FirewallArgs {
+  bool apply = false, yes = false;
+  std::string tool;
+};
+
+// Tool name -> the key of admin.firewall's `rules`, and the program that
+// tells it is installed, in the order --apply looks for them.
+struct Tool {
+  const char* name;
+  const char* rules_key;
+  const char* program;
+};
+constexpr Tool kTools[] = {{"nft", "nftables", "nft"},
+                           {"firewalld", "firewalld", "firewall-cmd"},
+                           {"ufw", "ufw", "ufw"},
+                           {"iptables", "iptables", "iptables"}};
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+int firewall(Context& ctx, const FirewallArgs& a) {
+  Answer ans = ask(ctx, kService, "firewall");
+  if (!ans) return ans.exit;
+  const Value* rules = ans.reply.find("rules");
+  auto rules_of = [&](const Tool& t) { return rules ? str_of(*rules, t.rules_key) : std::string(); };
+  const Tool* chosen = nullptr;
+  for (const Tool& t : kTools)
+    if (a.tool == t.name) chosen = &t;
+
+  if (!a.apply) {
+    std::string ports;
+    if (const Value* p = ans.reply.find("ports"); p && p->is_array())
+      for (const Value& port : p->as_array())
+        ports += " " + std::to_string(int_of(port, "port")) + "/" + str_of(port, "protocol");
+    ctx.out << "ports:" << (ports.empty() ? " (none)" : ports) << "\n";
+    for (const Tool& t : kTools) {
+      if (chosen && chosen != &t) continue;
+      ctx.out << "\n# " << t.name << "\n";
+      for (const auto& line : lines_of(rules_of(t))) ctx.out << line << "\n";
+    }
+    return kOk;
+  }
+
+  if (!chosen)
+    for (const Tool& t : kTools)
+      if (ctx.host.on_path(t.program)) {
+        chosen = &t;
+        break;
+      }
+  if (!chosen) {
+    ctx.err << "primaryctl: no firewall tool found on PATH (nft, firewall-cmd, ufw, iptables); "
+               "name one with --tool\n";
+    return kServerError;
+  }
+  const auto commands = lines_of(rules_of(*chosen));
+  if (commands.empty()) {
+    ctx.out << "# " << chosen->name << ": no ports to open\n";
+    return kOk;
+  }
+  if (!a.yes) {
+    ctx.out << "# dry run for " << chosen->name
+            << ": these commands would run with /bin/sh (add --yes to run them)\n";
+    for (const auto& line : commands) ctx.out << line << "\n";
+    return kOk;
+  }
+  for (const auto& line : commands) {
+    ctx.out << "+ " << line << "\n";
+    ctx.out.flush();
+    if (const int rc = ctx.host.shell(line); rc != 0) {
+      ctx.err << "primaryctl: '" << line << "' failed with exit status " << rc
+              << "; the commands after it were not run\n";
+      return kServerError;
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+bool event_id_less(std::string_view a, std::string_view b) {
+  auto x = parse_event_id(a), y = parse_event_id(b);
+  if (!y) return false;
+  if (!x) return true;  // an id that is not one sorts before every id
+  return *x < *y;
+}
+
+std::string iso_utc(int64_t unix_ms, bool millis) {
+  int64_t s = unix_ms / 1000, ms = unix_ms % 1000;
+  if (ms < 0) {
+    ms += 1000;
+    --s;
+  }
+  const std::time_t t = static_cast<std::time_t>(s);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (millis) {
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03d", static_cast<int>(ms));
+    out += frac;
+  }
+  return out + "Z";
+}
+
+std::string event_line(const Value& event) {
+  std::string line = iso_utc(int_of(event, "ts")) + " " + str_of(event, "type");
+  // The server's field order is not stable (it comes from a Lua table):
+  // `computer` first, then by name.
+  std::vector<const Value::Map::value_type*> fields;
+  if (event.is_map())
+    for (const auto& kv : event.as_map())
+      if (kv.first != "id" && kv.first != "ts" && kv.first != "type") fields.push_back(&kv);
+  std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) {
+    return std::make_pair(a->first != "computer", a->first) <
+           std::make_pair(b->first != "computer", b->first);
+  });
+  for (const auto* kv : fields) line += " " + kv->first + "=" + field_text(kv->second);
+  return line + " id=" + str_of(event, "id");
+}
+
+Action declare_status(CLI::App& sub) {
+  auto json = std::make_shared<bool>(false);
+  sub.add_flag("--json", *json, "Print the raw reply as JSON");
+  return [json](Context& ctx) { return *json ? call(ctx, kService, "status", {}) : status(ctx); };
+}
+
+Action declare_computers(CLI::App& sub) {
+  auto a = std::make_shared<ComputersArgs>();
+  sub.add_option("--state", a->state, "Only computers in this state")
+      ->check(CLI::IsMember({"reserved", "active", "lost"}));
+  sub.add_option("--sort", a->sort, "Order: name (default) or last-seen (newest first)")
+      ->check(CLI::IsMember({"name", "last-seen"}));
+  sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")
+      ->check(CLI::PositiveNumber);
+  sub.add_flag("--json", a->json, "One JSON object per computer per line instead of the table");
+  return [a](Context& ctx) { return computers(ctx, *a); };
+}
+
+Action declare_computer(CLI::App& sub) {
+  auto name = std::make_shared<std::string>();
+  sub.add_option("name", *name, "Computer name")->required();
+  return [name](Context& ctx) { return computer(ctx, *name); };
+}
+
+Action declare_log(CLI::App& sub) {
+  auto a = std::make_shared<LogArgs>();
+  sub.add_option("--since", a->since, "Only entries after this event id");
+  sub.add_option("--type", a->types, "Only events of this type (repeat, or comma-separate)")
+      ->delimiter(',');
+  sub.add_option("--limit", a->limit, "Print at most N events (default: all)")
+      ->check(CLI::PositiveNumber);
+  sub.add_flag("--follow,-f", a->follow, "Keep polling every second for new events");
+  return [a](Context& ctx) { return log(ctx, *a); };
+}
+
+Action declare_events(CLI::App& sub) {
+  auto a = std::make_shared<EventsArgs>();
+  sub.add_option("--since", a->since,
+                 "First print the activity log after this event id, then the live events");
+  sub.add_option("--count", a->count, "Stop after N events (default: until interrupted)")
+      ->check(CLI::PositiveNumber);
+  return [a](Context& ctx) { return events(ctx, *a); };
+}
+
+Action declare_firewall(CLI::App& sub) {
+  auto a = std::make_shared<FirewallArgs>();
+  sub.add_flag("--apply", a->apply,
+               "Use the host's tool (first found of nft, firewall-cmd, ufw, iptables); a dry "
+               "run unless --yes");
+  sub.add_option("--tool", a->tool, "Only this tool's rules (with --apply: use it)")
+      ->check(CLI::IsMember({"nft", "iptables", "firewalld", "ufw"}));
+  sub.add_flag("--yes", a->yes, "With --apply: run the commands, stopping at the first failure");
+  return [a](Context& ctx) { return firewall(ctx, *a); };
+}
+
+}  // namespace primary::ctl

@@ -1,0 +1,57 @@
+// primaryctl internals shared by the files that hold the subcommands:
+// one request with its outcome already reported, and small printers.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tools/ctl/ctl.hpp"
+
+namespace primary::ctl {
+
+// The outcome of one request: the reply map when the server said ok, else
+// the exit code, with the reason already written to ctx.err.
+struct Answer {
+  Value reply;
+  int exit = kOk;
+  explicit operator bool() const { return exit == kOk; }
+};
+Answer ask(Context& ctx, const std::string& service, const std::string& op,
+           Value::Map fields = {});
+
+// Reports a transport failure: 3 for no reply, 1 for an unusable one.
+int report_transport_error(Context& ctx, const Error& e);
+// "CODE: message" of an error reply on ctx.err; returns 1.
+int report_error_reply(Context& ctx, const Value& reply);
+
+// Field readers of a reply map: "" / 0 / false when absent or of another type.
+std::string str_of(const Value& map, std::string_view key);
+int64_t int_of(const Value& map, std::string_view key);
+
+// Left-aligned columns, two spaces apart.
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
+// A value as a key=value right-hand side: plain when it has no blanks, else JSON.
+std::string field_text(const Value& v);
+// "3d 4h 5m 6s", leading zero units left out.
+std::string duration_text(int64_t seconds);
+
+// The subcommands, one declare function each (see commands() in ctl.cpp).
+Action declare_keys(CLI::App& sub);
+Action declare_register(CLI::App& sub);
+Action declare_registration(CLI::App& sub);
+Action declare_unlock(CLI::App& sub);
+Action declare_reserve(CLI::App& sub);
+Action declare_setup_info(CLI::App& sub);
+Action declare_command(CLI::App& sub);
+Action declare_status(CLI::App& sub);
+Action declare_computers(CLI::App& sub);
+Action declare_computer(CLI::App& sub);
+Action declare_log(CLI::App& sub);
+Action declare_events(CLI::App& sub);
+Action declare_firewall(CLI::App& sub);
+
+}  // namespace primary::ctl

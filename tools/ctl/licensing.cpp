@@ -1,0 +1,245 @@
+// primaryctl subcommands of the license.control service: serial, unlock,
+// reservations (pipelined), setup files and management commands.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <ostream>
+
+#include "common/codec.hpp"
+#include "common/schema.hpp"
+#include "tools/ctl/commands.hpp"
+
+namespace primary::ctl {
+namespace {
+
+constexpr const char* kService = "license.control";
+
+// Writes `text` to `path` with mode 0600, replacing it atomically.
+std::optional<std::string> write_private_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".XXXXXX";
+  const int fd = ::mkstemp(tmp.data());  // mode 0600
+  if (fd < 0) return "cannot create a file next to " + path + ": " + std::strerror(errno);
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fchmod(fd, 0600) == 0 && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return "cannot write " + path + ": " + why;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::string> read_names(std::istream& in) {
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    names.push_back(line.substr(first, last - first + 1));
+  }
+  return names;
+}
+
+int reserve(Context& ctx, const std::vector<std::string>& names) {
+  std::vector<std::string> bodies;
+  bodies.reserve(names.size());
+  for (size_t i = 0; i < names.size(); ++i)
+    bodies.push_back(encode_request(
+        "reserve", {{"computer", Value(names[i])}, {"rid", Value(static_cast<int64_t>(i))}}));
+  std::vector<Result<std::string>> replies;
+  if (ctx.send_many) {
+    replies = ctx.send_many(kService, bodies);
+  } else {
+    for (const auto& body : bodies) replies.push_back(ctx.send(kService, body));
+  }
+
+  int64_t created = 0, existing = 0, refused = 0, unanswered = 0;
+  int64_t reserved = -1, purchased = 0;  // from the reply that saw the most reservations
+  auto track = [&](const Value& r) {
+    if (r.find("reserved") && r.find("purchased") && int_of(r, "reserved") >= reserved) {
+      reserved = int_of(r, "reserved");
+      purchased = int_of(r, "purchased");
+    }
+  };
+  for (size_t i = 0; i < names.size(); ++i) {
+    const Result<std::string>& raw = i < replies.size()
+                                         ? replies[i]
+                                         : Result<std::string>(Error{Code::Unavailable, "no reply"});
+    if (!raw) {
+      ctx.out << names[i] << " UNAVAILABLE " << raw.error().message << "\n";
+      ++refused;
+      ++unanswered;
+      continue;
+    }
+    auto reply = unpack_map(*raw);
+    if (!reply) {
+      ctx.out << names[i] << " INTERNAL malformed reply: " << reply.error().message << "\n";
+      ++refused;
+      continue;
+    }
+    track(*reply);
+    const Value* ok = reply->find("ok");
+    if (ok && ok->is_bool() && ok->as_bool()) {
+      const Value* c = reply->find("created");
+      const bool is_new = c && c->is_bool() && c->as_bool();
+      ++(is_new ? created : existing);
+      ctx.out << names[i] << " " << str_of(*reply, "license") << " "
+              << (is_new ? "created" : "existing") << "\n";
+    } else {
+      ++refused;
+      ctx.out << names[i] << " " << str_of(*reply, "code") << " " << str_of(*reply, "message")
+              << "\n";
+    }
+  }
+  ctx.out << "reserved " << created << " new, " << existing << " existing, " << refused
+          << " refused";
+  if (reserved >= 0) ctx.out << "; " << reserved << " of " << purchased << " licenses in use";
+  ctx.out << "\n";
+  if (!names.empty() && unanswered == static_cast<int64_t>(names.size())) {
+    ctx.err << "primaryctl: no reply from the server\n";
+    return kUnreachable;
+  }
+  if (refused > 0) {
+    ctx.err << "primaryctl: " << refused << " of " << names.size() << " names refused\n";
+    return kServerError;
+  }
+  return kOk;
+}
+
+Action declare_register(CLI::App& sub) {
+  auto serial = std::make_shared<std::string>();
+  sub.add_option("serial", *serial, "The serial number bought from the vendor")->required();
+  return [serial](Context& ctx) {
+    Answer a = ask(ctx, kService, "registration", {{"serial", Value(*serial)}});
+    if (a) ctx.out << str_of(a.reply, "registration_code") << "\n";
+    return a.exit;
+  };
+}
+
+Action declare_registration(CLI::App&) {
+  return [](Context& ctx) {
+    Answer a = ask(ctx, kService, "registration");
+    if (a)
+      print_table(ctx.out, {{"serial", str_of(a.reply, "serial")},
+                            {"registration code", str_of(a.reply, "registration_code")}});
+    return a.exit;
+  };
+}
+
+Action declare_unlock(CLI::App& sub) {
+  auto code = std::make_shared<std::string>();
+  sub.add_option("code", *code, "The unlock code the vendor issued for this server")->required();
+  return [code](Context& ctx) {
+    Answer a = ask(ctx, kService, "unlock", {{"unlock_code", Value(*code)}});
+    if (a)
+      print_table(ctx.out, {{"serial", str_of(a.reply, "serial")},
+                            {"purchased", std::to_string(int_of(a.reply, "purchased"))}});
+    return a.exit;
+  };
+}
+
+Action declare_reserve(CLI::App& sub) {
+  struct Args {
+    std::vector<std::string> names;
+    std::string from;
+  };
+  auto a = std::make_shared<Args>();
+  sub.add_option("names", a->names, "Computer names; - reads them from stdin");
+  sub.add_option("--from", a->from,
+                 "File of computer names, one a line (blank lines and # comments skipped); "
+                 "- for stdin");
+  return [a](Context& ctx) {
+    std::vector<std::string> names;
+    bool given = !a->from.empty();
+    auto add_from = [&](std::istream& in) {
+      auto more = read_names(in);
+      names.insert(names.end(), more.begin(), more.end());
+    };
+    for (const auto& n : a->names) {
+      given = true;
+      if (n == "-") add_from(ctx.host.in());
+      else names.push_back(n);
+    }
+    if (a->from == "-") {
+      add_from(ctx.host.in());
+    } else if (!a->from.empty()) {
+      std::ifstream in(a->from);
+      if (!in) {
+        ctx.err << "primaryctl: cannot read " << a->from << ": " << std::strerror(errno) << "\n";
+        return static_cast<int>(kUsage);
+      }
+      add_from(in);
+    }
+    if (!given) {
+      ctx.err << "primaryctl: reserve: give computer names, --from FILE or - (stdin)\n";
+      return static_cast<int>(kUsage);
+    }
+    return reserve(ctx, names);
+  };
+}
+
+Action declare_setup_info(CLI::App& sub) {
+  struct Args {
+    std::string computer, out;
+  };
+  auto a = std::make_shared<Args>();
+  sub.add_option("computer", a->computer, "Computer name (it must have a reservation)")
+      ->required();
+  sub.add_option("--out", a->out, "Write the setup file here (mode 0600) instead of stdout");
+  return [a](Context& ctx) {
+    Answer ans = ask(ctx, kService, "setup_info", {{"computer", Value(a->computer)}});
+    if (!ans) return ans.exit;
+    // The setup file is the reply without its envelope fields.
+    Value::Map setup;
+    for (const auto& [k, v] : ans.reply.as_map())
+      if (k != "ok" && k != "rid") setup.emplace_back(k, v);
+    const std::string json = to_json(Value(std::move(setup))) + "\n";
+    if (a->out.empty()) {
+      ctx.out << json;
+      return static_cast<int>(kOk);
+    }
+    if (auto err = write_private_file(a->out, json)) {
+      ctx.err << "primaryctl: " << *err << "\n";
+      return static_cast<int>(kServerError);
+    }
+    ctx.out << "wrote " << a->out << " for " << str_of(ans.reply, "computer") << "\n";
+    return static_cast<int>(kOk);
+  };
+}
+
+Action declare_command(CLI::App& sub) {
+  struct Args {
+    std::string computer, command;
+    std::vector<std::string> args;
+  };
+  auto a = std::make_shared<Args>();
+  sub.add_option("computer", a->computer, "Computer name")->required();
+  sub.add_option("command", a->command, "Command name, as the Client knows it")->required();
+  sub.add_option("args", a->args,
+                 "Arguments as key=value (integers, true, false and null are typed)");
+  return [a](Context& ctx) {
+    auto args = parse_pairs(a->args);
+    if (!args) {
+      ctx.err << "primaryctl: " << args.error().message << "\n";
+      return static_cast<int>(kUsage);
+    }
+    Value::Map fields{{"computer", Value(a->computer)}, {"command", Value(a->command)}};
+    if (!args->empty()) fields.emplace_back("args", Value(std::move(*args)));
+    Answer ans = ask(ctx, kService, "command", std::move(fields));
+    if (ans) ctx.out << str_of(ans.reply, "id") << "\n";
+    return ans.exit;
+  };
+}
+
+}  // namespace primary::ctl
