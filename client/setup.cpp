@@ -1,0 +1,70 @@
+#include "primary/client/setup.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <tuple>
+
+#include "client/json.hpp"
+#include "common/crypto.hpp"
+#include "common/curve.hpp"
+#include "common/schema.hpp"
+
+namespace primary::client {
+namespace {
+
+Expected<std::string> string_field(const json::Object& o, const std::string& key, bool required) {
+  auto it = o.find(key);
+  if (it == o.end() || std::holds_alternative<std::nullptr_t>(it->second.v)) {
+    if (required) return Failure{"missing '" + key + "'"};
+    return std::string();
+  }
+  if (!it->second.is_string()) return Failure{"'" + key + "' is not a string"};
+  return it->second.str();
+}
+
+}  // namespace
+
+Expected<SetupInfo> parse_setup(std::string_view text) {
+  auto doc = json::parse(text);
+  if (!doc) return Failure{doc.error()};
+  if (!doc->is_object()) return Failure{"not a JSON object"};
+  const json::Object& o = doc->object();
+  SetupInfo info;
+  for (auto [key, dest, required] :
+       {std::tuple{"computer", &info.computer, true}, std::tuple{"license", &info.license, true},
+        std::tuple{"serial", &info.serial, false}, std::tuple{"server_key", &info.server_key, false},
+        std::tuple{"lease_key", &info.lease_key, true}}) {
+    auto v = string_field(o, key, required);
+    if (!v) return Failure{v.error()};
+    *dest = std::move(*v);
+  }
+  if (!valid_computer_name(info.computer))
+    return Failure{"'computer' is not a computer name (1 to 63 of A-Z a-z 0-9 - _ .)"};
+  info.computer = normalize_computer_name(info.computer);
+  if (info.license.empty() || info.license.size() > 128) return Failure{"'license' must be 1 to 128 bytes"};
+  auto key = base64url_decode(info.lease_key);
+  if (!key || key->size() != 32) return Failure{"'lease_key' is not the base64url text of 32 bytes"};
+  if (!info.server_key.empty() && !valid_z85_key(info.server_key))
+    return Failure{"'server_key' is not a Z85 CURVE key (40 characters)"};
+  auto eps = o.find("endpoints");
+  if (eps == o.end() || !eps->second.is_array() || eps->second.array().empty())
+    return Failure{"'endpoints' must be a non-empty array of strings"};
+  for (const auto& ep : eps->second.array()) {
+    if (!ep.is_string() || ep.str().empty()) return Failure{"'endpoints' must be a non-empty array of strings"};
+    info.endpoints.push_back(ep.str());
+  }
+  return info;
+}
+
+Expected<SetupInfo> load_setup(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Failure{path + ": cannot be read"};
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > 1024 * 1024) return Failure{path + ": too large for a setup file"};
+  auto info = parse_setup(text.str());
+  if (!info) return Failure{path + ": " + info.error()};
+  return info;
+}
+
+}  // namespace primary::client
