@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "common/events.hpp"
+#include "common/keys.hpp"
 
 namespace primary::admin {
 namespace {
 
 // Redis keys of the file writer (next to the activity log stream).
-constexpr const char* kLock = "ps:logfile:lock";  // string with expiry: the writer's id
-constexpr const char* kLast = "ps:logfile:last";  // string: id of the last event written
+constexpr const char* kLock = keys::kLogFileLock;
+constexpr const char* kLast = keys::kLogFileLast;
 
 // KEYS: lock   ARGV: owner, expiry ms
 // Returns 1 when the caller already held the lock (renewed), 2 when it has

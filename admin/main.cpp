@@ -19,21 +19,6 @@
 #include "common/worker.hpp"
 
 namespace {
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// The value of a `key=value` line of the broker's endpoints file.
-std::optional<std::string> read_endpoint(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-  return std::nullopt;
-}
-
 // "tcp://*:16770" -> "tcp://127.0.0.1:16770": where this host reaches the front door.
 std::string local_endpoint(std::string ep) {
   if (auto pos = ep.find("//*:"); pos != std::string::npos) ep.replace(pos, 4, "//127.0.0.1:");
@@ -45,7 +30,7 @@ int main(int argc, char** argv) {
   using namespace primary;
   Config cfg("primary-admin", "Administration worker of the Primary Server");
   add_worker_settings(cfg);
-  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+  add_redis_setting(cfg);
   cfg.add_string("front", "tcp://*:16770", "Front door endpoint(s) as configured (firewall rules)");
   cfg.add_string("events", "tcp://*:16771", "Event endpoint(s) as configured (firewall rules)");
   cfg.add_string("broker-front", "", "Where to reach the front door for worker counts (default: from --front)");
@@ -63,14 +48,12 @@ int main(int argc, char** argv) {
   cfg.parse(argc, argv);
   install_stop_signals();
   WorkerOptions wopt = worker_options(cfg, "admin");
-  if (cfg.str("redis").empty()) cfg.fail("no Redis: give --redis URL or PRIMARY_REDIS");
-  auto url = parse_redis_url(cfg.str("redis"));
-  if (!url) cfg.fail("bad --redis: " + url.error().message);
+  const RedisUrl url = redis_setting(cfg);
 
   AdminConfig ac;
   ac.check_interval_s = cfg.integer("check-interval-s");
   ac.grace_s = cfg.integer("grace-s");
-  ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : now_ms();
+  ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : unix_ms();
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));
   ac.web = split_list(cfg.str("web"));
@@ -78,7 +61,7 @@ int main(int argc, char** argv) {
   if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
 
   std::unique_ptr<admin::ActivityLogFile> log_file;
-  Redis log_redis(*url);
+  Redis log_redis(url);
   if (!cfg.str("log-file").empty()) {
     admin::LogFileConfig lc;
     lc.path = std::filesystem::absolute(cfg.str("log-file")).string();
@@ -100,7 +83,7 @@ int main(int argc, char** argv) {
     client_secret = *secret;
   }
   zmq::context_t ctx(1);
-  Redis redis(*url);
+  Redis redis(url);
   std::unique_ptr<MdpClient> broker;
   std::string broker_at;
   // The broker may have restarted on another port (port 0 in tests): follow
@@ -108,7 +91,7 @@ int main(int argc, char** argv) {
   auto connect_broker = [&] {
     std::string ep = broker_front;
     if (!cfg.str("endpoints-file").empty())
-      if (auto front = read_endpoint(cfg.str("endpoints-file"), "front")) ep = *front;
+      if (auto front = endpoints_file_value(cfg.str("endpoints-file"), "front")) ep = *front;
     if (!broker || ep != broker_at) {
       ClientOptions co;
       co.endpoints = {ep};
@@ -121,7 +104,7 @@ int main(int argc, char** argv) {
     }
     return broker.get();
   };
-  AdminService service(redis, ac, now_ms, [&]() -> Value {
+  AdminService service(redis, ac, unix_ms, [&]() -> Value {
     auto r = connect_broker()->call("broker.control", "workers");
     if (!r) return {};
     const Value* s = r->find("services");
@@ -131,7 +114,7 @@ int main(int argc, char** argv) {
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
-  spdlog::info("serving admin (redis {})", redacted(*url));
+  spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();
   rt.run(stop_requested());
   if (log_file) {

@@ -15,6 +15,8 @@ inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> las
 inline constexpr const char* kStats = "ps:stats";           // hash of counters
 inline constexpr const char* kEvents = "ps:events";        // stream: the activity log
 inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry
+inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
+inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
 inline const std::string command_key(const std::string& name) { return "ps:cmd:" + name; }
 inline const std::string reject_key(const std::string& name) { return "ps:rej:" + name; }
 }  // namespace primary::keys

@@ -5,6 +5,8 @@
 
 #include <pthread.h>
 
+#include <chrono>
+#include <fstream>
 #include <csignal>
 #include <cstring>
 
@@ -71,6 +73,20 @@ bool write_file_atomic(const std::string& path, const std::string& text, mode_t 
     return false;
   }
   return true;
+}
+
+std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return std::nullopt;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::vector<std::string> split_list(const std::string& text, char sep) {

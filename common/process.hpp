@@ -2,6 +2,8 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
+#include <cstdint>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -21,6 +23,13 @@ const std::atomic<bool>& stop_requested();
 // Writes `text` to `path` through a temporary file and rename, so readers
 // never see a partial file. False on any I/O error.
 bool write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
+
+// The value of a `key=value` line of a file such as the broker's endpoints
+// file (front=, events=, workers=, event-sink=); nullopt when absent.
+std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key);
+
+// The wall clock as Unix time in milliseconds.
+int64_t unix_ms();
 
 // Splits "a,b,c" into its non-empty parts.
 std::vector<std::string> split_list(const std::string& text, char sep = ',');

@@ -379,4 +379,15 @@ WorkerOptions worker_options(const Config& cfg, const std::string& log_name) {
   return o;
 }
 
+void add_redis_setting(Config& cfg) {
+  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+}
+
+RedisUrl redis_setting(const Config& cfg) {
+  if (cfg.str("redis").empty()) cfg.fail("no Redis: give --redis URL or PRIMARY_REDIS");
+  auto url = parse_redis_url(cfg.str("redis"));
+  if (!url) cfg.fail("bad --redis: " + url.error().message);
+  return *url;
+}
+
 }  // namespace primary

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/codec.hpp"
+#include "common/redis.hpp"
 #include "common/schema.hpp"
 
 namespace primary {
@@ -93,5 +94,9 @@ class Config;
 void add_worker_settings(Config& cfg);
 // Reads them back (after cfg.parse) and starts logging; exits on bad values.
 WorkerOptions worker_options(const Config& cfg, const std::string& log_name);
+// Declares --redis (also PRIMARY_REDIS); redis_setting() reads it back and
+// exits with one line when it is missing or malformed.
+void add_redis_setting(Config& cfg);
+RedisUrl redis_setting(const Config& cfg);
 
 }  // namespace primary

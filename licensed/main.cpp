@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   using namespace primary;
   Config cfg("primary-licensed", "Licensing worker of the Primary Server");
   add_worker_settings(cfg);
-  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+  add_redis_setting(cfg);
   cfg.add_string("vendor-key", "", "Vendor public key file (vendor.pub); without it unlock is refused");
   cfg.add_string("lease-key", "", "Server lease signing key file (secret, mode 0600)");
   cfg.add_string("client-endpoints", "tcp://127.0.0.1:16770",
@@ -29,9 +29,7 @@ int main(int argc, char** argv) {
   install_stop_signals();
   WorkerOptions wopt = worker_options(cfg, "licensed");
 
-  if (cfg.str("redis").empty()) cfg.fail("no Redis: give --redis URL or PRIMARY_REDIS");
-  auto url = parse_redis_url(cfg.str("redis"));
-  if (!url) cfg.fail("bad --redis: " + url.error().message);
+  const RedisUrl url = redis_setting(cfg);
   if (cfg.str("lease-key").empty()) cfg.fail("no lease signing key: give --lease-key FILE");
   auto lease = read_key_file(cfg.str("lease-key"), 64, true);
   if (!lease) cfg.fail(lease.error().message);
@@ -51,20 +49,16 @@ int main(int argc, char** argv) {
   lc.server_key = cfg.str("server-public");
 
   zmq::context_t ctx(1);
-  Redis redis(*url);
+  Redis redis(url);
   EventPublisher events(ctx, split_list(cfg.str("event-sink")));
-  LicenseService service(redis, lc, events, [] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  });
+  LicenseService service(redis, lc, events, unix_ms);
   WorkerRuntime rt(ctx, wopt);
   const int slots = static_cast<int>(cfg.integer("slots"));
   rt.serve_batch("license", [&](const std::vector<Request>& r) { return service.handle_license(r); }, slots);
   rt.serve_batch("license.control", [&](const std::vector<Request>& r) { return service.handle_control(r); },
                  slots);
   rt.every(std::chrono::milliseconds(service.sweep_interval_ms()), [&] { service.sweep(); });
-  spdlog::info("serving license and license.control (redis {})", redacted(*url));
+  spdlog::info("serving license and license.control (redis {})", redacted(url));
   unblock_stop_signals();
   rt.run(stop_requested());
   return 0;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/client.hpp"
+#include "common/process.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
@@ -25,10 +26,7 @@ std::string field(const Value& v, std::string_view key) {
 }
 
 std::string front_of(const std::string& data) {
-  std::string text = read_file(data + "/run/endpoints");
-  const auto pos = text.find("front=");
-  if (pos == std::string::npos) return {};
-  return text.substr(pos + 6, text.find('\n', pos) - pos - 6);
+  return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
 }
 
 class Server {

@@ -10,6 +10,7 @@
 #include "common/client.hpp"
 #include "common/codec.hpp"
 #include "common/curve.hpp"
+#include "common/process.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
@@ -26,10 +27,7 @@ std::string code_of(const Result<Value>& r) {
 }
 
 std::string endpoint(const std::string& data, const std::string& key) {
-  const std::string text = read_file(data + "/run/endpoints");
-  const auto pos = text.find(key + "=");
-  if (pos == std::string::npos) return {};
-  return text.substr(pos + key.size() + 1, text.find('\n', pos) - pos - key.size() - 1);
+  return endpoints_file_value(data + "/run/endpoints", key).value_or("");
 }
 
 class SecureServer : public ::testing::Test {

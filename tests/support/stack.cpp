@@ -10,21 +10,11 @@
 #include <sstream>
 
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 #include "common/tokens.hpp"
 #include "tests/support/util.hpp"
 
 namespace primary::test {
-namespace {
-
-std::string endpoint_line(const std::string& text, const std::string& key) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-  return {};
-}
-
-}  // namespace
 
 std::string run_capture(const std::vector<std::string>& argv, int* exit_code) {
   std::string cmd;
@@ -59,11 +49,11 @@ Stack::Stack(StackOptions options) : options_(std::move(options)), ctx_(1), dir_
   argv.insert(argv.end(), options_.broker_args.begin(), options_.broker_args.end());
   broker = Process::start(argv, {}, dir_.file("broker.log"));
   if (!wait_until([&] { return !read_file(dir_.file("endpoints")).empty(); }, 10s)) return;
-  const std::string eps = read_file(dir_.file("endpoints"));
-  front_ = endpoint_line(eps, "front");
-  events_ = endpoint_line(eps, "events");
-  workers_ = endpoint_line(eps, "workers");
-  sink_ = endpoint_line(eps, "event-sink");
+  const std::string eps = dir_.file("endpoints");
+  front_ = endpoints_file_value(eps, "front").value_or("");
+  events_ = endpoints_file_value(eps, "events").value_or("");
+  workers_ = endpoints_file_value(eps, "workers").value_or("");
+  sink_ = endpoints_file_value(eps, "event-sink").value_or("");
   client_ = client();
 
   for (int i = 0; i < options_.license_workers; ++i) start_license_worker();

@@ -18,3 +18,15 @@ bool wait_until(const std::function<bool()>& predicate, std::chrono::millisecond
 std::string read_file(const std::string& path);
 
 }  // namespace primary::test
+
+#include "common/value.hpp"
+
+namespace primary::test {
+
+// Reply accessors: a string field ("" if absent), an integer field (-1 if
+// absent), and whether the reply says ok: true.
+std::string str(const Value& v, std::string_view key);
+int64_t num(const Value& v, std::string_view key);
+bool ok(const Value& v);
+
+}  // namespace primary::test

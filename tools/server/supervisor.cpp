@@ -274,14 +274,6 @@ Result<std::string> redis_command(const std::string& path, const std::string& pa
   return sock.read_line();
 }
 
-std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-  return std::nullopt;
-}
-
 // ---------------------------------------------------------------- start-up
 
 Supervisor::Supervisor(SupervisorSettings settings) : settings_(std::move(settings)) {}

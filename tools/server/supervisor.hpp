@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/process.hpp"
 #include "common/errors.hpp"
 
 namespace primary {
@@ -67,8 +68,6 @@ Result<DataLayout> prepare_data_dir(const std::string& data_dir);
 Result<std::string> redis_command(const std::string& path, const std::string& password,
                                   const std::vector<std::string>& command, int timeout_ms);
 
-// Reads `key=value` lines of the broker's endpoints file; empty when absent.
-std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key);
 
 // The supervisor keeps the product's processes alive on one machine. It owns
 // a data directory (locked with flock, so only one supervisor uses it) and,
