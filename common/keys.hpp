@@ -19,4 +19,6 @@ inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with e
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
 inline const std::string command_key(const std::string& name) { return "ps:cmd:" + name; }
 inline const std::string reject_key(const std::string& name) { return "ps:rej:" + name; }
+// Set of command ids delivered to NAME and not yet reported (expires after 30 days).
+inline const std::string sent_key(const std::string& name) { return "ps:sent:" + name; }
 }  // namespace primary::keys

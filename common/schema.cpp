@@ -30,7 +30,8 @@ std::vector<OpSpec> build_catalog() {
         {"lease", T::Str},
         {"lease_expires", T::Int},
         {"reason", T::Str},
-        {"commands", T::Array}}},
+        {"commands", T::Array},
+        {"server_time", T::Int}}},
       // license.control (privileged)
       {"license.control", "reserve", {computer},
        {{"license", T::Str, true}, {"computer", T::Str, true}, {"created", T::Bool, true},

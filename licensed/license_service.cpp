@@ -118,7 +118,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     calls.push_back(redis_.script_call(
         heartbeat_script(),
         {kSerial, kReservations, kMeta, kActive, kLost, command_key(name), reject_key(name), kStats,
-         kEventStream},
+         sent_key(name), kEventStream},
         {name, std::string(r.str("license")), std::string(r.str("version")), r.peer.address,
          reject_window, results, cap, std::to_string(now)}));
     call_of.push_back(i);
@@ -141,6 +141,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     if (status != "OK") {
       replies[i] = Reply::success({{"status", Value("unlicensed")},
                                    {"reason", Value(status)},
+                                   {"server_time", Value(now / 1000)},
                                    {"next_check_s", Value(config_.unlicensed_interval_s)},
                                    {"upload", Value(false)}});
       continue;
@@ -151,6 +152,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
                                   str_of(rr.elements[1]), now / 1000, &expires);
     Value::Map fields{{"status", Value("licensed")},
                       {"next_check_s", Value(config_.check_interval_s)},
+                      {"server_time", Value(now / 1000)},
                       {"upload", Value(true)},
                       {"lease", Value(std::move(lease))},
                       {"lease_expires", Value(expires)}};

@@ -70,8 +70,11 @@ return {'CREATED', newlic, reserved + 1, purchased, EV}
 }
 
 // One Client heartbeat: verify, record, deliver commands, take results.
+// A delivered command's id goes into the computer's "sent" set; a result is
+// recorded (command.done) only for an id it removes from that set, so a
+// result re-sent after a lost reply, or for an id never sent, is dropped.
 // KEYS: serial, reservations, meta, active, lost, commands, reject-marker,
-//       stats, events
+//       stats, sent, events
 // ARGV: name, license, version, peer, reject window s, results (msgpack or
 //       ''), cap, now
 // Returns {reason or 'OK', serial, commands, events}.
@@ -114,13 +117,17 @@ end
 if changed then redis.call('HSET', KEYS[3], name, cmsgpack.pack(meta)) end
 if results ~= '' then
   for _, r in ipairs(cmsgpack.unpack(results)) do
-    emit('command.done', {computer = name, command_id = r.id, ok = r.ok, detail = r.detail})
+    if redis.call('SREM', KEYS[9], r.id) == 1 then
+      emit('command.done', {computer = name, command_id = r.id, ok = r.ok, detail = r.detail})
+    end
   end
 end
 local cmds = {}
 if redis.call('EXISTS', KEYS[6]) == 1 then
   cmds = redis.call('LRANGE', KEYS[6], 0, -1)
   redis.call('DEL', KEYS[6])
+  for _, c in ipairs(cmds) do redis.call('SADD', KEYS[9], cmsgpack.unpack(c).id) end
+  redis.call('EXPIRE', KEYS[9], 30 * 86400)
 end
 return {'OK', serial, cmds, EV}
 )lua"));

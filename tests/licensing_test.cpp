@@ -70,6 +70,7 @@ TEST(Licensing, FullFlow) {
   ASSERT_EQ(str(hb, "status"), "licensed") << to_json(hb);
   EXPECT_EQ(num(hb, "next_check_s"), 14400);
   EXPECT_TRUE(hb.find("upload")->as_bool());
+  EXPECT_NEAR(num(hb, "server_time"), now_s(), 5);
   auto lease = verify_lease(str(hb, "lease"), s.lease_pub(), now_s());
   ASSERT_TRUE(lease.ok()) << lease.error().message;
   EXPECT_EQ(lease->computer, "WS-01");
@@ -311,6 +312,19 @@ TEST(Licensing, CommandDeliveredOnceAndResultRecorded) {
     for (const auto& f : entry.elements[1].elements)
       if (f.str == "command.done") found = true;
   EXPECT_TRUE(found);
+  // The same result again (a retry after a lost reply) and a result for a
+  // command never sent are not recorded.
+  hb = heartbeat(s, "pc1", lic,
+                 {{"results", Value(Value::Array{
+                                  Value(Value::Map{{"id", Value(id)}, {"ok", Value(true)}}),
+                                  Value(Value::Map{{"id", Value("never-sent")}, {"ok", Value(false)}})})}});
+  ASSERT_EQ(str(hb, "status"), "licensed");
+  auto again = redis.command({"XRANGE", "ps:events", "-", "+"});
+  int done = 0;
+  for (const auto& entry : again->elements)
+    for (const auto& f : entry.elements[1].elements)
+      if (f.str == "command.done") ++done;
+  EXPECT_EQ(done, 1);
   // Malformed results are refused, whole.
   hb = heartbeat(s, "pc1", lic, {{"results", Value(Value::Array{Value(Value::Map{{"ok", Value(true)}})})}});
   EXPECT_EQ(str(hb, "code"), "BAD_REQUEST");
