@@ -21,6 +21,21 @@ int64_t to_int(const RedisReply& r) {
   return 0;
 }
 
+// A computers-script row {name, license, state, reserved_at, first_seen,
+// last_seen, version, peer} as the protocol's item map.
+Value::Map item_from_row(const RedisReply& row) {
+  const auto& e = row.elements;
+  Value::Map item{{"computer", Value(e[0].str)},
+                  {"license", Value(e[1].str)},
+                  {"state", Value(e[2].str)},
+                  {"reserved_at", Value(to_int(e[3]))}};
+  if (!e[4].str.empty()) item.emplace_back("first_seen", Value(to_int(e[4])));
+  if (!e[5].str.empty()) item.emplace_back("last_seen", Value(to_int(e[5])));
+  if (!e[6].str.empty()) item.emplace_back("version", Value(e[6].str));
+  if (!e[7].str.empty()) item.emplace_back("peer", Value(e[7].str));
+  return item;
+}
+
 }  // namespace
 
 std::vector<int> tcp_ports(const std::vector<std::string>& endpoints) {
@@ -47,6 +62,7 @@ Reply AdminService::handle(const Request& req) {
   const auto op = req.op();
   if (op == "status") return status();
   if (op == "computers") return computers(req);
+  if (op == "computer") return computer(req);
   if (op == "log") return log(req);
   if (op == "firewall") return firewall();
   return Reply::failure(Code::UnknownOp, "operation not served");
@@ -97,23 +113,25 @@ Reply AdminService::computers(const Request& req) {
   }
   if (!out->is_array() || out->elements.size() != 2) return Reply::failure(Code::Internal, "bad script reply");
   Value::Array items;
-  for (const auto& row : out->elements[0].elements) {
-    if (row.elements.size() != 8) continue;
-    const auto& e = row.elements;
-    Value item = Value(Value::Map{{"computer", Value(e[0].str)},
-                                  {"license", Value(e[1].str)},
-                                  {"state", Value(e[2].str)},
-                                  {"reserved_at", Value(to_int(e[3]))}});
-    if (!e[4].str.empty()) item.set("first_seen", Value(to_int(e[4])));
-    if (!e[5].str.empty()) item.set("last_seen", Value(to_int(e[5])));
-    if (!e[6].str.empty()) item.set("version", Value(e[6].str));
-    if (!e[7].str.empty()) item.set("peer", Value(e[7].str));
-    items.push_back(std::move(item));
-  }
+  for (const auto& row : out->elements[0].elements)
+    if (row.elements.size() == 8) items.push_back(Value(item_from_row(row)));
   Value::Map fields{{"items", Value(std::move(items))}};
   const std::string& next = out->elements[1].str;
   fields.emplace_back("cursor", next.empty() ? Value() : Value(next));
   return Reply::success(std::move(fields));
+}
+
+Reply AdminService::computer(const Request& req) {
+  const std::string name(req.str("computer"));
+  const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
+  auto out = redis_.eval(admin::computer_script(), {kReservations, kActive, kLost, kMeta, command_key(name)},
+                         {name, std::to_string(cutoff)});
+  if (!out) return unavailable(out.error());
+  if (!out->is_array() || out->elements.size() != 9)
+    return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  Value::Map item = item_from_row(*out);
+  item.emplace_back("commands_pending", Value(to_int(out->elements[8])));
+  return Reply::success(std::move(item));
 }
 
 Reply AdminService::log(const Request& req) {

@@ -34,6 +34,7 @@ class AdminService {
  private:
   Reply status();
   Reply computers(const Request& req);
+  Reply computer(const Request& req);
   Reply log(const Request& req);
   Reply firewall();
   Reply unavailable(const Error& e);

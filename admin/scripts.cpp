@@ -1,25 +1,14 @@
 #include "admin/scripts.hpp"
 
+#include <string>
+
 namespace primary::admin {
+namespace {
 
-// Paging computers.
-//
-// By name: walk the reservations set (members "NAME:LICENSE", scores 0) in
-// lexicographic order from just after the cursor name. A state filter can
-// skip entries, so each page examines at most `budget` reservations and
-// returns a cursor to continue from even when it found fewer matches: a page
-// costs O(log n + budget) whatever the fleet size.
-//
-// By last seen (newest first): merge the two disjoint last-seen sets, active
-// and lost, from just below the cursor (score, name); ties on the score are
-// ordered by name, descending. Then, in a second phase, the never-seen
-// computers by name. Cursors: "S|<score>|<name>" and "N|<name>".
-const Script& computers_script() {
-  static const Script s(R"lua(
-local sort, cursor, limit, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local cutoff, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
-local items = {}
-
+// One computer's row: {name, license, state, reserved_at, first_seen,
+// last_seen, version, peer}, '' for unknown. Needs KEYS[1..4] = reservations,
+// active, lost, meta and a local `cutoff` (ms; active = seen since).
+const char* const kLuaDescribe = R"lua(
 local function describe(name, lic)
   local a = redis.call('ZSCORE', KEYS[2], name)
   local l = redis.call('ZSCORE', KEYS[3], name)
@@ -40,6 +29,28 @@ local function license_of(name)
   if m[1] then return string.sub(m[1], #name + 2) end
   return ''
 end
+)lua";
+
+}  // namespace
+
+// Paging computers.
+//
+// By name: walk the reservations set (members "NAME:LICENSE", scores 0) in
+// lexicographic order from just after the cursor name. A state filter can
+// skip entries, so each page examines at most `budget` reservations and
+// returns a cursor to continue from even when it found fewer matches: a page
+// costs O(log n + budget) whatever the fleet size.
+//
+// By last seen (newest first): merge the two disjoint last-seen sets, active
+// and lost, from just below the cursor (score, name); ties on the score are
+// ordered by name, descending. Then, in a second phase, the never-seen
+// computers by name. Cursors: "S|<score>|<name>" and "N|<name>".
+const Script& computers_script() {
+  static const Script s(std::string(R"lua(
+local sort, cursor, limit, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local cutoff, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+local items = {}
+)lua") + kLuaDescribe + R"lua(
 
 -- Walks reservations by name after `after`; stops at limit matches or budget.
 local function by_name(after, phase_prefix, only_unseen)
@@ -121,6 +132,21 @@ if string.sub(cursor, 1, 2) ~= 'N|' then
 end
 -- Second phase: never-seen computers by name.
 return {items, by_name(string.sub(cursor, 3), 'N|', true)}
+)lua");
+  return s;
+}
+
+// KEYS: reservations, active, lost, meta, commands   ARGV: name, cutoff
+// Returns the describe() row plus the number of queued commands, or nil.
+const Script& computer_script() {
+  static const Script s(std::string(R"lua(
+local cutoff = tonumber(ARGV[2])
+)lua") + kLuaDescribe + R"lua(
+local lic = license_of(ARGV[1])
+if lic == '' then return false end
+local row = describe(ARGV[1], lic)
+row[#row + 1] = redis.call('LLEN', KEYS[5])
+return row
 )lua");
   return s;
 }

@@ -14,4 +14,8 @@ namespace primary::admin {
 // with '' for unknown values.
 const Script& computers_script();
 
+// KEYS: reservations, active, lost, meta, commands list   ARGV: name, cutoff ms
+// Returns one row as above plus the number of queued commands, or nil.
+const Script& computer_script();
+
 }  // namespace primary::admin

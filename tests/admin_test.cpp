@@ -228,6 +228,31 @@ TEST(Admin, StatusCountsAgreeWithReservationsAndHeartbeats) {
   }
 }
 
+TEST(Admin, OneComputerEverythingKnown) {
+  StackOptions o;
+  o.admin_workers = 1;
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-ONE", 5)));
+  auto licenses = reserve_all(s, {pc(1), pc(2)}, 1);
+  heartbeat_all(s, {pc(1)}, licenses, 1);
+  ASSERT_TRUE(ok(s.call("license.control", "command",
+                        {{"computer", Value(pc(2))}, {"command", Value("restart")}})));
+  Value seen = admin(s, "computer", {{"computer", Value(pc(1))}});
+  ASSERT_TRUE(ok(seen)) << to_json(seen);
+  EXPECT_EQ(str(seen, "computer"), pc(1));
+  EXPECT_EQ(str(seen, "license"), licenses.at(pc(1)));
+  EXPECT_EQ(str(seen, "state"), "active");
+  EXPECT_GT(num(seen, "last_seen"), 0);
+  EXPECT_GT(num(seen, "first_seen"), 0);
+  EXPECT_EQ(num(seen, "commands_pending"), 0);
+  Value never = admin(s, "computer", {{"computer", Value(pc(2))}});
+  EXPECT_EQ(str(never, "state"), "reserved") << to_json(never);
+  EXPECT_EQ(never.find("last_seen"), nullptr);
+  EXPECT_EQ(num(never, "commands_pending"), 1);
+  EXPECT_EQ(str(admin(s, "computer", {{"computer", Value("nobody")}}), "code"), "NOT_FOUND");
+}
+
 TEST(Admin, SweptComputersCountAsLost) {
   StackOptions o;
   o.admin_workers = 1;
