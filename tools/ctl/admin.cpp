@@ -200,6 +200,19 @@ int computer(Context& ctx, const std::string& name) {
                                                 {"endpoints", endpoints}};
   if (r.find("server_key")) rows.push_back({"server key", str_of(r, "server_key")});
   rows.push_back({"lease key", str_of(r, "lease_key")});
+  Answer state = ask(ctx, kService, "computer", {{"computer", Value(name)}});
+  if (!state) return state.exit;
+  auto when = [&](const char* key) {
+    const Value* v = state.reply.find(key);
+    return v && v->is_int() ? iso_utc(v->as_int(), false) : std::string("-");
+  };
+  rows.push_back({"state", str_of(state.reply, "state")});
+  rows.push_back({"reserved at", when("reserved_at")});
+  rows.push_back({"first seen", when("first_seen")});
+  rows.push_back({"last seen", when("last_seen")});
+  rows.push_back({"version", state.reply.find("version") ? str_of(state.reply, "version") : "-"});
+  rows.push_back({"peer", state.reply.find("peer") ? str_of(state.reply, "peer") : "-"});
+  rows.push_back({"commands pending", std::to_string(int_of(state.reply, "commands_pending"))});
   print_table(ctx.out, rows);
 
   LogPage recent = recent_entries(ctx, kRecentScan);
