@@ -103,6 +103,19 @@ TEST_F(SecureServer, ClientRoleServesPublicServicesOnly) {
   EXPECT_EQ(code_of(c->call("admin", "status")), "UNAUTHORIZED");
   EXPECT_EQ(code_of(c->call("license.control", "reserve", {{"computer", Value("pc")}})), "UNAUTHORIZED");
   EXPECT_EQ(code_of(c->call("broker.control", "workers")), "UNAUTHORIZED");
+  EXPECT_EQ(code_of(c->call("update.control", "releases")), "UNAUTHORIZED");
+}
+
+TEST_F(SecureServer, RemovingAKeyAndSighupRevokesIt) {
+  const CurveKeypair admin = curve_keypair();
+  ASSERT_TRUE(admit(admin));
+  auto c = client(&admin);
+  ASSERT_EQ(code_of(c->call("admin", "status")), "OK");
+  // Rewrite the list without the key; the open connection loses the role.
+  std::ofstream(data() + "/keys/admins", std::ios::trunc) << "# nobody\n";
+  ::kill(server.pid(), SIGHUP);
+  EXPECT_TRUE(wait_until([&] { return code_of(c->call("admin", "status")) == "UNAUTHORIZED"; }, 10s, 100ms));
+  EXPECT_EQ(code_of(client(&admin)->call("license.control", "registration")), "UNAUTHORIZED");
 }
 
 TEST_F(SecureServer, AdminKeyAddedOnSighupWithoutRestart) {
