@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/client.hpp"
+#include "common/process.hpp"
 
 namespace primary::bench {
 
@@ -21,20 +22,12 @@ using namespace std::chrono_literals;
 
 Error failure(std::string message) { return Error{Code::Unavailable, std::move(message)}; }
 
-std::optional<std::string> endpoint_of(const std::string& file, const std::string& key) {
-  std::istringstream in(read_text_file(file));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-  return std::nullopt;
-}
-
 // Waits until `file` names a front endpoint while `proc` runs.
 Result<std::string> wait_front(Child& proc, const std::string& file, const std::string& log,
                                std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (auto front = endpoint_of(file, "front")) return *front;
+    if (auto front = endpoints_file_value(file, "front")) return *front;
     if (!proc.alive()) return failure("exited during start-up:\n" + log_tail(log));
     std::this_thread::sleep_for(20ms);
   }
