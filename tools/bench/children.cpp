@@ -61,8 +61,13 @@ sigset_t stop_signals() {
   std::lock_guard lock(registry().mu);
   for (pid_t pid : registry().children)
     for (pid_t p : process_tree(pid)) ::kill(p, SIGKILL);
-  // As child subreaper the bench inherits orphaned grandchildren: reap them all.
-  while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  // As child subreaper the bench inherits orphaned grandchildren: reap
+  // them all, for at most two seconds.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const pid_t r = ::waitpid(-1, nullptr, WNOHANG);
+    if (r < 0 && errno == ECHILD) break;
+    if (r <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::error_code ec;
   for (const auto& d : registry().dirs) fs::remove_all(d, ec);
