@@ -58,6 +58,13 @@ Reply AdminService::unavailable(const Error& e) {
   return Reply::failure(Code::Unavailable, "the store is unavailable; retry");
 }
 
+// Redis answered with an error: not ready yet (UNAVAILABLE) or a bug.
+Reply AdminService::redis_error(const RedisReply& r) {
+  if (transient_error(r)) return unavailable(Error{Code::Unavailable, r.str});
+  spdlog::error("admin: redis error: {}", r.str);
+  return Reply::failure(Code::Internal, "internal error; see server log");
+}
+
 Reply AdminService::handle(const Request& req) {
   const auto op = req.op();
   if (op == "status") return status();
@@ -77,6 +84,8 @@ Reply AdminService::status() {
                               {"ZCOUNT", kActive, "-inf", "(" + cutoff},
                               {"ZCARD", kLost}});
   if (!out) return unavailable(out.error());
+  for (const auto& r : *out)
+    if (r.is_error()) return redis_error(r);
   const auto& serial = (*out)[0].elements;
   const int64_t reserved = to_int((*out)[1]);
   const int64_t active = to_int((*out)[2]);
@@ -108,8 +117,7 @@ Reply AdminService::computers(const Request& req) {
   if (out->is_error()) {
     if (out->str.find("bad cursor") != std::string::npos)
       return Reply::failure(Code::BadRequest, "field 'cursor': not a cursor from this listing");
-    spdlog::error("computers script: {}", out->str);
-    return Reply::failure(Code::Internal, "internal error; see server log");
+    return redis_error(*out);
   }
   if (!out->is_array() || out->elements.size() != 2) return Reply::failure(Code::Internal, "bad script reply");
   Value::Array items;
@@ -127,6 +135,7 @@ Reply AdminService::computer(const Request& req) {
   auto out = redis_.eval(admin::computer_script(), {kReservations, kActive, kLost, kMeta, command_key(name)},
                          {name, std::to_string(cutoff)});
   if (!out) return unavailable(out.error());
+  if (out->is_error()) return redis_error(*out);
   if (!out->is_array() || out->elements.size() != 9)
     return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   Value::Map item = item_from_row(*out);
@@ -151,6 +160,7 @@ Reply AdminService::log(const Request& req) {
     const int64_t count = std::min<int64_t>(budget - scanned, 1000);
     auto out = redis_.command({"XRANGE", kEventStream, start, "+", "COUNT", std::to_string(count)});
     if (!out) return unavailable(out.error());
+    if (transient_error(*out)) return redis_error(*out);
     if (out->is_error()) return Reply::failure(Code::BadRequest, "field 'since': not an event id");
     for (const auto& entry : out->elements) {
       if (entry.elements.size() != 2) continue;

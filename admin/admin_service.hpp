@@ -38,6 +38,7 @@ class AdminService {
   Reply log(const Request& req);
   Reply firewall();
   Reply unavailable(const Error& e);
+  Reply redis_error(const RedisReply& r);
 
   Redis& redis_;
   AdminConfig config_;

@@ -292,6 +292,14 @@ std::string redacted(const RedisUrl& url) {
          std::to_string(url.port) + "/" + std::to_string(url.db);
 }
 
+bool transient_error(const RedisReply& reply) {
+  if (!reply.is_error()) return false;
+  for (std::string_view prefix : {"LOADING", "BUSY", "MASTERDOWN", "READONLY", "NOREPLICAS",
+                                  "TRYAGAIN", "CLUSTERDOWN"})
+    if (std::string_view(reply.str).substr(0, prefix.size()) == prefix) return true;
+  return false;
+}
+
 Script::Script(std::string source) : source_(std::move(source)), sha_(sha1_hex(source_)) {}
 
 void Redis::ContextFree::operator()(redisContext* c) const { redisFree(c); }

@@ -76,6 +76,12 @@ struct RedisReply {
   bool is_status(std::string_view text) const { return is_status() && str == text; }
 };
 
+// True for an error reply that means "not now" rather than "never": a Redis
+// still loading its data, busy with a script, without its master or unable
+// to write (LOADING, BUSY, MASTERDOWN, READONLY, NOREPLICAS, TRYAGAIN,
+// CLUSTERDOWN). Callers answer UNAVAILABLE for these, INTERNAL for others.
+bool transient_error(const RedisReply& reply);
+
 // A Lua script and its SHA-1, computed locally once.
 class Script {
  public:

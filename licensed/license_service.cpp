@@ -53,6 +53,10 @@ Reply LicenseService::redis_failure(const Error& e) {
 }
 
 Reply LicenseService::script_failure(const RedisReply& r) {
+  if (transient_error(r)) {
+    spdlog::warn("redis not ready: {}", r.str);
+    return Reply::failure(Code::Unavailable, "the license store is not ready; retry");
+  }
   spdlog::error("licensing script failed: {}", r.str);
   return Reply::failure(Code::Internal, "internal error; see server log");
 }
@@ -240,6 +244,8 @@ Reply LicenseService::setup_info(const Request& req) {
   auto out = redis_.pipeline({redis_.script_call(license_of_script(), {kReservations}, {name}),
                               {"HMGET", kSerial, "unlocked", "serial"}});
   if (!out) return redis_failure(out.error());
+  for (const auto& r : *out)
+    if (r.is_error()) return script_failure(r);
   if (!(*out)[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   std::string s;  // the unlocked serial, else the registered one
   for (const auto& e : (*out)[1].elements)
@@ -262,7 +268,9 @@ Result<std::string> LicenseService::install_id() {
   if (!install_id_.empty()) return install_id_;
   auto out = redis_.pipeline({{"SET", kInstallId, random_token(18), "NX"}, {"GET", kInstallId}});
   if (!out) return out.error();
-  if (!(*out)[1].is_str()) return Error{Code::Internal, "install id missing"};
+  if (!(*out)[1].is_str())
+    return Error{transient_error((*out)[1]) ? Code::Unavailable : Code::Internal,
+                 "install id: " + (*out)[1].str};
   install_id_ = (*out)[1].str;
   return install_id_;
 }

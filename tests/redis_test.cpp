@@ -344,3 +344,29 @@ TEST(RedisTcpTest, ConnectsOverTcpWithDb) {
 
 }  // namespace
 }  // namespace primary
+
+namespace primary {
+namespace {
+
+TEST(RedisReplies, TransientErrorsAreTheNotNowOnes) {
+  auto err = [](std::string text) {
+    RedisReply r;
+    r.type = RedisReply::Type::Error;
+    r.str = std::move(text);
+    return r;
+  };
+  for (const char* t : {"LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script",
+                        "MASTERDOWN Link with MASTER is down", "READONLY You can't write against a read only replica.",
+                        "NOREPLICAS Not enough good replicas to write.", "TRYAGAIN", "CLUSTERDOWN"})
+    EXPECT_TRUE(transient_error(err(t))) << t;
+  for (const char* t : {"ERR unknown command", "WRONGTYPE Operation against a key", "NOSCRIPT No matching script",
+                        "ERR Error running script"})
+    EXPECT_FALSE(transient_error(err(t))) << t;
+  RedisReply ok;
+  ok.type = RedisReply::Type::Status;
+  ok.str = "LOADING";
+  EXPECT_FALSE(transient_error(ok));
+}
+
+}  // namespace
+}  // namespace primary
