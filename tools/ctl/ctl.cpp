@@ -30,7 +30,7 @@ constexpr std::string_view kDefaultServer = "tcp://127.0.0.1:16770";
 constexpr size_t kWindow = 64;  // pipelined requests in flight on one connection
 
 // Prints a decoded reply map as JSON; an error reply also goes to stderr as
-// "CODE: message".
+// "error: CODE: message".
 int report_reply(Context& ctx, const Value& reply) {
   ctx.out << to_json(reply) << "\n";
   const Value* ok = reply.find("ok");
@@ -226,7 +226,7 @@ int report_transport_error(Context& ctx, const Error& e) {
 int report_error_reply(Context& ctx, const Value& reply) {
   const Value* code = reply.find("code");
   const Value* message = reply.find("message");
-  ctx.err << (code && code->is_str() ? code->as_str() : "ERROR") << ": "
+  ctx.err << "error: " << (code && code->is_str() ? code->as_str() : "ERROR") << ": "
           << (message && message->is_str() ? message->as_str() : "(no message)") << "\n";
   return kServerError;
 }
