@@ -22,6 +22,7 @@
 #include "common/codec.hpp"
 #include "common/schema.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/raw_dealer.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/util.hpp"
 
@@ -54,49 +55,14 @@ Value decode(const std::string& body) {
   return v ? *v : Value();
 }
 
-std::string str_field(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return (f && f->is_str()) ? f->as_str() : "";
-}
-
-bool ok_field(const Value& v) {
-  const Value* f = v.find("ok");
-  return f && f->is_bool() && f->as_bool();
-}
-
-// A DEALER on the front door that sends whatever frames a test wants.
-class RawClient {
+// A raw DEALER on the front door, plus MDP client helpers.
+class RawClient : public test::RawDealer {
  public:
-  RawClient(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::rcvhwm, 0);
-    socket_.connect(endpoint);
-  }
-
-  // Sends the frames as one multipart message.
-  void send_frames(const std::vector<std::string>& frames) {
-    for (size_t i = 0; i < frames.size(); ++i)
-      socket_.send(zmq::buffer(frames[i]),
-                   i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  }
+  using RawDealer::RawDealer;
 
   // Sends an MDP/0.1 client request: "", MDPC01, service, body.
   void send(std::string_view service, std::string_view body) {
     send_frames({"", "MDPC01", std::string(service), std::string(body)});
-  }
-
-  // The next whole message (without frames the DEALER strips), or nullopt.
-  std::optional<std::vector<std::string>> recv(std::chrono::milliseconds timeout) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
-    std::vector<std::string> frames;
-    for (;;) {
-      zmq::message_t m;
-      if (!socket_.recv(m, zmq::recv_flags::none)) break;
-      frames.emplace_back(static_cast<const char*>(m.data()), m.size());
-      if (!m.more()) break;
-    }
-    return frames;
   }
 
   // The body of the next well-formed MDP reply, decoded; nil on timeout or
@@ -111,11 +77,6 @@ class RawClient {
     EXPECT_EQ((*frames)[2], service);
     return decode((*frames)[3]);
   }
-
-  zmq::socket_t& socket() { return socket_; }
-
- private:
-  zmq::socket_t socket_;
 };
 
 class BrokerTest : public ::testing::Test {
@@ -215,15 +176,15 @@ TEST_F(BrokerTest, RoundTripEchoesPayloadAndRid) {
   ASSERT_TRUE(wait_for_echo_workers(1));
 
   Value r = call("echo", "echo", {{"payload", Value("hi")}, {"rid", Value(17)}});
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
-  EXPECT_EQ(str_field(r, "payload"), "hi");
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
+  EXPECT_EQ(test::str(r, "payload"), "hi");
   ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
   EXPECT_EQ(*r.find("rid"), Value(17));
 
   // Any rid comes back unchanged, a map included.
   Value rid(Value::Map{{"n", Value(1)}, {"s", Value("x")}});
   r = call("echo", "echo", {{"payload", Value(Value::Array{Value(1), Value(2)})}, {"rid", rid}});
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
   ASSERT_NE(r.find("rid"), nullptr);
   EXPECT_EQ(*r.find("rid"), rid);
 }
@@ -236,27 +197,27 @@ TEST_F(BrokerTest, UnknownOpAndBadBodiesAreErrorReplies) {
 
   raw.send("echo", encode_request("nope", {{"rid", Value("r1")}}));
   Value r = raw.recv_reply(3s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "UNKNOWN_OP") << to_json(r);
-  EXPECT_NE(str_field(r, "message").find("nope"), std::string::npos) << to_json(r);
-  EXPECT_EQ(str_field(r, "rid"), "r1");
+  EXPECT_EQ(test::str(r, "code"), "UNKNOWN_OP") << to_json(r);
+  EXPECT_NE(test::str(r, "message").find("nope"), std::string::npos) << to_json(r);
+  EXPECT_EQ(test::str(r, "rid"), "r1");
 
   raw.send("echo", pack(Value(5)));
   r = raw.recv_reply(3s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
-  EXPECT_NE(str_field(r, "message").find("map"), std::string::npos) << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(test::str(r, "message").find("map"), std::string::npos) << to_json(r);
 
   std::string body = encode_request("echo", {{"payload", Value("truncated")}});
   body.pop_back();
   raw.send("echo", body);
   r = raw.recv_reply(3s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
-  EXPECT_NE(str_field(r, "message").find("truncated"), std::string::npos) << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(test::str(r, "message").find("truncated"), std::string::npos) << to_json(r);
 
   // Just over the broker's 4 MiB --max-body: answered by the broker itself.
   raw.send("echo", encode_request("echo", {{"payload", Value(std::string((4 << 20) + 16, 'x'))}}));
   r = raw.recv_reply(5s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
-  EXPECT_NE(str_field(r, "message").find("exceeds"), std::string::npos) << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_NE(test::str(r, "message").find("exceeds"), std::string::npos) << to_json(r);
 }
 
 // A 5 MiB body (over --max-body) gets BAD_REQUEST naming the problem, and the
@@ -272,13 +233,13 @@ TEST_F(BrokerTest, OversizeBodyIsAnsweredBadRequest) {
 
   raw.send("echo", encode_request("echo", {{"payload", Value(std::string(5 << 20, 'x'))}}));
   Value r = raw.recv_reply(5s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << "5 MiB body: " << to_json(r);
-  EXPECT_NE(str_field(r, "message").find("exceeds"), std::string::npos) << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "BAD_REQUEST") << "5 MiB body: " << to_json(r);
+  EXPECT_NE(test::str(r, "message").find("exceeds"), std::string::npos) << to_json(r);
 
   raw.send("echo", encode_request("echo", {{"payload", Value("after")}}));
   r = raw.recv_reply(3s, "echo");
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
-  EXPECT_EQ(str_field(r, "payload"), "after");
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
+  EXPECT_EQ(test::str(r, "payload"), "after");
 }
 
 TEST_F(BrokerTest, TwoWorkersServeInParallel) {
@@ -298,7 +259,7 @@ TEST_F(BrokerTest, TwoWorkersServeInParallel) {
       auto c = client(5000);
       for (int i = 0; i < kPerClient; ++i) {
         auto r = c.call("echo", "sleep", {{"ms", Value(kSleepMs)}});
-        if (r && ok_field(*r)) ++ok;
+        if (r && test::ok(*r)) ++ok;
       }
     });
   for (auto& t : threads) t.join();
@@ -336,7 +297,7 @@ TEST_F(BrokerTest, WorkerKilledHoldingRequestGetsUnavailable) {
   std::this_thread::sleep_for(50ms);  // the worker is now sleeping on it
   worker.signal(SIGKILL);
   Value r = raw.recv_reply(5s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "UNAVAILABLE") << to_json(r);
   ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
   EXPECT_EQ(*r.find("rid"), Value(7));
   EXPECT_LT(ms_since(sent), 1500) << "the client waited too long for its dead worker";
@@ -356,12 +317,12 @@ TEST_F(BrokerTest, SlowButHealthyWorkerIsNotDeclaredDead) {
 
   const int ms = static_cast<int>(kHeartbeat.count()) * kLiveness * 3;
   Value r = call("echo", "sleep", {{"ms", Value(ms)}}, 5000);
-  EXPECT_TRUE(ok_field(r)) << "sleep " << ms << " ms with heartbeat " << kHeartbeat.count()
+  EXPECT_TRUE(test::ok(r)) << "sleep " << ms << " ms with heartbeat " << kHeartbeat.count()
                            << " ms: " << to_json(r);
   // And the next request is served at once, not after a reconnect.
   const auto start = Clock::now();
   r = call("echo", "echo", {{"payload", Value("next")}}, 5000);
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
   EXPECT_LT(ms_since(start), 200);
 }
 
@@ -373,7 +334,7 @@ TEST_F(BrokerTest, NoWorkerMeansUnavailableAfterTheRequestTimeout) {
   raw.send("echo", encode_request("echo", {{"rid", Value(3)}}));
   Value r = raw.recv_reply(5s, "echo");
   const auto elapsed = ms_since(sent);
-  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "UNAVAILABLE") << to_json(r);
   ASSERT_NE(r.find("rid"), nullptr) << to_json(r);
   EXPECT_EQ(*r.find("rid"), Value(3));
   EXPECT_GE(elapsed, kRequestTimeout.count() * 9 / 10) << "answered before the request timeout";
@@ -382,7 +343,7 @@ TEST_F(BrokerTest, NoWorkerMeansUnavailableAfterTheRequestTimeout) {
   // A service nobody declared is refused at once.
   raw.send("nosuch", encode_request("echo"));
   r = raw.recv_reply(5s, "nosuch");
-  EXPECT_EQ(str_field(r, "code"), "UNAVAILABLE") << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "UNAVAILABLE") << to_json(r);
 }
 
 TEST_F(BrokerTest, FullQueueAnswersBusyWithRetryAfter) {
@@ -399,9 +360,9 @@ TEST_F(BrokerTest, FullQueueAnswersBusyWithRetryAfter) {
     Value r = raw.recv_reply(5s, "echo");
     if (r.is_nil()) break;
     EXPECT_NE(r.find("rid"), nullptr) << to_json(r);
-    if (ok_field(r)) {
+    if (test::ok(r)) {
       ++ok;
-    } else if (str_field(r, "code") == "BUSY") {
+    } else if (test::str(r, "code") == "BUSY") {
       ++busy;
       const Value* retry = r.find("retry_after_s");
       ASSERT_NE(retry, nullptr) << to_json(r);
@@ -425,7 +386,7 @@ TEST_F(BrokerTest, BrokerControlListsWorkersForLoopback) {
   ASSERT_TRUE(wait_for_echo_workers(2));
 
   Value r = call("broker.control", "workers", {{"rid", Value(9)}});
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
   ASSERT_NE(r.find("services"), nullptr) << to_json(r);
   EXPECT_EQ(r.find("services")->find("echo") ? *r.find("services")->find("echo") : Value(),
             Value(2))
@@ -434,7 +395,7 @@ TEST_F(BrokerTest, BrokerControlListsWorkersForLoopback) {
   EXPECT_EQ(*r.find("rid"), Value(9));
 
   r = call("broker.control", "nope");
-  EXPECT_EQ(str_field(r, "code"), "UNKNOWN_OP") << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "UNKNOWN_OP") << to_json(r);
 }
 
 // One hostile message for the front door, by kind.
@@ -484,7 +445,7 @@ TEST_F(BrokerTest, HostileClientDoesNotDisturbOthers) {
     auto c = client(5000);
     for (int i = 0; i < 500; ++i) {
       auto r = c.call("echo", "echo", {{"payload", Value(i)}, {"rid", Value(i)}});
-      if (r && ok_field(*r) && r->find("payload") && *r->find("payload") == Value(i)) ++good;
+      if (r && test::ok(*r) && r->find("payload") && *r->find("payload") == Value(i)) ++good;
       else ADD_FAILURE() << "honest request " << i << ": " << (r ? to_json(*r) : r.error().message);
     }
   });
@@ -495,7 +456,7 @@ TEST_F(BrokerTest, HostileClientDoesNotDisturbOthers) {
   auto drain = [&](std::chrono::milliseconds wait) {
     while (auto frames = evil.recv(wait)) {
       ++replies;
-      if (!frames->empty() && ok_field(decode(frames->back()))) ++successes;
+      if (!frames->empty() && test::ok(decode(frames->back()))) ++successes;
       wait = 0ms;
     }
   };
@@ -519,7 +480,7 @@ TEST_F(BrokerTest, HostileClientDoesNotDisturbOthers) {
   EXPECT_EQ(successes, 0) << "a malformed request was answered ok";
   EXPECT_TRUE(broker_.alive());
   Value r = call("echo", "echo", {{"payload", Value("still here")}});
-  EXPECT_TRUE(ok_field(r)) << to_json(r);
+  EXPECT_TRUE(test::ok(r)) << to_json(r);
   EXPECT_EQ(worker_count("echo"), 1) << "a client registered itself as a worker";
 }
 
@@ -548,7 +509,7 @@ TEST_F(BrokerTest, DISABLED_ManyLargeFramesCostBoundedMemory) {
   evil.send_frames(frames);
   frames.clear();
   Value r = evil.recv_reply(20s, "echo");
-  EXPECT_EQ(str_field(r, "code"), "BAD_REQUEST") << to_json(r);
+  EXPECT_EQ(test::str(r, "code"), "BAD_REQUEST") << to_json(r);
   const long grown_mib = (peak_rss_kib(broker_.pid()) - before) / 1024;
   EXPECT_LT(grown_mib, 64) << "one message grew the broker by " << grown_mib << " MiB";
 }
@@ -595,7 +556,7 @@ TEST_F(BrokerTest, HostileWorkerConnectionDoesNotDisturbTheRealWorker) {
     send({"", W, cmd(1), "spare", "extra"});                     // READY, extra frames
     auto r = c.call("echo", "echo", {{"payload", Value(round)}});
     ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error().message;
-    ASSERT_TRUE(ok_field(*r)) << "round " << round << ": " << to_json(*r);
+    ASSERT_TRUE(test::ok(*r)) << "round " << round << ": " << to_json(*r);
     ASSERT_EQ(*r->find("payload"), Value(round));
   }
   EXPECT_TRUE(broker_.alive());

@@ -27,6 +27,7 @@
 #include "common/codec.hpp"
 #include "common/redis.hpp"
 #include "common/schema.hpp"
+#include "tests/support/raw_dealer.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
 
@@ -337,35 +338,6 @@ std::vector<Case> catalogue() {
   return cases;
 }
 
-// A DEALER on the front door that sends whatever frames a test wants.
-class RawClient {
- public:
-  RawClient(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect(endpoint);
-  }
-  void send(const std::vector<std::string>& frames) {
-    for (size_t i = 0; i < frames.size(); ++i)
-      socket_.send(zmq::buffer(frames[i]),
-                   i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  }
-  std::optional<std::vector<std::string>> recv(std::chrono::milliseconds timeout) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
-    std::vector<std::string> frames;
-    for (;;) {
-      zmq::message_t m;
-      if (!socket_.recv(m, zmq::recv_flags::none)) break;
-      frames.emplace_back(static_cast<const char*>(m.data()), m.size());
-      if (!m.more()) break;
-    }
-    return frames;
-  }
-
- private:
-  zmq::socket_t socket_;
-};
-
 // Every ps:* key except the activity log, the counters and the rate-limit
 // keys, rendered per type; hash fields, zset members and keys that name a
 // GOOD- computer are left out. Lock and cursor keys that timers rewrite
@@ -466,10 +438,10 @@ TEST(Hostile, CatalogueOfBadRequestsGetsDocumentedErrorsAndChangesNothing) {
 
   const auto cases = catalogue();
   std::cerr << cases.size() << " hostile requests\n";
-  RawClient raw(s.ctx(), s.front());
+  RawDealer raw(s.ctx(), s.front());
   int failures = 0;
   for (const auto& c : cases) {
-    raw.send(c.frames);
+    raw.send_frames(c.frames);
     auto frames = raw.recv(10s);
     std::string problem;
     Value reply;
