@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
@@ -66,6 +67,41 @@ std::optional<Error> parse_userinfo(std::string_view info, RedisUrl* url) {
   return std::nullopt;
 }
 
+// "host[:port]" or "[v6]:port" into *addr; the port defaults to `def_port`.
+std::optional<Error> parse_address(std::string_view hostport, int def_port,
+                                   RedisUrl::Address* addr) {
+  std::string_view port;
+  if (!hostport.empty() && hostport.front() == '[') {
+    size_t close = hostport.find(']');
+    if (close == std::string_view::npos) return bad_url("unterminated [IPv6] host");
+    addr->host = hostport.substr(1, close - 1);
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad_url("expected :port after ]");
+      port = after.substr(1);
+      if (port.empty()) return bad_url("empty port");
+    }
+  } else {
+    size_t colon = hostport.find(':');
+    addr->host = hostport.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = hostport.substr(colon + 1);
+      if (port.find(':') != std::string_view::npos)
+        return bad_url("an IPv6 host must be written in [brackets]");
+      if (port.empty()) return bad_url("empty port");
+    }
+  }
+  if (addr->host.empty()) return bad_url("missing host");
+  if (addr->host.find_first_of("@/?#[], ") != std::string::npos) return bad_url("bad host");
+  addr->port = def_port;
+  if (!port.empty()) {
+    auto p = parse_int(port, 1, 65535);
+    if (!p) return bad_url("port must be 1..65535");
+    addr->port = *p;
+  }
+  return std::nullopt;
+}
+
 Result<RedisUrl> parse_tcp(std::string_view rest) {
   RedisUrl url;
   url.kind = RedisUrl::Kind::Tcp;
@@ -76,41 +112,48 @@ Result<RedisUrl> parse_tcp(std::string_view rest) {
   size_t slash = rest.find('/');
   std::string_view hostport = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
-
-  std::string_view port;
-  if (!hostport.empty() && hostport.front() == '[') {
-    size_t close = hostport.find(']');
-    if (close == std::string_view::npos) return bad_url("unterminated [IPv6] host");
-    url.host = hostport.substr(1, close - 1);
-    std::string_view after = hostport.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return bad_url("expected :port after ]");
-      port = after.substr(1);
-      if (port.empty()) return bad_url("empty port");
-    }
-  } else {
-    size_t colon = hostport.find(':');
-    url.host = hostport.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = hostport.substr(colon + 1);
-      if (port.find(':') != std::string_view::npos)
-        return bad_url("an IPv6 host must be written in [brackets]");
-      if (port.empty()) return bad_url("empty port");
-    }
-  }
-  if (url.host.empty()) return bad_url("missing host");
-  if (url.host.find_first_of("@/?#[] ") != std::string::npos) return bad_url("bad host");
-  if (!port.empty()) {
-    auto p = parse_int(port, 1, 65535);
-    if (!p) return bad_url("port must be 1..65535");
-    url.port = *p;
-  }
+  RedisUrl::Address addr;
+  if (auto e = parse_address(hostport, 6379, &addr)) return *e;
+  url.host = std::move(addr.host);
+  url.port = addr.port;
   if (!path.empty()) {
     auto db = parse_int(path, 0, 1 << 20);
     if (!db) return bad_url("path must be /<db number>");
     url.db = *db;
   }
   return url;
+}
+
+// name=value&... into *url; `sentinel` also allows the sentinel_* names.
+std::optional<Error> parse_query(std::string_view query, bool sentinel, RedisUrl* url) {
+  bool password_given = !url->password.empty() || !url->user.empty();
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) return bad_url("query parameters must be name=value");
+    std::string_view name = pair.substr(0, eq);
+    auto value = percent_decode(pair.substr(eq + 1));
+    if (!value) return bad_url("bad percent-escape in query");
+    if (name == "db") {
+      auto db = parse_int(*value, 0, 1 << 20);
+      if (!db) return bad_url("db must be a number >= 0");
+      url->db = *db;
+    } else if (name == "password" || name == "user") {
+      if (password_given && sentinel)
+        return bad_url("credentials given both before @ and as " + std::string(name) + "=");
+      (name == "password" ? url->password : url->user) = std::move(*value);
+    } else if (sentinel && name == "sentinel_password") {
+      url->sentinel_password = std::move(*value);
+    } else if (sentinel && name == "sentinel_user") {
+      url->sentinel_user = std::move(*value);
+    } else {
+      return bad_url("unknown query parameter '" + std::string(name) + "' (db, password, user" +
+                     (sentinel ? ", sentinel_password, sentinel_user)" : ")"));
+    }
+  }
+  return std::nullopt;
 }
 
 Result<RedisUrl> parse_unix(std::string_view rest) {
@@ -127,29 +170,46 @@ Result<RedisUrl> parse_unix(std::string_view rest) {
   if (url.path.size() < 2 || url.path.front() != '/')
     return bad_url("unix socket path must be absolute");
   if (q == std::string_view::npos) return url;
+  if (auto e = parse_query(rest.substr(q + 1), false, &url)) return *e;
+  return url;
+}
 
-  std::string_view query = rest.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    if (eq == std::string_view::npos) return bad_url("query parameters must be name=value");
-    std::string_view name = pair.substr(0, eq);
-    auto value = percent_decode(pair.substr(eq + 1));
-    if (!value) return bad_url("bad percent-escape in query");
-    if (name == "db") {
-      auto db = parse_int(*value, 0, 1 << 20);
-      if (!db) return bad_url("db must be a number >= 0");
-      url.db = *db;
-    } else if (name == "password") {
-      url.password = std::move(*value);
-    } else if (name == "user") {
-      url.user = std::move(*value);
-    } else {
-      return bad_url("unknown query parameter '" + std::string(name) + "' (db, password, user)");
-    }
+constexpr size_t kMaxSentinels = 32;
+
+Result<RedisUrl> parse_sentinel(std::string_view rest) {
+  RedisUrl url;
+  url.kind = RedisUrl::Kind::Sentinel;
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos)
+    return bad_url("missing master name: sentinel://host:port[,host:port...]/MASTER_NAME");
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view after = rest.substr(slash + 1);
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    if (auto e = parse_userinfo(authority.substr(0, at), &url)) return *e;
+    authority.remove_prefix(at + 1);
   }
+  while (true) {
+    size_t comma = authority.find(',');
+    std::string_view one = authority.substr(0, comma);
+    if (one.empty()) return bad_url("empty Sentinel address in the list");
+    RedisUrl::Address addr;
+    if (auto e = parse_address(one, 26379, &addr)) return *e;
+    if (url.sentinels.size() == kMaxSentinels)
+      return bad_url("more than " + std::to_string(kMaxSentinels) + " Sentinels");
+    url.sentinels.push_back(std::move(addr));
+    if (comma == std::string_view::npos) break;
+    authority.remove_prefix(comma + 1);
+  }
+  size_t q = after.find('?');
+  std::string_view name = after.substr(0, q);
+  if (name.empty())
+    return bad_url("missing master name: sentinel://host:port[,host:port...]/MASTER_NAME");
+  if (name.size() > 128 || name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                  "0123456789._-") != std::string_view::npos)
+    return bad_url("master name must be 1 to 128 of A-Z a-z 0-9 . _ -");
+  url.master_name = name;
+  if (q != std::string_view::npos)
+    if (auto e = parse_query(after.substr(q + 1), true, &url)) return *e;
   return url;
 }
 
@@ -276,8 +336,18 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
   if (url.substr(0, tcp.size()) == tcp) return parse_tcp(url.substr(tcp.size()));
   if (url.substr(0, unix_scheme.size()) == unix_scheme)
     return parse_unix(url.substr(unix_scheme.size()));
-  return bad_url("expected redis://host:port/db or unix:///path?db=N");
+  constexpr std::string_view sentinel_scheme = "sentinel://";
+  if (url.substr(0, sentinel_scheme.size()) == sentinel_scheme)
+    return parse_sentinel(url.substr(sentinel_scheme.size()));
+  return bad_url(
+      "expected redis://host:port/db, unix:///path?db=N or sentinel://host:port,.../MASTER_NAME");
 }
+
+namespace {
+std::string bracketed(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+}  // namespace
 
 std::string redacted(const RedisUrl& url) {
   bool creds = !url.user.empty() || !url.password.empty();
@@ -287,7 +357,17 @@ std::string redacted(const RedisUrl& url) {
     if (!url.password.empty()) s += "&password=***";
     return s;
   }
-  std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+  if (url.kind == RedisUrl::Kind::Sentinel) {
+    std::string s = "sentinel://" + (creds ? url.user + ":***@" : std::string());
+    for (size_t i = 0; i < url.sentinels.size(); ++i)
+      s += (i ? "," : "") + bracketed(url.sentinels[i].host) + ":" +
+           std::to_string(url.sentinels[i].port);
+    s += "/" + url.master_name + "?db=" + std::to_string(url.db);
+    if (!url.sentinel_user.empty()) s += "&sentinel_user=" + url.sentinel_user;
+    if (!url.sentinel_password.empty()) s += "&sentinel_password=***";
+    return s;
+  }
+  std::string host = bracketed(url.host);
   return "redis://" + (creds ? url.user + ":***@" : std::string()) + host + ":" +
          std::to_string(url.port) + "/" + std::to_string(url.db);
 }
@@ -300,11 +380,72 @@ bool transient_error(const RedisReply& reply) {
   return false;
 }
 
+namespace {
+
+constexpr std::string_view kShortfall = "replication: ";
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool is_readonly(const RedisReply& r) { return r.is_error() && starts_with(r.str, "READONLY"); }
+
+// A reply from a node that cannot take writes now: look for the master again.
+bool wrong_node(const RedisReply& r) {
+  return r.is_error() && (starts_with(r.str, "READONLY") || starts_with(r.str, "LOADING") ||
+                          starts_with(r.str, "MASTERDOWN"));
+}
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Sends every command and reads every reply; false on any I/O error (the
+// context's err/errstr say which).
+bool roundtrip(redisContext* c, const std::vector<Redis::Argv>& commands,
+               std::vector<RedisReply>* replies) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const Redis::Argv& cmd : commands) {
+    argv.clear();
+    lens.clear();
+    for (const std::string& a : cmd) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(c, static_cast<int>(cmd.size()), argv.data(), lens.data()) !=
+        REDIS_OK)
+      return false;
+  }
+  replies->reserve(commands.size());
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return false;
+    replies->push_back(convert(static_cast<redisReply*>(raw)));
+    freeReplyObject(raw);
+  }
+  return true;
+}
+
+std::string address_text(const RedisUrl::Address& a) {
+  return (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) + ":" +
+         std::to_string(a.port);
+}
+
+}  // namespace
+
+bool replication_shortfall(const Error& error) {
+  return error.code == Code::Unavailable && starts_with(error.message, kShortfall);
+}
+
 Script::Script(std::string source) : source_(std::move(source)), sha_(sha1_hex(source_)) {}
 
 void Redis::ContextFree::operator()(redisContext* c) const { redisFree(c); }
 
-Redis::Redis(RedisUrl url, RedisOptions options) : url_(std::move(url)), options_(options) {}
+Redis::Redis(RedisUrl url, RedisOptions options)
+    : url_(std::move(url)), options_(options), sentinels_(url_.sentinels) {}
 Redis::~Redis() = default;
 Redis::Redis(Redis&&) noexcept = default;
 Redis& Redis::operator=(Redis&&) noexcept = default;
@@ -312,6 +453,12 @@ Redis& Redis::operator=(Redis&&) noexcept = default;
 void Redis::disconnect() {
   ctx_.reset();
   loaded_.clear();
+  role_checked_ms_ = -1;
+}
+
+std::string Redis::where() const {
+  if (url_.kind != RedisUrl::Kind::Sentinel) return redacted(url_);
+  return "master '" + url_.master_name + "'" + (server_.empty() ? "" : " at " + server_);
 }
 
 Error Redis::io_error(std::string_view during) {
@@ -320,22 +467,89 @@ Error Redis::io_error(std::string_view during) {
   if (ctx_ && ctx_->err == REDIS_ERR_IO && std::strcmp(ctx_->errstr, std::strerror(EAGAIN)) == 0)
     why = "no reply within " + std::to_string(options_.command_timeout_ms) + " ms";
   disconnect();
+  return Error{Code::Unavailable, "redis " + where() + ": " + why + " (" + std::string(during) + ")"};
+}
+
+Result<RedisUrl::Address> Redis::discover_master() {
+  const timeval tv = to_timeval(options_.sentinel_timeout_ms);
+  std::string why;
+  for (size_t i = 0; i < sentinels_.size(); ++i) {
+    const RedisUrl::Address& s = sentinels_[i];
+    Context c(redisConnectWithTimeout(s.host.c_str(), s.port, tv));
+    std::vector<Argv> ask;
+    if (!url_.sentinel_password.empty() || !url_.sentinel_user.empty()) {
+      if (url_.sentinel_user.empty())
+        ask.push_back({"AUTH", url_.sentinel_password});
+      else
+        ask.push_back({"AUTH", url_.sentinel_user, url_.sentinel_password});
+    }
+    ask.push_back({"SENTINEL", "get-master-addr-by-name", url_.master_name});
+    std::vector<RedisReply> replies;
+    std::string failed;
+    if (!c) {
+      failed = "out of memory";
+    } else if (c->err || redisSetTimeout(c.get(), tv) != REDIS_OK ||
+               !roundtrip(c.get(), ask, &replies)) {
+      failed = c->errstr[0] ? c->errstr : "connection lost";
+      if (c->err == REDIS_ERR_IO && std::strcmp(c->errstr, std::strerror(EAGAIN)) == 0)
+        failed = "no reply within " + std::to_string(options_.sentinel_timeout_ms) + " ms";
+    } else if (replies.front().is_error()) {
+      failed = replies.front().str;
+    } else {
+      const RedisReply& r = replies.back();
+      std::optional<int> port;
+      if (r.is_array() && r.elements.size() == 2 && r.elements[0].is_str() &&
+          r.elements[1].is_str())
+        port = parse_int(r.elements[1].str, 1, 65535);
+      if (r.is_nil()) {
+        failed = "does not know master '" + url_.master_name + "'";
+      } else if (r.is_error()) {
+        failed = r.str;
+      } else if (!port || r.elements[0].str.empty()) {
+        failed = "unexpected reply to get-master-addr-by-name";
+      } else {
+        // The guidelines: the Sentinel that answered is asked first next time.
+        std::rotate(sentinels_.begin(), sentinels_.begin() + static_cast<std::ptrdiff_t>(i),
+                    sentinels_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        return RedisUrl::Address{r.elements[0].str, *port};
+      }
+    }
+    why += (why.empty() ? "" : "; ") + address_text(s) + ": " + failed;
+  }
   return Error{Code::Unavailable,
-               "redis " + redacted(url_) + ": " + why + " (" + std::string(during) + ")"};
+               "redis: no Sentinel gave the address of master '" + url_.master_name + "' (" + why + ")"};
+}
+
+bool Redis::note_role(const RedisReply& role) {
+  if (!role.is_array() || role.elements.empty() || role.elements[0].str != "master") return false;
+  replicas_ = role.elements.size() > 2 && role.elements[2].is_array()
+                  ? static_cast<int>(role.elements[2].elements.size())
+                  : 0;
+  role_checked_ms_ = steady_ms();
+  return true;
 }
 
 std::optional<Error> Redis::connect() {
   disconnect();
+  const bool sentinel = url_.kind == RedisUrl::Kind::Sentinel;
+  RedisUrl::Address target{url_.host, url_.port};
+  if (sentinel) {
+    auto master = discover_master();
+    if (!master) return master.error();
+    target = std::move(*master);
+  }
+  server_ = url_.kind == RedisUrl::Kind::Unix ? url_.path : address_text(target);
   timeval tv = to_timeval(options_.connect_timeout_ms);
   redisContext* c = url_.kind == RedisUrl::Kind::Unix
                         ? redisConnectUnixWithTimeout(url_.path.c_str(), tv)
-                        : redisConnectWithTimeout(url_.host.c_str(), url_.port, tv);
+                        : redisConnectWithTimeout(target.host.c_str(), target.port, tv);
   if (c == nullptr) return Error{Code::Unavailable, "redis: out of memory"};
   ctx_.reset(c);
   if (c->err) return io_error("connect");
   if (redisSetTimeout(c, to_timeval(options_.command_timeout_ms)) != REDIS_OK)
     return io_error("set timeout");
-  if (url_.kind == RedisUrl::Kind::Tcp) redisEnableKeepAlive(c);
+  if (url_.kind != RedisUrl::Kind::Unix) redisEnableKeepAlive(c);
+  ++generation_;
 
   std::vector<Argv> hello;
   if (!url_.password.empty() || !url_.user.empty()) {
@@ -345,15 +559,33 @@ std::optional<Error> Redis::connect() {
       hello.push_back({"AUTH", url_.user, url_.password});
   }
   if (url_.db != 0) hello.push_back({"SELECT", std::to_string(url_.db)});
+  // Sentinel: the guidelines' step 3, is it really the master? Auto
+  // replicas: how many replicas to wait for.
+  const bool role = sentinel || options_.wait_replicas == RedisOptions::kAutoReplicas;
+  if (role) hello.push_back({"ROLE"});
   if (hello.empty()) return std::nullopt;
   auto replies = exchange(hello);
   if (!replies) return replies.error();
-  for (size_t i = 0; i < hello.size(); ++i) {
+  for (size_t i = 0; i + (role ? 1 : 0) < hello.size(); ++i) {
     if ((*replies)[i].is_error()) {
       disconnect();
-      return Error{Code::Unavailable, "redis " + redacted(url_) + ": " + hello[i][0] +
-                                          " refused: " + (*replies)[i].str};
+      return Error{Code::Unavailable,
+                   "redis " + where() + ": " + hello[i][0] + " refused: " + (*replies)[i].str};
     }
+  }
+  if (!role) return std::nullopt;
+  const RedisReply& r = replies->back();
+  if (sentinel && !note_role(r)) {
+    std::string what = r.is_error()                             ? "refused ROLE: " + r.str
+                       : r.is_array() && !r.elements.empty()    ? "is a " + r.elements[0].str
+                                                                : "gave a bad ROLE reply";
+    disconnect();
+    return Error{Code::Unavailable, "redis " + where() + ", named by a Sentinel, " + what +
+                                        "; the Sentinels are asked again on the next call"};
+  }
+  if (!sentinel && !note_role(r)) {
+    replicas_ = 0;  // ROLE refused (ACL) or not a master: nothing to wait for
+    role_checked_ms_ = steady_ms();
   }
   return std::nullopt;
 }
@@ -371,28 +603,13 @@ std::optional<Error> Redis::ensure_connected() {
 
 Result<std::vector<RedisReply>> Redis::exchange(const std::vector<Argv>& commands) {
   SigpipeBlock no_sigpipe;
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const Argv& cmd : commands) {
-    argv.clear();
-    lens.clear();
-    for (const std::string& a : cmd) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(cmd.size()), argv.data(),
-                               lens.data()) != REDIS_OK)
-      return io_error("append");
-  }
   std::vector<RedisReply> replies;
-  replies.reserve(commands.size());
-  for (size_t i = 0; i < commands.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr)
-      return io_error(commands[i][0]);
-    replies.push_back(convert(static_cast<redisReply*>(raw)));
-    freeReplyObject(raw);
+  if (!roundtrip(ctx_.get(), commands, &replies)) {
+    return io_error(commands[std::min(replies.size(), commands.size() - 1)][0]);
   }
+  // This node cannot serve now (turned replica, loading): the next call
+  // connects again, through the Sentinels when there are some.
+  if (std::any_of(replies.begin(), replies.end(), wrong_node)) disconnect();
   return replies;
 }
 
@@ -438,21 +655,31 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
   std::vector<RedisReply> replies(std::make_move_iterator(sent->begin() + preload.size()),
                                   std::make_move_iterator(sent->end()));
 
-  // NOSCRIPT: the cache was flushed under us; the call did not run, so load
-  // the script and send that call again (once).
+  // NOSCRIPT: the cache was flushed under us. READONLY: the node has turned
+  // replica, and exchange() closed the connection so that the next one goes
+  // to the current master. Neither call ran: send it again (once), loading
+  // its script first where the connection lacks it.
   std::vector<size_t> again;
-  std::vector<std::string> reload;
   for (size_t i = 0; i < commands.size(); ++i) {
     const std::string* sha = script_of(commands[i]);
-    if (!sha || !is_noscript(replies[i])) continue;
-    again.push_back(i);
-    if (std::find(reload.begin(), reload.end(), *sha) == reload.end()) reload.push_back(*sha);
+    if (sha && is_noscript(replies[i])) {
+      loaded_.erase(*sha);
+      again.push_back(i);
+    } else if (is_readonly(replies[i])) {
+      again.push_back(i);
+    }
   }
   if (again.empty()) return replies;
+  if (auto e = ensure_connected()) return *e;
+  std::vector<std::string> reload;
+  for (size_t i : again) {
+    const std::string* sha = script_of(commands[i]);
+    if (sha && !loaded_.count(*sha) && std::find(reload.begin(), reload.end(), *sha) == reload.end())
+      reload.push_back(*sha);
+  }
   batch.clear();
   for (const std::string& sha : reload) batch.push_back({"SCRIPT", "LOAD", scripts_[sha]});
   for (size_t i : again) batch.push_back(commands[i]);
-  if (auto e = ensure_connected()) return *e;
   auto retried = exchange(batch);
   if (!retried) return retried.error();
   for (size_t i = 0; i < reload.size(); ++i)
@@ -460,6 +687,56 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
   for (size_t j = 0; j < again.size(); ++j)
     replies[again[j]] = std::move((*retried)[reload.size() + j]);
   return replies;
+}
+
+std::optional<Error> Redis::await_replicas() {
+  int need = options_.wait_replicas;
+  if (need == RedisOptions::kAutoReplicas) {
+    if (role_checked_ms_ < 0 || steady_ms() - role_checked_ms_ >= 1000) {
+      auto role = exchange({{"ROLE"}});
+      if (!role) return role.error();
+      if (!note_role(role->front())) {
+        replicas_ = 0;
+        role_checked_ms_ = steady_ms();
+      }
+    }
+    need = replicas_ > 0 ? 1 : 0;
+  }
+  if (need <= 0) return std::nullopt;
+  if (!ctx_) return Error{Code::Unavailable, "redis " + where() + ": connection lost before WAIT"};
+  // WAIT blocks up to its own timeout: read its reply with that much more.
+  redisSetTimeout(ctx_.get(), to_timeval(options_.wait_timeout_ms + options_.command_timeout_ms));
+  auto waited = exchange({{"WAIT", std::to_string(need), std::to_string(options_.wait_timeout_ms)}});
+  if (ctx_) redisSetTimeout(ctx_.get(), to_timeval(options_.command_timeout_ms));
+  if (!waited) return waited.error();
+  const RedisReply& r = waited->front();
+  if (r.is_error()) return Error{Code::Unavailable, "redis " + where() + ": WAIT refused: " + r.str};
+  if (r.integer < need)
+    return Error{Code::Unavailable,
+                 std::string(kShortfall) + std::to_string(r.integer) + " of " +
+                     std::to_string(need) + " Redis replicas confirmed the write within " +
+                     std::to_string(options_.wait_timeout_ms) + " ms"};
+  return std::nullopt;
+}
+
+Result<std::vector<RedisReply>> Redis::pipeline_replicated(const std::vector<Argv>& commands) {
+  if (auto e = ensure_connected()) return *e;
+  const uint64_t connection = generation_;
+  auto replies = pipeline(commands);
+  if (!replies) return replies;
+  // WAIT covers the writes of its own connection only.
+  if (!ctx_ || generation_ != connection)
+    return Error{Code::Unavailable,
+                 "redis " + where() + ": connection replaced before replicas confirmed the write"};
+  if (auto e = await_replicas()) return *e;
+  return replies;
+}
+
+Result<RedisReply> Redis::eval_replicated(const Script& script, const Argv& keys,
+                                          const Argv& args) {
+  auto replies = pipeline_replicated({script_call(script, keys, args)});
+  if (!replies) return replies.error();
+  return std::move(replies->front());
 }
 
 Redis::Argv Redis::script_call(const Script& script, const Argv& keys, const Argv& args) {

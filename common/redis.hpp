@@ -19,6 +19,20 @@
 // under a live connection, the NOSCRIPT reply is answered by loading the
 // script and re-sending just that EVALSHA (NOSCRIPT means it did not run).
 //
+// With a sentinel:// URL the master is found the way the Sentinel client
+// guidelines say: each Sentinel in turn (a short timeout each) is asked
+// SENTINEL get-master-addr-by-name, the one that answered moves to the front
+// of the list, and the address it gave must answer ROLE with "master", else
+// the connection is refused and the next call asks again. Every reconnect
+// asks again, and a reply that says this node cannot serve writes now
+// (READONLY, LOADING, MASTERDOWN) closes the connection, so the next call
+// finds the current master. A pipelined command refused with READONLY did
+// not run: it is re-sent once on the new connection.
+//
+// Replicated writes (pipeline_replicated): after the writes, WAIT until the
+// configured number of replicas has them, so that an acknowledged write
+// survives a failover to a replica. Too few in time is Code::Unavailable.
+//
 // Not thread-safe: use one Redis object per thread. No global state, except
 // that SIGPIPE is blocked in the calling thread while a call is in progress.
 #pragma once
@@ -41,19 +55,30 @@ namespace primary {
 
 // Where a Redis lives and how to log in; built by parse_redis_url.
 struct RedisUrl {
-  enum class Kind { Tcp, Unix };
+  enum class Kind { Tcp, Unix, Sentinel };
+  struct Address {
+    std::string host;  // name or address, IPv6 without brackets
+    int port = 0;
+  };
   Kind kind = Kind::Tcp;
   std::string host;      // Tcp: name or address, IPv6 without brackets
   int port = 6379;       // Tcp
   std::string path;      // Unix: absolute socket path
+  std::vector<Address> sentinels;  // Sentinel: at least one, in the order given
+  std::string master_name;         // Sentinel: the name the Sentinels monitor
+  std::string sentinel_user;       // Sentinel: AUTH to the Sentinels themselves
+  std::string sentinel_password;   // empty: no AUTH to the Sentinels
   int db = 0;
   std::string user;      // empty: AUTH with the password alone
   std::string password;  // empty: no AUTH
 };
 
-// Parses redis://[[user]:password@]host[:port][/db] or
-// unix://[[user]:password@]/abs/path[?db=N][&password=P][&user=U];
-// user and password are percent-decoded. Bad input -> Code::BadRequest.
+// Parses redis://[[user]:password@]host[:port][/db],
+// unix://[[user]:password@]/abs/path[?db=N][&password=P][&user=U] or
+// sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER_NAME
+//   [?db=N][&password=P][&user=U][&sentinel_password=P][&sentinel_user=U]
+// (Sentinel port 26379 by default; credentials are the master's). User and
+// password are percent-decoded. Bad input -> Code::BadRequest.
 Result<RedisUrl> parse_redis_url(std::string_view url);
 
 // The URL in canonical form with the password masked, for logs.
@@ -82,6 +107,10 @@ struct RedisReply {
 // CLUSTERDOWN). Callers answer UNAVAILABLE for these, INTERNAL for others.
 bool transient_error(const RedisReply& reply);
 
+// True for the error of pipeline_replicated() whose writes ran but were not
+// confirmed by enough replicas in time. Its message is safe to show clients.
+bool replication_shortfall(const Error& error);
+
 // A Lua script and its SHA-1, computed locally once.
 class Script {
  public:
@@ -97,6 +126,13 @@ class Script {
 struct RedisOptions {
   int connect_timeout_ms = 1000;
   int command_timeout_ms = 2000;  // per read or write, not per call
+  int sentinel_timeout_ms = 300;  // connect and reply, per Sentinel asked
+  // Replicas a replicated write waits for: kAutoReplicas means 1 while the
+  // master reports a connected replica (checked with ROLE at most once a
+  // second), else 0; 0 never waits.
+  static constexpr int kAutoReplicas = -1;
+  int wait_replicas = kAutoReplicas;
+  int wait_timeout_ms = 1000;
 };
 
 class Redis {
@@ -123,6 +159,14 @@ class Redis {
   // Runs a script with EVALSHA, loading it when Redis does not know it.
   Result<RedisReply> eval(const Script& script, const Argv& keys, const Argv& args);
 
+  // pipeline() / eval(), then WAIT until the replicas required by
+  // RedisOptions::wait_replicas acknowledged every write of this connection.
+  // Fewer within wait_timeout_ms, or a connection lost or replaced on the
+  // way: Code::Unavailable (replication_shortfall() tells the first), and
+  // the writes may or may not survive a failover.
+  Result<std::vector<RedisReply>> pipeline_replicated(const std::vector<Argv>& commands);
+  Result<RedisReply> eval_replicated(const Script& script, const Argv& keys, const Argv& args);
+
   // The EVALSHA argv for a script call, for use in pipeline(); remembers the
   // script so that pipeline() can load it.
   Argv script_call(const Script& script, const Argv& keys, const Argv& args);
@@ -136,6 +180,9 @@ class Redis {
   void disconnect();
 
   const RedisUrl& url() const { return url_; }
+  // Where the current (or last) connection went: "host:port", the socket
+  // path, or for Sentinel the master's address; empty before any.
+  const std::string& server() const { return server_; }
 
  private:
   struct ContextFree {
@@ -145,11 +192,23 @@ class Redis {
 
   std::optional<Error> ensure_connected();
   std::optional<Error> connect();
+  // Sentinel: the master's address from the first Sentinel that knows it.
+  Result<RedisUrl::Address> discover_master();
+  // Reads a ROLE reply into replicas_; false when the node is not a master.
+  bool note_role(const RedisReply& role);
+  // WAIT for the replicas RedisOptions asks for, on the current connection.
+  std::optional<Error> await_replicas();
   Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands);
   Error io_error(std::string_view during);
+  std::string where() const;
 
   RedisUrl url_;
   RedisOptions options_;
+  std::vector<RedisUrl::Address> sentinels_;  // the one that answered last first
+  std::string server_;
+  uint64_t generation_ = 0;  // connections made so far
+  int replicas_ = 0;         // connected replicas the master reported
+  int64_t role_checked_ms_ = -1;  // steady clock, -1: not on this connection
   Context ctx_;
   std::unordered_map<std::string, std::string> scripts_;  // sha -> source
   std::unordered_set<std::string> loaded_;                // shas loaded on ctx_

@@ -380,7 +380,7 @@ WorkerOptions worker_options(const Config& cfg, const std::string& log_name) {
 }
 
 void add_redis_setting(Config& cfg) {
-  cfg.add_string("redis", "", "Redis URL (redis://... or unix://...)");
+  cfg.add_string("redis", "", "Redis URL (redis://..., unix://... or sentinel://...)");
 }
 
 RedisUrl redis_setting(const Config& cfg) {

@@ -80,6 +80,8 @@ for name, url in {
     "ipv6": "redis://[::1]:6379",
     "unix": "unix:///run/redis/redis.sock?db=3&password=x&user=u",
     "unix_auth": "unix://:secret@/tmp/r.sock",
+    "sentinel": "sentinel://10.0.0.1:26379,s2,[::1]:26380/mymaster?db=2&password=p%26w",
+    "sentinel_auth": "sentinel://user:pw@s1:26379/primary.ps-1?sentinel_password=sp&sentinel_user=mon",
 }.items():
     write("fuzz_redis_url", name, url)
 

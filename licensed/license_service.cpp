@@ -49,6 +49,10 @@ LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublishe
 
 Reply LicenseService::redis_failure(const Error& e) {
   spdlog::warn("redis: {}", e.message);
+  if (replication_shortfall(e))  // the write ran; retrying returns the same result
+    return Reply::failure(Code::Unavailable,
+                          "the license store could not confirm the write on a replica (" +
+                              e.message.substr(e.message.find(' ') + 1) + "); retry");
   return Reply::failure(Code::Unavailable, "the license store is unavailable; retry");
 }
 
@@ -208,7 +212,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
                                        {kSerial, kReservations, kMeta, kEventStream},
                                        {std::string(r->str("computer")), random_token(16), cap, now}));
   std::vector<Reply> replies;
-  auto out = redis_.pipeline(calls);
+  auto out = redis_.pipeline_replicated(calls);
   for (size_t k = 0; k < reqs.size(); ++k) {
     if (!out) {
       replies.push_back(redis_failure(out.error()));
@@ -266,7 +270,7 @@ Reply LicenseService::setup_info(const Request& req) {
 
 Result<std::string> LicenseService::install_id() {
   if (!install_id_.empty()) return install_id_;
-  auto out = redis_.pipeline({{"SET", kInstallId, random_token(18), "NX"}, {"GET", kInstallId}});
+  auto out = redis_.pipeline_replicated({{"SET", kInstallId, random_token(18), "NX"}, {"GET", kInstallId}});
   if (!out) return out.error();
   if (!(*out)[1].is_str())
     return Error{transient_error((*out)[1]) ? Code::Unavailable : Code::Internal,
@@ -285,7 +289,7 @@ Reply LicenseService::registration(const Request& req) {
     if (!id) return redis_failure(id.error());
     code = registration_code(serial, *id);
   }
-  auto out = redis_.eval(registration_script(), {kSerial}, {serial, code});
+  auto out = redis_.eval_replicated(registration_script(), {kSerial}, {serial, code});
   if (!out) return redis_failure(out.error());
   const auto& r = *out;
   if (!r.is_array() || r.elements.empty()) return script_failure(r);
@@ -304,7 +308,7 @@ Reply LicenseService::unlock(const Request& req) {
                           "this server has no vendor key; start it with --vendor-key FILE");
   auto code = parse_unlock_code(req.str("unlock_code"), config_.vendor_public);
   if (!code) return Reply::failure(code.error());
-  auto out = redis_.eval(unlock_script(), {kSerial, kEventStream},
+  auto out = redis_.eval_replicated(unlock_script(), {kSerial, kEventStream},
                          {code->serial, code->registration, std::to_string(code->licenses),
                           std::to_string(code->issued), std::string(req.str("unlock_code")),
                           std::to_string(config_.event_cap), std::to_string(now_ms_())});

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "common/config.hpp"
 #include "common/crypto.hpp"
@@ -25,11 +26,26 @@ int main(int argc, char** argv) {
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
   cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
   cfg.add_int("slots", 16, 1, 1024, "Concurrent requests per service per broker (batch size)");
+  cfg.add_string("redis-wait-replicas", "auto",
+                 "Replicas that must confirm a reservation, unlock or registration before it is "
+                 "acknowledged (WAIT): a number, 0 to never wait, or auto (1 while the master has "
+                 "a connected replica)");
+  cfg.add_int("redis-wait-timeout-ms", 1000, 1, 60000,
+              "How long a write waits for its replicas before it is answered UNAVAILABLE");
   cfg.parse(argc, argv);
   install_stop_signals();
   WorkerOptions wopt = worker_options(cfg, "licensed");
 
   const RedisUrl url = redis_setting(cfg);
+  RedisOptions ropt;
+  if (const std::string& w = cfg.str("redis-wait-replicas"); w != "auto") {
+    char* end = nullptr;
+    const long n = std::strtol(w.c_str(), &end, 10);
+    if (w.empty() || *end != '\0' || n < 0 || n > 16)
+      cfg.fail("bad value for redis-wait-replicas: '" + w + "' (expected auto or 0..16)");
+    ropt.wait_replicas = static_cast<int>(n);
+  }
+  ropt.wait_timeout_ms = static_cast<int>(cfg.integer("redis-wait-timeout-ms"));
   if (cfg.str("lease-key").empty()) cfg.fail("no lease signing key: give --lease-key FILE");
   auto lease = read_key_file(cfg.str("lease-key"), 64, true);
   if (!lease) cfg.fail(lease.error().message);
@@ -49,7 +65,7 @@ int main(int argc, char** argv) {
   lc.server_key = cfg.str("server-public");
 
   zmq::context_t ctx(1);
-  Redis redis(url);
+  Redis redis(url, ropt);
   EventPublisher events(ctx, split_list(cfg.str("event-sink")));
   LicenseService service(redis, lc, events, unix_ms);
   WorkerRuntime rt(ctx, wopt);

@@ -370,3 +370,211 @@ TEST(RedisReplies, TransientErrorsAreTheNotNowOnes) {
 
 }  // namespace
 }  // namespace primary
+
+// Sentinel URLs, replicated writes (WAIT) and READONLY handling.
+namespace primary {
+namespace {
+
+using test::RedisServer;
+using Clock = std::chrono::steady_clock;
+
+RedisUrl parsed_url(const std::string& text) {
+  auto url = parse_redis_url(text);
+  EXPECT_TRUE(url.ok()) << text << ": " << (url.ok() ? "" : url.error().message);
+  return url.ok() ? *url : RedisUrl{};
+}
+
+TEST(RedisSentinelUrlTest, ParsesSentinelUrls) {
+  RedisUrl u = parsed_url("sentinel://s1/mymaster");
+  EXPECT_EQ(u.kind, RedisUrl::Kind::Sentinel);
+  ASSERT_EQ(u.sentinels.size(), 1u);
+  EXPECT_EQ(u.sentinels[0].host, "s1");
+  EXPECT_EQ(u.sentinels[0].port, 26379);
+  EXPECT_EQ(u.master_name, "mymaster");
+  EXPECT_EQ(u.db, 0);
+  EXPECT_EQ(u.password, "");
+  EXPECT_EQ(u.sentinel_password, "");
+
+  u = parsed_url("sentinel://10.0.0.1:26380,s2,[::1]:5000/primary.ps-1"
+                   "?password=p%26w&db=3&sentinel_password=sp&sentinel_user=mon");
+  ASSERT_EQ(u.sentinels.size(), 3u);
+  EXPECT_EQ(u.sentinels[0].host, "10.0.0.1");
+  EXPECT_EQ(u.sentinels[0].port, 26380);
+  EXPECT_EQ(u.sentinels[1].host, "s2");
+  EXPECT_EQ(u.sentinels[1].port, 26379);
+  EXPECT_EQ(u.sentinels[2].host, "::1");
+  EXPECT_EQ(u.sentinels[2].port, 5000);
+  EXPECT_EQ(u.master_name, "primary.ps-1");
+  EXPECT_EQ(u.password, "p&w");
+  EXPECT_EQ(u.user, "");
+  EXPECT_EQ(u.db, 3);
+  EXPECT_EQ(u.sentinel_password, "sp");
+  EXPECT_EQ(u.sentinel_user, "mon");
+
+  u = parsed_url("sentinel://alice:s%40cret@h1:1,h2:2/m");
+  EXPECT_EQ(u.user, "alice");
+  EXPECT_EQ(u.password, "s@cret");
+  EXPECT_EQ(u.sentinels.size(), 2u);
+  u = parsed_url("sentinel://h/m?user=bob&password=pw");
+  EXPECT_EQ(u.user, "bob");
+  EXPECT_EQ(u.password, "pw");
+}
+
+TEST(RedisSentinelUrlTest, RejectsBadSentinelUrls) {
+  std::string many = "sentinel://";
+  for (int i = 0; i < 33; ++i) many += (i ? ",h" : "h") + std::to_string(i);
+  many += "/m";
+  for (const std::string& bad : std::vector<std::string>{"sentinel://", "sentinel://h", "sentinel://h/", "sentinel:///m", "sentinel://h:0/m",
+        "sentinel://h:99999/m", "sentinel://h:/m", "sentinel://h,/m", "sentinel://,h/m",
+        "sentinel://h,,h2/m", "sentinel://::1:26379/m", "sentinel://[::1/m", "sentinel://h/m/x",
+        "sentinel://h/m?db=x", "sentinel://h/m?db=-1", "sentinel://h/m?db", "sentinel://h/m?foo=1",
+        "sentinel://h/m?password=%zz", "sentinel://secret@h/m", "sentinel://:pw@h/m?password=x",
+        "sentinel://h/ma ster", "sentinel://h/m%41", "sentinel://h/" + std::string(129, 'm'),
+        "sentinels://h/m", "redis://h,h2/0", many}) {
+    auto url = parse_redis_url(bad);
+    ASSERT_FALSE(url.ok()) << "accepted: '" << bad << "'";
+    EXPECT_EQ(url.error().code, Code::BadRequest) << bad;
+    EXPECT_NE(url.error().message, "") << bad;
+  }
+  auto url = parse_redis_url("sentinel://h/m?sentinel_password=%zz-topsecret");
+  ASSERT_FALSE(url.ok());
+  EXPECT_EQ(url.error().message.find("topsecret"), std::string::npos);
+  EXPECT_NE(parse_redis_url("sentinel://h").error().message.find("master name"), std::string::npos);
+}
+
+TEST(RedisSentinelUrlTest, RedactsPasswords) {
+  EXPECT_EQ(redacted(parsed_url("sentinel://u:pw@a:1,[::1]:2/m?db=2&sentinel_password=sp")),
+            "sentinel://u:***@a:1,[::1]:2/m?db=2&sentinel_password=***");
+  EXPECT_EQ(redacted(parsed_url("sentinel://a/m")), "sentinel://a:26379/m?db=0");
+}
+
+TEST(RedisSentinelUrlTest, NoSentinelAnsweringIsUnavailableNamingThemAll) {
+  // Port 1 on loopback refuses at once: every Sentinel is tried, then an error.
+  Redis r(parsed_url("sentinel://127.0.0.1:1,[::1]:1/mymaster"), RedisOptions{300, 300});
+  auto got = r.command({"PING"});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().code, Code::Unavailable);
+  EXPECT_NE(got.error().message.find("mymaster"), std::string::npos) << got.error().message;
+  EXPECT_NE(got.error().message.find("127.0.0.1:1"), std::string::npos) << got.error().message;
+  EXPECT_NE(got.error().message.find("[::1]:1"), std::string::npos) << got.error().message;
+}
+
+// A master and a replica over TCP; the replica has caught up when ready.
+class ReplicatedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(master_.ok());
+    ASSERT_TRUE(replica_.ok());
+    Redis r(parsed_url(replica_.tcp_url()));
+    Redis m(parsed_url(master_.tcp_url()));
+    // Redis 7 waits 5 s for more replicas before a diskless sync; no need.
+    ASSERT_TRUE(m.command({"CONFIG", "SET", "repl-diskless-sync-delay", "0"})->is_status("OK"));
+    const std::string port = master_.tcp_url().substr(master_.tcp_url().rfind(':') + 1);
+    ASSERT_TRUE(r.command({"REPLICAOF", "127.0.0.1", port})->is_status("OK"));
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+          auto info = r.command({"INFO", "replication"});
+          auto role = m.command({"ROLE"});
+          return info && info->str.find("master_link_status:up") != std::string::npos && role &&
+                 role->is_array() && role->elements.size() > 2 && role->elements[2].elements.size() == 1;
+        },
+        std::chrono::seconds(10), std::chrono::milliseconds(20)));
+  }
+  void TearDown() override {
+    if (stopped_) kill(replica_.pid(), SIGCONT);
+  }
+  void stop_replica() {
+    ASSERT_EQ(kill(replica_.pid(), SIGSTOP), 0);
+    stopped_ = true;
+  }
+  RedisServer master_{RedisServer::Options{.tcp = true}};
+  RedisServer replica_{RedisServer::Options{.tcp = true}};
+  bool stopped_ = false;
+};
+
+TEST_F(ReplicatedTest, ReplicatedWriteIsOnTheReplicaWhenAcknowledged) {
+  for (int wait : {RedisOptions::kAutoReplicas, 1}) {
+    RedisOptions o;
+    o.wait_replicas = wait;
+    Redis r(parsed_url(master_.tcp_url()), o);
+    const std::string key = "k" + std::to_string(wait);
+    auto got = r.pipeline_replicated({{"SET", key, "v"}, {"INCR", key + "n"}});
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_TRUE((*got)[0].is_status("OK"));
+    EXPECT_EQ((*got)[1].integer, 1);
+    // Acknowledged by the replica: it is there now, no waiting.
+    Redis replica(parsed_url(replica_.tcp_url()));
+    EXPECT_EQ(replica.command({"GET", key})->str, "v");
+    EXPECT_EQ(replica.command({"GET", key + "n"})->str, "1");
+  }
+}
+
+TEST_F(ReplicatedTest, ReplicaNotConfirmingIsUnavailableAfterTheTimeout) {
+  stop_replica();  // still connected to the master, but never acknowledges
+  for (int wait : {RedisOptions::kAutoReplicas, 1}) {
+    RedisOptions o;
+    o.wait_replicas = wait;
+    o.wait_timeout_ms = 300;
+    Redis r(parsed_url(master_.tcp_url()), o);
+    auto start = Clock::now();
+    auto got = r.eval_replicated(Script("return redis.call('INCR', KEYS[1])"), {"w"}, {});
+    auto took = Clock::now() - start;
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.error().code, Code::Unavailable);
+    EXPECT_TRUE(replication_shortfall(got.error())) << got.error().message;
+    EXPECT_NE(got.error().message.find("0 of 1"), std::string::npos) << got.error().message;
+    EXPECT_GE(took, std::chrono::milliseconds(250));
+    EXPECT_LT(took, std::chrono::seconds(5));
+    // The write itself ran on the master (an idempotent retry sees it).
+    EXPECT_TRUE(r.connected());
+  }
+  Redis m(parsed_url(master_.tcp_url()));
+  EXPECT_EQ(m.command({"GET", "w"})->str, "2");
+
+  // 0 never waits, and a plain pipeline never does.
+  RedisOptions never;
+  never.wait_replicas = 0;
+  Redis r0(parsed_url(master_.tcp_url()), never);
+  EXPECT_TRUE(r0.pipeline_replicated({{"SET", "n", "1"}}).ok());
+  EXPECT_TRUE(m.pipeline({{"SET", "n", "2"}}).ok());
+}
+
+TEST_F(ReplicatedTest, ReadonlyClosesTheConnectionAndIsTransient) {
+  Redis r(parsed_url(replica_.tcp_url()));
+  auto got = r.pipeline({{"SET", "x", "1"}, {"PING"}});
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_TRUE(transient_error((*got)[0])) << (*got)[0].str;
+  EXPECT_EQ((*got)[0].str.rfind("READONLY", 0), 0u) << (*got)[0].str;
+  EXPECT_TRUE((*got)[1].is_status("PONG"));
+  EXPECT_FALSE(r.connected());  // the next call looks for the master again
+
+  // Promoted: the same client now writes (READONLY was retried only once,
+  // on a fresh connection, and the node answered again).
+  Redis admin(parsed_url(replica_.tcp_url()));
+  ASSERT_TRUE(admin.command({"REPLICAOF", "NO", "ONE"})->is_status("OK"));
+  auto set = r.command({"SET", "x", "1"});
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  EXPECT_TRUE(set->is_status("OK")) << set->str;
+}
+
+TEST(RedisAutoReplicasTest, NoReplicaMeansNoWait) {
+  RedisServer server(RedisServer::Options{.tcp = true});
+  ASSERT_TRUE(server.ok());
+  RedisOptions o;
+  o.wait_timeout_ms = 5000;  // would be felt if it waited
+  Redis r(parsed_url(server.tcp_url()), o);
+  auto start = Clock::now();
+  auto got = r.pipeline_replicated({{"SET", "a", "1"}});
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
+  // Explicitly required, a replica that does not exist cannot confirm.
+  o.wait_timeout_ms = 200;
+  o.wait_replicas = 1;
+  Redis strict(parsed_url(server.tcp_url()), o);
+  auto refused = strict.pipeline_replicated({{"SET", "a", "2"}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(replication_shortfall(refused.error())) << refused.error().message;
+}
+
+}  // namespace
+}  // namespace primary
