@@ -206,6 +206,11 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
   cfg.add_config_file();
   add_log_setting(cfg);
+  // One-shot actions, so flags only (not settings: a config file must not restore at every start).
+  cfg.app().add_option("--restore", "Restore the backup FILE (primaryctl backup) into the data dir, then serve")
+      ->type_name("FILE");
+  cfg.app().add_flag("--force")->description(
+      "With --restore: replace the state the data dir or external Redis holds");
 }
 
 SupervisorSettings supervisor_settings(Config& cfg) {
@@ -235,6 +240,9 @@ SupervisorSettings supervisor_settings(Config& cfg) {
     s.config_file = opt->as<std::string>();
   else if (const char* env = std::getenv("PRIMARY_CONFIG"))
     s.config_file = env;
+  if (auto* opt = cfg.app().get_option_no_throw("--restore"); opt && opt->count() > 0)
+    s.restore_file = opt->as<std::string>();
+  s.force = cfg.app().count("--force") > 0;
   return s;
 }
 
@@ -301,6 +309,7 @@ Result<bool> Supervisor::prepare() {
   }
   if (!is_executable(settings_.bin_dir + "/primary-broker"))
     return refuse("primary-broker not found next to primary-server in " + settings_.bin_dir);
+  if (auto ok = load_backup(); !ok) return ok;  // a bad backup changes nothing
   auto layout = prepare_data_dir(settings_.data_dir);
   if (!layout) return layout.error();
   layout_ = *layout;
@@ -315,6 +324,7 @@ Result<bool> Supervisor::prepare() {
     if (!locked) std::this_thread::sleep_for(50ms);
   }
   if (!locked) return refuse("another primary-server is already running on data dir " + layout_.root);
+  if (auto ok = prepare_restore(); !ok) return ok;
 
   if (!redis_server_path_.empty()) {
     if (auto ok = prepare_redis(); !ok) return ok;
@@ -644,6 +654,10 @@ int Supervisor::run() {
 
   int failed = 0;  // exit code when start-up failed
   for (auto& c : children_) {
+    if (c.role == Role::Broker && !finish_restore()) {  // Redis is up; nothing serves yet
+      failed = 1;
+      break;
+    }
     bool started = spawn(c);
     if (started && c.role == Role::Redis) started = wait_started(c, &Supervisor::redis_ready, "PING");
     if (started && c.role == Role::Broker)

@@ -15,6 +15,8 @@
 
 namespace primary {
 
+namespace backup { struct Contents; }
+
 // Everything primary-server was told, resolved (flag > env > file > default).
 struct SupervisorSettings {
   std::string data_dir;      // as given; made absolute by Supervisor::open
@@ -33,6 +35,8 @@ struct SupervisorSettings {
   std::string public_endpoints;  // what Clients are told to use; empty: front, this host's name
   std::string admin_keys;        // allow-list file; empty: DATA/keys/admins
   int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
+  std::string restore_file;  // --restore FILE: a primaryctl backup to restore first (restore.cpp)
+  bool force = false;        // --force: the restore may replace existing state
 };
 
 // Declares primary-server's settings (and --config, --log-level) on cfg.
@@ -116,6 +120,12 @@ class Supervisor {
   explicit Supervisor(SupervisorSettings settings);
   Result<bool> prepare();
   Result<bool> prepare_redis();
+  // --restore, in three steps (restore.cpp): read and check the file before
+  // anything is touched; once the data dir is locked, refuse existing state
+  // and put back key files and artifacts; once Redis is up, its keys.
+  Result<bool> load_backup();
+  Result<bool> prepare_restore();
+  bool finish_restore();
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();
   void add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra);
@@ -154,6 +164,7 @@ class Supervisor {
   bool starting_ = true;  // Redis and broker not yet ready once
   bool stopping_ = false;
   bool awaiting_endpoints_ = false;
+  std::shared_ptr<backup::Contents> restore_;  // a backup read, not yet fully restored
 };
 
 }  // namespace primary
