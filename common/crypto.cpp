@@ -1,6 +1,10 @@
 #include "common/crypto.hpp"
 
+#include <fcntl.h>
 #include <sodium.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <mutex>
@@ -64,6 +68,30 @@ std::string sha256(std::string_view data) {
   crypto_hash_sha256(reinterpret_cast<unsigned char*>(out.data()),
                      reinterpret_cast<const unsigned char*>(data.data()), data.size());
   return out;
+}
+
+std::optional<std::string> sha256_file_hex(const std::string& path) {
+  crypto_init();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    crypto_hash_sha256_update(&st, reinterpret_cast<const unsigned char*>(buf.data()),
+                              static_cast<unsigned long long>(n));
+  }
+  ::close(fd);
+  unsigned char out[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&st, out);
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(out), sizeof out));
 }
 
 SignKeypair sign_keypair() {

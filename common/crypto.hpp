@@ -20,6 +20,8 @@ std::optional<std::string> base64url_decode(std::string_view text);
 std::string hex_encode(std::string_view raw);
 
 std::string sha256(std::string_view data);  // 32 raw bytes
+// SHA-256 of a file's contents, streamed: 64 lowercase hex digits, or nullopt if unreadable.
+std::optional<std::string> sha256_file_hex(const std::string& path);
 
 struct SignKeypair {
   std::string public_key;  // 32 bytes

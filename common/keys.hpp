@@ -17,6 +17,13 @@ inline constexpr const char* kEvents = "ps:events";        // stream: the activi
 inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry
 inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
+// Updates (see updater/update_service.hpp for their shapes).
+inline constexpr const char* kUpdReleases = "ps:upd:releases";  // hash "COMPONENT VERSION" -> msgpack record
+inline constexpr const char* kUpdState = "ps:upd:state";        // hash "COMPONENT VERSION" -> held | approved:P
+inline constexpr const char* kUpdGen = "ps:upd:gen";            // counter: catalogue generation
+inline constexpr const char* kUpdFeed = "ps:upd:feed";          // hash: the feed in force
+inline constexpr const char* kUpdSync = "ps:upd:sync";          // hash: the last sync/import job
+inline constexpr const char* kUpdLock = "ps:upd:lock";          // string with expiry: one sync at a time
 inline const std::string command_key(const std::string& name) { return "ps:cmd:" + name; }
 inline const std::string reject_key(const std::string& name) { return "ps:rej:" + name; }
 // Set of command ids delivered to NAME and not yet reported (expires after 30 days).

@@ -54,13 +54,13 @@ std::vector<OpSpec> build_catalog() {
         {"length", T::Int, true, 1, kMiB}},
        {{"data", T::Bin, true}, {"offset", T::Int, true}, {"size", T::Int, true}}},
       // update.control (privileged)
-      {"update.control", "releases", {}, {{"items", T::Array, true}}},
+      {"update.control", "releases", {}, {{"items", T::Array, true}, {"feed", T::Map}, {"sync", T::Map}}},
       {"update.control", "approve", {component, version, {"rollout", T::Int, false, 0, 100}},
-       {{"component", T::Str, true}, {"version", T::Str, true}}},
+       {{"component", T::Str, true}, {"version", T::Str, true}, {"state", T::Str, true}, {"rollout", T::Int, true}}},
       {"update.control", "hold", {component, version},
-       {{"component", T::Str, true}, {"version", T::Str, true}}},
-      {"update.control", "sync", {}, {}},
-      {"update.control", "import", {{"path", T::Str, true, 1, 4096}}, {}},
+       {{"component", T::Str, true}, {"version", T::Str, true}, {"state", T::Str, true}, {"rollout", T::Int, true}}},
+      {"update.control", "sync", {}, {{"job", T::Str, true}, {"started", T::Bool, true}}},
+      {"update.control", "import", {{"path", T::Str, true, 1, 4096}}, {{"job", T::Str, true}, {"started", T::Bool, true}}},
       // admin (privileged)
       {"admin", "status", {},
        {{"serial", T::Str}, {"purchased", T::Int, true}, {"reserved", T::Int, true},

@@ -67,6 +67,8 @@ Stack::Stack(StackOptions options) : options_(std::move(options)), ctx_(1), dir_
   if (options_.echo_workers > 0 && !wait_workers("echo", options_.echo_workers)) return;
   for (int i = 0; i < options_.admin_workers; ++i) start_admin_worker();
   if (options_.admin_workers > 0 && !wait_admin(options_.admin_workers)) return;
+  for (int i = 0; i < options_.updater_workers; ++i) start_updater_worker();
+  if (options_.updater_workers > 0 && !wait_workers("update.control", options_.updater_workers)) return;
   ok_ = true;
 }
 
@@ -74,6 +76,8 @@ Stack::~Stack() {
   for (auto& w : license_workers) w.signal(SIGTERM);
   for (auto& w : echo_workers) w.signal(SIGTERM);
   for (auto& w : admin_workers) w.signal(SIGTERM);
+  for (auto& w : updater_workers) w.signal(SIGTERM);
+  for (auto& w : updater_workers) w.wait_exit(3s);
   for (auto& w : license_workers) w.wait_exit(3s);
   for (auto& w : echo_workers) w.wait_exit(3s);
   for (auto& w : admin_workers) w.wait_exit(3s);
@@ -97,6 +101,20 @@ void Stack::start_license_worker(const std::vector<std::string>& licensed_args) 
   }
   argv.insert(argv.end(), licensed_args.begin(), licensed_args.end());
   license_workers.push_back(Process::start(argv, {}, dir_.file("licensed.log")));
+}
+
+void Stack::start_updater_worker(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = options_.updater_args;
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<std::string> argv = {bin("primary-updater"), "--broker", workers_, "--event-sink", sink_,
+                                   "--redis", redis_->url(), "--heartbeat-ms",
+                                   std::to_string(options_.heartbeat_ms)};
+  if (std::find(args.begin(), args.end(), "--vendor-key") == args.end())
+    argv.insert(argv.end(), {"--vendor-key", vendor_pub_file()});
+  if (std::find(args.begin(), args.end(), "--update-dir") == args.end())
+    argv.insert(argv.end(), {"--update-dir", dir_.file("updates")});
+  argv.insert(argv.end(), args.begin(), args.end());
+  updater_workers.push_back(Process::start(argv, {}, dir_.file("updater.log")));
 }
 
 void Stack::start_admin_worker(const std::vector<std::string>& extra) {

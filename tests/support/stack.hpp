@@ -30,6 +30,8 @@ struct StackOptions {
   // e.g. --check-interval-s 1; a flag given here replaces the fixture's own
   // (--front, --events: what the firewall rules are about).
   std::vector<std::string> admin_args;
+  int updater_workers = 0;                 // primary-updater processes
+  std::vector<std::string> updater_args;   // e.g. --update-feed URL
 };
 
 class Stack {
@@ -75,6 +77,10 @@ class Stack {
   const std::string& workers_endpoint() const { return workers_; }
   std::string endpoints_file() const { return dir_.file("endpoints"); }
   std::vector<Process> echo_workers;
+  // Starts one more updater (store DIR/updates unless --update-dir is given,
+  // the stack's vendor key) with updater_args plus `extra`; logs to updater.log.
+  void start_updater_worker(const std::vector<std::string>& extra = {});
+  std::vector<Process> updater_workers;
   Process broker;
 
   // Waits until the broker counts `connections` worker connections for `service`.

@@ -1,13 +1,19 @@
-// primary-vendor: the vendor's side. Makes the vendor signing key and issues
-// unlock codes for a server's registration code.
+// primary-vendor: the vendor's side. Makes the vendor signing key, issues
+// unlock codes for a server's registration code, and signs release feeds and
+// offline bundles from a folder of release files.
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <chrono>
 #include <iostream>
 
 #include "common/config.hpp"
 #include "common/crypto.hpp"
+#include "common/process.hpp"
+#include "common/release.hpp"
 #include "common/tokens.hpp"
+#include "updater/bundle.hpp"
+#include "updater/store.hpp"
 
 namespace {
 
@@ -15,6 +21,48 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// Reads DIR/releases.toml ([[release]] tables: component, version, file,
+// channel?, notes?, url?) and fills in size, SHA-256 and each signature.
+primary::Result<primary::Manifest> collect(const std::string& dir, const std::string& secret,
+                                           const std::string& base_url) {
+  using namespace primary;
+  const std::string index = dir + "/releases.toml";
+  toml::table t;
+  try {
+    t = toml::parse_file(index);
+  } catch (const toml::parse_error& e) {
+    return Error{Code::BadRequest, index + ": " + std::string(e.description())};
+  }
+  const toml::array* list = t["release"].as_array();
+  if (!list || list->empty()) return Error{Code::BadRequest, index + ": no [[release]] entries"};
+  Manifest m;
+  for (const auto& node : *list) {
+    const toml::table* e = node.as_table();
+    if (!e) return Error{Code::BadRequest, index + ": [[release]] entries must be tables"};
+    Release r;
+    r.component = (*e)["component"].value_or(std::string());
+    r.version = (*e)["version"].value_or(std::string());
+    r.channel = (*e)["channel"].value_or(std::string("stable"));
+    r.file = (*e)["file"].value_or(std::string());
+    r.notes = (*e)["notes"].value_or(std::string());
+    r.url = (*e)["url"].value_or(std::string());
+    if (r.url.empty() && !base_url.empty()) r.url = updater::sibling_url(base_url + "/x", r.file);
+    struct stat st {};
+    const std::string path = dir + "/" + r.file;
+    if (r.file.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      return Error{Code::BadRequest, index + ": release " + r.component + " " + r.version +
+                                         ": file '" + r.file + "' not found in " + dir};
+    r.size = static_cast<int64_t>(st.st_size);
+    auto hash = sha256_file_hex(path);
+    if (!hash) return Error{Code::BadRequest, "cannot read " + path};
+    r.sha256 = *hash;
+    if (auto problem = release_problem(r)) return Error{Code::BadRequest, index + ": " + *problem};
+    sign_release(r, secret);
+    m.releases.push_back(std::move(r));
+  }
+  return m;
 }
 
 }  // namespace
@@ -39,7 +87,43 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
   unlock->add_option("--issued", issued, "Issue time, Unix ms (default: now)");
 
+  std::string release_dir, out_file, base_url;
+  int64_t expires_days = 30;
+  auto* sign_feed = app.add_subcommand("sign-feed", "Sign a feed of the releases listed in DIR/releases.toml");
+  auto* bundle = app.add_subcommand("bundle", "Write an offline bundle (signed feed plus files, tar)");
+  for (auto* sub : {sign_feed, bundle}) {
+    sub->add_option("--key", key_file, "Vendor secret key file (vendor.key)")->required();
+    sub->add_option("--dir", release_dir, "Folder with releases.toml and the release files")->required();
+    sub->add_option("--out", out_file, "Output file")->required();
+    sub->add_option("--issued", issued, "Issue time, Unix ms (default: now); must grow from feed to feed");
+    sub->add_option("--expires-days", expires_days, "Days until servers refuse this feed as stale")
+        ->check(CLI::Range(int64_t{1}, int64_t{3650}));
+  }
+  sign_feed->add_option("--base-url", base_url, "Where the files will be served (default: next to the feed)");
+  sign_feed->footer("Example: primary-vendor sign-feed --key keys/vendor.key --dir releases --out releases/feed");
+  bundle->footer("Example: primary-vendor bundle --key keys/vendor.key --dir releases --out updates.bundle");
+
   cfg.parse(argc, argv);
+
+  if (sign_feed->parsed() || bundle->parsed()) {
+    auto secret = read_key_file(key_file, 64, true);
+    if (!secret) cfg.fail(secret.error().message);
+    auto m = collect(release_dir, *secret, base_url);
+    if (!m) cfg.fail(m.error().message);
+    m->issued = issued ? issued : now_ms();
+    m->expires = m->issued + expires_days * 86400 * 1000;
+    const std::string feed = make_feed(*m, *secret);
+    if (sign_feed->parsed()) {
+      if (!write_file_atomic(out_file, feed, 0644)) cfg.fail("cannot write " + out_file);
+    } else {
+      std::vector<std::pair<std::string, std::string>> files;
+      for (const auto& r : m->releases) files.emplace_back(r.file, release_dir + "/" + r.file);
+      if (auto err = updater::write_bundle(out_file, feed, files)) cfg.fail(err->message);
+    }
+    for (const auto& r : m->releases)
+      std::cout << r.component << " " << r.version << " " << r.channel << " " << r.size << " " << r.sha256 << "\n";
+    return 0;
+  }
 
   if (keygen->parsed()) {
     ::mkdir(out_dir.c_str(), 0700);
