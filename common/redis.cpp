@@ -471,6 +471,7 @@ Error Redis::io_error(std::string_view during) {
 }
 
 Result<RedisUrl::Address> Redis::discover_master() {
+  SigpipeBlock no_sigpipe;  // a Sentinel may close the socket under a write
   const timeval tv = to_timeval(options_.sentinel_timeout_ms);
   std::string why;
   for (size_t i = 0; i < sentinels_.size(); ++i) {
@@ -720,6 +721,7 @@ std::optional<Error> Redis::await_replicas() {
 }
 
 Result<std::vector<RedisReply>> Redis::pipeline_replicated(const std::vector<Argv>& commands) {
+  if (commands.empty()) return std::vector<RedisReply>{};
   if (auto e = ensure_connected()) return *e;
   const uint64_t connection = generation_;
   auto replies = pipeline(commands);

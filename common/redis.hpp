@@ -183,6 +183,8 @@ class Redis {
   // Where the current (or last) connection went: "host:port", the socket
   // path, or for Sentinel the master's address; empty before any.
   const std::string& server() const { return server_; }
+  // Sentinel: the order the Sentinels are asked in (the last to answer first).
+  const std::vector<RedisUrl::Address>& sentinels() const { return sentinels_; }
 
  private:
   struct ContextFree {

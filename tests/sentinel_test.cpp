@@ -176,10 +176,17 @@ TEST(SentinelFailover, ClientFollowsAManualFailover) {
   SKIP_WITHOUT_SENTINEL();
   SentinelGroup g;
   ASSERT_TRUE(g.ok());
-  Redis r(url_of(g.url()));
+  // A Sentinel that is down comes first in the list: it is skipped, and the
+  // one that answered is asked first from then on.
+  const int dead = free_tcp_port();
+  Redis r(url_of("sentinel://127.0.0.1:" + std::to_string(dead) + "," +
+                 g.url().substr(std::string("sentinel://").size())));
   auto before = r.pipeline_replicated({{"SET", "before", "1"}});  // on the replica too
   ASSERT_TRUE(before.ok()) << before.error().message;
   EXPECT_EQ(r.server(), "127.0.0.1:" + std::to_string(tcp_port(g.master())));
+  ASSERT_EQ(r.sentinels().size(), 4u);
+  EXPECT_EQ(r.sentinels()[0].port, g.sentinels[0]->port());
+  EXPECT_EQ(r.sentinels()[1].port, dead);
 
   Redis sentinel(url_of("redis://" + g.sentinels[0]->address()), RedisOptions{500, 500, 300, 0});
   auto failover = sentinel.command({"SENTINEL", "FAILOVER", "mymaster"});
