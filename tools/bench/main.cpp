@@ -11,19 +11,22 @@ int main(int argc, char** argv) {
   using namespace primary;
   using namespace primary::bench;
   Config cfg("primary-bench", "Benchmarks of the Primary Server (broker echo, idle cost, heartbeats, "
-                              "reservations, scale); the last output line is key=value figures");
+                              "reservations, scale, update downloads); the last output line is key=value "
+                              "figures");
   std::string mode;
   cfg.app()
-      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale")
+      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download")
       ->required()
-      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale"}));
+      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download"}));
   cfg.add_int("clients", 0, 0, 4096, "Client connections (0: the mode's default)");
   cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
   cfg.add_int("seconds", 0, 0, 86400, "Measured seconds (0: the mode's default)");
   cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
   cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
-  cfg.add_int("slots", 64, 1, 1024, "echo: connections (concurrent requests) per echo worker");
+  cfg.add_int("slots", 64, 1, 1024,
+              "echo: connections (concurrent requests) per echo worker; download: primary-updater --slots (8)");
+  cfg.add_int("size", 0, 0, 16384, "download: size of the release file in MiB (0: 64)");
   cfg.add_int("computers", 0, 0, 10000000, "heartbeat/scale: reserved computers (0: the mode's default)");
   cfg.add_int("count", 0, 0, 10000000,
               "reserve: reservations to make; scale: reservations per rate measurement (0: default)");
@@ -33,6 +36,7 @@ int main(int argc, char** argv) {
   cfg.add_string("broker-prefix", "",
                  "echo: command words run before the broker, e.g. 'valgrind --tool=callgrind "
                  "--callgrind-out-file=/tmp/broker.cg'");
+  cfg.add_string("updater-prefix", "", "download: command words run before primary-updater (a profiler)");
   cfg.add_flag("keep", "Keep the temporary directory (logs, data) and print its path");
   cfg.add_int("timeout-s", 0, 0, 7 * 86400, "Abort after this long (0: a bound derived from the mode)");
   cfg.app().footer(
@@ -43,6 +47,8 @@ int main(int argc, char** argv) {
       "  reserve    --clients 8 --window 16 --count 20000\n"
       "  scale      --computers 1000000 --count 10000 --seconds 10 (phases use the heartbeat and\n"
       "             reserve shapes unless --clients/--window are given)\n"
+      "  download   --clients 20 --window 8 --size 64 --slots 8 (chunks of 1 MiB; window = chunks in\n"
+      "             flight per client)\n"
       "Exit codes: 0 measured; 1 the stack did not start or requests failed; 2 bad arguments;\n"
       "3 time limit; 128+N killed by signal N (children and temp dir are cleaned up in all cases).");
   cfg.parse(argc, argv);
@@ -61,6 +67,7 @@ int main(int argc, char** argv) {
   pick("computers", s.computers);
   pick("count", s.count);
   pick("license-workers", s.license_workers);
+  pick("size", s.size_mb);
   if (cfg.given("payload") && cfg.integer("payload") == 0) s.payload = 0;
 
   BenchEnv env;
@@ -68,6 +75,7 @@ int main(int argc, char** argv) {
   env.log_level = cfg.str("log-level");
   env.keep = cfg.flag("keep");
   env.broker_prefix = split_list(cfg.str("broker-prefix"), ' ');
+  env.updater_prefix = split_list(cfg.str("updater-prefix"), ' ');
 
   const auto limit = cfg.integer("timeout-s") > 0 ? std::chrono::seconds(cfg.integer("timeout-s"))
                                                   : time_limit(mode, s);
@@ -76,5 +84,6 @@ int main(int argc, char** argv) {
   if (mode == "idle") return run_idle(env, s);
   if (mode == "heartbeat") return run_heartbeat(env, s);
   if (mode == "reserve") return run_reserve(env, s);
+  if (mode == "download") return run_download(env, s);
   return run_scale(env, s);
 }

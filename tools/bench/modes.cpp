@@ -3,13 +3,16 @@
 #include <spdlog/fmt/fmt.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <regex>
 #include <thread>
 
 #include "common/schema.hpp"
+#include "tools/bench/download.hpp"
 #include "tools/bench/fleet.hpp"
 #include "tools/bench/load.hpp"
 
@@ -86,6 +89,13 @@ Licensed licensed_stack(zmq::context_t& ctx, const BenchEnv& env, TempDir& dir,
   return out;
 }
 
+// A "VmRSS"/"VmHWM"-style field of /proc/PID/status in MiB; 0 when unreadable.
+double status_mib(pid_t pid, const std::string& field) {
+  const std::string text = read_text_file("/proc/" + std::to_string(pid) + "/status");
+  const auto at = text.find(field + ":");
+  return at == std::string::npos ? 0 : std::strtod(text.c_str() + at + field.size() + 1, nullptr) / 1024.0;
+}
+
 std::optional<double> redis_benchmark_set(TempDir& dir) {
   auto redis = PlainRedis::start(dir);
   if (!redis) {
@@ -121,6 +131,9 @@ BenchSettings mode_defaults(const std::string& mode) {
   if (mode == "reserve") s.clients = 8, s.window = 16;
   // 0: the heartbeat and reserve modes' shapes for the respective phases.
   if (mode == "scale") s.clients = 0, s.window = 0, s.seconds = 10, s.computers = 1000000, s.count = 10000;
+  // 20 Clients taking an update at once, each with UpdateAgent's default
+  // window; the updater with its default 8 slots.
+  if (mode == "download") s.clients = 20, s.window = 8, s.slots = 8;
   return s;
 }
 
@@ -131,6 +144,7 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
   if (mode == "heartbeat") limit = s.seconds + s.computers / 200 + 900;
   if (mode == "reserve") limit = s.count / 200 + 300;
   if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 100 + 2 * s.seconds + 900;
+  if (mode == "download") limit = 600 + 2 * s.size_mb * s.clients / 4;  // both runs at >= 4 MiB/s
   return std::chrono::seconds(limit);
 }
 
@@ -391,6 +405,126 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} reserve_rps_10k={:.0f} reserve_rps_1m={:.0f}",
       per_computer, hb_small.rps, hb_large.rps, r_small.rps, r_large.rps);
   return clean(hb_small) && clean(hb_large) && clean(r_large) ? 0 : 1;
+}
+
+}  // namespace primary::bench
+
+// ---------------------------------------------------------------- download
+
+namespace primary::bench {
+
+namespace {
+
+std::string describe(const DownloadResult& r, int clients, int64_t size_mb) {
+  std::string s = fmt::format("{:.1f} MiB/s ({} of {} clients x {} MiB verified in {:.2f} s; fastest {:.2f} s, "
+                              "slowest {:.2f} s; {} chunk retries",
+                              r.mb_s, r.verified, clients, size_mb, r.seconds, r.min_s, r.max_s, r.retries);
+  s += ")";
+  if (!r.first_error.empty()) s += "\n  first error: " + r.first_error;
+  return s;
+}
+
+}  // namespace
+
+int run_download(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  const int64_t size = s.size_mb << 20;
+  auto vendor = make_vendor_key(env, *dir);
+  if (!vendor) return fail(vendor.error().message);
+  auto t0 = Clock::now();
+  auto release = publish_release(env, *dir, *vendor + "/vendor.key", size);
+  if (!release) return fail(release.error().message);
+  say("release {} {}: {} MiB of random bytes, sha256 {}, feed signed in {:.1f} s", release->component,
+      release->version, s.size_mb, release->sha256, since(t0));
+
+  DownloadOptions o;
+  o.sha256 = release->sha256;
+  o.size = size;
+  o.clients = s.clients;
+  o.window = s.window;
+  if (!env.updater_prefix.empty()) o.silence = std::chrono::milliseconds(600000);
+  say("download: {} clients x {} chunks of 1 MiB in flight, each fetching all {} MiB and checking its SHA-256; "
+      "primary-updater --slots {}",
+      s.clients, s.window, s.size_mb, s.slots);
+
+  DownloadResult broker;
+  std::string memory;
+  {
+    ServerOptions so;
+    so.vendor_pub = *vendor + "/vendor.pub";
+    so.license_workers = s.license_workers;
+    // The bench starts the updater itself (feed, sync interval, prefix).
+    so.extra_args = {"--updater-workers", "0"};
+    t0 = Clock::now();
+    auto stack = ServerStack::start(ctx, env, *dir, so, false);
+    if (!stack) return fail(stack.error().message);
+    UpdaterOptions uo;
+    uo.data_dir = (*stack)->data_dir();
+    uo.store_dir = dir->file("updates");
+    uo.vendor_pub = so.vendor_pub;
+    uo.feed_url = "file://" + release->feed;
+    uo.slots = s.slots;
+    auto updater = start_updater(env, *dir, uo);
+    if (!updater) return fail(updater.error().message);
+    if (!wait_workers(ctx, (*stack)->front(), "update", s.slots, env.updater_prefix.empty() ? 20s : 120s))
+      return fail("primary-updater did not register with the broker:\n" + log_tail(dir->file("updater.log")));
+    say("primary-server up with primary-updater pid {} in {:.1f} s (front {})", updater->pid(), since(t0),
+        (*stack)->front());
+    t0 = Clock::now();
+    auto synced = sync_and_approve(ctx, (*stack)->front(), *release, 600s);
+    if (!synced) return fail(synced.error().message + "\n" + log_tail(dir->file("updater.log")));
+    say("synced from {} and approved in {:.1f} s", uo.feed_url, since(t0));
+
+    pid_t broker_pid = 0, redis_pid = 0;
+    for (const auto& p : sample_tree((*stack)->pid())) {
+      if (p.name == "primary-broker") broker_pid = p.pid;
+      if (p.name == "redis-server") redis_pid = p.pid;
+    }
+    const pid_t updater_pid = updater->pid();
+    const double broker_rss0 = status_mib(broker_pid, "VmRSS"), updater_rss0 = status_mib(updater_pid, "VmRSS");
+    const uint64_t b0 = cpu_ticks(broker_pid), u0 = cpu_ticks(updater_pid), r0 = cpu_ticks(redis_pid),
+                   c0 = cpu_ticks(::getpid());
+    o.endpoint = (*stack)->front();
+    t0 = Clock::now();
+    broker = run_downloads(ctx, o);
+    const double secs = since(t0);
+    say("through the broker and primary-updater: {}", describe(broker, s.clients, s.size_mb));
+    say("  CPU over the run ({:.1f} s): broker {:.0f}%, updater {:.0f}%, redis {:.0f}%, bench clients {:.0f}% of one "
+        "core",
+        secs, pct_of_core(cpu_ticks(broker_pid) - b0, secs), pct_of_core(cpu_ticks(updater_pid) - u0, secs),
+        pct_of_core(cpu_ticks(redis_pid) - r0, secs), pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+    const double broker_rss = status_mib(broker_pid, "VmRSS"), broker_peak = status_mib(broker_pid, "VmHWM");
+    const double updater_rss = status_mib(updater_pid, "VmRSS"), updater_peak = status_mib(updater_pid, "VmHWM");
+    say("  RSS MiB before -> after (peak over the process's life): broker {:.1f} -> {:.1f} ({:.1f}), updater {:.1f} "
+        "-> {:.1f} ({:.1f})",
+        broker_rss0, broker_rss, broker_peak, updater_rss0, updater_rss, updater_peak);
+    memory = fmt::format("broker_rss_mib={:.1f} broker_peak_mib={:.1f} updater_rss_mib={:.1f} updater_peak_mib={:.1f}",
+                         broker_rss, broker_peak, updater_rss, updater_peak);
+    updater->signal(SIGTERM);
+    if (!updater->wait_exit(env.updater_prefix.empty() ? 10s : 120s)) updater->kill_tree();
+    (*stack)->stop();
+  }
+
+  DownloadResult direct;
+  {
+    DirectFileServer server(release->file, release->sha256);
+    if (!server.ok()) return fail("cannot open " + release->file);
+    o.endpoint = server.endpoint();
+    const uint64_t c0 = cpu_ticks(::getpid());
+    t0 = Clock::now();
+    direct = run_downloads(ctx, o);
+    const double secs = since(t0);
+    say("direct DEALER->ROUTER file server (in-process thread, pread + the same reply encoding, {}): {}",
+        server.endpoint(), describe(direct, s.clients, s.size_mb));
+    say("  CPU over the run ({:.1f} s): bench clients + server thread {:.0f}% of one core", secs,
+        pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+  }
+  const double ratio = direct.mb_s > 0 ? broker.mb_s / direct.mb_s : 0;
+  say("target: broker >= 50% of direct: {}", ratio >= 0.5 ? "met" : "NOT met");
+  say("broker_mb_s={:.1f} direct_mb_s={:.1f} ratio={:.3f} {}", broker.mb_s, direct.mb_s, ratio, memory);
+  return broker.verified == s.clients && direct.verified == s.clients ? 0 : 1;
 }
 
 }  // namespace primary::bench

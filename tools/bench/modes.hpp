@@ -16,6 +16,7 @@ struct BenchSettings {
   int payload = 32, workers = 1, slots = 64;  // echo
   int64_t computers = 10000, count = 20000;   // licensing
   int license_workers = 0;                    // 0: primary-server's default
+  int64_t size_mb = 64;                       // download: release file size, MiB
 };
 
 // Defaults that differ by mode, for settings not given on the command line.
@@ -28,5 +29,6 @@ int run_idle(const BenchEnv& env, const BenchSettings& s);
 int run_heartbeat(const BenchEnv& env, const BenchSettings& s);
 int run_reserve(const BenchEnv& env, const BenchSettings& s);
 int run_scale(const BenchEnv& env, const BenchSettings& s);
+int run_download(const BenchEnv& env, const BenchSettings& s);
 
 }  // namespace primary::bench

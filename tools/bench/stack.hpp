@@ -25,6 +25,8 @@ struct BenchEnv {
   // echo: words put before the broker's command line, e.g. a profiler
   // ("valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out").
   std::vector<std::string> broker_prefix;
+  // download: the same for the primary-updater the bench starts.
+  std::vector<std::string> updater_prefix;
   std::string bin(const std::string& name) const { return bin_dir + "/" + name; }
 };
 
