@@ -20,6 +20,7 @@ const std::set<std::string>& product_settings() {
       "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s",
       "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms",
+      "tls-cert", "tls-key", "web-session-s",
       "redis-wait-replicas", "redis-wait-timeout-ms"};
   return names;
 }

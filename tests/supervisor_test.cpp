@@ -42,7 +42,7 @@ class SupervisorTest : public ::testing::Test {
     server_ = Process::start({bin("primary-server"), "--data-dir", data(), "--front",
                               "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--insecure",
                               "--echo-workers", "2", "--license-workers", "0",
-                              "--updater-workers", "0", "--admin-workers", "0",
+                              "--updater-workers", "0", "--admin-workers", "0", "--no-web",
                               "--heartbeat-ms", "200", "--heartbeat-liveness", "3"},
                              {}, dir_.file("server.log"));
     ASSERT_TRUE(wait_until([&] { return endpoints_file_value(endpoints_file(), "front").has_value(); },

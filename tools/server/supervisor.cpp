@@ -27,6 +27,7 @@
 #include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/tokens.hpp"
+#include "tools/web/password.hpp"
 
 extern char** environ;
 
@@ -204,6 +205,10 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("grace-s", 0, 0, 7 * 86400, "Grace before a silent Client is lost (0: 3600)");
   cfg.add_int("restart-max-ms", 5000, 100, 3600000, "Longest delay before restarting a child");
   cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
+  cfg.add_string("web", "127.0.0.1:16772", "Web console listen address HOST:PORT (primary-web)");
+  cfg.add_flag("no-web", "Do not start the web console");
+  cfg.add_string("tls-cert", "", "Web console HTTPS certificate (PEM), with --tls-key");
+  cfg.add_string("tls-key", "", "Web console HTTPS private key (PEM)");
   cfg.add_config_file();
   add_log_setting(cfg);
   // One-shot actions, so flags only (not settings: a config file must not restore at every start).
@@ -236,6 +241,10 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.check_interval_s = static_cast<int>(cfg.integer("check-interval-s"));
   s.unlicensed_interval_s = static_cast<int>(cfg.integer("unlicensed-interval-s"));
   s.grace_s = static_cast<int>(cfg.integer("grace-s"));
+  s.web = cfg.str("web");
+  s.no_web = cfg.flag("no-web");
+  s.tls_cert = cfg.str("tls-cert");
+  s.tls_key = cfg.str("tls-key");
   if (auto* opt = cfg.app().get_option_no_throw("--config"); opt && opt->count() > 0)
     s.config_file = opt->as<std::string>();
   else if (const char* env = std::getenv("PRIMARY_CONFIG"))
@@ -351,6 +360,20 @@ Result<bool> Supervisor::prepare() {
     }
     if (auto keys = read_allow_list(settings_.admin_keys); !keys) return refuse(keys.error().message);
   }
+  if (!settings_.no_web && is_executable(settings_.bin_dir + "/primary-web")) {
+    // The console's own refusals, checked here so that they stop the start
+    // instead of a restart loop of primary-web.
+    auto web = web::parse_listen_address(settings_.web);
+    if (!web) return refuse("--web: " + web.error().message);
+    auto hash = web::read_password_hash(web::password_file(layout_.root));
+    if (!hash && hash.error().code != Code::NotFound) return refuse(hash.error().message);
+    if (!hash && !web::is_loopback_host(web->host))
+      return refuse("refusing to serve the web console on " + settings_.web +
+                    " without a password; set one with `primaryctl web-password --data-dir " +
+                    layout_.root + "`, listen on 127.0.0.1, or pass --no-web");
+    if (settings_.tls_cert.empty() != settings_.tls_key.empty())
+      return refuse("--tls-cert and --tls-key go together");
+  }
   if (!settings_.vendor_key.empty()) {
     if (auto vendor = read_key_file(settings_.vendor_key, 32, false); !vendor)
       return refuse(vendor.error().message);
@@ -454,6 +477,9 @@ void Supervisor::plan_children() {
                                     "--started-at", std::to_string(started_ms_),
                                     "--log-file", layout_.log_dir + "/activity.log"};
   admin.insert(admin.end(), intervals.begin(), intervals.end());
+  if (!settings_.no_web)
+    if (auto web = web::parse_listen_address(settings_.web); web && !web::is_loopback_host(web->host))
+      admin.insert(admin.end(), {"--web", "tcp://" + settings_.web});  // its port in the firewall rules
   if (!settings_.insecure)
     admin.insert(admin.end(), {"--server-public", server_public_, "--client-key",
                                layout_.internal_key() + ".key"});
@@ -462,6 +488,20 @@ void Supervisor::plan_children() {
   add_worker_kind("primary-updater", settings_.updater_workers, {});
   add_worker_kind("primary-admin", settings_.admin_workers, admin);
   add_worker_kind("primary-echo-worker", settings_.echo_workers, {});
+
+  // The web console: an admin client of the broker, stopped with the workers.
+  const std::string web_exe = settings_.bin_dir + "/primary-web";
+  if (!settings_.no_web && is_executable(web_exe)) {
+    std::vector<std::string> web = {web_exe, "--web", settings_.web, "--data-dir", layout_.root,
+                                    "--endpoints-file", layout_.endpoints_file(),
+                                    "--log-level", settings_.log_level};
+    if (!settings_.insecure)
+      web.insert(web.end(), {"--server-public", server_public_, "--client-key", layout_.internal_key() + ".key"});
+    if (!settings_.tls_cert.empty())
+      web.insert(web.end(), {"--tls-cert", fs::absolute(settings_.tls_cert).string(), "--tls-key",
+                             fs::absolute(settings_.tls_key).string()});
+    children_.push_back(child(Role::Worker, "primary-web", web));
+  }
 }
 
 std::string Supervisor::public_endpoints() const {

@@ -35,6 +35,9 @@ struct SupervisorSettings {
   std::string public_endpoints;  // what Clients are told to use; empty: front, this host's name
   std::string admin_keys;        // allow-list file; empty: DATA/keys/admins
   int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
+  std::string web = "127.0.0.1:16772";  // primary-web's listen address
+  bool no_web = false;                   // --no-web: no console
+  std::string tls_cert, tls_key;         // HTTPS for the console; empty: HTTP
   std::string restore_file;  // --restore FILE: a primaryctl backup to restore first (restore.cpp)
   bool force = false;        // --force: the restore may replace existing state
 };

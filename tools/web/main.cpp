@@ -1,0 +1,124 @@
+// primary-web: the web administration console. See console.hpp.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "common/config.hpp"
+#include "common/curve.hpp"
+#include "common/log.hpp"
+#include "common/process.hpp"
+#include "tools/web/broker_link.hpp"
+#include "tools/web/console.hpp"
+#include "tools/web/password.hpp"
+
+int main(int argc, char** argv) {
+  using namespace primary;
+  using namespace primary::web;
+  Config cfg("primary-web", "Web administration console of the Primary Server");
+  cfg.add_string("web", "127.0.0.1:16772", "Listen address HOST:PORT (port 0: any free port)");
+  cfg.add_string("data-dir", "./var", "Data directory: keys/web.password, uploads/, run/web.address");
+  cfg.add_string("front", "tcp://127.0.0.1:16770", "The broker's front door");
+  cfg.add_string("events", "", "The broker's event stream (default: the front door's port + 1)");
+  cfg.add_string("endpoints-file", "", "The broker's endpoints file; its front= and events= lines win");
+  cfg.add_string("server-public", "", "Server CURVE public key (Z85); empty: insecure broker");
+  cfg.add_string("client-key", "", "This console's CURVE secret key file: an admin key (secure mode)");
+  cfg.add_string("tls-cert", "", "PEM certificate: serve HTTPS (with --tls-key)");
+  cfg.add_string("tls-key", "", "PEM private key of --tls-cert");
+  cfg.add_int("web-session-s", 1800, 60, 7 * 86400, "Console sessions end after this long unused");
+  cfg.add_config_file();
+  add_log_setting(cfg);
+  cfg.parse(argc, argv);
+  install_stop_signals();
+  if (!init_logging("primary-web", cfg.str("log-level")))
+    cfg.fail("bad value for log-level: '" + cfg.str("log-level") + "'");
+
+  auto address = parse_listen_address(cfg.str("web"));
+  if (!address) cfg.fail("--web: " + address.error().message);
+  std::error_code ec;
+  const std::string data_dir = std::filesystem::absolute(cfg.str("data-dir"), ec).lexically_normal().string();
+  const std::string pw_file = password_file(data_dir);
+  auto hash = read_password_hash(pw_file);
+  if (!hash && hash.error().code != Code::NotFound) cfg.fail(hash.error().message);
+  if (!hash && !is_loopback_host(address->host))
+    cfg.fail("refusing to serve the console on " + cfg.str("web") +
+             " without a password; set one with `primaryctl web-password --data-dir " + data_dir +
+             "` or listen on 127.0.0.1");
+  if (cfg.str("tls-cert").empty() != cfg.str("tls-key").empty())
+    cfg.fail("--tls-cert and --tls-key go together");
+
+  LinkOptions lo;
+  lo.front = cfg.str("front");
+  lo.events = cfg.str("events");
+  lo.endpoints_file = cfg.str("endpoints-file");
+  lo.server_public = cfg.str("server-public");
+  if (!lo.server_public.empty() && !valid_z85_key(lo.server_public)) {
+    auto key = read_curve_public(lo.server_public);  // a key file works too
+    if (!key) cfg.fail("--server-public: neither a Z85 key nor a key file: " + key.error().message);
+    lo.server_public = *key;
+  }
+  if (!lo.server_public.empty()) {
+    if (cfg.str("client-key").empty())
+      cfg.fail("--server-public needs --client-key (an admin secret key) to be of use");
+    auto secret = read_curve_secret(cfg.str("client-key"));
+    if (!secret) cfg.fail("--client-key: " + secret.error().message);
+    lo.secret_key = *secret;
+  }
+
+  std::unique_ptr<httplib::Server> server;
+  const bool https = !cfg.str("tls-cert").empty();
+  if (https) {
+    server = std::make_unique<httplib::SSLServer>(cfg.str("tls-cert").c_str(), cfg.str("tls-key").c_str());
+    if (!server->is_valid())
+      cfg.fail("cannot load the TLS certificate " + cfg.str("tls-cert") + " with key " + cfg.str("tls-key"));
+  } else {
+    server = std::make_unique<httplib::Server>();
+  }
+  server->new_task_queue = [] { return new httplib::ThreadPool(48); };
+
+  zmq::context_t ctx(1);
+  BrokerLink link(ctx, lo);
+  EventFeed feed(link);
+  ConsoleOptions co;
+  co.data_dir = data_dir;
+  co.https = https;
+  co.session_idle = std::chrono::seconds(cfg.integer("web-session-s"));
+  Console console(link, feed, co);
+  console.install(*server);
+
+  int port = address->port;
+  if (port == 0) {
+    port = server->bind_to_any_port(address->host);
+    if (port <= 0) cfg.fail("cannot listen on " + cfg.str("web"));
+  } else if (!server->bind_to_port(address->host, port)) {
+    cfg.fail("cannot listen on " + cfg.str("web") + " (in use, or not an address of this host)");
+  }
+  const std::string host = address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
+  const std::string url = std::string(https ? "https" : "http") + "://" + host + ":" + std::to_string(port);
+  // Where tests and tools find a console bound to port 0.
+  ::mkdir(data_dir.c_str(), 0700);
+  ::mkdir((data_dir + "/run").c_str(), 0700);
+  write_file_atomic(data_dir + "/run/web.address", url + "\n", 0644);
+  spdlog::info("console at {} (broker {}{})", url, link.front(), lo.server_public.empty() ? ", insecure" : "");
+  if (!hash) spdlog::warn("no console password yet: set one with `primaryctl web-password --data-dir {}`", data_dir);
+
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    unblock_stop_signals();
+    while (!stop_requested() && !done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    console.stop();
+    feed.stop();
+    server->stop();
+  });
+  server->listen_after_bind();
+  if (!stop_requested()) spdlog::error("the console stopped listening");
+  console.stop();
+  feed.stop();
+  done = true;
+  watcher.join();
+  spdlog::info("stopped");
+  return stop_requested() ? 0 : 1;
+}
