@@ -17,7 +17,7 @@ const std::set<std::string>& product_settings() {
       "public-endpoints", "started-at", "broker-front", "slots", "insecure", "vendor-key",
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",
-      "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s",
+      "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s", "update-dir", "auto-approve",
       "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms",
       "tls-cert", "tls-key", "web-session-s",

@@ -1,11 +1,12 @@
 // Fault injection against the whole product as primary-server runs it: while
-// threads reserve (new and repeated names), 50 simulated Clients heartbeat
-// and an admin polls status, a random child of the supervisor (the broker, a
-// licensing worker, the admin worker or the private Redis) is SIGKILLed about
+// threads reserve (new and repeated names), 50 simulated Clients heartbeat,
+// an admin polls status and a Client downloads an update over and over, a
+// random child of the supervisor (the broker, a licensing worker, the
+// updater, the admin worker or the private Redis) is SIGKILLed about
 // every 1.5 s and restarted by the supervisor. Afterwards no acknowledged
 // reservation is lost or changed, the license cap held in every reply, every
-// Client is licensed again within its retry interval, and SIGTERM leaves no
-// process behind. Requests may fail meanwhile; their number is printed.
+// Client is licensed again within its retry interval, every download that
+// completed has the right hash, and SIGTERM leaves no process behind. Requests may fail meanwhile; their number is printed.
 //
 // PRIMARY_FAULT_SECONDS (default 20) sets how long faults go on.
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,7 +28,9 @@
 
 #include "common/client.hpp"
 #include "common/process.hpp"
+#include "common/crypto.hpp"
 #include "primary/client/agent.hpp"
+#include "primary/client/update_agent.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
@@ -102,7 +106,7 @@ struct Tally {
 
 constexpr int kClients = 50;
 const std::vector<std::string> kVictims = {"primary-broker", "primary-licensed", "primary-admin",
-                                           "redis-server"};
+                                           "primary-updater", "redis-server"};
 
 TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
   TempDir dir("flt");
@@ -113,8 +117,25 @@ TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
   const std::string front = "tcp://127.0.0.1:" + std::to_string(free_port());
   const std::string events = "tcp://127.0.0.1:" + std::to_string(free_port());
   const std::string data = dir.file("data");
+  // One release on a file:// feed, for the download under faults.
+  const std::string releases = dir.file("releases");
+  ::mkdir(releases.c_str(), 0755);
+  {
+    std::mt19937_64 gen(5);
+    std::string blob(static_cast<size_t>(3 << 20) + 333, '\0');
+    for (auto& ch : blob) ch = static_cast<char>(gen());
+    ASSERT_TRUE(write_file_atomic(releases + "/client.bin", blob, 0644));
+    ASSERT_TRUE(write_file_atomic(releases + "/releases.toml",
+                                  "[[release]]\ncomponent = \"client\"\nversion = \"2.0.0\"\nfile = \"client.bin\"\n", 0644));
+  }
+  run_capture({bin("primary-vendor"), "sign-feed", "--key", dir.file("vendor/vendor.key"), "--dir", releases, "--out",
+               releases + "/feed"},
+              &rc);
+  ASSERT_EQ(rc, 0);
+  const std::string release_sha = *sha256_file_hex(releases + "/client.bin");
   Process server = Process::start(
-      {bin("primary-server"), "--data-dir", data, "--front", front, "--events", events, "--insecure",
+      {bin("primary-server"), "--data-dir", data, "--front", front, "--events", events, "--insecure", "--no-web",
+       "--update-feed", "file://" + releases + "/feed", "--sync-interval-s", "0", "--updater-workers", "1",
        "--vendor-key", dir.file("vendor/vendor.pub"), "--license-workers", "2", "--heartbeat-ms", "200",
        "--restart-max-ms", "1000", "--check-interval-s", "3", "--grace-s", "2", "--unlicensed-interval-s",
        "1"},
@@ -137,6 +158,25 @@ TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
                                         std::to_string(kPurchased)});
   ASSERT_EQ(code_of(admin->call("license.control", "unlock", {{"unlock_code", Value(code)}})), "OK");
   ASSERT_TRUE(wait_until([&] { return code_of(admin->call("admin", "status")) == "OK"; }, 10s, 100ms));
+  // The release: synced, approved, offered.
+  ASSERT_TRUE(wait_until([&] { return code_of(admin->call("update.control", "sync")) == "OK"; }, 10s, 100ms));
+  ASSERT_TRUE(wait_until([&] {
+    return code_of(admin->call("update.control", "approve",
+                               {{"component", Value("client")}, {"version", Value("2.0.0")}})) == "OK";
+  }, 20s, 100ms)) << read_file(dir.file("server.log"));
+  std::optional<client::UpdateInfo> release;
+  client::UpdateOptions uo;
+  uo.endpoints = {front};
+  uo.vendor_key = read_file(dir.file("vendor/vendor.pub"));
+  while (!uo.vendor_key.empty() && std::isspace(static_cast<unsigned char>(uo.vendor_key.back()))) uo.vendor_key.pop_back();
+  uo.timeout = Ms(1000);
+  uo.attempts = 4;
+  uo.window = 4;
+  ASSERT_TRUE(wait_until([&] {
+    auto offer = client::UpdateAgent(uo).check("client", "1.0.0");
+    if (offer && offer->has_value()) release = **offer;
+    return release.has_value();
+  }, 10s, 100ms));
 
   std::mutex mu;                              // guards acked, names
   std::map<std::string, std::string> acked;   // every acknowledged reservation: name -> license
@@ -279,6 +319,27 @@ TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
     }
   });
 
+  // A Client downloading the release over and over; a broken download is
+  // resumed from its partial file by the next attempt.
+  Tally downloads;
+  std::atomic<int> completed{0}, bad_hash{0};
+  load.emplace_back([&] {
+    client::UpdateAgent agent(uo);
+    const std::string out = dir.file("download.bin");
+    while (!stop_load.load()) {
+      ++downloads.made;
+      auto got = agent.download(*release, out);
+      if (!got) {
+        downloads.fail("interrupted");
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      if (sha256_file_hex(out).value_or("") == release_sha) ++completed;
+      else ++bad_hash;
+      ::unlink(out.c_str());
+    }
+  });
+
   // Faults: SIGKILL a random victim every ~1.5 s; remember every child seen.
   std::set<pid_t> seen;
   auto look = [&] {
@@ -317,6 +378,15 @@ TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
   const auto settled = std::chrono::steady_clock::now();
   stop_load = true;
   for (auto& th : load) th.join();
+  // After the faults a download goes through, and none ever had a wrong hash.
+  {
+    client::UpdateOptions settled_options = uo;
+    settled_options.attempts = 20;
+    auto got = client::UpdateAgent(settled_options).download(*release, dir.file("final.bin"));
+    EXPECT_TRUE(got) << (got ? "" : got.error());
+    EXPECT_EQ(sha256_file_hex(dir.file("final.bin")).value_or(""), release_sha);
+  }
+  EXPECT_EQ(bad_hash.load(), 0);
 
   // Every Client is licensed again within its (shrunk) retry interval: a
   // contact in flight may first have to time out on every attempt.
@@ -389,6 +459,8 @@ TEST(Fault, RandomSigkillsLoseNoAcknowledgedReservation) {
   std::printf("[fault] reserve: %s\n", reserves.text().c_str());
   std::printf("[fault] heartbeat: %s\n", heartbeats.text().c_str());
   std::printf("[fault] admin status: %s\n", statuses.text().c_str());
+  std::printf("[fault] downloads of 3 MiB: %s; %d completed with the right hash\n", downloads.text().c_str(),
+              completed.load());
   std::printf("[fault] acknowledged reservations %zu, all present %s; max reserved seen %lld of %lld; "
               "clients licensed again %lld ms after settling (bound %lld ms)\n",
               acked.size(), same == acked.size() ? "yes" : "NO", static_cast<long long>(max_reserved.load()),

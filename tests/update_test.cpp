@@ -17,10 +17,12 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 #include "common/redis.hpp"
 #include "primary/client/update_agent.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/stack.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "tests/support/util.hpp"
 
 namespace primary::test {
@@ -550,6 +552,77 @@ TEST_F(UpdateTest, TwentyClientsDownloadA64MiBArtifactWithBoundedMemory) {
   // updater's queues; whole-file copies per client would be 1.28 GiB.
   EXPECT_LT(broker_peak.load(), 320 * 1024);
   EXPECT_LT(updater_peak.load(), 320 * 1024);
+}
+
+
+// The whole server as shipped: primary-server starts the updater with its
+// data dir and a file:// feed; primaryctl drives it.
+TEST(UpdateServerTest, PrimaryServerSyncsAFileFeedAndPrimaryctlManagesUpdates) {
+  TempDir dir("updsrv");
+  ASSERT_EQ(vendor({"keygen", "--out", dir.file("vendor")}), 0);
+  ASSERT_EQ(vendor({"keygen", "--out", dir.file("other")}), 0);
+  ReleaseDir rel{dir.file("releases"), {}};
+  fs::create_directories(rel.dir);
+  rel.add("client", "1.0.0", 100000);
+  rel.add("client", "1.1.0", (3 << 20) + 7);
+  ASSERT_EQ(vendor({"sign-feed", "--key", dir.file("vendor/vendor.key"), "--dir", rel.dir, "--out", rel.dir + "/feed"}), 0);
+  const std::string data = dir.file("data");
+  Process server = Process::start(
+      {bin("primary-server"), "--data-dir", data, "--insecure", "--no-web", "--front", "tcp://127.0.0.1:*", "--events",
+       "tcp://127.0.0.1:*", "--vendor-key", dir.file("vendor/vendor.pub"), "--update-feed", "file://" + rel.dir + "/feed",
+       "--sync-interval-s", "0", "--license-workers", "1", "--admin-workers", "1", "--updater-workers", "1",
+       "--heartbeat-ms", "200"},
+      {}, dir.file("server.log"));
+  std::string front;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        front = endpoints_file_value(data + "/run/endpoints", "front").value_or("");
+        return !front.empty();
+      },
+      20s))
+      << read_file(dir.file("server.log"));
+  auto ctl = [&](std::vector<std::string> args, int* code) {
+    args.insert(args.begin(), {bin("primaryctl"), "--server", front});
+    return run_capture(args, code);
+  };
+  int code = -1;
+  std::string out;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        out = ctl({"updates", "sync"}, &code);
+        return code == 0;
+      },
+      20s, 200ms))
+      << out << " / " << read_file(dir.file("server.log"));
+  EXPECT_NE(out.find("sync ok: 2 added, 0 failed"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(data + "/updates/objects/" + *sha256_file_hex(rel.path("client", "1.1.0"))));
+
+  out = ctl({"updates", "list", "--json"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("\"version\":\"1.1.0\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"state\":\"held\""), std::string::npos) << out;
+  out = ctl({"updates", "list"}, &code);
+  EXPECT_NE(out.find("COMPONENT"), std::string::npos) << out;
+
+  out = ctl({"updates", "approve", "client", "1.1.0", "--percent", "30"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("approved for 30%"), std::string::npos) << out;
+  ctl({"updates", "approve", "client", "9.9.9"}, &code);
+  EXPECT_EQ(code, 1);
+
+  const std::string dl = dir.file("client-1.1.0.bin");
+  out = ctl({"updates", "download", "client", "1.1.0", "--out", dl, "--vendor-key", dir.file("vendor/vendor.pub")}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(read_file(dl), read_file(rel.path("client", "1.1.0")));
+  ctl({"updates", "download", "client", "1.1.0", "--out", dir.file("x.bin"), "--vendor-key", dir.file("other/vendor.pub")},
+      &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_FALSE(fs::exists(dir.file("x.bin")));
+  ctl({"updates", "hold", "client", "1.1.0"}, &code);
+  EXPECT_EQ(code, 0);
+
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(20s), 0);
 }
 
 }  // namespace

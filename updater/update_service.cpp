@@ -422,6 +422,13 @@ const UpdateService::Entry* UpdateService::find(const std::string& component, co
 std::vector<Reply> UpdateService::handle_update(const std::vector<Request>& requests) {
   std::vector<Reply> replies;
   replies.reserve(requests.size());
+  // One catalogue check per batch, not per request.
+  if (auto err = refresh()) {
+    spdlog::warn("redis: {}", err->message);
+    for (size_t i = 0; i < requests.size(); ++i)
+      replies.push_back(Reply::failure(Code::Unavailable, "the update store is unavailable; retry"));
+    return replies;
+  }
   for (const Request& req : requests)
     replies.push_back(req.op() == "check" ? check(req) : fetch(req));
   return replies;
@@ -433,10 +440,6 @@ Reply UpdateService::check(const Request& req) {
   const std::string computer(req.str("computer"));
   auto current = parse_semver(req.str("version"));
   if (!current) return Reply::failure(Code::BadRequest, "field 'version': not a semantic version (1.2.3)");
-  if (auto err = refresh()) {
-    spdlog::warn("redis: {}", err->message);
-    return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
-  }
   const int group = computer.empty() ? 100 : rollout_group(computer);
   for (const Entry& e : entries_) {  // newest first within a component
     const Release& r = e.release;
@@ -464,10 +467,6 @@ Reply UpdateService::fetch(const Request& req) {
   const int64_t offset = req.integer("offset");
   const int64_t length = req.integer("length");
   if (!valid_sha256_hex(sha)) return Reply::failure(Code::BadRequest, "field 'sha256': expected 64 lowercase hex digits");
-  if (auto err = refresh()) {
-    spdlog::warn("redis: {}", err->message);
-    return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
-  }
   bool known = false;
   for (const Entry& e : entries_) known = known || e.release.sha256 == sha;
   if (!known) return Reply::failure(Code::NotFound, "no release with that sha256");

@@ -53,6 +53,7 @@ Action declare_computer(CLI::App& sub);
 Action declare_log(CLI::App& sub);
 Action declare_events(CLI::App& sub);
 Action declare_firewall(CLI::App& sub);
+Action declare_updates(CLI::App& sub);
 Action declare_web_password(CLI::App& sub);
 
 }  // namespace primary::ctl

@@ -328,6 +328,8 @@ const std::vector<Command>& commands() {
        declare_events},
       {"firewall", "Ports to open and rules per firewall tool; --apply [--yes] runs them",
        declare_firewall},
+      {"updates", "Releases: list, sync, import BUNDLE, approve/hold COMPONENT VERSION, download",
+       declare_updates},
       {"web-password", "Set the web console's admin password (stdin, or asked twice on a terminal)",
        declare_web_password},
   };

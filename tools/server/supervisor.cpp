@@ -194,7 +194,10 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("admin-workers", 1, 0, kMaxWorkers, "primary-admin processes");
   cfg.add_int("echo-workers", 0, 0, kMaxWorkers, "primary-echo-worker processes (diagnostic)");
   cfg.add_flag("insecure", "Serve without CURVE encryption (tests, trusted networks)");
-  cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed");
+  cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed and primary-updater");
+  cfg.add_string("update-feed", "", "Vendor update feed URL (https://, http://, file://); empty: offline imports only");
+  cfg.add_int("sync-interval-s", -1, -1, 30 * 86400, "Seconds between feed syncs (0: never; -1: 21600)");
+  cfg.add_string("auto-approve", "", "Update channels whose new releases arrive approved, comma-separated");
   cfg.add_int("heartbeat-ms", 0, 0, 3600000, "Broker/worker heartbeat interval (0: their default)");
   cfg.add_int("heartbeat-liveness", 0, 0, 1000, "Missed heartbeats before a peer is dead (0: their default)");
   cfg.add_string("admin-keys", "", "Admin allow-list file, Z85 public keys (default DATA/keys/admins; SIGHUP re-reads)");
@@ -231,6 +234,9 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.echo_workers = static_cast<int>(cfg.integer("echo-workers"));
   s.insecure = cfg.flag("insecure");
   s.vendor_key = cfg.str("vendor-key");
+  s.update_feed = cfg.str("update-feed");
+  s.sync_interval_s = static_cast<int>(cfg.integer("sync-interval-s"));
+  s.auto_approve = cfg.str("auto-approve");
   s.heartbeat_ms = static_cast<int>(cfg.integer("heartbeat-ms"));
   s.heartbeat_liveness = static_cast<int>(cfg.integer("heartbeat-liveness"));
   s.restart_max_ms = static_cast<int>(cfg.integer("restart-max-ms"));
@@ -485,7 +491,14 @@ void Supervisor::plan_children() {
                                layout_.internal_key() + ".key"});
 
   add_worker_kind("primary-licensed", settings_.license_workers, licensed);
-  add_worker_kind("primary-updater", settings_.updater_workers, {});
+  std::vector<std::string> updater = {"--update-dir", layout_.update_dir()};
+  if (!settings_.vendor_key.empty())
+    updater.insert(updater.end(), {"--vendor-key", fs::absolute(settings_.vendor_key).string()});
+  if (!settings_.update_feed.empty()) updater.insert(updater.end(), {"--update-feed", settings_.update_feed});
+  if (settings_.sync_interval_s >= 0)
+    updater.insert(updater.end(), {"--sync-interval-s", std::to_string(settings_.sync_interval_s)});
+  if (!settings_.auto_approve.empty()) updater.insert(updater.end(), {"--auto-approve", settings_.auto_approve});
+  add_worker_kind("primary-updater", settings_.updater_workers, updater);
   add_worker_kind("primary-admin", settings_.admin_workers, admin);
   add_worker_kind("primary-echo-worker", settings_.echo_workers, {});
 

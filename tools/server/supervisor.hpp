@@ -24,6 +24,9 @@ struct SupervisorSettings {
   std::string redis_url;     // empty: start a private redis-server
   std::string redis_server;  // empty: look for redis-server on PATH
   std::string vendor_key;    // empty: not given
+  std::string update_feed;   // empty: offline imports only
+  int sync_interval_s = -1;  // -1: the updater's default
+  std::string auto_approve;  // channels, comma-separated
   std::string log_level;
   std::string config_file;   // empty: none; handed down to children as PRIMARY_CONFIG
   int license_workers = 2, updater_workers = 1, admin_workers = 1, echo_workers = 0;
@@ -60,6 +63,7 @@ struct DataLayout {
   std::string endpoints_file() const { return run_dir + "/endpoints"; }
   std::string lock_file() const { return run_dir + "/lock"; }
   std::string lease_key() const { return root + "/keys/lease.key"; }
+  std::string update_dir() const { return root + "/updates"; }
   std::string server_key() const { return root + "/keys/server"; }      // .key/.pub, CURVE
   std::string internal_key() const { return root + "/keys/internal"; }  // .key/.pub, the server's own admin tools
   std::string admin_keys() const { return root + "/keys/admins"; }      // default allow-list
