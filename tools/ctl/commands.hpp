@@ -55,5 +55,6 @@ Action declare_events(CLI::App& sub);
 Action declare_firewall(CLI::App& sub);
 Action declare_updates(CLI::App& sub);
 Action declare_web_password(CLI::App& sub);
+Action declare_backup(CLI::App& sub);
 
 }  // namespace primary::ctl

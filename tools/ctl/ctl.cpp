@@ -332,6 +332,7 @@ const std::vector<Command>& commands() {
        declare_updates},
       {"web-password", "Set the web console's admin password (stdin, or asked twice on a terminal)",
        declare_web_password},
+      {"backup", "On the server's host: state, keys and artifacts in one file (--out FILE)", declare_backup},
   };
   return table;
 }
