@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/schema.hpp"
+#include "tools/bench/admin_timing.hpp"
 #include "tools/bench/download.hpp"
 #include "tools/bench/fleet.hpp"
 #include "tools/bench/load.hpp"
@@ -354,7 +355,13 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   if (mem0 < 0) return fail("cannot read INFO memory from the private Redis");
   say("Redis used_memory before reserving: {} bytes", mem0);
 
-  auto r_small = fleet.reserve(ctx, front, 0, small, res_shape, &created);
+  // Admin pages at 1,000 computers (half of them seen), against 1,000,000 below.
+  const int64_t tiny = std::min<int64_t>(1000, small);
+  auto r_tiny = fleet.reserve(ctx, front, 0, tiny, fill, &created);
+  if (!clean(r_tiny)) return fail("reservations failed");
+  fleet.heartbeat_each(ctx, front, 0, tiny / 2, fill);
+  const auto admin_small = admin_timings(ctx, front);
+  auto r_small = fleet.reserve(ctx, front, tiny, small - tiny, res_shape, &created);
   say("[{} computers] reserve: {}", small, describe(r_small));
   if (!clean(r_small)) return fail("reservations failed");
   const int64_t mem_a = used();
@@ -391,6 +398,10 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   say("[{} computers] heartbeats: {}", n, describe(hb_large));
   auto r_large = fleet.reserve(ctx, front, n, m, res_shape, &created);
   say("[{} computers] reserve {} more: {}", n, m, describe(r_large));
+  const double admin_ratio =
+      report_admin_timings(admin_small, fmt::format("{} computers", tiny), admin_timings(ctx, front),
+                           fmt::format("{} computers", n + m));
+  say("admin: slowest ratio x{:.2f} (target within 2x): {}", admin_ratio, admin_ratio <= 2.0 ? "met" : "NOT met");
   std::string rss;
   for (const auto& p : sample_tree(l.stack->pid()))
     rss += fmt::format(" {} {:.0f} MiB;", p.name, p.rss_kib / 1024.0);
@@ -402,8 +413,9 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   say("targets: <= 400 bytes per computer: {}; heartbeat rate at {} within 20% of {}: {}; reserve rate: {}",
       per_computer <= 400 ? "met" : "NOT met", n, small, within(hb_large.rps, hb_small.rps) ? "met" : "NOT met",
       within(r_large.rps, r_small.rps) ? "met" : "NOT met");
-  say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} reserve_rps_10k={:.0f} reserve_rps_1m={:.0f}",
-      per_computer, hb_small.rps, hb_large.rps, r_small.rps, r_large.rps);
+  say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} reserve_rps_10k={:.0f} reserve_rps_1m={:.0f} "
+      "admin_ratio={:.2f}",
+      per_computer, hb_small.rps, hb_large.rps, r_small.rps, r_large.rps, admin_ratio);
   return clean(hb_small) && clean(hb_large) && clean(r_large) ? 0 : 1;
 }
 
