@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "common/schema.hpp"
@@ -95,6 +96,18 @@ double status_mib(pid_t pid, const std::string& field) {
   const std::string text = read_text_file("/proc/" + std::to_string(pid) + "/status");
   const auto at = text.find(field + ":");
   return at == std::string::npos ? 0 : std::strtod(text.c_str() + at + field.size() + 1, nullptr) / 1024.0;
+}
+
+// Minor page faults of a process so far (all threads), field 10 of /proc/PID/stat.
+uint64_t minor_faults(pid_t pid) {
+  const std::string text = read_text_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream in(text.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 10 && in >> field; ++i) {
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
 }
 
 std::optional<double> redis_benchmark_set(TempDir& dir) {
@@ -498,6 +511,7 @@ int run_download(const BenchEnv& env, const BenchSettings& s) {
     const double broker_rss0 = status_mib(broker_pid, "VmRSS"), updater_rss0 = status_mib(updater_pid, "VmRSS");
     const uint64_t b0 = cpu_ticks(broker_pid), u0 = cpu_ticks(updater_pid), r0 = cpu_ticks(redis_pid),
                    c0 = cpu_ticks(::getpid());
+    const uint64_t bf0 = minor_faults(broker_pid), uf0 = minor_faults(updater_pid), cf0 = minor_faults(::getpid());
     o.endpoint = (*stack)->front();
     t0 = Clock::now();
     broker = run_downloads(ctx, o);
@@ -507,6 +521,12 @@ int run_download(const BenchEnv& env, const BenchSettings& s) {
         "core",
         secs, pct_of_core(cpu_ticks(broker_pid) - b0, secs), pct_of_core(cpu_ticks(updater_pid) - u0, secs),
         pct_of_core(cpu_ticks(redis_pid) - r0, secs), pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+    const double mib = static_cast<double>(s.clients) * static_cast<double>(s.size_mb);
+    say("  minor page faults per MiB delivered: broker {:.0f}, updater {:.0f}, bench clients {:.0f} (256 = one fresh "
+        "1 MiB buffer)",
+        static_cast<double>(minor_faults(broker_pid) - bf0) / mib,
+        static_cast<double>(minor_faults(updater_pid) - uf0) / mib,
+        static_cast<double>(minor_faults(::getpid()) - cf0) / mib);
     const double broker_rss = status_mib(broker_pid, "VmRSS"), broker_peak = status_mib(broker_pid, "VmHWM");
     const double updater_rss = status_mib(updater_pid, "VmRSS"), updater_peak = status_mib(updater_pid, "VmHWM");
     say("  RSS MiB before -> after (peak over the process's life): broker {:.1f} -> {:.1f} ({:.1f}), updater {:.1f} "
@@ -524,14 +544,16 @@ int run_download(const BenchEnv& env, const BenchSettings& s) {
     DirectFileServer server(release->file, release->sha256);
     if (!server.ok()) return fail("cannot open " + release->file);
     o.endpoint = server.endpoint();
-    const uint64_t c0 = cpu_ticks(::getpid());
+    const uint64_t c0 = cpu_ticks(::getpid()), cf0 = minor_faults(::getpid());
     t0 = Clock::now();
     direct = run_downloads(ctx, o);
     const double secs = since(t0);
     say("direct DEALER->ROUTER file server (in-process thread, pread + the same reply encoding, {}): {}",
         server.endpoint(), describe(direct, s.clients, s.size_mb));
-    say("  CPU over the run ({:.1f} s): bench clients + server thread {:.0f}% of one core", secs,
-        pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+    say("  CPU over the run ({:.1f} s): bench clients + server thread {:.0f}% of one core; minor page faults per "
+        "MiB: {:.0f}",
+        secs, pct_of_core(cpu_ticks(::getpid()) - c0, secs),
+        static_cast<double>(minor_faults(::getpid()) - cf0) / (static_cast<double>(s.clients) * static_cast<double>(s.size_mb)));
   }
   const double ratio = direct.mb_s > 0 ? broker.mb_s / direct.mb_s : 0;
   say("target: broker >= 50% of direct: {}", ratio >= 0.5 ? "met" : "NOT met");
