@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <memory>
 #include <regex>
 #include <set>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "common/curve.hpp"
+#include "common/value.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -142,6 +145,173 @@ mode_t mode_of(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return 0;
   return st.st_mode & 07777;
+}
+
+// A strict JSON reader (RFC 8259) into a Value, for --json output: integers
+// become ints, other numbers doubles; trailing text is an error.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view text) : s_(text) {}
+  std::optional<Value> document() {
+    auto v = value();
+    blanks();
+    if (!v || i_ != s_.size()) return std::nullopt;
+    return v;
+  }
+
+ private:
+  void blanks() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  bool eat(char c) {
+    blanks();
+    if (i_ < s_.size() && s_[i_] == c) return ++i_, true;
+    return false;
+  }
+  bool word(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+  std::optional<std::string> string() {
+    if (!eat('"')) return std::nullopt;
+    std::string out;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      const unsigned char c = static_cast<unsigned char>(s_[i_++]);
+      if (c < 0x20) return std::nullopt;
+      if (c != '\\') {
+        out += static_cast<char>(c);
+        continue;
+      }
+      if (i_ >= s_.size()) return std::nullopt;
+      const char e = s_[i_++];
+      const std::string_view simple = "\"\\/bfnrt", meaning = "\"\\/\b\f\n\r\t";
+      if (auto k = simple.find(e); k != std::string_view::npos) {
+        out += meaning[k];
+      } else if (e == 'u' && i_ + 4 <= s_.size()) {
+        unsigned cp = 0;
+        for (int k = 0; k < 4; ++k) {
+          const char h = s_[i_++];
+          if (!std::isxdigit(static_cast<unsigned char>(h))) return std::nullopt;
+          cp = cp * 16 + static_cast<unsigned>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (h | 0x20) - 'a' + 10);
+        }
+        if (cp < 0x80) out += static_cast<char>(cp);
+        else if (cp < 0x800) out += {static_cast<char>(0xC0 | cp >> 6), static_cast<char>(0x80 | (cp & 0x3F))};
+        else out += {static_cast<char>(0xE0 | cp >> 12), static_cast<char>(0x80 | ((cp >> 6) & 0x3F)), static_cast<char>(0x80 | (cp & 0x3F))};
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (i_ >= s_.size()) return std::nullopt;
+    ++i_;
+    return out;
+  }
+  std::optional<Value> number() {
+    const size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    auto digits = [&] {
+      const size_t from = i_;
+      while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) ++i_;
+      return i_ > from;
+    };
+    if (i_ < s_.size() && s_[i_] == '0') ++i_;
+    else if (!digits()) return std::nullopt;
+    bool integral = true;
+    if (i_ < s_.size() && s_[i_] == '.') {
+      ++i_;
+      integral = false;
+      if (!digits()) return std::nullopt;
+    }
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      integral = false;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (!digits()) return std::nullopt;
+    }
+    const std::string text(s_.substr(start, i_ - start));
+    if (integral) return Value(static_cast<long long>(std::stoll(text)));
+    return Value(std::stod(text));
+  }
+  std::optional<Value> value() {
+    if (++depth_ > 64) return std::nullopt;
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
+    blanks();
+    if (i_ >= s_.size()) return std::nullopt;
+    const char c = s_[i_];
+    if (c == '{') {
+      ++i_;
+      Value::Map map;
+      if (eat('}')) return Value(std::move(map));
+      do {
+        auto key = string();
+        if (!key || !eat(':')) return std::nullopt;
+        auto v = value();
+        if (!v) return std::nullopt;
+        for (const auto& kv : map)
+          if (kv.first == *key) return std::nullopt;  // duplicate key
+        map.emplace_back(std::move(*key), std::move(*v));
+      } while (eat(','));
+      if (!eat('}')) return std::nullopt;
+      return Value(std::move(map));
+    }
+    if (c == '[') {
+      ++i_;
+      Value::Array array;
+      if (eat(']')) return Value(std::move(array));
+      do {
+        auto v = value();
+        if (!v) return std::nullopt;
+        array.push_back(std::move(*v));
+      } while (eat(','));
+      if (!eat(']')) return std::nullopt;
+      return Value(std::move(array));
+    }
+    if (c == '"') {
+      auto text = string();
+      if (!text) return std::nullopt;
+      return Value(std::move(*text));
+    }
+    if (word("true")) return Value(true);
+    if (word("false")) return Value(false);
+    if (word("null")) return Value();
+    return number();
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+  int depth_ = 0;
+};
+
+// --json output as a Value; fails the test when it is not exactly one JSON
+// document, by this reader and by Python's json module.
+Value parse_json(const test::TempDir& dir, const std::string& text) {
+  static std::atomic<int> serial{0};
+  const std::string path = dir.file("json-" + std::to_string(serial++) + ".txt");
+  write_text(path, text);
+  int rc = -1;
+  test::run_capture({"/usr/bin/python3", "-c", "import json,sys; json.load(open(sys.argv[1]))", path}, &rc);
+  EXPECT_EQ(rc, 0) << "python3's json module refuses:\n" << text;
+  auto v = JsonReader(text).document();
+  EXPECT_TRUE(v.has_value()) << "not one JSON document:\n" << text;
+  return v.value_or(Value());
+}
+
+// Reply accessors for parsed JSON.
+std::string jstr(const Value& v, std::string_view key) {
+  const Value* f = v.find(key);
+  return f && f->is_str() ? f->as_str() : std::string("<missing " + std::string(key) + ">");
+}
+int64_t jint(const Value& v, std::string_view key) {
+  const Value* f = v.find(key);
+  return f && f->is_int() ? f->as_int() : -1;
+}
+const Value::Array& jarray(const Value& v, std::string_view key = {}) {
+  static const Value::Array none;
+  const Value* f = key.empty() ? &v : v.find(key);
+  return f && f->is_array() ? f->as_array() : none;
 }
 
 // The port of "tcp://host:port".
@@ -354,6 +524,49 @@ TEST_F(CtlTest, BadKeysAreUsageErrors) {
   EXPECT_NE(r.err.find("--events"), std::string::npos) << r.err;
 }
 
+// The subcommand names `primaryctl --help` lists.
+std::vector<std::string> listed_commands(const std::string& help) {
+  std::vector<std::string> names;
+  bool in_list = false;
+  for (const auto& line : lines_of(help)) {
+    if (line == "Subcommands:" || line == "SUBCOMMANDS:") {
+      in_list = true;
+      continue;
+    }
+    if (!in_list) continue;
+    if (!line.starts_with("  ") || line.size() < 3 || line[2] == ' ') break;
+    names.push_back(words(line).at(0));
+  }
+  return names;
+}
+
+// Every command, including ones added after this test was written: --json
+// and an example in its --help.
+TEST(CtlHelp, EveryCommandHasJsonAndAnExample) {
+  test::TempDir dir("pch");
+  CtlRun top = run_ctl(dir, {"--help"});
+  ASSERT_EQ(top.code, 0) << top.err;
+  const auto names = listed_commands(top.out);
+  ASSERT_GE(names.size(), 15u) << "no command list in:\n" << top.out;
+  for (const auto& name : names) {
+    CtlRun r = run_ctl(dir, {name, "--help"});
+    EXPECT_EQ(r.code, 0) << name << "\n" << r.err;
+    EXPECT_NE(r.out.find("--json"), std::string::npos) << name << " has no --json:\n" << r.out;
+    const auto example = r.out.find("\nExample");
+    ASSERT_NE(example, std::string::npos) << name << " has no example:\n" << r.out;
+    bool uses_it = false;  // an example line "  primaryctl ... NAME ..."
+    for (const auto& line : lines_of(r.out.substr(example)))
+      if (line.starts_with("  primaryctl ")) {
+        const auto w = words(line);
+        uses_it = uses_it || std::find(w.begin(), w.end(), name) != w.end();
+      }
+    EXPECT_TRUE(uses_it) << name << ": no example command line uses it:\n" << r.out;
+  }
+  // Nested subcommands carry it too.
+  CtlRun create = run_ctl(dir, {"keys", "create", "--help"});
+  EXPECT_NE(create.out.find("primaryctl keys create --out"), std::string::npos) << create.out;
+}
+
 // A stack with licensing and admin workers; primaryctl pointed at it.
 class CtlStackTest : public ::testing::Test {
  protected:
@@ -393,7 +606,10 @@ class CtlStackTest : public ::testing::Test {
 TEST_F(CtlStackTest, RegisterUnlockAndReserveFromAFile) {
   CtlRun r = ctl({"reserve", "early"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("early NOT_UNLOCKED "), std::string::npos) << r.out;
+  ASSERT_GE(lines_of(r.out).size(), 2u) << r.out;
+  EXPECT_EQ(words(lines_of(r.out)[1]).at(0), "early") << r.out;
+  EXPECT_EQ(words(lines_of(r.out)[1]).at(1), "-") << r.out;
+  EXPECT_EQ(words(lines_of(r.out)[1]).at(2), "NOT_UNLOCKED:") << r.out;
   EXPECT_NE(r.out.find("reserved 0 new, 0 existing, 1 refused\n"), std::string::npos) << r.out;
 
   r = ctl({"register", "SN-CTL"});
@@ -431,16 +647,21 @@ TEST_F(CtlStackTest, RegisterUnlockAndReserveFromAFile) {
   r = ctl({"reserve", "--from", file("names.txt", text)});
   EXPECT_EQ(r.code, 1) << r.err;
   const auto out = lines_of(r.out);
-  ASSERT_EQ(out.size(), 201u) << r.out;
+  ASSERT_EQ(out.size(), 202u) << r.out;  // header, 200 names, summary
+  EXPECT_EQ(words(out[0]), (std::vector<std::string>{"COMPUTER", "LICENSE", "RESULT"}));
+  EXPECT_EQ(out[0].find("LICENSE"), out[1].find(words(out[1]).at(1))) << "not aligned:\n" << r.out;
+  EXPECT_EQ(out[0].find("RESULT"), out[1].find("created")) << "not aligned:\n" << r.out;
   EXPECT_EQ(out.back(), "reserved 180 new, 19 existing, 1 refused; 180 of 500 licenses in use");
-  EXPECT_TRUE(out[199].starts_with("bad/name BAD_REQUEST field 'computer'")) << out[199];
+  EXPECT_EQ(words(out[200]).at(0), "bad/name") << out[200];
+  EXPECT_NE(out[200].find(" -  "), std::string::npos) << out[200];
+  EXPECT_NE(out[200].find("BAD_REQUEST: field 'computer'"), std::string::npos) << out[200];
   EXPECT_NE(r.err.find("1 of 200 names refused"), std::string::npos) << r.err;
   std::map<std::string, std::string> license_of;
   std::set<std::string> licenses;
-  for (size_t i = 0; i < 199; ++i) {
+  for (size_t i = 1; i < 200; ++i) {
     const auto w = words(out[i]);
     ASSERT_EQ(w.size(), 3u) << out[i];
-    EXPECT_EQ(w[2], i < 180 ? "created" : "existing") << out[i];
+    EXPECT_EQ(w[2], i <= 180 ? "created" : "existing") << out[i];
     std::string upper = w[0];
     for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     if (license_of.count(upper)) {
@@ -472,7 +693,8 @@ TEST_F(CtlStackTest, RegisterUnlockAndReserveFromAFile) {
   EXPECT_NE(r.out.find("reserved 2 new, 1 existing, 0 refused"), std::string::npos) << r.out;
   r = run_ctl(dir_, {"--server", dead, "--timeout-ms", "300", "reserve", "fo-3", "fo-4"});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
-  EXPECT_NE(r.out.find("fo-3 UNAVAILABLE no reply within 300 ms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("UNAVAILABLE: no reply within 300 ms"), std::string::npos) << r.out;
+  EXPECT_EQ(words(lines_of(r.out).at(1)).at(0), "fo-3") << r.out;
 }
 
 // Speed is the benchmarks' business (docs/benchmarks.md): this checks that a
@@ -488,10 +710,20 @@ TEST_F(CtlStackTest, ReservingTenThousandFromAFile) {
   EXPECT_EQ(out.back(), "reserved 10000 new, 0 existing, 0 refused; 10000 of 10000 licenses in use");
   std::cout << "10,000 reservations: " << r.ms << " ms\n";
   RecordProperty("reserve_10000_ms", static_cast<int>(r.ms));
+  // --json over all ten pages of admin.computers: one array, each name once.
+  r = ctl({"computers", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const Value all = parse_json(dir_, r.out);
+  std::set<std::string> names;
+  for (const Value& c : jarray(all)) names.insert(jstr(c, "computer"));
+  EXPECT_EQ(jarray(all).size(), 10000u);
+  EXPECT_EQ(names.size(), 10000u);
+  EXPECT_TRUE(names.count("HOST-0") && names.count("HOST-9999"));
   // One more is refused: every license is taken.
   r = ctl({"reserve", "one-too-many"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("one-too-many NO_LICENSES_LEFT"), std::string::npos) << r.out;
+  EXPECT_EQ(words(lines_of(r.out).at(1)).at(0), "one-too-many") << r.out;
+  EXPECT_NE(r.out.find("NO_LICENSES_LEFT: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("10000 of 10000 licenses in use"), std::string::npos) << r.out;
 }
 
@@ -499,7 +731,7 @@ TEST_F(CtlStackTest, SetupInfoWritesAPrivateJsonFile) {
   ASSERT_NO_FATAL_FAILURE(unlock("SN-SETUP", 10));
   CtlRun r = ctl({"reserve", "desk-7"});
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string license = words(lines_of(r.out).at(0)).at(1);
+  const std::string license = words(lines_of(r.out).at(1)).at(1);
 
   const std::string path = dir_.file("desk-7.json");
   r = ctl({"setup-info", "desk-7", "--out", path});
@@ -534,7 +766,7 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   for (int i = 0; i < 12; ++i) names += "ws-" + std::to_string(10 + i) + "\n";
   CtlRun r = ctl({"reserve", "--from", file("ws.txt", names)});
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string license = words(lines_of(r.out).at(0)).at(1);  // WS-10
+  const std::string license = words(lines_of(r.out).at(1)).at(1);  // WS-10
   Value hb = stack_->call("license", "heartbeat",
                           {{"computer", Value("ws-10")}, {"license", Value(license)},
                            {"version", Value("7.1")}});
@@ -577,9 +809,10 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
       << rows[1];
   EXPECT_EQ(active.at(3), "7.1");
   r = ctl({"computers", "--json", "--limit", "3", "--sort", "last-seen"});
-  rows = lines_of(r.out);
-  ASSERT_EQ(rows.size(), 3u) << r.out;
-  EXPECT_NE(rows[0].find(R"("computer":"WS-10")"), std::string::npos) << r.out;
+  EXPECT_EQ(r.code, 0) << r.err;
+  const Value listed = parse_json(dir_, r.out);
+  ASSERT_EQ(jarray(listed).size(), 3u) << r.out;
+  EXPECT_EQ(jstr(jarray(listed)[0], "computer"), "WS-10") << r.out;
   EXPECT_EQ(ctl({"computers", "--state", "gone"}).code, 2);
 
   r = ctl({"log", "--type", "license.reserved", "--limit", "3"});
@@ -614,6 +847,133 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   EXPECT_NE(r.out.find(" license.reserved computer=WS-10 "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" client.licensed computer=WS-10 "), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("computer=WS-11"), std::string::npos) << r.out;
+}
+
+// --json: one document on stdout, holding what the table shows; refusals
+// and an unreachable server keep their exit codes with nothing on stdout.
+TEST_F(CtlStackTest, JsonOutputOfEveryCommand) {
+  auto json = [&](std::vector<std::string> args, int code = 0) {
+    args.push_back("--json");
+    CtlRun r = ctl(args);
+    EXPECT_EQ(r.code, code) << args[0] << "\n" << r.out << r.err;
+    return parse_json(dir_, r.out);
+  };
+  Value reg = json({"register", "SN-JSON"});
+  EXPECT_EQ(jstr(reg, "serial"), "SN-JSON");
+  const std::string registration = jstr(reg, "registration_code");
+  EXPECT_TRUE(registration.starts_with("PS1-SN-JSON-")) << registration;
+  EXPECT_EQ(jstr(json({"registration"}), "registration_code"), registration);
+  EXPECT_EQ(jint(json({"unlock", stack_->vendor_code(registration, 1500)}), "purchased"), 1500);
+
+  // reserve, several names: one object, an item per name in order.
+  Value res = json({"reserve", "js-1", "js-2", "JS-1", "bad/name"}, 1);
+  const auto& items = jarray(res, "items");
+  ASSERT_EQ(items.size(), 4u) << to_json(res);
+  EXPECT_EQ(jstr(items[0], "name"), "js-1");
+  EXPECT_EQ(jstr(items[0], "computer"), "JS-1");
+  EXPECT_EQ(items[0].find("created")->as_bool(), true);
+  EXPECT_EQ(items[2].find("created")->as_bool(), false);
+  EXPECT_EQ(jstr(items[2], "license"), jstr(items[0], "license"));
+  EXPECT_NE(jstr(items[0], "license"), jstr(items[1], "license"));
+  EXPECT_EQ(items[3].find("ok")->as_bool(), false);
+  EXPECT_EQ(jstr(items[3], "code"), "BAD_REQUEST");
+  EXPECT_EQ(jint(res, "created"), 2);
+  EXPECT_EQ(jint(res, "existing"), 1);
+  EXPECT_EQ(jint(res, "refused"), 1);
+  EXPECT_EQ(jint(res, "reserved"), 2);
+  EXPECT_EQ(jint(res, "purchased"), 1500);
+  const std::string license = jstr(items[0], "license");
+  EXPECT_EQ(jarray(json({"computers", "--state", "active"})).size(), 0u);
+
+  Value hb = stack_->call("license", "heartbeat",
+                          {{"computer", Value("js-1")}, {"license", Value(license)}, {"version", Value("8.2")}});
+  ASSERT_EQ(test::str(hb, "status"), "licensed") << to_json(hb);
+  Value st = json({"status"});
+  EXPECT_EQ(jstr(st, "serial"), "SN-JSON");
+  EXPECT_EQ(jint(st, "purchased"), 1500);
+  EXPECT_EQ(jint(st, "reserved"), 2);
+  EXPECT_EQ(jint(st, "active"), 1);
+  Value all = json({"computers", "--sort", "last-seen"});
+  ASSERT_EQ(jarray(all).size(), 2u) << to_json(all);
+  EXPECT_EQ(jstr(jarray(all)[0], "computer"), "JS-1");
+  EXPECT_EQ(jstr(jarray(all)[0], "state"), "active");
+  EXPECT_EQ(jstr(jarray(all)[0], "version"), "8.2");
+  EXPECT_EQ(jstr(jarray(all)[1], "computer"), "JS-2");
+  EXPECT_EQ(jstr(jarray(all)[1], "state"), "reserved");
+
+  Value one = json({"computer", "js-1"});
+  EXPECT_EQ(jstr(one.find("setup") ? *one.find("setup") : Value(), "license"), license) << to_json(one);
+  EXPECT_EQ(jstr(one.find("state") ? *one.find("state") : Value(), "state"), "active") << to_json(one);
+  EXPECT_EQ(jstr(one.find("state") ? *one.find("state") : Value(), "version"), "8.2") << to_json(one);
+  std::set<std::string> types;
+  for (const Value& e : jarray(one, "activity")) {
+    EXPECT_EQ(jstr(e, "computer"), "JS-1") << to_json(e);
+    types.insert(jstr(e, "type"));
+  }
+  EXPECT_TRUE(types.count("license.reserved") && types.count("client.licensed")) << to_json(one);
+
+  Value setup = json({"setup-info", "js-2"});
+  EXPECT_EQ(jstr(setup, "computer"), "JS-2");
+  EXPECT_EQ(jstr(setup, "license"), jstr(items[1], "license"));
+  EXPECT_EQ(setup.find("ok"), nullptr) << to_json(setup);
+  Value wrote = json({"setup-info", "js-2", "--out", dir_.file("js-2.json")});
+  EXPECT_EQ(jstr(wrote, "file"), dir_.file("js-2.json"));
+  EXPECT_EQ(jstr(parse_json(dir_, test::read_file(dir_.file("js-2.json"))), "license"), jstr(setup, "license"));
+
+  Value log = json({"log", "--type", "license.reserved"});
+  ASSERT_EQ(jarray(log).size(), 2u) << to_json(log);
+  EXPECT_EQ(jstr(jarray(log)[0], "type"), "license.reserved");
+  EXPECT_EQ(jstr(jarray(log)[0], "computer"), "JS-1");
+  EXPECT_EQ(jstr(jarray(log)[1], "computer"), "JS-2");
+  EXPECT_EQ(jarray(json({"log", "--type", "license.reserved", "--limit", "1"})).size(), 1u);
+  EXPECT_EQ(jarray(json({"log", "--type", "client.licensed"})).size(), 1u);
+  EXPECT_EQ(jarray(json({"log", "--type", "no.such.type"})).size(), 0u);
+
+  Value cmd = json({"command", "js-1", "reboot", "delay=5"});
+  EXPECT_NE(jstr(cmd, "id"), "");
+  Value services = json({"services"});
+  std::map<std::string, Value> by_name;
+  for (const Value& sv : jarray(services)) by_name[jstr(sv, "service")] = sv;
+  EXPECT_EQ(jstr(by_name["license"], "state"), "up") << to_json(services);
+  EXPECT_GE(jint(by_name["admin"], "workers"), 1) << to_json(services);
+  EXPECT_TRUE(by_name.count("broker.control")) << to_json(services);
+  Value fw = json({"firewall", "--tool", "ufw"});
+  EXPECT_FALSE(jarray(fw, "ports").empty()) << to_json(fw);
+  EXPECT_NE(jstr(fw.find("rules") ? *fw.find("rules") : Value(), "ufw").find("ufw allow"), std::string::npos);
+  Value keys = json({"keys", "create", "--out", dir_.file("keys")});
+  EXPECT_EQ(jstr(keys, "public_key"), test::read_file(dir_.file("keys/admin.pub")).substr(0, 40));
+  Value echo = json({"call", "admin", "status"});
+  EXPECT_EQ(jint(echo, "reserved"), 2);
+
+  // A stream: one object a line (the log after JS-1's reservation).
+  CtlRun events = ctl({"events", "--since", jstr(jarray(log)[0], "id"), "--count", "2", "--json"});
+  EXPECT_EQ(events.code, 0) << events.err;
+  const auto lines = lines_of(events.out);
+  ASSERT_EQ(lines.size(), 2u) << events.out;
+  EXPECT_EQ(jstr(parse_json(dir_, lines[0]), "computer"), "JS-2");
+  EXPECT_EQ(jstr(parse_json(dir_, lines[1]), "type"), "client.licensed");
+
+  // Refused: exit 1, the reason on stderr, nothing on stdout.
+  CtlRun refused = ctl({"setup-info", "nobody", "--json"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("error: NOT_FOUND: "), std::string::npos) << refused.err;
+  refused = ctl({"unlock", "garbage", "--json"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("error: INVALID_UNLOCK_CODE: "), std::string::npos) << refused.err;
+  // No server: exit 3.
+  const std::string dead = "tcp://127.0.0.1:" + std::to_string(unused_port());
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"status"}, {"computers"}, {"registration"}, {"log"}}) {
+    std::vector<std::string> all = {"--server", dead, "--timeout-ms", "300"};
+    all.insert(all.end(), args.begin(), args.end());
+    all.push_back("--json");
+    CtlRun r = run_ctl(dir_, all);
+    EXPECT_EQ(r.code, 3) << args[0] << "\n" << r.out << r.err;
+    EXPECT_EQ(r.out, "") << args[0];
+    EXPECT_NE(r.err.find("300 ms"), std::string::npos) << args[0] << ": " << r.err;
+  }
 }
 
 TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {

@@ -128,6 +128,10 @@ class TableWriter {
 int status(Context& ctx) {
   Answer a = ask(ctx, kService, "status");
   if (!a) return a.exit;
+  if (ctx.json) {
+    print_json(ctx, a.reply);
+    return kOk;
+  }
   const Value& r = a.reply;
   std::string services;
   if (const Value* s = r.find("services"); s && s->is_map())
@@ -149,11 +153,12 @@ int status(Context& ctx) {
 struct ComputersArgs {
   std::string state, sort = "name";
   int64_t limit = 0;  // 0: all
-  bool json = false;
 };
 
+// The table, or with --json one array of admin.computers items over all pages.
 int computers(Context& ctx, const ComputersArgs& a) {
   TableWriter table(ctx.out, {"COMPUTER", "STATE", "LAST-SEEN", "VERSION"});
+  JsonArray array(ctx.out);
   int64_t printed = 0;
   std::string cursor;
   for (;;) {
@@ -168,8 +173,8 @@ int computers(Context& ctx, const ComputersArgs& a) {
       for (const Value& item : items->as_array()) {
         if (a.limit && printed >= a.limit) break;
         ++printed;
-        if (a.json) {
-          ctx.out << to_json(item) << "\n";
+        if (ctx.json) {
+          array.add(item);
           continue;
         }
         const Value* seen = item.find("last_seen");
@@ -181,7 +186,8 @@ int computers(Context& ctx, const ComputersArgs& a) {
     if (!rows.empty()) table.write(std::move(rows));
     cursor = str_of(ans.reply, "cursor");
     if (cursor.empty() || (a.limit && printed >= a.limit)) {
-      if (!a.json) table.write({});  // the header alone when nothing matched
+      if (ctx.json) array.close();
+      else table.write({});  // the header alone when nothing matched
       return kOk;
     }
   }
@@ -213,7 +219,6 @@ int computer(Context& ctx, const std::string& name) {
   rows.push_back({"version", state.reply.find("version") ? str_of(state.reply, "version") : "-"});
   rows.push_back({"peer", state.reply.find("peer") ? str_of(state.reply, "peer") : "-"});
   rows.push_back({"commands pending", std::to_string(int_of(state.reply, "commands_pending"))});
-  print_table(ctx.out, rows);
 
   LogPage recent = recent_entries(ctx, kRecentScan);
   if (recent.exit != kOk) return recent.exit;
@@ -221,6 +226,17 @@ int computer(Context& ctx, const std::string& name) {
   std::vector<const Value*> mine;
   for (const Value& e : recent.items)
     if (str_of(e, "computer") == wanted) mine.push_back(&e);
+  if (ctx.json) {
+    // {setup: setup_info, state: admin.computer, activity: [events], scanned: N}
+    Value::Array activity;
+    for (const Value* e : mine) activity.push_back(*e);
+    print_json(ctx, Value(Value::Map{{"setup", without_envelope(r)},
+                                     {"state", without_envelope(state.reply)},
+                                     {"activity", Value(std::move(activity))},
+                                     {"scanned", Value(static_cast<int64_t>(recent.items.size()))}}));
+    return kOk;
+  }
+  print_table(ctx.out, rows);
   ctx.out << "\nactivity in the last " << recent.items.size() << " log entries: " << mine.size()
           << (mine.size() == 1 ? " event" : " events") << "\n";
   for (const Value* e : mine) ctx.out << event_line(*e) << "\n";
@@ -234,9 +250,22 @@ struct LogArgs {
   bool follow = false;
 };
 
+// Lines; with --json an array of the entries, or with --follow (a stream
+// with no end) one entry a line.
 int log(Context& ctx, const LogArgs& a) {
   std::string since = a.since;
   int64_t printed = 0;
+  JsonArray array(ctx.out);
+  const bool as_array = ctx.json && !a.follow;
+  auto print = [&](const Value& e) {
+    if (as_array) array.add(e);
+    else if (ctx.json) print_json(ctx, e);
+    else ctx.out << event_line(e) << "\n";
+  };
+  auto done = [&] {
+    if (as_array) array.close();
+    return static_cast<int>(kOk);
+  };
   for (;;) {
     const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
     LogPage page = log_page(ctx, since, want, a.types);
@@ -246,8 +275,8 @@ int log(Context& ctx, const LogArgs& a) {
     }
     if (page.exit != kOk) return page.exit;
     for (const Value& e : page.items) {
-      ctx.out << event_line(e) << "\n";
-      if (a.limit && ++printed >= a.limit) return kOk;
+      print(e);
+      if (a.limit && ++printed >= a.limit) return done();
     }
     ctx.out.flush();
     // `next` moves past every entry scanned, kept or not; when it stays, the
@@ -256,7 +285,7 @@ int log(Context& ctx, const LogArgs& a) {
       since = page.next;
       continue;
     }
-    if (!a.follow) return kOk;
+    if (!a.follow) return done();
     ctx.host.sleep(std::chrono::seconds(1));
   }
 }
@@ -275,7 +304,8 @@ int events(Context& ctx, const EventsArgs& a) {
   int64_t printed = 0;
   std::string log_last = a.since;  // the last id printed from the log
   auto print = [&](const Value& e) {
-    ctx.out << event_line(e) << "\n";
+    if (ctx.json) print_json(ctx, e);  // a stream: one object a line
+    else ctx.out << event_line(e) << "\n";
     ctx.out.flush();
     return a.count && ++printed >= a.count;
   };
@@ -350,6 +380,12 @@ int firewall(Context& ctx, const FirewallArgs& a) {
   for (const Tool& t : kTools)
     if (a.tool == t.name) chosen = &t;
 
+  if (!a.apply && ctx.json) {
+    Value out = without_envelope(ans.reply);
+    if (chosen) out.set("rules", Value(Value::Map{{chosen->rules_key, Value(rules_of(*chosen))}}));
+    print_json(ctx, out);
+    return kOk;
+  }
   if (!a.apply) {
     std::string ports;
     if (const Value* p = ans.reply.find("ports"); p && p->is_array())
@@ -376,6 +412,18 @@ int firewall(Context& ctx, const FirewallArgs& a) {
     return kServerError;
   }
   const auto commands = lines_of(rules_of(*chosen));
+  // --json: {tool, dry_run, commands: [{command, exit (when run)}]}
+  Value::Array ran;
+  auto report = [&](int exit) {
+    if (!ctx.json) return exit;
+    if (!a.yes)
+      for (const auto& line : commands) ran.emplace_back(Value::Map{{"command", Value(line)}});
+    print_json(ctx, Value(Value::Map{{"tool", Value(chosen->name)},
+                                     {"dry_run", Value(!a.yes)},
+                                     {"commands", Value(std::move(ran))}}));
+    return exit;
+  };
+  if (ctx.json && (!a.yes || commands.empty())) return report(kOk);
   if (commands.empty()) {
     ctx.out << "# " << chosen->name << ": no ports to open\n";
     return kOk;
@@ -387,15 +435,20 @@ int firewall(Context& ctx, const FirewallArgs& a) {
     return kOk;
   }
   for (const auto& line : commands) {
-    ctx.out << "+ " << line << "\n";
-    ctx.out.flush();
-    if (const int rc = ctx.host.shell(line); rc != 0) {
+    if (!ctx.json) {
+      ctx.out << "+ " << line << "\n";
+      ctx.out.flush();
+    }
+    // With --json the tool's own output goes to stderr: stdout is one document.
+    const int rc = ctx.host.shell(ctx.json ? "(" + line + ") 1>&2" : line);
+    ran.emplace_back(Value::Map{{"command", Value(line)}, {"exit", Value(rc)}});
+    if (rc != 0) {
       ctx.err << "primaryctl: '" << line << "' failed with exit status " << rc
               << "; the commands after it were not run\n";
-      return kServerError;
+      return report(kServerError);
     }
   }
-  return kOk;
+  return report(kOk);
 }
 
 }  // namespace
@@ -443,11 +496,7 @@ std::string event_line(const Value& event) {
   return line + " id=" + str_of(event, "id");
 }
 
-Action declare_status(CLI::App& sub) {
-  auto json = std::make_shared<bool>(false);
-  sub.add_flag("--json", *json, "Print the raw reply as JSON");
-  return [json](Context& ctx) { return *json ? call(ctx, kService, "status", {}) : status(ctx); };
-}
+Action declare_status(CLI::App&) { return status; }
 
 Action declare_computers(CLI::App& sub) {
   auto a = std::make_shared<ComputersArgs>();
@@ -457,7 +506,6 @@ Action declare_computers(CLI::App& sub) {
       ->check(CLI::IsMember({"name", "last-seen"}));
   sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")
       ->check(CLI::PositiveNumber);
-  sub.add_flag("--json", a->json, "One JSON object per computer per line instead of the table");
   return [a](Context& ctx) { return computers(ctx, *a); };
 }
 

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <string_view>
@@ -32,6 +33,27 @@ int report_error_reply(Context& ctx, const Value& reply);
 std::string str_of(const Value& map, std::string_view key);
 int64_t int_of(const Value& map, std::string_view key);
 
+// --json output. One document per run: the reply (print_reply), or an
+// array or object the command builds; a stream (events, log --follow)
+// prints one object a line.
+void print_json(Context& ctx, const Value& v);
+// The reply map without the envelope fields `ok` and `rid`.
+Value without_envelope(const Value& reply);
+// With --json prints the reply map, else calls `human`; returns a.exit.
+int print_reply(Context& ctx, const Answer& a, const std::function<void(const Value&)>& human);
+// A JSON array written an item at a time (paged results): "[", one item a
+// line, "]" on close(); an empty array when nothing was added.
+class JsonArray {
+ public:
+  explicit JsonArray(std::ostream& out) : out_(out) {}
+  void add(const Value& item);
+  void close();
+
+ private:
+  std::ostream& out_;
+  bool open_ = false;
+};
+
 // Left-aligned columns, two spaces apart.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 // A value as a key=value right-hand side: plain when it has no blanks, else JSON.
@@ -39,7 +61,8 @@ std::string field_text(const Value& v);
 // "3d 4h 5m 6s", leading zero units left out.
 std::string duration_text(int64_t seconds);
 
-// The subcommands, one declare function each (see commands() in ctl.cpp).
+// A command gets --json and its --help example from its table line in ctl.cpp,
+// {"name", "help", declare_name, "primaryctl name ARGS"}; its action honours ctx.json.
 Action declare_keys(CLI::App& sub);
 Action declare_register(CLI::App& sub);
 Action declare_registration(CLI::App& sub);

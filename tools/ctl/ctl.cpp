@@ -260,6 +260,34 @@ int64_t int_of(const Value& map, std::string_view key) {
   return v && v->is_int() ? v->as_int() : 0;
 }
 
+void print_json(Context& ctx, const Value& v) { ctx.out << to_json(v) << "\n"; }
+
+Value without_envelope(const Value& reply) {
+  Value::Map out;
+  if (reply.is_map())
+    for (const auto& [k, v] : reply.as_map())
+      if (k != "ok" && k != "rid") out.emplace_back(k, v);
+  return Value(std::move(out));
+}
+
+int print_reply(Context& ctx, const Answer& a, const std::function<void(const Value&)>& human) {
+  if (!a) return a.exit;
+  if (ctx.json) print_json(ctx, a.reply);
+  else human(a.reply);
+  return a.exit;
+}
+
+void JsonArray::add(const Value& item) {
+  out_ << (open_ ? ",\n" : "[\n") << to_json(item);
+  open_ = true;
+}
+
+void JsonArray::close() {
+  out_ << (open_ ? "\n]\n" : "[]\n");
+  open_ = false;
+  out_.flush();
+}
+
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
   for (const auto& row : rows)
@@ -303,38 +331,77 @@ std::string duration_text(int64_t seconds) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"call", "Send any request and print the reply as JSON", declare_call},
-      {"services", "List the services with up/down and their worker counts", declare_services},
-      {"keys", "Admin CURVE keys: `keys create --out DIR [--name NAME]`", declare_keys},
+      {"call", "Send any request and print the reply as JSON", declare_call,
+       "primaryctl call license.control reserve computer=ws-01\n"
+       "primaryctl call mmi.service admin"},
+      {"services", "List the services with up/down and their worker counts", declare_services,
+       "primaryctl --server tcp://10.0.0.5:16770 services"},
+      {"keys", "Admin CURVE keys: `keys create --out DIR [--name NAME]`", declare_keys,
+       "primaryctl keys create --out ~/.primary --name alice"},
       {"register", "Register SERIAL; prints the registration code to send to the vendor",
-       declare_register},
+       declare_register, "primaryctl register SN-1234-5678"},
       {"registration", "Print the registered serial and its registration code",
-       declare_registration},
+       declare_registration, "primaryctl registration --json"},
       {"unlock", "Unlock with the vendor's CODE; prints the serial and licenses purchased",
-       declare_unlock},
+       declare_unlock, "primaryctl unlock \"$(cat unlock-code.txt)\""},
       {"reserve", "Reserve a license for each NAME (or --from FILE, - for stdin), pipelined",
-       declare_reserve},
+       declare_reserve,
+       "primaryctl reserve ws-01 ws-02\n"
+       "primaryctl reserve --from computers.txt --json"},
       {"setup-info", "Print a computer's setup file (JSON), or write it with --out FILE",
-       declare_setup_info},
+       declare_setup_info, "primaryctl setup-info ws-01 --out ws-01.json"},
       {"command", "Queue COMMAND [key=value ...] for computer NAME; prints its id",
-       declare_command},
-      {"status", "Serial, license counts, version, uptime and workers (--json: raw reply)",
-       declare_status},
+       declare_command, "primaryctl command ws-01 collect-logs days=2"},
+      {"status", "Serial, license counts, version, uptime and workers", declare_status,
+       "primaryctl status\n"
+       "primaryctl status --json"},
       {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages",
-       declare_computers},
-      {"computer", "A computer's license and its recent activity", declare_computer},
-      {"log", "Activity log, one line per event (--follow keeps polling)", declare_log},
+       declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20"},
+      {"computer", "A computer's license and its recent activity", declare_computer,
+       "primaryctl computer ws-01"},
+      {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,
+       "primaryctl log --type license.reserved,client.lost --limit 50\n"
+       "primaryctl log --follow"},
       {"events", "Live events from the event stream (--since: catch up from the log first)",
-       declare_events},
+       declare_events, "primaryctl events --since 1714564800000-0 --count 10"},
       {"firewall", "Ports to open and rules per firewall tool; --apply [--yes] runs them",
-       declare_firewall},
+       declare_firewall, "primaryctl firewall --tool nft\nprimaryctl firewall --apply --yes"},
       {"updates", "Releases: list, sync, import BUNDLE, approve/hold COMPONENT VERSION, download",
-       declare_updates},
+       declare_updates,
+       "primaryctl updates list\n"
+       "primaryctl updates approve client 2.1.0 --percent 30\n"
+       "primaryctl updates download client 2.1.0 --out client-2.1.0.bin --vendor-key vendor.pub"},
+      {"backup", "On the server's host: state, keys and artifacts in one file (--out FILE)", declare_backup,
+       "primaryctl backup --data-dir /var/lib/primary --out primary.backup"},
       {"web-password", "Set the web console's admin password (stdin, or asked twice on a terminal)",
-       declare_web_password},
-      {"backup", "On the server's host: state, keys and artifacts in one file (--out FILE)", declare_backup},
+       declare_web_password, "primaryctl web-password --data-dir /var/lib/primary < password.txt"},
   };
   return table;
+}
+
+Action add_command(CLI::App& app, const Command& c) {
+  CLI::App* sub = app.add_subcommand(c.name, c.help);
+  Action action = c.declare(*sub);
+  sub->add_flag("--json")->description(
+      "Print JSON on stdout instead of tables and lines (errors stay on stderr)");
+  std::string footer;
+  if (c.example && *c.example) {
+    const std::string text = c.example;
+    footer = text.find('\n') == std::string::npos ? "Example:\n" : "Examples:\n";
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      footer += "  " + text.substr(start, end - start) + "\n";
+      start = end + 1;
+    }
+    sub->footer(footer);
+  }
+  for (CLI::App* nested : sub->get_subcommands([](CLI::App*) { return true; })) {
+    nested->fallthrough();  // `keys create --json`
+    if (!footer.empty()) nested->footer(footer);
+  }
+  return action;
 }
 
 Value parse_scalar(std::string_view text) {
@@ -407,19 +474,28 @@ int services(Context& ctx) {
   }
 
   std::vector<std::vector<std::string>> rows = {{"SERVICE", "STATE", "WORKERS"}};
+  Value::Array items;  // --json: {service, state, workers (null: not known)}
+  auto add = [&](const std::string& name, bool up, std::optional<int64_t> workers) {
+    rows.push_back({name, up ? "up" : "down", workers ? std::to_string(*workers) : "-"});
+    items.emplace_back(Value::Map{{"service", Value(name)},
+                                  {"state", Value(up ? "up" : "down")},
+                                  {"workers", workers ? Value(*workers) : Value()}});
+  };
   for (const auto& name : declared_services()) {
     if (name == "broker.control") {
-      rows.push_back({name, broker_answered ? "up" : "down", "-"});
+      add(name, broker_answered, std::nullopt);
       continue;
     }
     auto status = ctx.send("mmi.service", name);
     if (!status) return report_transport_error(ctx, status.error());
     const Value* n = counts.find(name);
-    const std::string workers =
-        n && n->is_int() ? std::to_string(n->as_int()) : (broker_answered ? "0" : "-");
-    rows.push_back({name, *status == "200" ? "up" : "down", workers});
+    std::optional<int64_t> workers;
+    if (n && n->is_int()) workers = n->as_int();
+    else if (broker_answered) workers = 0;
+    add(name, *status == "200", workers);
   }
-  print_table(ctx.out, rows);
+  if (ctx.json) print_json(ctx, Value(std::move(items)));
+  else print_table(ctx.out, rows);
   return kOk;
 }
 
@@ -487,8 +563,8 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, Action>> actions;
   for (const auto& c : commands()) {
-    CLI::App* sub = app.add_subcommand(c.name, c.help);
-    actions.emplace_back(sub, c.declare(*sub));
+    Action action = add_command(app, c);
+    actions.emplace_back(app.get_subcommand(c.name), std::move(action));
   }
   cfg.parse(argc, argv);
 
@@ -539,7 +615,10 @@ int run(int argc, char** argv) {
     return subscribe_events(zctx, options, events);
   };
   for (auto& [sub, action] : actions)
-    if (sub->parsed()) return action(ctx);
+    if (sub->parsed()) {
+      ctx.json = sub->count("--json") > 0;
+      return action(ctx);
+    }
   return kUsage;
 }
 

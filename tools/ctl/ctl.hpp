@@ -70,19 +70,27 @@ struct Context {
   Pipeline send_many = {};
   Subscribe subscribe = {};
   Host host = real_host();
+  bool json = false;  // --json: JSON on `out` instead of tables and lines
 };
 
 using Action = std::function<int(Context&)>;
 
-// One subcommand: `declare` adds its arguments to `sub` and returns the action.
+// One subcommand: `declare` adds its arguments to `sub` and returns the
+// action. run() gives every one --json (Context::json) and a help footer
+// made of `example`: full command lines, one a line.
 struct Command {
   const char* name;
   const char* help;
   Action (*declare)(CLI::App& sub);
+  const char* example = nullptr;
 };
 
 // Every subcommand, in the order `--help` lists them.
 const std::vector<Command>& commands();
+// Adds `c` to `app` as a subcommand with its own arguments plus what every
+// command has: --json, and the footer "Example:" with c.example (nested
+// subcommands get the footer too, and pass --json up). Returns c's action.
+Action add_command(CLI::App& app, const Command& c);
 
 // "42" -> int, "true"/"false" -> bool, "null" -> nil, anything else -> string.
 Value parse_scalar(std::string_view text);

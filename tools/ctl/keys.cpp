@@ -43,13 +43,21 @@ int create_keys(Context& ctx, const std::string& dir, const std::string& name) {
     ctx.err << "primaryctl: " << err->message << "\n";
     return kServerError;
   }
+  const std::string allow_line = kp.public_key + "  # " + name;
+  if (ctx.json) {
+    print_json(ctx, Value(Value::Map{{"secret_key_file", Value(base + ".key")},
+                                     {"public_key_file", Value(base + ".pub")},
+                                     {"public_key", Value(kp.public_key)},
+                                     {"allow_list_line", Value(allow_line)}}));
+    return kOk;
+  }
   ctx.out << "wrote " << base << ".key (secret, 0600) and " << base << ".pub\n"
           << "public key: " << kp.public_key << "\n"
           << "\n"
           << "To give this key the admin role, append this line to the server's admin\n"
           << "allow-list (DATA/keys/admins unless primary-server has --admin-keys FILE):\n"
           << "\n"
-          << "    " << kp.public_key << "  # " << name << "\n"
+          << "    " << allow_line << "\n"
           << "\n"
           << "then make primary-server re-read it (no restart):\n"
           << "\n"

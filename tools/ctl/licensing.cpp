@@ -65,6 +65,14 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
   }
 
   int64_t created = 0, existing = 0, refused = 0, unanswered = 0;
+  std::vector<std::vector<std::string>> rows = {{"COMPUTER", "LICENSE", "RESULT"}};
+  Value::Array items;  // --json: each reply without rid, plus the name asked for
+  auto refuse = [&](const std::string& name, const std::string& code, const std::string& message) {
+    ++refused;
+    rows.push_back({name, "-", code + ": " + message});
+    items.emplace_back(Value::Map{{"name", Value(name)}, {"ok", Value(false)}, {"code", Value(code)},
+                                  {"message", Value(message)}});
+  };
   int64_t reserved = -1, purchased = 0;  // from the reply that saw the most reservations
   auto track = [&](const Value& r) {
     if (r.find("reserved") && r.find("purchased") && int_of(r, "reserved") >= reserved) {
@@ -77,35 +85,44 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
                                          ? replies[i]
                                          : Result<std::string>(Error{Code::Unavailable, "no reply"});
     if (!raw) {
-      ctx.out << names[i] << " UNAVAILABLE " << raw.error().message << "\n";
-      ++refused;
+      refuse(names[i], "UNAVAILABLE", raw.error().message);
       ++unanswered;
       continue;
     }
     auto reply = unpack_map(*raw);
     if (!reply) {
-      ctx.out << names[i] << " INTERNAL malformed reply: " << reply.error().message << "\n";
-      ++refused;
+      refuse(names[i], "INTERNAL", "malformed reply: " + reply.error().message);
       continue;
     }
     track(*reply);
     const Value* ok = reply->find("ok");
-    if (ok && ok->is_bool() && ok->as_bool()) {
-      const Value* c = reply->find("created");
-      const bool is_new = c && c->is_bool() && c->as_bool();
-      ++(is_new ? created : existing);
-      ctx.out << names[i] << " " << str_of(*reply, "license") << " "
-              << (is_new ? "created" : "existing") << "\n";
-    } else {
-      ++refused;
-      ctx.out << names[i] << " " << str_of(*reply, "code") << " " << str_of(*reply, "message")
-              << "\n";
+    if (!ok || !ok->is_bool() || !ok->as_bool()) {
+      refuse(names[i], str_of(*reply, "code"), str_of(*reply, "message"));
+      continue;
     }
+    const Value* c = reply->find("created");
+    const bool is_new = c && c->is_bool() && c->as_bool();
+    ++(is_new ? created : existing);
+    rows.push_back({names[i], str_of(*reply, "license"), is_new ? "created" : "existing"});
+    Value item = without_envelope(*reply);
+    item.as_map().insert(item.as_map().begin(), {"name", Value(names[i])});
+    item.set("ok", Value(true));
+    items.push_back(std::move(item));
   }
-  ctx.out << "reserved " << created << " new, " << existing << " existing, " << refused
-          << " refused";
-  if (reserved >= 0) ctx.out << "; " << reserved << " of " << purchased << " licenses in use";
-  ctx.out << "\n";
+  if (ctx.json) {
+    print_json(ctx, Value(Value::Map{{"items", Value(std::move(items))},
+                                     {"created", Value(created)},
+                                     {"existing", Value(existing)},
+                                     {"refused", Value(refused)},
+                                     {"reserved", reserved >= 0 ? Value(reserved) : Value()},
+                                     {"purchased", reserved >= 0 ? Value(purchased) : Value()}}));
+  } else {
+    print_table(ctx.out, rows);
+    ctx.out << "reserved " << created << " new, " << existing << " existing, " << refused
+            << " refused";
+    if (reserved >= 0) ctx.out << "; " << reserved << " of " << purchased << " licenses in use";
+    ctx.out << "\n";
+  }
   if (!names.empty() && unanswered == static_cast<int64_t>(names.size())) {
     ctx.err << "primaryctl: no reply from the server\n";
     return kUnreachable;
@@ -122,18 +139,17 @@ Action declare_register(CLI::App& sub) {
   sub.add_option("serial", *serial, "The serial number bought from the vendor")->required();
   return [serial](Context& ctx) {
     Answer a = ask(ctx, kService, "registration", {{"serial", Value(*serial)}});
-    if (a) ctx.out << str_of(a.reply, "registration_code") << "\n";
-    return a.exit;
+    return print_reply(ctx, a, [&](const Value& r) { ctx.out << str_of(r, "registration_code") << "\n"; });
   };
 }
 
 Action declare_registration(CLI::App&) {
   return [](Context& ctx) {
     Answer a = ask(ctx, kService, "registration");
-    if (a)
-      print_table(ctx.out, {{"serial", str_of(a.reply, "serial")},
-                            {"registration code", str_of(a.reply, "registration_code")}});
-    return a.exit;
+    return print_reply(ctx, a, [&](const Value& r) {
+      print_table(ctx.out, {{"serial", str_of(r, "serial")},
+                            {"registration code", str_of(r, "registration_code")}});
+    });
   };
 }
 
@@ -142,10 +158,10 @@ Action declare_unlock(CLI::App& sub) {
   sub.add_option("code", *code, "The unlock code the vendor issued for this server")->required();
   return [code](Context& ctx) {
     Answer a = ask(ctx, kService, "unlock", {{"unlock_code", Value(*code)}});
-    if (a)
-      print_table(ctx.out, {{"serial", str_of(a.reply, "serial")},
-                            {"purchased", std::to_string(int_of(a.reply, "purchased"))}});
-    return a.exit;
+    return print_reply(ctx, a, [&](const Value& r) {
+      print_table(ctx.out, {{"serial", str_of(r, "serial")},
+                            {"purchased", std::to_string(int_of(r, "purchased"))}});
+    });
   };
 }
 
@@ -201,10 +217,7 @@ Action declare_setup_info(CLI::App& sub) {
     Answer ans = ask(ctx, kService, "setup_info", {{"computer", Value(a->computer)}});
     if (!ans) return ans.exit;
     // The setup file is the reply without its envelope fields.
-    Value::Map setup;
-    for (const auto& [k, v] : ans.reply.as_map())
-      if (k != "ok" && k != "rid") setup.emplace_back(k, v);
-    const std::string json = to_json(Value(std::move(setup))) + "\n";
+    const std::string json = to_json(without_envelope(ans.reply)) + "\n";
     if (a->out.empty()) {
       ctx.out << json;
       return static_cast<int>(kOk);
@@ -213,7 +226,11 @@ Action declare_setup_info(CLI::App& sub) {
       ctx.err << "primaryctl: " << *err << "\n";
       return static_cast<int>(kServerError);
     }
-    ctx.out << "wrote " << a->out << " for " << str_of(ans.reply, "computer") << "\n";
+    if (ctx.json)
+      print_json(ctx, Value(Value::Map{{"computer", Value(str_of(ans.reply, "computer"))},
+                                       {"file", Value(a->out)}}));
+    else
+      ctx.out << "wrote " << a->out << " for " << str_of(ans.reply, "computer") << "\n";
     return static_cast<int>(kOk);
   };
 }
@@ -237,8 +254,7 @@ Action declare_command(CLI::App& sub) {
     Value::Map fields{{"computer", Value(a->computer)}, {"command", Value(a->command)}};
     if (!args->empty()) fields.emplace_back("args", Value(std::move(*args)));
     Answer ans = ask(ctx, kService, "command", std::move(fields));
-    if (ans) ctx.out << str_of(ans.reply, "id") << "\n";
-    return ans.exit;
+    return print_reply(ctx, ans, [&](const Value& r) { ctx.out << str_of(r, "id") << "\n"; });
   };
 }
 
