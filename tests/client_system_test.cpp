@@ -1,9 +1,13 @@
 // The Client's licensing agent against the real server: a broker, licensing
 // workers and a private Redis (the Stack fixture), and primary-client as a
-// process.
+// process; its simulated fleet also against primary-server restarted under it.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -11,6 +15,7 @@
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/mdp.hpp"
+#include "common/process.hpp"
 #include "primary/client/agent.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
@@ -355,6 +360,148 @@ TEST(ClientSystem, SimulatedFleetReservesItsOwnLicenses) {
                                         "--server", s.front(), "--duration", "1"},
                                        &rc);
   EXPECT_EQ(rc, 1) << more;
+}
+
+// Each agent's states, from primary-client's lines "TIME NAME FROM -> TO REASON".
+struct FleetLog {
+  std::map<std::string, std::vector<std::string>> states;  // name -> every state it entered
+  std::map<std::string, std::string> first_reason;
+  size_t count(const std::vector<std::string>& names, const std::string& state) const {
+    size_t n = 0;
+    for (const auto& name : names)
+      if (auto it = states.find(name); it != states.end() && !it->second.empty() && it->second.back() == state) ++n;
+    return n;
+  }
+};
+
+FleetLog read_fleet(const std::string& path) {
+  FleetLog log;
+  const std::string text = read_file(path);
+  std::istringstream in(text.substr(0, text.rfind('\n') + 1));  // whole lines only
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::string time, name, from, arrow, to, reason;
+    if (!(words >> time >> name >> from >> arrow >> to) || arrow != "->") continue;
+    std::getline(words, reason);
+    if (!log.first_reason.count(name)) log.first_reason[name] = reason;
+    log.states[name].push_back(to);
+  }
+  return log;
+}
+
+// primary-server with its private Redis on a fixed data dir, insecure; a
+// 5000 s check interval and 1000 s for unlicensed Clients.
+Process start_server(TempDir& dir, const std::string& front) {
+  ::unlink((dir.file("data") + "/run/endpoints").c_str());
+  return Process::start({bin("primary-server"), "--data-dir", dir.file("data"), "--front", front, "--events",
+                         "tcp://127.0.0.1:*", "--insecure", "--vendor-key", dir.file("vendor/vendor.pub"),
+                         "--license-workers", "2", "--admin-workers", "0", "--updater-workers", "0",
+                         "--heartbeat-ms", "200", "--check-interval-s", "5000", "--unlicensed-interval-s",
+                         "1000"},
+                        {}, dir.file("server.log"));
+}
+
+std::string front_of(TempDir& dir) {
+  return endpoints_file_value(dir.file("data") + "/run/endpoints", "front").value_or("");
+}
+
+// 200 reserved and 10 unreserved agents in one primary-client --simulate
+// --time-scale 0.001 (the server's 5000 s check: 5 s; the 1 h retry when
+// lost: 3.6 s), while the whole server is stopped and started again on the
+// same front door.
+TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
+  constexpr int kReserved = 200, kFleet = 210;
+  TempDir dir("csim");
+  int rc = -1;
+  run_capture({bin("primary-vendor"), "keygen", "--out", dir.file("vendor")}, &rc);
+  ASSERT_EQ(rc, 0);
+  Process server = start_server(dir, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  const std::string front = front_of(dir);
+
+  zmq::context_t ctx(1);
+  ClientOptions co;
+  co.endpoints = {front};
+  co.timeout_ms = 5000;
+  MdpClient admin(ctx, co);
+  Value reg;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = admin.call("license.control", "registration", {{"serial", Value("SN-FLEET")}});
+        if (r && r->find("registration_code")) reg = *r;
+        return r && r->find("registration_code");
+      },
+      15s, 100ms));
+  const std::string code = run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"),
+                                        "--registration", str(reg, "registration_code"), "--licenses", "250"});
+  auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
+  ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+
+  std::vector<std::string> reserved, unreserved;
+  std::ofstream licenses(dir.file("licenses.txt"));
+  for (int i = 1; i <= kFleet; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "SIM-%06d", i);
+    if (i > kReserved) {
+      unreserved.push_back(name);
+      continue;
+    }
+    auto r = admin.call("license.control", "reserve", {{"computer", Value(name)}});
+    ASSERT_TRUE(r && ok(*r)) << name << ": " << (r ? to_json(*r) : r.error().message);
+    licenses << name << " " << str(*r, "license") << "\n";
+    reserved.push_back(name);
+  }
+  licenses.close();
+  auto setup = admin.call("license.control", "setup_info", {{"computer", Value(reserved.front())}});
+  ASSERT_TRUE(setup && ok(*setup));
+
+  const std::string out = dir.file("client.out");
+  Process fleet = Process::start({bin("primary-client"), "--simulate", std::to_string(kFleet), "--prefix", "sim",
+                                  "--licenses", dir.file("licenses.txt"), "--server", front, "--lease-key",
+                                  str(*setup, "lease_key"), "--time-scale", "0.001", "--timeout-ms", "1500",
+                                  "--attempts", "1", "--threads", "64"},
+                                 {}, out);
+  FleetLog log;
+  auto all_in = [&](const std::vector<std::string>& names, const std::string& state) {
+    return wait_until(
+        [&] {
+          log = read_fleet(out);
+          return log.count(names, state) == names.size();
+        },
+        25s, 100ms);
+  };
+  ASSERT_TRUE(all_in(reserved, "licensed")) << log.count(reserved, "licensed") << " licensed\n" << read_file(out);
+  EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size()) << read_file(out);
+  for (const auto& name : unreserved) EXPECT_EQ(log.first_reason[name], " NOT_RESERVED") << name;
+
+  // The whole server goes: at their next check the licensed agents are lost.
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_exit(20s).has_value());
+  ASSERT_TRUE(all_in(reserved, "lost")) << log.count(reserved, "lost") << " lost\n" << read_file(out);
+  EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size()) << read_file(out);
+
+  // Back on the same front door, with the same data: licensed again.
+  server = start_server(dir, front);
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  ASSERT_EQ(front_of(dir), front);
+  ASSERT_TRUE(all_in(reserved, "licensed")) << log.count(reserved, "licensed") << " licensed\n" << read_file(out);
+  EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size());
+  for (const auto& name : unreserved) EXPECT_EQ(log.states[name].size(), 1u) << name << " changed state";
+  for (const auto& name : reserved) {
+    // licensed, lost, licensed in that order (a slow reply may add a lost on the way).
+    const auto& seen = log.states[name];
+    auto lost = std::find(seen.begin(), seen.end(), "lost");
+    EXPECT_TRUE(!seen.empty() && seen.front() == "licensed" && lost != seen.end() &&
+                std::find(lost, seen.end(), "licensed") != seen.end())
+        << name;
+  }
+
+  fleet.signal(SIGTERM);
+  EXPECT_EQ(fleet.wait_exit(20s).value_or(-1), 1);  // not every agent licensed
+  EXPECT_NE(read_file(out).find("210 agent(s): 200 licensed, 0 lost, 10 unlicensed"), std::string::npos)
+      << read_file(out);
+  server.signal(SIGTERM);
+  server.wait_exit(20s);
 }
 
 }  // namespace
