@@ -16,6 +16,7 @@
 
 #include "common/backup.hpp"
 #include "common/client.hpp"
+#include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/curve.hpp"
 #include "common/process.hpp"
@@ -229,9 +230,10 @@ class Backup : public ::testing::Test {
               << fs::file_size(w.backup_file) << " bytes, " << took << " s wall, process start included)\n";
     const std::string small = w.dir.file("small.backup");
     const std::string small_out =
-        run_capture({bin("primaryctl"), "backup", "--data-dir", w.data_a, "--out", small, "--no-artifacts"}, &rc);
+        run_capture({bin("primaryctl"), "backup", "--data-dir", w.data_a, "--out", small, "--no-artifacts", "--json"}, &rc);
     ASSERT_EQ(rc, 0) << small_out;
-    EXPECT_NE(small_out.find("left out (--no-artifacts)"), std::string::npos) << small_out;
+    EXPECT_NE(small_out.find("\"reservations\":500"), std::string::npos) << small_out;
+    EXPECT_NE(small_out.find("\"artifacts\":0"), std::string::npos) << small_out;
     w.small_size = fs::file_size(small);
     // The events of the activity log, after the backup (nothing happened since).
     w.events = list_of(ra, {"EVAL", "local o = {} for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do o[#o+1] = e[1] end return o",
@@ -468,6 +470,52 @@ TEST_F(Backup, RestoreIntoAnEmptyExternalRedis) {
                               "--redis", redis.url()}, {}, log);
   EXPECT_EQ(p.wait_exit(20s), 2);
   EXPECT_NE(read_file(log).find("product keys in"), std::string::npos) << read_file(log);
+}
+
+
+// A backup whose checksum is right but whose names would leave their
+// directory (a crafted file, not one primaryctl writes) is refused too.
+std::string be(uint64_t v, int bytes) {
+  std::string out;
+  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (i * 8)) & 0xff);
+  return out;
+}
+std::string record(char kind, const std::string& name, const std::string& data) {
+  return std::string(1, kind) + be(name.size(), 4) + name + be(data.size(), 8) + data;
+}
+std::string crafted(const std::string& records) {
+  std::string s = "PSBACKUP" + be(1, 4) + record('M', "manifest", pack(Value(Value::Map{{"format", Value(1)}}))) +
+                  records + std::string(1, 'Z') + be(0, 4) + be(32, 8);
+  return s + sha256(s);
+}
+
+TEST_F(Backup, NamesThatLeaveTheirDirectoryAreRefused) {
+  World& w = *world;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {crafted(record('K', "../evil", "x")), "key file with an unsafe name"},
+      {crafted(record('K', "", "x")), "key file with an unsafe name"},
+      {crafted(record('A', "../../evil", "x")), "artifact with an unsafe path"},
+      {crafted(record('A', "/tmp/evil", "x")), "artifact with an unsafe path"},
+      {crafted(record('A', "a/../../evil", "x")), "artifact with an unsafe path"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string file = w.dir.file("crafted" + std::to_string(i));
+    const std::string data = w.dir.file("crafted-data" + std::to_string(i));
+    ASSERT_TRUE(write_file_atomic(file, cases[i].first, 0600));
+    const std::string log = file + ".log";
+    Process p = Process::start({bin("primary-server"), "--data-dir", data, "--restore", file}, {}, log);
+    EXPECT_EQ(p.wait_exit(20s), 2) << i;
+    EXPECT_NE(read_file(log).find(cases[i].second), std::string::npos) << i << ": " << read_file(log);
+    EXPECT_FALSE(fs::exists(data)) << i;
+  }
+  EXPECT_FALSE(fs::exists(w.dir.file("evil")));
+  // The same framing with safe names reads back (the crafting is right).
+  auto ok = backup::read(write_file_atomic(w.dir.file("crafted-ok"), crafted(record('K', "lease.key", "k")), 0600)
+                             ? w.dir.file("crafted-ok")
+                             : "");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  ASSERT_EQ(ok->key_files.size(), 1u);
+  EXPECT_EQ(ok->key_files[0].second, "k");
 }
 
 }  // namespace

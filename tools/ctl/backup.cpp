@@ -147,6 +147,27 @@ int backup(Context& ctx, const BackupArgs& a) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
+  if (ctx.json) {
+    Value::Array names;
+    for (const auto& [name, _] : key_files) names.emplace_back(name);
+    print_json(ctx, Value(Value::Map{
+                        {"file", Value(a.out)},
+                        {"bytes", Value(static_cast<int64_t>((*writer)->bytes()))},
+                        {"sha256", Value(*sha)},
+                        {"seconds", Value(seconds)},
+                        {"redis_keys", Value(static_cast<int64_t>(snap->keys.size()))},
+                        {"snapshot_ms", Value(snap->taken_ms)},
+                        {"redis_version", Value(snap->redis_version)},
+                        {"reservations", Value(snap->reservations)},
+                        {"purchased", Value(snap->purchased)},
+                        {"serial", Value(snap->serial)},
+                        {"key_files", Value(std::move(names))},
+                        {"artifacts", Value(static_cast<int64_t>(stored))},
+                        {"artifact_bytes", Value(static_cast<int64_t>(artifact_bytes))},
+                        {"artifacts_left_out", Value(static_cast<int64_t>(skipped))},
+                    }));
+    return kOk;
+  }
   std::string files;
   for (const auto& [name, _] : key_files) files += (files.empty() ? "" : " ") + name;
   ctx.out << "wrote " << a.out << " (mode 0600): " << (*writer)->bytes() << " bytes ("
