@@ -1,4 +1,5 @@
 // primary-updater: the update worker. See update_service.hpp.
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -12,6 +13,12 @@
 int main(int argc, char** argv) {
   using namespace primary;
   using namespace primary::updater;
+  // Fetch replies are 1 MiB buffers made and freed at a high rate: keep
+  // freed memory in the heap instead of returning it to the kernel (and
+  // faulting it in, zeroed, again for the next chunk). Measured by
+  // `primary-bench download`: about 4x the rate, about 25 MiB more RSS.
+  mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   Config cfg("primary-updater", "Update worker of the Primary Server: vendor feed, approvals, downloads");
   add_worker_settings(cfg);
   add_redis_setting(cfg);

@@ -475,7 +475,13 @@ Reply UpdateService::fetch(const Request& req) {
   if (!data) return Reply::failure(Code::Unavailable, "release not stored on this updater yet; retry later");
   if (offset > size)
     return Reply::failure(Code::BadRequest, "field 'offset': beyond the end (size " + std::to_string(size) + ")");
-  return Reply::success({{"data", Value(Bin{std::move(*data)})}, {"offset", Value(offset)}, {"size", Value(size)}});
+  // Built by moves: a 1 MiB chunk is not copied into the reply.
+  Value::Map fields;
+  fields.reserve(3);
+  fields.emplace_back("data", Value(Bin{std::move(*data)}));
+  fields.emplace_back("offset", Value(offset));
+  fields.emplace_back("size", Value(size));
+  return Reply::success(std::move(fields));
 }
 
 std::vector<Reply> UpdateService::handle_control(const std::vector<Request>& requests) {
