@@ -553,6 +553,39 @@ TEST_F(WebConsole, RefusesANonLoopbackAddressWithoutAPassword) {
   EXPECT_EQ(b.login("anything at all").status, 503);
 }
 
+TEST_F(WebConsole, HttpsWithACertificateGivesSecureCookies) {
+  const std::string data = stack_->dir().file("web-tls");
+  const std::string log = stack_->dir().file("web-tls.log");
+  ASSERT_EQ(set_password(data, kPassword), 0);
+  int rc = 0;
+  run_capture({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", data + "/key.pem", "-out",
+               data + "/cert.pem", "-days", "1", "-subj", "/CN=localhost"},
+              &rc);
+  ASSERT_EQ(rc, 0) << "openssl could not make a test certificate";
+  Process web = start_web(*stack_, data, log, {"--tls-cert", data + "/cert.pem", "--tls-key", data + "/key.pem"});
+  const std::string url = web_address(data);
+  ASSERT_EQ(url.rfind("https://127.0.0.1:", 0), 0u) << url;
+  Browser b(url);
+  Http r = b.login(kPassword);
+  ASSERT_EQ(r.status, 303) << r.body;
+  EXPECT_NE(r.header("set-cookie").find("; Secure"), std::string::npos) << r.header("set-cookie");
+  EXPECT_EQ(b.get("/").status, 200);
+  Browser plain("http" + url.substr(5));
+  EXPECT_EQ(plain.get("/login").status, 0) << "no plain HTTP on the HTTPS port";
+
+  // A certificate that cannot be loaded stops it with one line.
+  const std::string bad_log = stack_->dir().file("web-tls-bad.log");
+  Process bad = Process::start({bin("primary-web"), "--web", "127.0.0.1:0", "--data-dir", data, "--front",
+                                stack_->front(), "--tls-cert", data + "/missing.pem", "--tls-key", data + "/key.pem"},
+                               {}, bad_log);
+  auto code = bad.wait_exit(15s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  const std::string text = read_file(bad_log);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("missing.pem"), std::string::npos) << text;
+}
+
 // primary-server starts the console by default, with the internal admin key
 // in secure mode, and not with --no-web.
 TEST(WebSupervisor, StartedByDefaultAndNotWithNoWeb) {

@@ -67,7 +67,10 @@ Action declare_web_password(CLI::App& sub) {
       ctx.err << "primaryctl: " << err->message << "\n";
       return static_cast<int>(kServerError);
     }
-    ctx.out << "web console password set (" << path << "); open sessions end at their next request\n";
+    if (ctx.json)
+      print_json(ctx, Value(Value::Map{{"password_file", Value(path)}}));
+    else
+      ctx.out << "web console password set (" << path << "); open sessions end at their next request\n";
     return static_cast<int>(kOk);
   };
 }

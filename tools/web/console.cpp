@@ -383,8 +383,8 @@ void Console::error_page(Res& res, const Session& s, int status, const std::stri
   send_page(res, status,
             layout(title, "", s,
                    "<div class=\"error\">" + esc(message) +
-                       "</div><p><a href=\"javascript:history.back()\" id=\"back\">Back</a> &middot; "
-                       "<a href=\"/\">Overview</a></p>"));
+                       "</div><p>Use the browser's Back button to correct the form, or go to the "
+                       "<a href=\"/\">Overview</a>.</p>"));
 }
 
 void Console::failed(Res& res, const Session& s, const std::string& what, const Result<Value>& reply) {
