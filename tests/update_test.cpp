@@ -179,6 +179,11 @@ class UpdateTest : public ::testing::Test {
   void SetUp() override {
     StackOptions o;
     o.admin_workers = 1;
+    // The 20-client download queues 80 chunk requests for one updater; on a
+    // slow build (ASan, a loaded CI machine) the last ones wait longer than
+    // the broker's default 5 s and are answered UNAVAILABLE. No test here is
+    // about that deadline, so it is long enough not to depend on speed.
+    o.broker_args = {"--request-timeout-ms", "60000"};
     stack_ = std::make_unique<Stack>(o);
     ASSERT_TRUE(stack_->ok());
     rel_.dir = stack_->dir().file("releases");
