@@ -127,7 +127,8 @@ Value run_job(Stack& s, const std::string& op, Value::Map fields = {}) {
         return true;
       },
       60s, 50ms))
-      << op << " job " << job << " did not finish";
+      << op << " job " << job << " did not finish; updater log:\n"
+      << read_file(s.dir().file("updater.log"));
   return record;
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 #include <unordered_map>
 
 #include "common/codec.hpp"
@@ -195,19 +196,33 @@ void SyncRunner::loop() {
 void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   const int64_t started = now_ms_();
   const std::string token = job.id + "." + hex_encode(random_bytes(4));
+  // The job's outcome must reach ps:upd:sync (admins and primaryctl wait on
+  // it), so a write that fails on a broken connection is tried again.
   auto record = [&](const std::string& state, const std::string& result, const std::string& message,
                     const Outcome& o) {
     Redis::Argv argv = {"HSET", keys::kUpdSync, "job", job.id, "kind", job.kind, "state", state,
                         "started_at", std::to_string(started), "result", result, "message", message,
                         "added", std::to_string(o.added), "failed", std::to_string(o.failed)};
     if (state == "done") argv.insert(argv.end(), {"finished_at", std::to_string(now_ms_())});
-    if (auto r = redis.command(argv); !r || r->is_error())
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto r = redis.command(argv);
+      if (r && !r->is_error()) return;
       spdlog::warn("could not record the {} job: {}", job.kind, r ? r->str : r.error().message);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    }
   };
-  auto lock = redis.command({"SET", keys::kUpdLock, token, "NX", "PX", std::to_string(kLockMs)});
+  Result<RedisReply> lock = Error{Code::Unavailable, "not tried"};
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    lock = redis.command({"SET", keys::kUpdLock, token, "NX", "PX", std::to_string(kLockMs)});
+    if (lock && !lock->is_error()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+  }
   if (!lock || !lock->is_status("OK")) {
-    spdlog::info("{} {} skipped: another updater holds the sync lock or Redis is down", job.kind, job.id);
-    if (lock) record("done", "skipped", "another updater instance is syncing", {});
+    const std::string why = lock ? (lock->is_error() ? "the update store answered " + lock->str
+                                                     : "another updater instance is syncing")
+                                 : "the update store is unavailable: " + lock.error().message;
+    spdlog::info("{} {} skipped: {}", job.kind, job.id, why);
+    record("done", "skipped", why, {});
     return;
   }
   // Renews the lock while a long transfer runs; false if another took it.
