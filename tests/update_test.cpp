@@ -297,6 +297,14 @@ TEST_F(UpdateTest, SyncsTwoComponentsAndRefusesTamperedOlderAndExpiredFeeds) {
   EXPECT_EQ(stored_objects(store_), 3u);
   EXPECT_FALSE(fs::exists(store_ + "/partial/" + str(failed[0], "sha256")));
 
+  // A job id that happens to be all digits is still the same string.
+  {
+    Redis redis(*parse_redis_url(s.redis().url()));
+    ASSERT_TRUE(redis.command({"HSET", "ps:upd:sync", "job", "2382341196647891"}));
+    Value r = s.call("update.control", "releases");
+    EXPECT_EQ(str(*r.find("sync"), "job"), "2382341196647891");
+  }
+
   // Every step is in the activity log as admin.log shows it.
   auto types = log_types(s);
   for (const char* t : {"update.available", "update.synced", "update.refused", "update.download_failed"})

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -529,14 +530,16 @@ Reply UpdateService::releases(const Request&) {
   }
   auto extra = redis_.pipeline({{"HGETALL", keys::kUpdFeed}, {"HGETALL", keys::kUpdSync}});
   if (!extra) return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
+  // Times and counts become integers; everything else (a job id may be all
+  // digits) stays the string it is.
   auto as_map = [](const RedisReply& r) {
+    static const std::set<std::string> numeric = {"issued",     "expires",     "synced_at", "started_at",
+                                                  "finished_at", "added",      "failed"};
     Value m(Value::Map{});
     for (size_t i = 0; r.is_array() && i + 1 < r.elements.size(); i += 2) {
       const std::string& k = r.elements[i].str;
       const std::string& val = r.elements[i + 1].str;
-      char* end = nullptr;
-      long long n = std::strtoll(val.c_str(), &end, 10);
-      if (!val.empty() && end && *end == '\0') m.set(k, Value(static_cast<int64_t>(n)));
+      if (numeric.count(k)) m.set(k, Value(static_cast<int64_t>(std::atoll(val.c_str()))));
       else m.set(k, Value(val));
     }
     return m;
