@@ -1,28 +1,15 @@
-// Looking at processes through /proc: who is whose child, and who is gone.
+// Looking at processes through /proc: the helpers live in tools/chaos (the
+// fault-injection harness uses them too); tests name them primary::test::.
 #pragma once
 
-#include <sys/types.h>
-
-#include <optional>
-#include <set>
-#include <string>
-#include <vector>
+#include "tools/chaos/procfs.hpp"
 
 namespace primary::test {
 
-struct ProcInfo {
-  pid_t pid;
-  pid_t ppid;
-  char state;
-  std::string exe;  // argv[0]
-};
-
-// /proc/PID/stat and cmdline; nullopt when the process is gone.
-std::optional<ProcInfo> proc_info(pid_t pid);
-std::vector<ProcInfo> children_of(pid_t parent);
-// Children of `parent` whose argv[0] file name is `exe_name`.
-std::set<pid_t> children_named(pid_t parent, const std::string& exe_name);
-// Gone, or a zombie waiting for an init that does not reap.
-bool process_gone(pid_t pid);
+using chaos::children_named;
+using chaos::children_of;
+using chaos::proc_info;
+using chaos::process_gone;
+using chaos::ProcInfo;
 
 }  // namespace primary::test
