@@ -21,7 +21,8 @@ const std::set<std::string>& product_settings() {
       "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms",
       "tls-cert", "tls-key", "web-session-s",
-      "redis-wait-replicas", "redis-wait-timeout-ms"};
+      "redis-wait-replicas", "redis-wait-timeout-ms",
+      "metrics-interval-ms", "metrics-token-file", "metrics-require-token"};
   return names;
 }
 

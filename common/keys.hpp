@@ -17,6 +17,7 @@ inline constexpr const char* kEvents = "ps:events";        // stream: the activi
 inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry
 inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
+inline constexpr const char* kMetricsOps = "ps:metrics:ops";    // hash: per-op counters of every worker (common/metrics.hpp)
 // Updates (see updater/update_service.hpp for their shapes).
 inline constexpr const char* kUpdReleases = "ps:upd:releases";  // hash "COMPONENT VERSION" -> msgpack record
 inline constexpr const char* kUpdState = "ps:upd:state";        // hash "COMPONENT VERSION" -> held | approved:P

@@ -288,7 +288,8 @@ std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& bo
 }
 
 Result<Request> decode_request(std::string_view service, std::string_view body,
-                               const CodecLimits& limits, Value* rid) {
+                               const CodecLimits& limits, Value* rid, const OpSpec** spec_out) {
+  if (spec_out) *spec_out = nullptr;
   auto decoded = unpack_map(body, limits);
   if (!decoded) return decoded.error();
   Value& map = *decoded;
@@ -303,6 +304,7 @@ Result<Request> decode_request(std::string_view service, std::string_view body,
     return Error{Code::UnknownOp,
                  "operation '" + shown + "' is not served by '" + std::string(service) + "'"};
   }
+  if (spec_out) *spec_out = spec;
   if (auto err = validate_fields(spec->request, map)) return *err;
   Request req;
   req.spec = spec;

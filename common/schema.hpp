@@ -92,9 +92,11 @@ struct Reply {
 
 // Decodes and validates one request body for `service`. On failure the
 // error is BAD_REQUEST (naming the field) or UNKNOWN_OP; `rid` receives the
-// request's rid whenever the body was a map, so the error can echo it.
+// request's rid whenever the body was a map, so the error can echo it;
+// `spec`, when given, receives the operation whenever it was known (even
+// when a field was then refused), else nullptr.
 Result<Request> decode_request(std::string_view service, std::string_view body,
-                               const CodecLimits& limits, Value* rid);
+                               const CodecLimits& limits, Value* rid, const OpSpec** spec = nullptr);
 
 // Checks a Value against a field list; returns the first violation.
 std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& body);

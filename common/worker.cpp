@@ -143,7 +143,7 @@ void WorkerRuntime::serve(const std::string& service, Handler handler, int slots
 }
 
 void WorkerRuntime::serve_batch(const std::string& service, BatchHandler handler, int slots) {
-  services_.push_back({service, std::move(handler)});
+  services_.push_back({service, std::move(handler), metrics_.add_service(service)});
   for (const auto& ep : options_.brokers) {
     for (int i = 0; i < std::max(1, slots); ++i) {
       auto c = std::make_unique<Connection>();
@@ -157,6 +157,22 @@ void WorkerRuntime::serve_batch(const std::string& service, BatchHandler handler
 
 void WorkerRuntime::every(std::chrono::milliseconds interval, std::function<void()> fn) {
   timers_.push_back({interval, Clock::now() + interval, std::move(fn)});
+}
+
+void WorkerRuntime::export_metrics(Redis& redis) {
+  metrics_redis_ = &redis;
+  every(options_.metrics_interval, [this] { flush_metrics(); });
+}
+
+void WorkerRuntime::flush_metrics() {
+  if (!metrics_redis_) return;
+  if (auto err = metrics_.flush(*metrics_redis_)) {
+    if (!metrics_failing_) spdlog::warn("op counters not stored yet (kept for the next try): {}", err->message);
+    metrics_failing_ = true;
+  } else if (metrics_failing_) {
+    spdlog::info("op counters stored again");
+    metrics_failing_ = false;
+  }
 }
 
 void WorkerRuntime::open(Connection& c) {
@@ -189,7 +205,8 @@ void send_command(zmq::socket_t& s, mdp::Command cmd) {
 
 void WorkerRuntime::run(const std::atomic<bool>& stop) {
   for (auto& c : connections_) open(*c);
-  Executor executor(*this, timers_);
+  auto executor_owner = std::make_unique<Executor>(*this, timers_);
+  Executor& executor = *executor_owner;
   std::vector<zmq_pollitem_t> items;
   std::vector<Connection*> polled;
   // Requests gathered while the executor is busy, one job per service.
@@ -296,41 +313,57 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
   }
   for (auto& c : connections_)
     if (c->open) send_command(*c->socket, mdp::Command::Disconnect);
+  executor_owner.reset();  // joins: no handler runs any more
+  flush_metrics();
 }
 
 void WorkerRuntime::process(Job& job) const {
   const ServiceEntry& svc = services_[job.service];
+  const auto started = Clock::now();
   std::vector<Request> requests;
   std::vector<size_t> request_slot;  // item index of each valid request
   std::vector<Value> rids(job.items.size());
+  // Refused before the handler: (op if known, code), counted at the end.
+  std::vector<std::pair<const OpSpec*, Code>> refused;
   for (size_t i = 0; i < job.items.size(); ++i) {
     auto& f = job.items[i].frames;
     if (f.size() < 6 || f[f.size() - 2].size() != 0) {
       job.items[i].reply = encode_error(Code::BadRequest, "malformed request envelope");
+      refused.emplace_back(nullptr, Code::BadRequest);
       continue;
     }
-    auto req = decode_request(svc.name, view(f.back()), options_.limits, &rids[i]);
+    const OpSpec* spec = nullptr;
+    auto req = decode_request(svc.name, view(f.back()), options_.limits, &rids[i], &spec);
     if (!req) {
       job.items[i].reply = encode_reply(Reply::failure(req.error()), rids[i]);
+      refused.emplace_back(spec, req.error().code);
       continue;
     }
     if (f.size() >= 7) req->peer = decode_peer(view(f[4]));
     requests.push_back(std::move(*req));
     request_slot.push_back(i);
   }
-  if (requests.empty()) return;
   std::vector<Reply> answers;
-  try {
-    answers = svc.handler(requests);
-  } catch (const std::exception& e) {
-    spdlog::error("handler of '{}' threw: {}", svc.name, e.what());
+  if (!requests.empty()) {
+    try {
+      answers = svc.handler(requests);
+    } catch (const std::exception& e) {
+      spdlog::error("handler of '{}' threw: {}", svc.name, e.what());
+    }
   }
+  // Every request of the batch waited for all of it.
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  for (const auto& [spec, code] : refused) metrics_.record(svc.metrics, spec, code, seconds);
   for (size_t k = 0; k < requests.size(); ++k) {
     const size_t i = request_slot[k];
-    job.items[i].reply =
-        k < answers.size()
-            ? encode_reply(answers[k], rids[i])
-            : encode_reply(Reply::failure(Code::Internal, "internal error; see server log"), rids[i]);
+    if (k < answers.size()) {
+      job.items[i].reply = encode_reply(answers[k], rids[i]);
+      metrics_.record(svc.metrics, requests[k].spec, answers[k].ok ? std::nullopt : std::optional(answers[k].code),
+                      seconds);
+    } else {
+      job.items[i].reply = encode_reply(Reply::failure(Code::Internal, "internal error; see server log"), rids[i]);
+      metrics_.record(svc.metrics, requests[k].spec, Code::Internal, seconds);
+    }
   }
 }
 
@@ -363,6 +396,8 @@ void add_worker_settings(Config& cfg) {
   cfg.add_int("heartbeat-ms", 2500, 10, 600000, "Heartbeat interval");
   cfg.add_int("heartbeat-liveness", 3, 1, 100, "Missed heartbeats before the broker is presumed dead");
   cfg.add_int("max-body", 4 << 20, 1024, 256 << 20, "Largest request body accepted, bytes");
+  cfg.add_int("metrics-interval-ms", 5000, 100, 3600000,
+              "How often the op counters (requests, errors, latency) are added to Redis");
   add_log_setting(cfg);
   cfg.add_config_file();
 }
@@ -376,6 +411,7 @@ WorkerOptions worker_options(const Config& cfg, const std::string& log_name) {
   o.heartbeat = std::chrono::milliseconds(cfg.integer("heartbeat-ms"));
   o.liveness = static_cast<int>(cfg.integer("heartbeat-liveness"));
   o.limits.max_body = static_cast<size_t>(cfg.integer("max-body"));
+  o.metrics_interval = std::chrono::milliseconds(cfg.integer("metrics-interval-ms"));
   return o;
 }
 

@@ -10,6 +10,11 @@
 // Redis work. Invalid requests never reach a handler: they are answered
 // BAD_REQUEST / UNKNOWN_OP here. A handler that throws gets INTERNAL.
 //
+// Every request answered is counted per (service, op) in an OpMetrics
+// (common/metrics.hpp): requests, error codes, and the time its batch took
+// from decoding to the handler's return. Only the executor thread touches
+// the counters, so they cost no lock; export_metrics() adds them to Redis.
+//
 // Handlers and timers run on one executor thread, so a slow handler never
 // stops the heartbeats: the serving thread keeps heartbeating every
 // connection, busy or idle, and collects the next batch meanwhile. A broker
@@ -28,6 +33,7 @@
 #include <vector>
 
 #include "common/codec.hpp"
+#include "common/metrics.hpp"
 #include "common/redis.hpp"
 #include "common/schema.hpp"
 
@@ -40,6 +46,7 @@ struct WorkerOptions {
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
   CodecLimits limits;
+  std::chrono::milliseconds metrics_interval{5000};  // export_metrics() flushes this often
 };
 
 using Handler = std::function<Reply(const Request&)>;
@@ -58,6 +65,13 @@ class WorkerRuntime {
   // Calls `fn` about every `interval` on the executor thread (never at the
   // same time as a handler).
   void every(std::chrono::milliseconds interval, std::function<void()> fn);
+  // Adds the op counters to Redis every metrics_interval (on the executor
+  // thread, so `redis` may be the handlers' own connection) and once more
+  // when run() ends. Without it they are only counted.
+  void export_metrics(Redis& redis);
+  // The counters; for handlers (executor thread) adding their own, e.g.
+  // metrics().add("update_bytes_served", n).
+  OpMetrics& metrics() { return metrics_; }
 
   // Serves until `stop` becomes true; then sends DISCONNECT everywhere.
   void run(const std::atomic<bool>& stop);
@@ -69,6 +83,7 @@ class WorkerRuntime {
   struct ServiceEntry {
     std::string name;
     BatchHandler handler;
+    size_t metrics = 0;  // index in metrics_
   };
   struct Timer {
     std::chrono::milliseconds interval;
@@ -80,17 +95,22 @@ class WorkerRuntime {
   void process(Job& job) const;
   // Sends the replies of a finished batch (serving thread).
   void send_replies(Job& job);
+  void flush_metrics();
 
   zmq::context_t& ctx_;
   WorkerOptions options_;
   std::vector<ServiceEntry> services_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<Timer> timers_;
+  mutable OpMetrics metrics_;  // executor thread only (process() is const)
+  Redis* metrics_redis_ = nullptr;
+  bool metrics_failing_ = false;
 };
 
 class Config;
 // Declares the settings every worker takes: --broker, --event-sink,
-// --heartbeat-ms, --heartbeat-liveness, --max-body, --log-level, --config.
+// --heartbeat-ms, --heartbeat-liveness, --max-body, --metrics-interval-ms,
+// --log-level, --config.
 void add_worker_settings(Config& cfg);
 // Reads them back (after cfg.parse) and starts logging; exits on bad values.
 WorkerOptions worker_options(const Config& cfg, const std::string& log_name);

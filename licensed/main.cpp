@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   rt.serve_batch("license.control", [&](const std::vector<Request>& r) { return service.handle_control(r); },
                  slots);
   rt.every(std::chrono::milliseconds(service.sweep_interval_ms()), [&] { service.sweep(); });
+  rt.export_metrics(redis);
   spdlog::info("serving license and license.control (redis {})", redacted(url));
   unblock_stop_signals();
   rt.run(stop_requested());

@@ -59,7 +59,20 @@ int main(int argc, char** argv) {
   UpdateService service(redis, *store, runner, uc, events, unix_ms);
   WorkerRuntime rt(ctx, wopt);
   const int slots = static_cast<int>(cfg.integer("slots"));
-  rt.serve_batch("update", [&](const std::vector<Request>& r) { return service.handle_update(r); }, slots);
+  rt.serve_batch(
+      "update",
+      [&](const std::vector<Request>& r) {
+        auto replies = service.handle_update(r);
+        // Update bytes served: the data of every fetch answered.
+        int64_t served = 0;
+        for (size_t k = 0; k < r.size() && k < replies.size(); ++k)
+          if (replies[k].ok && r[k].op() == "fetch")
+            if (const Value* data = replies[k].fields.find("data"); data && data->kind() == Value::Kind::Bin)
+              served += static_cast<int64_t>(data->as_bin().bytes.size());
+        if (served) rt.metrics().add("update_bytes_served", served);
+        return replies;
+      },
+      slots);
   rt.serve_batch("update.control", [&](const std::vector<Request>& r) { return service.handle_control(r); }, slots);
   if (uc.sync_interval_s > 0 && !uc.feed_url.empty()) {
     // Ticks once a minute; the runner syncs when the interval has passed
@@ -67,6 +80,7 @@ int main(int argc, char** argv) {
     runner.periodic();
     rt.every(std::chrono::seconds(60), [&] { runner.periodic(); });
   }
+  rt.export_metrics(redis);
   spdlog::info("serving update and update.control (store {}, feed {})", store->dir(),
                uc.feed_url.empty() ? "none" : uc.feed_url);
   unblock_stop_signals();
