@@ -285,6 +285,7 @@ void Broker::handle_client(mdp::Frames& f) {
   Service& svc = it->second;
   if (svc.queue.size() >= options_.queue_limit) {
     ++stats_.busy;
+    ++svc.busy;
     return reply_client(client, service,
                         frame(encode_error(Code::Busy, "queue of '" + it->first + "' is full",
                                            rid_of(f[4], options_.max_body),
@@ -310,10 +311,27 @@ void Broker::handle_broker_service(const std::string& client, std::string_view b
   lim.max_body = options_.max_body;
   auto req = decode_request("broker.control", body, lim, &rid);
   if (!req) return reply_client(client, "broker.control", frame(encode_reply(Reply::failure(req.error()), rid)));
-  Value::Map counts;
-  for (const auto& [name, s] : services_) counts.emplace_back(name, Value(static_cast<int64_t>(s.workers)));
+  auto n = [](uint64_t v) { return Value(static_cast<int64_t>(v)); };
+  Value::Map services;
+  if (req->op() == "stats") {
+    for (const auto& [name, s] : services_)
+      services.emplace_back(name, Value(Value::Map{{"queue", n(s.queue.size())},
+                                                   {"workers", n(s.workers)},
+                                                   {"routed", n(s.routed)},
+                                                   {"busy", n(s.busy)},
+                                                   {"unavailable", n(s.unavailable)}}));
+    Value::Map totals{{"requests", n(stats_.requests)},         {"replies", n(stats_.replies)},
+                      {"unavailable", n(stats_.unavailable)},   {"busy", n(stats_.busy)},
+                      {"bad_requests", n(stats_.bad_requests)}, {"unauthorized", n(stats_.unauthorized)},
+                      {"events", n(stats_.events)}};
+    return reply_client(client, "broker.control",
+                        frame(encode_reply(Reply::success({{"services", Value(std::move(services))},
+                                                           {"totals", Value(std::move(totals))}}),
+                                           rid)));
+  }
+  for (const auto& [name, s] : services_) services.emplace_back(name, n(s.workers));
   reply_client(client, "broker.control",
-               frame(encode_reply(Reply::success({{"services", Value(std::move(counts))}}), rid)));
+               frame(encode_reply(Reply::success({{"services", Value(std::move(services))}}), rid)));
 }
 
 void Broker::handle_worker(mdp::Frames& f) {
@@ -386,6 +404,7 @@ void Broker::dispatch(const std::string& service_name, Service& svc) {
     w.request = std::move(svc.queue.front());
     svc.queue.pop_front();
     w.has_request = true;
+    ++svc.routed;
     zmq::message_t body;
     body.copy(w.request.body);  // shared buffer: kept for an error reply's rid
     mdp::Frames out;
@@ -449,6 +468,7 @@ void Broker::delete_worker(const std::string& id, bool send_disconnect) {
   }
   if (w.has_request) {
     ++stats_.unavailable;
+    if (sit != services_.end()) ++sit->second.unavailable;
     spdlog::warn("worker for '{}' lost while holding a request; answering UNAVAILABLE", w.service);
     reply_client(w.request.client, w.service,
                  frame(encode_error(Code::Unavailable,
@@ -463,6 +483,7 @@ void Broker::purge(Clock::time_point now) {
     while (!svc.queue.empty() && svc.queue.front().deadline <= now) {
       Pending& p = svc.queue.front();
       ++stats_.unavailable;
+      ++svc.unavailable;
       reply_client(p.client, name,
                    frame(encode_error(Code::Unavailable,
                                       "no worker of '" + name + "' answered in time",

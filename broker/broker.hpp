@@ -106,6 +106,9 @@ class Broker {
     std::deque<Pending> queue;
     std::deque<std::string> idle;  // worker ids, longest-waiting first
     size_t workers = 0;
+    // Since the broker started (broker.control stats): requests handed to
+    // a worker, and BUSY / UNAVAILABLE answers the broker made itself.
+    uint64_t routed = 0, busy = 0, unavailable = 0;
   };
 
   void on_zap();

@@ -82,6 +82,7 @@ std::vector<OpSpec> build_catalog() {
       {"admin", "firewall", {}, {{"ports", T::Array, true}, {"rules", T::Map, true}}},
       // broker.control (privileged; answered by the broker itself)
       {"broker.control", "workers", {}, {{"services", T::Map, true}}},
+      {"broker.control", "stats", {}, {{"services", T::Map, true}, {"totals", T::Map, true}}},
       // echo (diagnostic; served only by the test/bench echo worker)
       {"echo", "echo", {{"payload", T::Any, false}}, {{"payload", T::Any}}},
       {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}}},
