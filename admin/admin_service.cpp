@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <set>
 
 #include "admin/scripts.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
+#include "common/metrics.hpp"
 
 namespace primary {
 
@@ -50,8 +53,68 @@ std::vector<int> tcp_ports(const std::vector<std::string>& endpoints) {
   return {ports.begin(), ports.end()};
 }
 
-AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, WorkerCounts workers)
-    : redis_(redis), config_(std::move(config)), now_ms_(std::move(now_ms)), workers_(std::move(workers)) {}
+OpCounters op_counters_from_hash(const std::vector<std::pair<std::string, std::string>>& fields) {
+  struct Op {
+    int64_t requests = 0;
+    std::map<std::string, int64_t> errors;
+    std::map<double, int64_t> buckets;  // upper bound -> observations in that bucket alone
+    double sum = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Op> ops;
+  OpCounters out;
+  out.counters.emplace_back("update_bytes_served", Value(0));
+  for (const auto& [field, value] : fields) {
+    std::vector<std::string_view> parts;
+    for (std::string_view rest = field;;) {
+      const auto bar = rest.find('|');
+      parts.push_back(rest.substr(0, bar));
+      if (bar == std::string_view::npos) break;
+      rest.remove_prefix(bar + 1);
+    }
+    const int64_t n = std::atoll(value.c_str());
+    if (parts.size() == 2 && parts[0] == "counter") {
+      auto it = std::find_if(out.counters.begin(), out.counters.end(),
+                             [&](const auto& kv) { return kv.first == parts[1]; });
+      if (it != out.counters.end()) it->second = Value(n);
+      else out.counters.emplace_back(std::string(parts[1]), Value(n));
+      continue;
+    }
+    if (parts.size() < 3) continue;
+    Op& op = ops[{std::string(parts[0]), std::string(parts[1])}];
+    if (parts.size() == 3 && parts[2] == "requests") op.requests = n;
+    else if (parts.size() == 3 && parts[2] == "sum") op.sum = std::strtod(value.c_str(), nullptr);
+    else if (parts.size() == 4 && parts[2] == "error") op.errors[std::string(parts[3])] = n;
+    else if (parts.size() == 4 && parts[2] == "le") {
+      char* end = nullptr;
+      const std::string bound(parts[3]);
+      const double le = std::strtod(bound.c_str(), &end);
+      if (end && *end == '\0' && le > 0) op.buckets[le] += n;
+    }
+  }
+  for (auto& [key, op] : ops) {
+    // Every series gets the same bounds: this build's, plus any other found.
+    for (auto text : kLatencyBounds) op.buckets.try_emplace(std::strtod(std::string(text).c_str(), nullptr), 0);
+    Value::Map errors;
+    for (const auto& [code, n] : op.errors) errors.emplace_back(code, Value(n));
+    Value::Array buckets;
+    int64_t cumulative = 0;
+    for (const auto& [le, n] : op.buckets) {
+      cumulative += n;
+      buckets.push_back(Value(Value::Map{{"le", Value(le)}, {"count", Value(cumulative)}}));
+    }
+    out.ops.push_back(Value(Value::Map{{"service", Value(key.first)},
+                                       {"op", Value(key.second)},
+                                       {"requests", Value(op.requests)},
+                                       {"errors", Value(std::move(errors))},
+                                       {"buckets", Value(std::move(buckets))},
+                                       {"sum", Value(op.sum)},
+                                       {"count", Value(op.requests)}}));
+  }
+  return out;
+}
+
+AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker)
+    : redis_(redis), config_(std::move(config)), now_ms_(std::move(now_ms)), broker_(std::move(broker)) {}
 
 Reply AdminService::unavailable(const Error& e) {
   spdlog::warn("redis: {}", e.message);
@@ -72,24 +135,27 @@ Reply AdminService::handle(const Request& req) {
   if (op == "computer") return computer(req);
   if (op == "log") return log(req);
   if (op == "firewall") return firewall();
+  if (op == "metrics") return metrics();
   return Reply::failure(Code::UnknownOp, "operation not served");
 }
 
-Reply AdminService::status() {
-  const int64_t now = now_ms_();
+// The commands license_fields() reads, first in a pipeline.
+std::vector<Redis::Argv> AdminService::license_commands(int64_t now) const {
   const std::string cutoff = std::to_string(now - (config_.check_interval_s + config_.grace_s) * 1000);
-  auto out = redis_.pipeline({{"HMGET", kSerial, "unlocked", "serial", "purchased"},
-                              {"ZCARD", kReservations},
-                              {"ZCOUNT", kActive, cutoff, "+inf"},
-                              {"ZCOUNT", kActive, "-inf", "(" + cutoff},
-                              {"ZCARD", kLost}});
-  if (!out) return unavailable(out.error());
-  for (const auto& r : *out)
-    if (r.is_error()) return redis_error(r);
-  const auto& serial = (*out)[0].elements;
-  const int64_t reserved = to_int((*out)[1]);
-  const int64_t active = to_int((*out)[2]);
-  const int64_t lost = to_int((*out)[3]) + to_int((*out)[4]);
+  return {{"HMGET", kSerial, "unlocked", "serial", "purchased"},
+          {"ZCARD", kReservations},
+          {"ZCOUNT", kActive, cutoff, "+inf"},
+          {"ZCOUNT", kActive, "-inf", "(" + cutoff},
+          {"ZCARD", kLost}};
+}
+
+// serial?, purchased, reserved, active, lost, never_seen from the replies
+// of license_commands().
+Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
+  const auto& serial = out[0].elements;
+  const int64_t reserved = to_int(out[1]);
+  const int64_t active = to_int(out[2]);
+  const int64_t lost = to_int(out[3]) + to_int(out[4]);
   Value::Map fields;
   if (serial.size() == 3 && (serial[0].is_str() || serial[1].is_str()))
     fields.emplace_back("serial", Value(serial[0].is_str() ? serial[0].str : serial[1].str));
@@ -98,10 +164,66 @@ Reply AdminService::status() {
   fields.emplace_back("active", Value(active));
   fields.emplace_back("lost", Value(lost));
   fields.emplace_back("never_seen", Value(std::max<int64_t>(0, reserved - active - lost)));
+  return fields;
+}
+
+Reply AdminService::status() {
+  const int64_t now = now_ms_();
+  auto out = redis_.pipeline(license_commands(now));
+  if (!out) return unavailable(out.error());
+  for (const auto& r : *out)
+    if (r.is_error()) return redis_error(r);
+  Value::Map fields = license_fields(*out);
   fields.emplace_back("version", Value(PRIMARY_VERSION));
   fields.emplace_back("uptime_s", Value(config_.started_ms ? (now - config_.started_ms) / 1000 : 0));
-  Value services = workers_ ? workers_() : Value();
-  fields.emplace_back("services", services.is_map() ? services : Value(Value::Map{}));
+  const Value workers = broker_ ? broker_("workers") : Value();
+  const Value* services = workers.find("services");
+  fields.emplace_back("services", services && services->is_map() ? *services : Value(Value::Map{}));
+  return Reply::success(std::move(fields));
+}
+
+// Everything GET /metrics of primary-web shows: the op counters of every
+// worker, the broker's queues and workers, the license counts, the events
+// written to the activity log. Two reads from Redis and one broker call.
+Reply AdminService::metrics() {
+  auto cmds = license_commands(now_ms_());
+  const size_t n = cmds.size();
+  cmds.push_back({"HGETALL", kMetricsOps});
+  cmds.push_back({"XINFO", "STREAM", kEventStream});
+  auto out = redis_.pipeline(cmds);
+  if (!out) return unavailable(out.error());
+  for (size_t i = 0; i <= n; ++i)
+    if ((*out)[i].is_error()) return redis_error((*out)[i]);
+  Value::Map licenses = license_fields(*out);
+  licenses.erase(std::remove_if(licenses.begin(), licenses.end(), [](const auto& kv) { return kv.first == "serial"; }),
+                 licenses.end());
+  std::vector<std::pair<std::string, std::string>> hash;
+  const auto& pairs = (*out)[n].elements;
+  for (size_t i = 0; i + 1 < pairs.size(); i += 2) hash.emplace_back(pairs[i].str, pairs[i + 1].str);
+  OpCounters counters = op_counters_from_hash(hash);
+  // XINFO STREAM: entries-added (Redis 7) counts every entry ever written,
+  // trimmed ones too; length is the fallback. No stream yet: an error, 0.
+  int64_t events = 0;
+  const RedisReply& info = (*out)[n + 1];
+  if (transient_error(info)) return redis_error(info);
+  for (size_t i = 0; i + 1 < info.elements.size(); i += 2) {
+    if (info.elements[i].str == "entries-added") {
+      events = to_int(info.elements[i + 1]);
+      break;
+    }
+    if (info.elements[i].str == "length") events = to_int(info.elements[i + 1]);
+  }
+  Value::Map fields{{"ops", Value(std::move(counters.ops))},
+                    {"counters", Value(std::move(counters.counters))},
+                    {"licenses", Value(std::move(licenses))},
+                    {"events_written", Value(events)}};
+  Value broker = broker_ ? broker_("stats") : Value();
+  if (broker.is_map()) {
+    broker.as_map().erase(std::remove_if(broker.as_map().begin(), broker.as_map().end(),
+                                         [](const auto& kv) { return kv.first == "ok" || kv.first == "rid"; }),
+                          broker.as_map().end());
+    fields.emplace_back("broker", std::move(broker));
+  }
   return Reply::success(std::move(fields));
 }
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/redis.hpp"
@@ -25,9 +27,11 @@ struct AdminConfig {
 class AdminService {
  public:
   using Clock = std::function<int64_t()>;           // Unix ms
-  using WorkerCounts = std::function<Value()>;      // {service: connections} or nil
+  // Asks the broker's own service (broker.control) for `op`; its success
+  // reply map, or nil when it did not answer.
+  using BrokerCall = std::function<Value(std::string_view op)>;
 
-  AdminService(Redis& redis, AdminConfig config, Clock now_ms, WorkerCounts workers);
+  AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker);
 
   Reply handle(const Request& req);
 
@@ -37,14 +41,26 @@ class AdminService {
   Reply computer(const Request& req);
   Reply log(const Request& req);
   Reply firewall();
+  Reply metrics();
+  std::vector<Redis::Argv> license_commands(int64_t now) const;
+  static Value::Map license_fields(const std::vector<RedisReply>& replies);
   Reply unavailable(const Error& e);
   Reply redis_error(const RedisReply& r);
 
   Redis& redis_;
   AdminConfig config_;
   Clock now_ms_;
-  WorkerCounts workers_;
+  BrokerCall broker_;
 };
+
+// The op counters hash (keys::kMetricsOps, HGETALL as field/value pairs) as
+// admin.metrics reports them: `ops` (one map per service and op, histogram
+// buckets made cumulative) and `counters`.
+struct OpCounters {
+  Value::Array ops;
+  Value::Map counters;
+};
+OpCounters op_counters_from_hash(const std::vector<std::pair<std::string, std::string>>& fields);
 
 // The TCP ports an endpoint list needs open ("tcp://*:16770" -> 16770).
 std::vector<int> tcp_ports(const std::vector<std::string>& endpoints);

@@ -104,16 +104,17 @@ int main(int argc, char** argv) {
     }
     return broker.get();
   };
-  AdminService service(redis, ac, unix_ms, [&]() -> Value {
-    auto r = connect_broker()->call("broker.control", "workers");
-    if (!r) return {};
-    const Value* s = r->find("services");
-    return s ? *s : Value();
+  AdminService service(redis, ac, unix_ms, [&](std::string_view op) -> Value {
+    auto r = connect_broker()->call("broker.control", std::string(op));
+    const Value* ok = r ? r->find("ok") : nullptr;
+    if (!ok || !ok->is_bool() || !ok->as_bool()) return {};
+    return *r;
   });
   WorkerRuntime rt(ctx, wopt);
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
+  rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();
   rt.run(stop_requested());

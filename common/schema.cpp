@@ -80,6 +80,9 @@ std::vector<OpSpec> build_catalog() {
         {"types", T::StrArray, false, 0, 64}},
        {{"items", T::Array, true}, {"next", T::Str, true}}},
       {"admin", "firewall", {}, {{"ports", T::Array, true}, {"rules", T::Map, true}}},
+      {"admin", "metrics", {},
+       {{"ops", T::Array, true}, {"counters", T::Map, true}, {"licenses", T::Map, true},
+        {"events_written", T::Int, true}, {"broker", T::Map}}},
       // broker.control (privileged; answered by the broker itself)
       {"broker.control", "workers", {}, {{"services", T::Map, true}}},
       {"broker.control", "stats", {}, {{"services", T::Map, true}, {"totals", T::Map, true}}},
