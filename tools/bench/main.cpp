@@ -1,6 +1,9 @@
 // primary-bench: benchmarks of the broker and of the whole server. See
 // docs/benchmarks.md for the modes and the figures they produce.
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
+#include <random>
 
 #include "common/config.hpp"
 #include "common/process.hpp"
@@ -11,13 +14,13 @@ int main(int argc, char** argv) {
   using namespace primary;
   using namespace primary::bench;
   Config cfg("primary-bench", "Benchmarks of the Primary Server (broker echo, idle cost, heartbeats, "
-                              "reservations, scale, update downloads); the last output line is key=value "
+                              "reservations, scale, update downloads, random SIGKILLs); the last output line is key=value "
                               "figures");
   std::string mode;
   cfg.app()
-      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download")
+      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download | chaos")
       ->required()
-      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download"}));
+      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download", "chaos"}));
   cfg.add_int("clients", 0, 0, 4096, "Client connections (0: the mode's default)");
   cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
@@ -31,6 +34,11 @@ int main(int argc, char** argv) {
   cfg.add_int("count", 0, 0, 10000000,
               "reserve: reservations to make; scale: reservations per rate measurement (0: default)");
   cfg.add_int("license-workers", 0, 0, 64, "primary-licensed processes (0: primary-server's default)");
+  cfg.add_int("minutes", 0, 0, 7 * 1440, "chaos: minutes of faults (0: 10; --seconds instead for a short run)");
+  cfg.add_int("kill-min-ms", 2000, 100, 3600000, "chaos: shortest time between two SIGKILLs");
+  cfg.add_int("kill-max-ms", 6000, 100, 3600000, "chaos: longest time between two SIGKILLs");
+  cfg.add_int("seed", 0, 0, INT64_MAX, "chaos: seed of the kills and the load (0: a random one, printed)");
+  cfg.add_int("heartbeat-ms", 200, 10, 600000, "chaos: primary-server --heartbeat-ms (worker expiry)");
   cfg.add_string("bin-dir", "", "Directory of the primary-* executables (default: next to primary-bench)");
   cfg.add_string("log-level", "warn", "Log level of the server processes under test");
   cfg.add_string("broker-prefix", "",
@@ -49,6 +57,8 @@ int main(int argc, char** argv) {
       "             reserve shapes unless --clients/--window are given)\n"
       "  download   --clients 20 --window 8 --size 64 --slots 8 (chunks of 1 MiB; window = chunks in\n"
       "             flight per client)\n"
+      "  chaos      --minutes 10 --clients 50 --kill-min-ms 2000 --kill-max-ms 6000 --heartbeat-ms 200\n"
+      "             --computers 100 per second of faults (licenses; clients = simulated Clients)\n"
       "Exit codes: 0 measured; 1 the stack did not start or requests failed; 2 bad arguments;\n"
       "3 time limit; 128+N killed by signal N (children and temp dir are cleaned up in all cases).");
   cfg.parse(argc, argv);
@@ -69,6 +79,14 @@ int main(int argc, char** argv) {
   pick("license-workers", s.license_workers);
   pick("size", s.size_mb);
   if (cfg.given("payload") && cfg.integer("payload") == 0) s.payload = 0;
+  if (mode == "chaos") {
+    if (cfg.integer("minutes") > 0 && !cfg.given("seconds")) s.seconds = static_cast<int>(cfg.integer("minutes") * 60);
+    if (s.computers == 0) s.computers = int64_t{100} * s.seconds;
+    s.kill_min_ms = cfg.integer("kill-min-ms");
+    s.kill_max_ms = std::max(s.kill_min_ms, cfg.integer("kill-max-ms"));
+    s.heartbeat_ms = cfg.integer("heartbeat-ms");
+    s.seed = cfg.integer("seed") > 0 ? static_cast<uint64_t>(cfg.integer("seed")) : std::random_device{}() | 1u;
+  }
 
   BenchEnv env;
   env.bin_dir = cfg.str("bin-dir").empty() ? self_dir() : std::filesystem::absolute(cfg.str("bin-dir")).string();
@@ -85,5 +103,6 @@ int main(int argc, char** argv) {
   if (mode == "heartbeat") return run_heartbeat(env, s);
   if (mode == "reserve") return run_reserve(env, s);
   if (mode == "download") return run_download(env, s);
+  if (mode == "chaos") return run_chaos(env, s);
   return run_scale(env, s);
 }

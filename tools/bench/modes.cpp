@@ -148,6 +148,8 @@ BenchSettings mode_defaults(const std::string& mode) {
   // 20 Clients taking an update at once, each with UpdateAgent's default
   // window; the updater with its default 8 slots.
   if (mode == "download") s.clients = 20, s.window = 8, s.slots = 8;
+  // 10 minutes; clients: simulated Clients, as in the fault test.
+  if (mode == "chaos") s.seconds = 600, s.clients = 50, s.computers = 0;
   return s;
 }
 
@@ -159,6 +161,7 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
   if (mode == "reserve") limit = s.count / 200 + 300;
   if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 100 + 2 * s.seconds + 900;
   if (mode == "download") limit = 600 + 2 * s.size_mb * s.clients / 4;  // both runs at >= 4 MiB/s
+  if (mode == "chaos") limit = s.seconds + 900;
   return std::chrono::seconds(limit);
 }
 

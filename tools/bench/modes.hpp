@@ -17,6 +17,8 @@ struct BenchSettings {
   int64_t computers = 10000, count = 20000;   // licensing
   int license_workers = 0;                    // 0: primary-server's default
   int64_t size_mb = 64;                       // download: release file size, MiB
+  int64_t kill_min_ms = 2000, kill_max_ms = 6000, heartbeat_ms = 200;  // chaos
+  uint64_t seed = 0;                                                   // chaos: 0 random
 };
 
 // Defaults that differ by mode, for settings not given on the command line.
@@ -30,5 +32,6 @@ int run_heartbeat(const BenchEnv& env, const BenchSettings& s);
 int run_reserve(const BenchEnv& env, const BenchSettings& s);
 int run_scale(const BenchEnv& env, const BenchSettings& s);
 int run_download(const BenchEnv& env, const BenchSettings& s);
+int run_chaos(const BenchEnv& env, const BenchSettings& s);  // chaos.cpp
 
 }  // namespace primary::bench

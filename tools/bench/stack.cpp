@@ -128,8 +128,8 @@ Result<std::unique_ptr<ServerStack>> ServerStack::start(zmq::context_t& ctx, con
   s->data_dir_ = dir.file("data");
   s->log_ = dir.file("server.log");
   std::vector<std::string> argv = {env.bin("primary-server"), "--data-dir", s->data_dir_,
-                                   "--front", "tcp://127.0.0.1:*",
-                                   "--events", "tcp://127.0.0.1:*",
+                                   "--front", options.front,
+                                   "--events", options.events,
                                    "--insecure", "--log-level", env.log_level};
   if (!options.vendor_pub.empty()) argv.insert(argv.end(), {"--vendor-key", options.vendor_pub});
   if (options.license_workers > 0)

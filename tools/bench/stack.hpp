@@ -59,6 +59,8 @@ class EchoStack {
 
 struct ServerOptions {
   std::string vendor_pub;   // --vendor-key; empty: none
+  // A fixed port where a restarted broker must bind the same endpoint again.
+  std::string front = "tcp://127.0.0.1:*", events = "tcp://127.0.0.1:*";
   int license_workers = 0;  // 0: primary-server's default
   std::vector<std::string> extra_args;
 };
