@@ -5,7 +5,11 @@
 
 namespace primary {
 
-const char* const kLuaEmitPrelude = R"lua(
+std::string lua_with_events(const char* body, const char* helpers) {
+  static constexpr const char* kPrelude = R"lua(
+local EV_STREAM = KEYS[#KEYS]
+local EV_CAP = ARGV[#ARGV - 1]
+local EV_NOW = tonumber(ARGV[#ARGV])
 local EV = {}
 local function emit(etype, fields)
   fields['type'] = nil
@@ -15,6 +19,8 @@ local function emit(etype, fields)
   EV[#EV + 1] = {id, etype, EV_NOW, data}
 end
 )lua";
+  return std::string(kPrelude) + helpers + body;
+}
 
 std::optional<Value> event_from_entry(const RedisReply& e) {
   if (!e.is_array() || e.elements.size() != 4) return std::nullopt;

@@ -21,11 +21,12 @@ namespace primary {
 // Redis key of the activity log stream.
 inline constexpr const char* kEventStream = keys::kEvents;
 
-// Lua prelude for scripts that emit events. Expects the stream key and its
-// cap to be passed and stored in local variables EV_STREAM and EV_CAP, and
-// the time (ms) in EV_NOW; emit(type, fields) appends one entry and collects
-// it in EV for the reply.
-extern const char* const kLuaEmitPrelude;
+// The source of a Lua script that emits events: `body` (after `helpers`,
+// more local functions) may call emit(type, fields), which appends one entry
+// to the activity stream and collects it in the table EV for the reply. The
+// script's last key is the stream and its last two arguments are the stream's
+// cap and the time in ms.
+std::string lua_with_events(const char* body, const char* helpers = "");
 
 // Builds the public event map from one collected entry {id, type, ts, data}.
 std::optional<Value> event_from_entry(const RedisReply& entry);

@@ -7,8 +7,6 @@
 namespace primary::licensing {
 namespace {
 
-// Every script that emits events starts with the stream key, its cap and the
-// time as its last three arguments.
 // Reservations live in one sorted set, all scores 0, members "NAME:LICENSE"
 // (':' cannot occur in a name). Lexicographic order gives paging by name
 // for free and a lookup costs O(log n), in about 145 bytes per computer.
@@ -20,13 +18,7 @@ local function license_of(key, name)
 end
 )lua";
 
-std::string with_events(const char* body) {
-  return std::string(R"lua(
-local EV_STREAM = KEYS[#KEYS]
-local EV_CAP = ARGV[#ARGV - 1]
-local EV_NOW = tonumber(ARGV[#ARGV])
-)lua") + kLuaEmitPrelude + kLuaLicenseOf + body;
-}
+std::string with_events(const char* body) { return lua_with_events(body, kLuaLicenseOf); }
 
 }  // namespace
 

@@ -18,19 +18,11 @@ namespace {
 
 constexpr int64_t kLockMs = 60000;
 
-std::string with_events(const char* body) {
-  return std::string(R"lua(
-local EV_STREAM = KEYS[#KEYS]
-local EV_CAP = ARGV[#ARGV - 1]
-local EV_NOW = tonumber(ARGV[#ARGV])
-)lua") + kLuaEmitPrelude + body;
-}
-
 // Adds a release once: a second sync of the same feed changes nothing.
 // KEYS: releases, state, gen, events
 // ARGV: field, record, state, component, version, channel, size, cap, now
 const Script& add_release_script() {
-  static const Script s(with_events(R"lua(
+  static const Script s(lua_with_events(R"lua(
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0, EV} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
@@ -50,7 +42,7 @@ return {1, EV}
 // KEYS: releases, state, gen, events
 // ARGV: field, new state, event type, component, version, rollout, cap, now
 const Script& set_state_script() {
-  static const Script s(with_events(R"lua(
+  static const Script s(lua_with_events(R"lua(
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {-1, EV} end
 if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then return {0, EV} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -65,7 +57,7 @@ return {1, EV}
 
 // Appends one event with MessagePack fields. KEYS: events  ARGV: type, fields, cap, now
 const Script& emit_script() {
-  static const Script s(with_events(R"lua(
+  static const Script s(lua_with_events(R"lua(
 emit(ARGV[1], cmsgpack.unpack(ARGV[2]))
 return {1, EV}
 )lua"));
