@@ -92,15 +92,17 @@ class BrokerTest : public ::testing::Test {
 
   // Starts primary-broker on port 0 with the test's short timings; fills
   // front_ and workers_ep_ from its endpoints file.
-  void start_broker(std::vector<std::string> extra = {}) {
+  void start_broker(std::vector<std::string> extra = {},
+                    std::chrono::milliseconds heartbeat = kHeartbeat,
+                    std::chrono::milliseconds request_timeout = kRequestTimeout) {
     std::vector<std::string> argv = {test::bin("primary-broker"), "--insecure",
                                      "--front", "tcp://127.0.0.1:*",
                                      "--events", "tcp://127.0.0.1:*",
                                      "--workers-endpoint", "tcp://127.0.0.1:*",
                                      "--event-sink", "tcp://127.0.0.1:*",
                                      "--endpoints-file", dir_.file("ep"),
-                                     "--heartbeat-ms", std::to_string(kHeartbeat.count()),
-                                     "--request-timeout-ms", std::to_string(kRequestTimeout.count())};
+                                     "--heartbeat-ms", std::to_string(heartbeat.count()),
+                                     "--request-timeout-ms", std::to_string(request_timeout.count())};
     argv.insert(argv.end(), extra.begin(), extra.end());
     broker_ = test::Process::start(argv, {}, dir_.file("broker.log"));
     std::map<std::string, std::string> eps;
@@ -119,10 +121,10 @@ class BrokerTest : public ::testing::Test {
   }
 
   // Starts one primary-echo-worker connected to the broker.
-  test::Process& start_echo() {
+  test::Process& start_echo(std::chrono::milliseconds heartbeat = kHeartbeat) {
     workers_.push_back(test::Process::start(
         {test::bin("primary-echo-worker"), "--broker", workers_ep_, "--heartbeat-ms",
-         std::to_string(kHeartbeat.count())},
+         std::to_string(heartbeat.count())},
         {}, dir_.file("worker.log")));
     return workers_.back();
   }
@@ -435,14 +437,19 @@ std::vector<std::string> hostile_message(int kind, std::mt19937& rng) {
   }
 }
 
+// Heartbeat 1 s (liveness 3 s) and a 10 s request deadline instead of the
+// fixture's 100 ms and 1 s: this test is about malformed input, and under
+// ASan on a loaded 2-core machine the flood can keep the broker and the worker
+// off the CPU for more than 300 ms, which the short settings would
+// (correctly) report as a dead worker.
 TEST_F(BrokerTest, HostileClientDoesNotDisturbOthers) {
-  ASSERT_NO_FATAL_FAILURE(start_broker());
-  start_echo();
+  ASSERT_NO_FATAL_FAILURE(start_broker({}, 1000ms, 10000ms));
+  start_echo(1000ms);
   ASSERT_TRUE(wait_for_echo_workers(1));
 
   std::atomic<int> good{0};
   std::thread honest([&] {
-    auto c = client(5000);
+    auto c = client(15000);
     for (int i = 0; i < 500; ++i) {
       auto r = c.call("echo", "echo", {{"payload", Value(i)}, {"rid", Value(i)}});
       if (r && test::ok(*r) && r->find("payload") && *r->find("payload") == Value(i)) ++good;

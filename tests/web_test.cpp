@@ -452,9 +452,10 @@ TEST_F(WebConsole, ActivityListsTheReservationAndFiltersByType) {
 TEST_F(WebConsole, EventStreamIsLiveAndResumesWithoutGapsOrDuplicates) {
   Browser b = logged_in();
   Http page = b.get("/activity");
+  ASSERT_EQ(page.status, 200) << page.body;
   static const std::regex re(R"re(data-stream="([^"]+)")re");
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(page.body, m, re));
+  ASSERT_TRUE(std::regex_search(page.body, m, re)) << page.body;
   const std::string url = b.base() + std::regex_replace(m[1].str(), std::regex("&amp;"), "&");
   const std::vector<std::string> cookie = {"Cookie: " + b.cookie_header()};
   auto reserve = [&](const std::string& name) {
