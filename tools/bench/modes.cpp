@@ -363,7 +363,9 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   const BenchSettings hb_d = mode_defaults("heartbeat"), res_d = mode_defaults("reserve");
   const LoadShape hb_shape{s.clients ? s.clients : hb_d.clients, s.window ? s.window : hb_d.window, s.threads};
   const LoadShape res_shape{s.clients ? s.clients : res_d.clients, s.window ? s.window : res_d.window, s.threads};
-  const LoadShape fill{16, 64, s.threads};
+  // 256 requests in flight keep the license workers' batches full; more only
+  // queue in the broker, and on a loaded machine past its 5 s deadline.
+  const LoadShape fill{16, 16, s.threads};
   Fleet fleet;
   int64_t created = 0;
 
