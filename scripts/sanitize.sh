@@ -16,7 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 build="$root/build-asan"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DPRIMARY_SANITIZE=ON -DPRIMARY_FUZZ=OFF
+# ccache, where installed, only speeds up rebuilds; CI does not have it.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DPRIMARY_SANITIZE=ON -DPRIMARY_FUZZ=OFF "${launcher[@]}"
 start=$(date +%s)
 cmake --build "$build" -j"${SANITIZE_JOBS:-$(nproc)}"
 echo "sanitize: build took $(( $(date +%s) - start )) s"
