@@ -71,7 +71,8 @@ class LicenseService {
     std::string license, serial, token;
     int64_t issued = 0, expires = 0;
   };
-  std::unordered_map<std::string, CachedLease> leases_;
+  std::unordered_map<std::string, CachedLease> leases_;  // of quantum cache_quantum_ only
+  int64_t cache_quantum_ = 0;
 };
 
 }  // namespace primary
