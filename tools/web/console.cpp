@@ -13,6 +13,7 @@
 #include <deque>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "common/crypto.hpp"
 #include "common/process.hpp"
@@ -954,7 +955,30 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (!read_ok || written == 0) return error_page(res, *s, 400, "Bad request", "the upload was incomplete or empty");
   auto r = update_call("import", {{"path", Value(path)}});
   if (!ok_reply(r)) return failed(res, *s, "Importing the bundle", r);
-  sessions_.set_flash(s->id, "Imported the bundle (" + std::to_string(written) + " bytes).", false);
+  // The updater runs the import as a job after answering, reading the file
+  // then: it is removed only once the job is done (as primaryctl waits).
+  const std::string job = s_of(*r, "job");
+  std::optional<Value> outcome;
+  for (const auto deadline = Clock::now() + std::chrono::minutes(10); !stopping_ && Clock::now() < deadline;
+       std::this_thread::sleep_for(200ms)) {
+    auto st = update_call("releases");
+    const Value* sync = ok_reply(st) ? st->find("sync") : nullptr;
+    if (sync && s_of(*sync, "job") == job && s_of(*sync, "state") == "done") {
+      outcome = *sync;
+      break;
+    }
+  }
+  const std::string size = " (" + std::to_string(written) + " bytes)";
+  if (!outcome) {
+    remove.path.clear();  // still being read
+    sessions_.set_flash(s->id, "The import of the bundle" + size + " is still running; see the activity log.", false);
+  } else if (s_of(*outcome, "result") == "ok") {
+    sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(i_of(*outcome, "added")) +
+                                   " added, " + std::to_string(i_of(*outcome, "failed")) + " failed.", false);
+  } else {
+    sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + s_of(*outcome, "result") + ": " +
+                                   s_of(*outcome, "message"), true);
+  }
   res.set_redirect("/updates", 303);
 }
 
