@@ -844,12 +844,14 @@ void Console::updates(const Req& req, Res& res) {
                                    esc(ver) + "\">";
         const Value* rollout = it.find("rollout");
         const int64_t pct = rollout && rollout->is_int() ? rollout->as_int() : 100;
+        // A held release reports rollout 0: Approve offers all clients, as primaryctl does.
+        const int64_t offer = s_of(it, "state") == "approved" ? pct : 100;
         body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(s_of(it, "channel")) +
                 "</td><td>" + std::to_string(i_of(it, "size")) + "</td><td>" + esc(s_of(it, "state")) +
                 "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(i_of(it, "issued"))) +
                 "</td><td>" + esc(s_of(it, "notes")) + "</td><td><form class=\"inline\" method=\"post\" "
                 "action=\"/updates/approve\">" + hidden +
-                "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(pct) +
+                "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(offer) +
                 "\"> <button type=\"submit\">Approve</button></form> <form class=\"inline\" method=\"post\" "
                 "action=\"/updates/hold\">" + hidden + "<button type=\"submit\">Hold</button></form></td></tr>";
       }
