@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -185,9 +186,9 @@ std::vector<std::string> Report::lines() const {
   out.push_back(std::to_string(static_cast<int>(fault_seconds)) + " s of faults, " + std::to_string(kills.size()) +
                 " SIGKILLs:" + killed + "; " + std::to_string(processes_seen) + " processes seen");
   const auto rec = recovery_ms();
-  out.push_back("recovery after a kill: p50 " + std::to_string(static_cast<int64_t>(percentile(rec, 0.5))) +
-                " ms, p99 " + std::to_string(static_cast<int64_t>(percentile(rec, 0.99))) + " ms, max " +
-                std::to_string(static_cast<int64_t>(percentile(rec, 1.0))) + " ms; " +
+  out.push_back("recovery after a kill: p50 " + std::to_string(std::llround(percentile(rec, 0.5))) + " ms, p99 " +
+                std::to_string(std::llround(percentile(rec, 0.99))) + " ms, max " +
+                std::to_string(std::llround(percentile(rec, 1.0))) + " ms; " +
                 std::to_string(unrecovered()) + " not recovered; all kinds serving after the faults: " +
                 (restored ? "yes" : "NO"));
   for (const auto& [kind, counts] : requests) out.push_back(kind + ": " + counts.text());
