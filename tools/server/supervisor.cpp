@@ -212,6 +212,8 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_flag("no-web", "Do not start the web console");
   cfg.add_string("tls-cert", "", "Web console HTTPS certificate (PEM), with --tls-key");
   cfg.add_string("tls-key", "", "Web console HTTPS private key (PEM)");
+  cfg.add_string("metrics-token-file", "",
+                 "Bearer token file (0600) for the console's GET /metrics from non-loopback peers");
   cfg.add_config_file();
   add_log_setting(cfg);
   // One-shot actions, so flags only (not settings: a config file must not restore at every start).
@@ -251,6 +253,7 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.no_web = cfg.flag("no-web");
   s.tls_cert = cfg.str("tls-cert");
   s.tls_key = cfg.str("tls-key");
+  s.metrics_token_file = cfg.str("metrics-token-file");
   if (auto* opt = cfg.app().get_option_no_throw("--config"); opt && opt->count() > 0)
     s.config_file = opt->as<std::string>();
   else if (const char* env = std::getenv("PRIMARY_CONFIG"))
@@ -379,6 +382,9 @@ Result<bool> Supervisor::prepare() {
                     layout_.root + "`, listen on 127.0.0.1, or pass --no-web");
     if (settings_.tls_cert.empty() != settings_.tls_key.empty())
       return refuse("--tls-cert and --tls-key go together");
+    if (!settings_.metrics_token_file.empty())
+      if (auto token = web::read_metrics_token(settings_.metrics_token_file); !token)
+        return refuse(token.error().message);
   }
   if (!settings_.vendor_key.empty()) {
     if (auto vendor = read_key_file(settings_.vendor_key, 32, false); !vendor)
@@ -513,6 +519,8 @@ void Supervisor::plan_children() {
     if (!settings_.tls_cert.empty())
       web.insert(web.end(), {"--tls-cert", fs::absolute(settings_.tls_cert).string(), "--tls-key",
                              fs::absolute(settings_.tls_key).string()});
+    if (!settings_.metrics_token_file.empty())
+      web.insert(web.end(), {"--metrics-token-file", fs::absolute(settings_.metrics_token_file).string()});
     children_.push_back(child(Role::Worker, "primary-web", web));
   }
 }

@@ -41,6 +41,7 @@ struct SupervisorSettings {
   std::string web = "127.0.0.1:16772";  // primary-web's listen address
   bool no_web = false;                   // --no-web: no console
   std::string tls_cert, tls_key;         // HTTPS for the console; empty: HTTP
+  std::string metrics_token_file;        // the console's GET /metrics bearer token; empty: loopback only
   std::string restore_file;  // --restore FILE: a primaryctl backup to restore first (restore.cpp)
   bool force = false;        // --force: the restore may replace existing state
 };

@@ -17,7 +17,9 @@
 
 #include "common/crypto.hpp"
 #include "common/process.hpp"
+#include "common/schema.hpp"
 #include "tools/web/html.hpp"
+#include "tools/web/metrics.hpp"
 #include "tools/web/password.hpp"
 
 namespace primary::web {
@@ -229,6 +231,7 @@ void Console::install(httplib::Server& svr) {
     do_import(req, res, reader);
   });
   svr.Get("/firewall", [this](const Req& req, Res& res) { firewall(req, res); });
+  svr.Get("/metrics", [this](const Req& req, Res& res) { metrics(req, res); });
 }
 
 // ---------------------------------------------------------------- sessions
@@ -1003,6 +1006,37 @@ void Console::firewall(const Req& req, Res& res) {
   body += "<p class=\"muted\">To apply them on the server: <span class=\"code\">primaryctl firewall --apply "
           "--tool TOOL --yes</span></p>";
   send_page(res, 200, layout("Firewall", "/firewall", *s, body));
+}
+
+// ---------------------------------------------------------------- metrics
+
+void Console::metrics(const Req& req, Res& res) {
+  const bool loopback = !req.remote_addr.empty() && is_loopback(req.remote_addr);
+  switch (metrics_access(loopback, options_.metrics_require_token, options_.metrics_token,
+                         req.get_header_value("Authorization"))) {
+    case MetricsAccess::Allow: break;
+    case MetricsAccess::Unauthorized:
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer realm=\"primary-web metrics\"");
+      res.set_content("401 Unauthorized: send Authorization: Bearer TOKEN (the --metrics-token-file token)\n",
+                      "text/plain; charset=utf-8");
+      return;
+    case MetricsAccess::Forbidden:
+      res.status = 403;
+      res.set_content("403 Forbidden: metrics are served to loopback peers only; set --metrics-token-file "
+                      "to scrape from elsewhere with a bearer token\n",
+                      "text/plain; charset=utf-8");
+      return;
+  }
+  auto r = call("admin", "metrics");
+  if (!ok_reply(r)) {
+    const std::string code = code_of(r);
+    res.status = (!r || code == "UNAVAILABLE" || code == "BUSY") ? 503 : 502;
+    res.set_content(std::to_string(res.status) + " metrics not available: " + code + ": " + message_of(r) + "\n",
+                    "text/plain; charset=utf-8");
+    return;
+  }
+  res.set_content(render_prometheus(*r), "text/plain; version=0.0.4; charset=utf-8");
 }
 
 }  // namespace primary::web

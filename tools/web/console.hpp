@@ -4,7 +4,8 @@
 // its own sessions.
 //
 // Protections, in request order: a pre-routing check bounds request bodies
-// (64 KiB except the bundle upload); every page but /login and /static needs
+// (64 KiB except the bundle upload); every page but /login, /static and
+// /metrics (loopback or a bearer token, metrics.hpp) needs
 // a session cookie (HttpOnly, SameSite=Strict, Secure under HTTPS; random
 // 256-bit ids, idle and absolute expiry); every POST needs the session's
 // CSRF token (403 otherwise); logins are throttled per client address
@@ -37,6 +38,8 @@ struct ConsoleOptions {
   std::chrono::seconds session_max{12 * 3600};
   size_t max_upload = size_t{4} << 30;  // bytes of one bundle upload
   size_t max_streams = 32;              // concurrent event streams
+  std::string metrics_token;            // GET /metrics bearer token; empty: loopback only
+  bool metrics_require_token = false;   // ask loopback peers for it too
 };
 
 class Console {
@@ -77,6 +80,7 @@ class Console {
   void do_update(const Req& req, Res& res, const std::string& op);
   void do_import(const Req& req, Res& res, const httplib::ContentReader& reader);
   void firewall(const Req& req, Res& res);
+  void metrics(const Req& req, Res& res);  // no session: see metrics.hpp
 
   // Rendering.
   std::string layout(const std::string& title, const std::string& active, const Session& s,

@@ -13,6 +13,7 @@
 #include "common/process.hpp"
 #include "tools/web/broker_link.hpp"
 #include "tools/web/console.hpp"
+#include "tools/web/metrics.hpp"
 #include "tools/web/password.hpp"
 
 int main(int argc, char** argv) {
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
   cfg.add_string("tls-cert", "", "PEM certificate: serve HTTPS (with --tls-key)");
   cfg.add_string("tls-key", "", "PEM private key of --tls-cert");
   cfg.add_int("web-session-s", 1800, 60, 7 * 86400, "Console sessions end after this long unused");
+  cfg.add_string("metrics-token-file", "",
+                 "File holding the bearer token GET /metrics asks of non-loopback peers (mode 0600)");
+  cfg.add_flag("metrics-require-token", "GET /metrics asks loopback peers for the token too (reverse proxy)");
   cfg.add_config_file();
   add_log_setting(cfg);
   cfg.parse(argc, argv);
@@ -49,6 +53,15 @@ int main(int argc, char** argv) {
              "` or listen on 127.0.0.1");
   if (cfg.str("tls-cert").empty() != cfg.str("tls-key").empty())
     cfg.fail("--tls-cert and --tls-key go together");
+
+  std::string metrics_token;
+  if (!cfg.str("metrics-token-file").empty()) {
+    auto token = read_metrics_token(cfg.str("metrics-token-file"));
+    if (!token) cfg.fail(token.error().message);
+    metrics_token = *token;
+  }
+  if (cfg.flag("metrics-require-token") && metrics_token.empty())
+    cfg.fail("--metrics-require-token needs --metrics-token-file");
 
   LinkOptions lo;
   lo.front = cfg.str("front");
@@ -86,6 +99,8 @@ int main(int argc, char** argv) {
   co.data_dir = data_dir;
   co.https = https;
   co.session_idle = std::chrono::seconds(cfg.integer("web-session-s"));
+  co.metrics_token = metrics_token;
+  co.metrics_require_token = cfg.flag("metrics-require-token");
   Console console(link, feed, co);
   console.install(*server);
 

@@ -107,4 +107,20 @@ bool is_loopback_host(const std::string& host) {
   return host == "localhost" || host == "::1" || host.starts_with("127.");
 }
 
+Result<std::string> read_metrics_token(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0)
+    return Error{Code::NotFound, "cannot read metrics token file " + path + ": " + std::strerror(errno)};
+  if (st.st_mode & 077)
+    return Error{Code::Unauthorized, "metrics token file " + path + " is readable by group or others (chmod 600 it)"};
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) return Error{Code::NotFound, "cannot read metrics token file " + path};
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+  if (line.size() < 16 || line.size() > 4096)
+    return Error{Code::BadRequest,
+                 "metrics token file " + path + " must hold one line of 16 to 4096 bytes (e.g. openssl rand -hex 32)"};
+  return line;
+}
+
 }  // namespace primary::web

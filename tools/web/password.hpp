@@ -30,6 +30,11 @@ bool verify_password(const std::string& hash, const std::string& password);
 // Passwords must be 8 to 1024 bytes; the reason when not.
 std::optional<std::string> password_problem(const std::string& password);
 
+// The bearer token of GET /metrics (--metrics-token-file): the file's first
+// line without trailing blanks, 16 to 4096 bytes. An error (one line, naming
+// the file) when it is unreadable, too short, or readable by group or others.
+Result<std::string> read_metrics_token(const std::string& path);
+
 // A listen address "HOST:PORT" ("[::1]:PORT" for IPv6; PORT 0: any free port).
 struct ListenAddress {
   std::string host;  // without brackets
