@@ -611,6 +611,8 @@ def main():
     if len(sys.argv) not in (2, 3):
         print("usage: browser_test.py BIN_DIR [SCREENSHOT_DIR]", file=sys.stderr)
         return 2
+    # A SIGTERM (ctest's timeout, a CI abort) still runs the cleanup below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("FAIL: stopped by SIGTERM"))
     bin_dir = os.path.abspath(sys.argv[1])
     shots = os.path.abspath(sys.argv[2] if len(sys.argv) == 3 else os.environ.get("PRIMARY_SCREENSHOTS", "screenshots"))
     os.makedirs(shots, exist_ok=True)
