@@ -14,8 +14,9 @@ with the shipped CSS and JavaScript under the console's Content-Security-
 Policy: the browser's console log must hold no CSP violation and no error
 other than the expected 401 of the wrong password.
 
-A PNG of each page (1280x800) goes to SCREENSHOT_DIR (argument 2, or
-$PRIMARY_SCREENSHOTS, default ./screenshots); docs/screenshots/ holds a set.
+A PNG of each page (1280x800) goes to $PRIMARY_SCREENSHOTS if set, else
+to SCREENSHOT_DIR (ctest passes build/screenshots), else ./screenshots;
+docs/screenshots/ holds a set.
 
 Usage: browser_test.py BIN_DIR [SCREENSHOT_DIR]  (exit 0 on success)
 
@@ -614,7 +615,7 @@ def main():
     # A SIGTERM (ctest's timeout, a CI abort) still runs the cleanup below.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("FAIL: stopped by SIGTERM"))
     bin_dir = os.path.abspath(sys.argv[1])
-    shots = os.path.abspath(sys.argv[2] if len(sys.argv) == 3 else os.environ.get("PRIMARY_SCREENSHOTS", "screenshots"))
+    shots = os.path.abspath(os.environ.get("PRIMARY_SCREENSHOTS") or (sys.argv[2] if len(sys.argv) == 3 else "screenshots"))
     os.makedirs(shots, exist_ok=True)
     if os.path.exists(os.path.join(shots, "failure.png")):
         os.unlink(os.path.join(shots, "failure.png"))
