@@ -17,6 +17,24 @@ using mdp::frame;
 using mdp::view;
 
 constexpr size_t kMaxServiceName = 255;
+constexpr size_t kMaxCredit = 1024;
+
+// READY's credit frame: ASCII digits, 1 to kMaxCredit; 0 when invalid.
+size_t parse_credit(std::string_view text) {
+  if (text.empty() || text.size() > 4) return 0;
+  size_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return 0;
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  return n >= 1 && n <= kMaxCredit ? n : 0;
+}
+
+uint64_t tag_of(const zmq::message_t& m) {
+  uint64_t tag;
+  std::memcpy(&tag, m.data(), sizeof tag);
+  return tag;
+}
 
 // Makes "tcp://0.0.0.0:123" or "tcp://[::]:123" into an address a local
 // client can connect to.
@@ -349,9 +367,11 @@ void Broker::handle_worker(mdp::Frames& f) {
 
   switch (cmd) {
     case mdp::Command::Ready: {
-      const std::string_view service = f.size() == 5 ? view(f[4]) : std::string_view();
+      // [id, "", MDPW01, READY, service, credit?]
+      const std::string_view service = f.size() == 5 || f.size() == 6 ? view(f[4]) : std::string_view();
+      const size_t credit = f.size() == 6 ? parse_credit(view(f[5])) : 1;
       if (it != worker_map_.end() || service.empty() || service.size() > kMaxServiceName ||
-          service.starts_with(mdp::kMmiPrefix) || service == "broker.control") {
+          service.starts_with(mdp::kMmiPrefix) || service == "broker.control" || credit == 0) {
         spdlog::warn("refused READY for '{}'", service.substr(0, 64));
         return delete_worker(id, true);
       }
@@ -364,23 +384,37 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.id = id;
       w.service = sit->first;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
-      ++sit->second.workers;
-      sit->second.idle.push_back(id);
-      spdlog::debug("worker ready for '{}' ({} now)", w.service, sit->second.workers);
+      w.credit = credit;
+      sit->second.workers += credit;
+      sit->second.idle.insert(sit->second.idle.end(), credit, id);
+      spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
       return dispatch(sit->first, sit->second);
     }
     case mdp::Command::Reply: {
-      // [id, "", MDPW01, REPLY, client, meta..., "", body]
-      if (it == worker_map_.end() || !it->second.has_request || f.size() < 7 ||
-          view(f[4]) != it->second.request.client || f[f.size() - 2].size() != 0) {
+      // [id, "", MDPW01, REPLY, client, meta, tag, "", body]: the tag must
+      // name a request this connection holds, for that client. A worker of
+      // credit one may leave the tag out: [id, "", MDPW01, REPLY, client,
+      // ..., "", body], as before the extension.
+      Pending* p = nullptr;
+      uint64_t tag = 0;
+      if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0) {
+        auto& held = it->second.in_flight;
+        auto pit = held.end();
+        if (f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(f[6]));
+        if (pit == held.end() && it->second.credit == 1 && held.size() == 1) pit = held.begin();
+        if (pit != held.end() && view(f[4]) == pit->second.client) {
+          tag = pit->first;
+          p = &pit->second;
+        }
+      }
+      if (!p) {
         spdlog::warn("unexpected REPLY from a worker; disconnecting it");
         return delete_worker(id, true);
       }
       Worker& w = it->second;
       ++stats_.replies;
-      reply_client(w.request.client, w.service, std::move(f.back()));
-      w.has_request = false;
-      w.request.body = zmq::message_t();
+      reply_client(p->client, w.service, std::move(f.back()));
+      w.in_flight.erase(tag);
       Service& svc = services_.find(w.service)->second;
       svc.idle.push_back(id);
       return dispatch(w.service, svc);
@@ -401,20 +435,21 @@ void Broker::dispatch(const std::string& service_name, Service& svc) {
     const std::string id = std::move(svc.idle.front());
     svc.idle.pop_front();
     Worker& w = worker_map_.at(id);
-    w.request = std::move(svc.queue.front());
+    const uint64_t tag = ++w.next_tag;
+    Pending& p = w.in_flight.emplace(tag, std::move(svc.queue.front())).first->second;
     svc.queue.pop_front();
-    w.has_request = true;
     ++svc.routed;
     zmq::message_t body;
-    body.copy(w.request.body);  // shared buffer: kept for an error reply's rid
+    body.copy(p.body);  // shared buffer: kept for an error reply's rid
     mdp::Frames out;
-    out.reserve(8);
+    out.reserve(9);
     out.push_back(frame(id));
     out.push_back(frame(""));
     out.push_back(frame(mdp::kWorker));
     out.push_back(frame(mdp::Command::Request));
-    out.push_back(frame(w.request.client));
-    out.push_back(frame(w.request.meta));
+    out.push_back(frame(p.client));
+    out.push_back(frame(p.meta));
+    out.push_back(zmq::message_t(&tag, sizeof tag));
     out.push_back(frame(""));
     out.push_back(std::move(body));
     mdp::send_frames(workers_, out, true);
@@ -464,16 +499,17 @@ void Broker::delete_worker(const std::string& id, bool send_disconnect) {
   if (sit != services_.end()) {
     auto& idle = sit->second.idle;
     idle.erase(std::remove(idle.begin(), idle.end(), id), idle.end());
-    --sit->second.workers;
+    sit->second.workers -= w.credit;
   }
-  if (w.has_request) {
-    ++stats_.unavailable;
-    if (sit != services_.end()) ++sit->second.unavailable;
-    spdlog::warn("worker for '{}' lost while holding a request; answering UNAVAILABLE", w.service);
-    reply_client(w.request.client, w.service,
-                 frame(encode_error(Code::Unavailable,
-                                    "the worker handling this request stopped; safe to retry",
-                                    rid_of(w.request.body, options_.max_body))));
+  if (!w.in_flight.empty()) {
+    stats_.unavailable += w.in_flight.size();
+    if (sit != services_.end()) sit->second.unavailable += w.in_flight.size();
+    spdlog::warn("worker for '{}' lost while holding {} request(s); answering UNAVAILABLE", w.service,
+                 w.in_flight.size());
+    for (const auto& [_, p] : w.in_flight)
+      reply_client(p.client, w.service,
+                   frame(encode_error(Code::Unavailable, "the worker handling this request stopped; safe to retry",
+                                      rid_of(p.body, options_.max_body))));
   }
   worker_map_.erase(it);
 }

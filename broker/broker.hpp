@@ -95,17 +95,23 @@ class Broker {
     std::string meta;     // peer metadata frame handed to the worker
     Clock::time_point deadline;
   };
+  // One worker connection. It may hold up to `credit` requests at once
+  // (READY's optional credit frame, docs/protocol.md "Worker credit"); each
+  // goes out with a tag frame that the REPLY echoes.
   struct Worker {
     std::string id;       // routing id on the workers socket
     std::string service;  // set by READY
     Clock::time_point expiry;
-    bool has_request = false;
-    Pending request;
+    size_t credit = 1;
+    uint64_t next_tag = 0;
+    std::unordered_map<uint64_t, Pending> in_flight;  // by tag
   };
   struct Service {
     std::deque<Pending> queue;
-    std::deque<std::string> idle;  // worker ids, longest-waiting first
-    size_t workers = 0;
+    // Worker ids, once per free credit, longest-waiting first: requests go
+    // round the connections rather than filling one up.
+    std::deque<std::string> idle;
+    size_t workers = 0;  // sum of the live connections' credits
     // Since the broker started (broker.control stats): requests handed to
     // a worker, and BUSY / UNAVAILABLE answers the broker made itself.
     uint64_t routed = 0, busy = 0, unavailable = 0;

@@ -24,6 +24,7 @@ using mdp::view;
 
 struct WorkerRuntime::Connection {
   size_t service = 0;       // index into services_
+  int credit = 1;           // requests the broker may hand it at once
   std::string endpoint;
   std::unique_ptr<zmq::socket_t> socket;
   uint64_t generation = 0;          // bumped at every open(): stale replies are dropped
@@ -145,13 +146,12 @@ void WorkerRuntime::serve(const std::string& service, Handler handler, int slots
 void WorkerRuntime::serve_batch(const std::string& service, BatchHandler handler, int slots) {
   services_.push_back({service, std::move(handler), metrics_.add_service(service)});
   for (const auto& ep : options_.brokers) {
-    for (int i = 0; i < std::max(1, slots); ++i) {
-      auto c = std::make_unique<Connection>();
-      c->service = services_.size() - 1;
-      c->endpoint = ep;
-      c->backoff = options_.reconnect_min;
-      connections_.push_back(std::move(c));
-    }
+    auto c = std::make_unique<Connection>();
+    c->service = services_.size() - 1;
+    c->credit = std::clamp(slots, 1, 1024);
+    c->endpoint = ep;
+    c->backoff = options_.reconnect_min;
+    connections_.push_back(std::move(c));
   }
 }
 
@@ -185,6 +185,7 @@ void WorkerRuntime::open(Connection& c) {
   ready.push_back(frame(mdp::kWorker));
   ready.push_back(frame(mdp::Command::Ready));
   ready.push_back(frame(services_[c.service].name));
+  ready.push_back(frame(std::to_string(c.credit)));
   mdp::send_frames(*c.socket, ready, true);
   const auto now = Clock::now();
   c.broker_expiry = now + options_.heartbeat * options_.liveness;

@@ -2,9 +2,11 @@
 // more services through the broker, so that a service itself is only a
 // handler, a plain function from a decoded Request to a Reply.
 //
-// For each service it opens `slots` MDP/0.1 worker connections (DEALER) to
-// every broker endpoint; each connection holds at most one request, as RFC 7
-// says, so `slots` is the process's concurrency per broker. Requests that
+// For each service it opens one MDP/0.1 worker connection (DEALER) to every
+// broker endpoint and offers it a credit of `slots` requests at once (READY's
+// credit frame, docs/protocol.md "Worker credit"; plain RFC 7 is a credit of
+// one), so `slots` is the process's concurrency per broker, and many
+// requests and replies share one connection's system calls. Requests that
 // arrive together are decoded, validated against the catalog and handed to
 // the service's batch handler in one call, which lets a handler pipeline its
 // Redis work. Invalid requests never reach a handler: they are answered
