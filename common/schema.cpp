@@ -88,7 +88,7 @@ std::vector<OpSpec> build_catalog() {
       {"broker.control", "stats", {}, {{"services", T::Map, true}, {"totals", T::Map, true}}},
       // echo (diagnostic; served only by the test/bench echo worker)
       {"echo", "echo", {{"payload", T::Any, false}}, {{"payload", T::Any}}},
-      {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}}},
+      {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}, {"pid", T::Int, true}}},
   };
 }
 

@@ -1,5 +1,7 @@
 // primary-echo-worker: serves the diagnostic `echo` service, for tests and
 // benchmarks of the broker and the worker runtime.
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
 
@@ -22,7 +24,7 @@ int main(int argc, char** argv) {
       [](const Request& req) {
         if (req.op() == "sleep") {
           std::this_thread::sleep_for(std::chrono::milliseconds(req.integer("ms")));
-          return Reply::success({{"slept_ms", Value(req.integer("ms"))}});
+          return Reply::success({{"slept_ms", Value(req.integer("ms"))}, {"pid", Value(int64_t{::getpid()})}});
         }
         const Value* payload = req.get("payload");
         return Reply::success({{"payload", payload ? *payload : Value()}});
