@@ -68,14 +68,18 @@ std::map<std::string, std::string> reserve_all(Stack& s, const std::vector<std::
                                                int threads = 8) {
   std::mutex mu;
   std::map<std::string, std::string> out;
+  std::string first_error;
   const int failures = in_parallel(s, static_cast<int>(names.size()), threads, [&](MdpClient& c, int i) {
     auto r = c.call("license.control", "reserve", {{"computer", Value(names[i])}});
-    if (!r || !ok(*r)) return false;
     std::lock_guard<std::mutex> lock(mu);
+    if (!r || !ok(*r)) {
+      if (first_error.empty()) first_error = names[i] + ": " + (r ? to_json(*r) : r.error().message);
+      return false;
+    }
     out[str(*r, "computer")] = str(*r, "license");
     return true;
   });
-  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(failures, 0) << "first: " << first_error;
   return out;
 }
 

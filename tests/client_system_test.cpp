@@ -194,8 +194,12 @@ TEST(ClientSystem, BrokerKilledGoesLostThenLicensedWhenItIsBack) {
                             {}, s.dir().file("broker.log"));
   ASSERT_TRUE(wait_until([&] { return agent.state() == LicenseState::licensed; }, 20s)) << agent.reason();
   EXPECT_TRUE(agent.can_upload());
+  // The state changes before its callback runs: wait for the callback.
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return changes.size() >= 3u;
+  }, 10s));
   std::lock_guard lock(mu);
-  ASSERT_GE(changes.size(), 3u);
   EXPECT_EQ(changes[0].to, LicenseState::licensed);
   EXPECT_EQ(changes[1].from, LicenseState::licensed);
   EXPECT_EQ(changes[1].to, LicenseState::lost);
