@@ -155,7 +155,7 @@ std::string render_prometheus(const Value& reply) {
     static const Family families[] = {
         {"primary_broker_queue_depth", "gauge", "queue", "Requests waiting in the broker for a worker, per service."},
         {"primary_broker_workers", "gauge", "workers",
-         "Live worker connections per service (a worker process opens --slots of them)."},
+         "Worker slots per service: requests its live workers may hold at once (--slots per process)."},
         {"primary_broker_routed_total", "counter", "routed",
          "Requests the broker handed to a worker, per service, since the broker started."},
         {"primary_broker_busy_total", "counter", "busy",
