@@ -566,7 +566,7 @@ class MetricsSystem : public ::testing::Test {
           s = parse_exposition(r.body);
           return s.errors.empty() && done(s);
         },
-        30s, 100ms);
+        60s, 100ms);
     if (last) *last = r;
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_TRUE(s.errors.empty()) << errors_text(s) << r.body;
