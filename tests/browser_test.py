@@ -257,9 +257,12 @@ class Console:
         self.log = []  # (page path, entry)
 
     def wait(self, what, condition, timeout=WAIT_S):
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         try:
-            return self.WebDriverWait(self.d, timeout, poll_frequency=0.2).until(lambda d: condition())
+            # An element read while the page is being replaced is stale: ask again.
+            return self.WebDriverWait(self.d, timeout, poll_frequency=0.2,
+                                      ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda d: condition())
         except TimeoutException:
             raise Failure("timed out after %d s waiting for %s on %s\n--- page text ---\n%s"
                           % (timeout, what, self.d.current_url, self.page_text()[:3000]))
@@ -314,19 +317,27 @@ class Console:
         if button_text:
             buttons = [b for b in buttons if b.text == button_text]
         check(buttons, "no submit button in %s" % form_css)
-        self.drain_log()
-        old = self.d.find_element(self.By.TAG_NAME, "html")
+        self.mark_page()
         buttons[0].click()
-        self.wait("the form's answer", lambda: self._replaced(old))
+        self.wait("the form's answer", self._replaced)
         self.wait("the page to load", lambda: self.d.execute_script("return document.readyState") == "complete")
 
-    def _replaced(self, element):
-        from selenium.common.exceptions import StaleElementReferenceException
+    def mark_page(self):
+        """Marks the document shown now, so that _replaced() can tell when
+        a click has brought the next one."""
+        self.drain_log()
+        self.d.execute_script("window.__primaryOldPage = true")
+
+    def _replaced(self):
+        """True once the window shows a new document: the marker set on the
+        old one is gone. Asked mid-navigation, the driver may raise (which
+        error depends on the chromedriver version); that only means "not
+        yet"."""
+        from selenium.common.exceptions import WebDriverException
         try:
-            element.tag_name
+            return self.d.execute_script("return window.__primaryOldPage !== true")
+        except WebDriverException:
             return False
-        except StaleElementReferenceException:
-            return True
 
     def flash(self):
         return self.text("div.flash")
@@ -494,10 +505,9 @@ def scenario(server, c, tmp):
     c.open("/computers?sort=name&limit=2")
     seen = [r[0] for r in c.table_rows("#computers")]
     while c.all("a#next"):
-        c.drain_log()
-        old = c.d.find_element(By.TAG_NAME, "html")
+        c.mark_page()
         c.find("a#next").click()
-        c.wait("the next page", lambda: c._replaced(old))
+        c.wait("the next page", c._replaced)
         seen += [r[0] for r in c.table_rows("#computers")]
         check(len(seen) <= len(expected) + 1, "paging does not end: %r" % seen)
     check(seen == expected, "all pages of two: %r" % seen)
@@ -561,10 +571,9 @@ def scenario(server, c, tmp):
         return row.find_element(By.CSS_SELECTOR, "form[action='/updates/%s']" % action)
 
     def click(form, what, expected_flash):
-        c.drain_log()
-        old = c.d.find_element(By.TAG_NAME, "html")
+        c.mark_page()
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        c.wait(what, lambda: c._replaced(old) and expected_flash in c.flash())
+        c.wait(what, lambda: c._replaced() and expected_flash in c.flash())
 
     rollout = release_form("1.0.0", "approve").find_element(By.NAME, "rollout")
     check(rollout.get_attribute("value") == "100", "Approve offers %r%% for a held release" % rollout.get_attribute("value"))
