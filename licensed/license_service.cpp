@@ -18,6 +18,8 @@ using namespace keys;
 namespace {
 
 constexpr size_t kLeaseCacheMax = 500000;
+// Heartbeats per script call (a call of 128 holds Redis about 2 ms).
+constexpr size_t kHeartbeatsPerCall = 128;
 
 // Fields of one entry of a heartbeat's `results`.
 const std::vector<Field>& result_fields() {
@@ -66,13 +68,17 @@ Reply LicenseService::script_failure(const RedisReply& r) {
   return Reply::failure(Code::Internal, "internal error; see server log");
 }
 
+int64_t LicenseService::lease_quantum_s() const {
+  return std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
+}
+
 std::string LicenseService::lease_for(const std::string& computer, const std::string& license,
                                       const std::string& serial, int64_t now_s, int64_t* expires) {
   // Leases are issued on a time grid: every heartbeat within one quantum
   // gets the same signed lease, so a busy server signs at most one lease
   // per computer per quantum. A lease still proves the same thing: this
   // computer held this license at `issued`, valid until check + grace later.
-  const int64_t quantum = std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
+  const int64_t quantum = lease_quantum_s();
   const int64_t issued = now_s - now_s % quantum;
   // Only leases of the current quantum can be handed out again, so the cache
   // holds just those: the computers seen in the last minute at most, not the
@@ -98,8 +104,8 @@ std::string LicenseService::lease_for(const std::string& computer, const std::st
 
 std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
   std::vector<Reply> replies(reqs.size());
-  std::vector<Redis::Argv> calls;
-  std::vector<size_t> call_of;
+  std::vector<size_t> heartbeats;  // indexes of the well-formed requests
+  std::vector<std::string> packed_results;
   const int64_t now = now_ms_();
   const std::string cap = std::to_string(config_.event_cap);
   const std::string reject_window = std::to_string(config_.reject_window_s);
@@ -129,57 +135,84 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
       if (bad) continue;
       if (!clean.as_array().empty()) results = pack(clean);
     }
-    const std::string name(r.str("computer"));
-    calls.push_back(redis_.script_call(
-        heartbeat_script(),
-        {kSerial, kReservations, kMeta, kActive, kLost, command_key(name), reject_key(name), kStats,
-         sent_key(name), kEventStream},
-        {name, std::string(r.str("license")), std::string(r.str("version")), r.peer.address,
-         reject_window, results, cap, std::to_string(now)}));
-    call_of.push_back(i);
+    heartbeats.push_back(i);
+    packed_results.push_back(std::move(results));
+  }
+  // One script call per chunk of the batch (scripts.cpp: the call itself is
+  // most of a heartbeat's cost in Redis); chunks bound how long one call
+  // holds Redis.
+  const std::string quantum_ms = std::to_string(lease_quantum_s() * 1000);
+  std::vector<Redis::Argv> calls;
+  for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
+    const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
+    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats};
+    Redis::Argv args{reject_window, quantum_ms};
+    for (size_t k = from; k < to; ++k) {
+      const Request& r = reqs[heartbeats[k]];
+      const std::string name(r.str("computer"));
+      keys.insert(keys.end(), {command_key(name), reject_key(name), sent_key(name)});
+      args.insert(args.end(), {name, std::string(r.str("license")), std::string(r.str("version")),
+                               r.peer.address, std::move(packed_results[k])});
+    }
+    keys.push_back(kEventStream);
+    args.insert(args.end(), {cap, std::to_string(now)});
+    calls.push_back(redis_.script_call(heartbeat_script(), keys, args));
   }
   if (calls.empty()) return replies;
   auto out = redis_.pipeline(calls);
-  for (size_t k = 0; k < call_of.size(); ++k) {
-    const size_t i = call_of[k];
-    if (!out) {
-      replies[i] = redis_failure(out.error());
-      continue;
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const size_t from = c * kHeartbeatsPerCall;
+    const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
+    const RedisReply* rr = out ? &(*out)[c] : nullptr;
+    const bool well_formed = rr && rr->is_array() && rr->elements.size() == 2 &&
+                             rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
+    if (well_formed) events_.publish_entries(rr->elements[1]);
+    for (size_t k = from; k < to; ++k) {
+      const size_t i = heartbeats[k];
+      if (!out) {
+        replies[i] = redis_failure(out.error());
+        continue;
+      }
+      if (!well_formed) {
+        replies[i] = script_failure(*rr);
+        continue;
+      }
+      const RedisReply& one = rr->elements[0].elements[k - from];
+      if (!one.is_array() || one.elements.size() != 3) {
+        replies[i] = script_failure(one);
+        continue;
+      }
+      replies[i] = heartbeat_reply(reqs[i], one, now);
     }
-    const RedisReply& rr = (*out)[k];
-    if (!rr.is_array() || rr.elements.size() != 4) {
-      replies[i] = script_failure(rr);
-      continue;
-    }
-    events_.publish_entries(rr.elements[3]);
-    const std::string status = str_of(rr.elements[0]);
-    if (status != "OK") {
-      replies[i] = Reply::success({{"status", Value("unlicensed")},
-                                   {"reason", Value(status)},
-                                   {"server_time", Value(now / 1000)},
-                                   {"next_check_s", Value(config_.unlicensed_interval_s)},
-                                   {"upload", Value(false)}});
-      continue;
-    }
-    int64_t expires = 0;
-    const std::string name(reqs[i].str("computer"));
-    std::string lease = lease_for(name, std::string(reqs[i].str("license")),
-                                  str_of(rr.elements[1]), now / 1000, &expires);
-    Value::Map fields{{"status", Value("licensed")},
-                      {"next_check_s", Value(config_.check_interval_s)},
-                      {"server_time", Value(now / 1000)},
-                      {"upload", Value(true)},
-                      {"lease", Value(std::move(lease))},
-                      {"lease_expires", Value(expires)}};
-    if (rr.elements[2].is_array() && !rr.elements[2].elements.empty()) {
-      Value::Array cmds;
-      for (const auto& c : rr.elements[2].elements)
-        if (auto v = unpack_value(c.str); v && v->is_map()) cmds.push_back(std::move(*v));
-      fields.emplace_back("commands", Value(std::move(cmds)));
-    }
-    replies[i] = Reply::success(std::move(fields));
   }
   return replies;
+}
+
+Reply LicenseService::heartbeat_reply(const Request& req, const RedisReply& rr, int64_t now) {
+  const std::string status = str_of(rr.elements[0]);
+  if (status != "OK") {
+    return Reply::success({{"status", Value("unlicensed")},
+                           {"reason", Value(status)},
+                           {"server_time", Value(now / 1000)},
+                           {"next_check_s", Value(config_.unlicensed_interval_s)},
+                           {"upload", Value(false)}});
+  }
+  int64_t expires = 0;
+  std::string lease = lease_for(std::string(req.str("computer")), std::string(req.str("license")),
+                                str_of(rr.elements[1]), now / 1000, &expires);
+  Value::Map fields{{"status", Value("licensed")},
+                    {"next_check_s", Value(config_.check_interval_s)},
+                    {"server_time", Value(now / 1000)},
+                    {"upload", Value(true)},
+                    {"lease", Value(std::move(lease))},
+                    {"lease_expires", Value(expires)}};
+  if (rr.elements[2].is_array() && !rr.elements[2].elements.empty()) {
+    Value::Array cmds;
+    for (const auto& c : rr.elements[2].elements)
+      if (auto v = unpack_value(c.str); v && v->is_map()) cmds.push_back(std::move(*v));
+    fields.emplace_back("commands", Value(std::move(cmds)));
+  }
+  return Reply::success(std::move(fields));
 }
 
 std::vector<Reply> LicenseService::handle_control(const std::vector<Request>& reqs) {

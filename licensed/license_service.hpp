@@ -46,6 +46,9 @@ class LicenseService {
   int64_t sweep();
   // Milliseconds between sweep attempts.
   int64_t sweep_interval_ms() const;
+  // The time grid of leases and of recorded last-seen times: check interval
+  // / 240, between 1 s and 60 s (60 s by default).
+  int64_t lease_quantum_s() const;
 
   // The lease for a licensed computer; signed at most once per quantum.
   std::string lease_for(const std::string& computer, const std::string& license,
@@ -53,6 +56,9 @@ class LicenseService {
 
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
+  // The reply to one heartbeat from its entry {reason or OK, serial, commands}
+  // of the batched script's answer.
+  Reply heartbeat_reply(const Request& req, const RedisReply& entry, int64_t now);
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
