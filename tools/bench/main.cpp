@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
   cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
   cfg.add_int("slots", 64, 1, 1024,
-              "echo: connections (concurrent requests) per echo worker; download: primary-updater --slots (8)");
+              "echo: concurrent requests (credit) per echo worker (default: clients x window, at most "
+              "1024); download: primary-updater --slots (8)");
   cfg.add_int("size", 0, 0, 16384, "download: size of the release file in MiB (0: 64)");
   cfg.add_int("computers", 0, 0, 10000000, "heartbeat/scale: reserved computers (0: the mode's default)");
   cfg.add_int("count", 0, 0, 10000000,
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
   cfg.add_int("timeout-s", 0, 0, 7 * 86400, "Abort after this long (0: a bound derived from the mode)");
   cfg.app().footer(
       "Mode defaults:\n"
-      "  echo       --clients 4 --window 64 --seconds 5 --payload 32 --workers 1 --slots 64\n"
+      "  echo       --clients 4 --window 64 --seconds 5 --payload 32 --workers 1 --slots 256\n"
+      "             (slots: clients x window unless given)\n"
       "  idle       --seconds 60\n"
       "  heartbeat  --clients 4 --window 16 --seconds 10 --computers 10000\n"
       "  reserve    --clients 8 --window 16 --count 20000\n"
@@ -78,6 +80,11 @@ int main(int argc, char** argv) {
   pick("count", s.count);
   pick("license-workers", s.license_workers);
   pick("size", s.size_mb);
+  // An echo worker that can hold every request in flight: with fewer slots
+  // the rest wait in the broker and go out one per reply (64 slots for 256
+  // in flight: ~60,000 round trips/s; 256: ~110,000, docs/benchmarks.md 1).
+  if (mode == "echo" && !(cfg.given("slots") && cfg.integer("slots") > 0))
+    s.slots = std::min(1024, s.clients * s.window);
   if (cfg.given("payload") && cfg.integer("payload") == 0) s.payload = 0;
   if (mode == "chaos") {
     if (cfg.integer("minutes") > 0 && !cfg.given("seconds")) s.seconds = static_cast<int>(cfg.integer("minutes") * 60);
