@@ -20,6 +20,8 @@ namespace {
 constexpr size_t kLeaseCacheMax = 500000;
 // Heartbeats per script call (a call of 128 holds Redis about 2 ms).
 constexpr size_t kHeartbeatsPerCall = 128;
+// Reservations per script call.
+constexpr size_t kReservationsPerCall = 128;
 
 // Fields of one entry of a heartbeat's `results`.
 const std::vector<Field>& result_fields() {
@@ -244,40 +246,55 @@ std::vector<Reply> LicenseService::handle_control(const std::vector<Request>& re
 }
 
 std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request*>& reqs) {
-  std::vector<Redis::Argv> calls;
   const std::string cap = std::to_string(config_.event_cap);
   const std::string now = std::to_string(now_ms_());
-  for (const Request* r : reqs)
-    calls.push_back(redis_.script_call(reserve_script(),
-                                       {kSerial, kReservations, kMeta, kEventStream},
-                                       {std::string(r->str("computer")), random_token(16), cap, now}));
+  // One script call per chunk (scripts.cpp), each with its own new keys.
+  std::vector<Redis::Argv> calls;
+  for (size_t from = 0; from < reqs.size(); from += kReservationsPerCall) {
+    const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
+    Redis::Argv args;
+    for (size_t k = from; k < to; ++k) args.insert(args.end(), {std::string(reqs[k]->str("computer")), random_token(16)});
+    args.insert(args.end(), {cap, now});
+    calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, args));
+  }
   std::vector<Reply> replies;
   auto out = redis_.pipeline_replicated(calls);
-  for (size_t k = 0; k < reqs.size(); ++k) {
-    if (!out) {
-      replies.push_back(redis_failure(out.error()));
-      continue;
-    }
-    const RedisReply& rr = (*out)[k];
-    if (!rr.is_array() || rr.elements.size() != 5) {
-      replies.push_back(script_failure(rr));
-      continue;
-    }
-    events_.publish_entries(rr.elements[4]);
-    const std::string status = str_of(rr.elements[0]);
-    const int64_t reserved = int_of(rr.elements[2]), purchased = int_of(rr.elements[3]);
-    if (status == "NOT_UNLOCKED") {
-      replies.push_back(Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet"));
-    } else if (status == "NO_LICENSES_LEFT") {
-      replies.push_back(Reply::failure(
-          Code::NoLicensesLeft, "all " + std::to_string(purchased) + " licenses are reserved",
-          {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}}));
-    } else {
-      replies.push_back(Reply::success({{"license", Value(str_of(rr.elements[1]))},
-                                        {"computer", Value(std::string(reqs[k]->str("computer")))},
-                                        {"created", Value(status == "CREATED")},
-                                        {"reserved", Value(reserved)},
-                                        {"purchased", Value(purchased)}}));
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const size_t from = c * kReservationsPerCall;
+    const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
+    const RedisReply* rr = out ? &(*out)[c] : nullptr;
+    const bool well_formed = rr && rr->is_array() && rr->elements.size() == 2 &&
+                             rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
+    if (well_formed) events_.publish_entries(rr->elements[1]);
+    for (size_t k = from; k < to; ++k) {
+      if (!out) {
+        replies.push_back(redis_failure(out.error()));
+        continue;
+      }
+      if (!well_formed) {
+        replies.push_back(script_failure(*rr));
+        continue;
+      }
+      const RedisReply& one = rr->elements[0].elements[k - from];
+      if (!one.is_array() || one.elements.size() != 4) {
+        replies.push_back(script_failure(one));
+        continue;
+      }
+      const std::string status = str_of(one.elements[0]);
+      const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);
+      if (status == "NOT_UNLOCKED") {
+        replies.push_back(Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet"));
+      } else if (status == "NO_LICENSES_LEFT") {
+        replies.push_back(Reply::failure(
+            Code::NoLicensesLeft, "all " + std::to_string(purchased) + " licenses are reserved",
+            {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}}));
+      } else {
+        replies.push_back(Reply::success({{"license", Value(str_of(one.elements[1]))},
+                                          {"computer", Value(std::string(reqs[k]->str("computer")))},
+                                          {"created", Value(status == "CREATED")},
+                                          {"reserved", Value(reserved)},
+                                          {"purchased", Value(purchased)}}));
+      }
     }
   }
   return replies;

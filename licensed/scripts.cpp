@@ -35,28 +35,42 @@ std::string with_events(const char* body) { return lua_with_events(body, kLuaLic
 // the license it already holds, with created = 0. Nothing else ever deletes
 // or rewrites a member of ps:res: a reservation is permanent.
 //
-// KEYS: serial, reservations, meta, events   ARGV: name, new license, cap, now
-// Returns {status, license, reserved, purchased, events}.
+// A worker sends all the reservations of a batch in one call (as for
+// heartbeats, the call itself was about half of Redis's cost per
+// reservation); they run one after the other, each as described above,
+// with nothing of anyone else's in between.
+//
+// KEYS: serial, reservations, meta, events
+// ARGV: per reservation: name, new license; last: cap, now
+// Returns {{status, license, reserved, purchased} per reservation, events}.
 const Script& reserve_script() {
   static const Script s(with_events(R"lua(
-local name, newlic = ARGV[1], ARGV[2]
-local have = license_of(KEYS[2], name)
-local reserved = redis.call('ZCARD', KEYS[2])
+local n = (#ARGV - 2) / 2
 local purchased = tonumber(redis.call('HGET', KEYS[1], 'purchased') or '0')
-if have then return {'EXISTS', have, reserved, purchased, EV} end
-if not redis.call('HGET', KEYS[1], 'unlocked') then
-  emit('license.refused', {computer = name, reason = 'NOT_UNLOCKED'})
-  return {'NOT_UNLOCKED', '', reserved, purchased, EV}
+local unlocked = redis.call('HGET', KEYS[1], 'unlocked')
+local reserved = redis.call('ZCARD', KEYS[2])
+local out = {}
+for i = 1, n do
+  local name, newlic = ARGV[2 * i - 1], ARGV[2 * i]
+  local have = license_of(KEYS[2], name)
+  if have then
+    out[i] = {'EXISTS', have, reserved, purchased}
+  elseif not unlocked then
+    emit('license.refused', {computer = name, reason = 'NOT_UNLOCKED'})
+    out[i] = {'NOT_UNLOCKED', '', reserved, purchased}
+  elseif reserved >= purchased then
+    emit('license.refused', {computer = name, reason = 'NO_LICENSES_LEFT',
+                             reserved = reserved, purchased = purchased})
+    out[i] = {'NO_LICENSES_LEFT', '', reserved, purchased}
+  else
+    redis.call('ZADD', KEYS[2], 0, name .. ':' .. newlic)
+    redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW}))
+    reserved = reserved + 1
+    emit('license.reserved', {computer = name, reserved = reserved, purchased = purchased})
+    out[i] = {'CREATED', newlic, reserved, purchased}
+  end
 end
-if reserved >= purchased then
-  emit('license.refused', {computer = name, reason = 'NO_LICENSES_LEFT',
-                           reserved = reserved, purchased = purchased})
-  return {'NO_LICENSES_LEFT', '', reserved, purchased, EV}
-end
-redis.call('ZADD', KEYS[2], 0, name .. ':' .. newlic)
-redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW}))
-emit('license.reserved', {computer = name, reserved = reserved + 1, purchased = purchased})
-return {'CREATED', newlic, reserved + 1, purchased, EV}
+return {out, EV}
 )lua"));
   return s;
 }
