@@ -311,7 +311,7 @@ void Broker::handle_client(mdp::Frames& f) {
   }
   svc.queue.push_back(Pending{client, it->first, std::move(f[4]), encode_peer(peer),
                               Clock::now() + options_.request_timeout});
-  dispatch(it->first, svc);
+  dispatch(svc);
 }
 
 void Broker::handle_mmi(const std::string& client, std::string_view service, std::string_view body) {
@@ -388,7 +388,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       sit->second.workers += credit;
       sit->second.idle.insert(sit->second.idle.end(), credit, id);
       spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
-      return dispatch(sit->first, sit->second);
+      return dispatch(sit->second);
     }
     case mdp::Command::Reply: {
       // [id, "", MDPW01, REPLY, client, meta, tag, "", body]: the tag must
@@ -417,7 +417,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.in_flight.erase(tag);
       Service& svc = services_.find(w.service)->second;
       svc.idle.push_back(id);
-      return dispatch(w.service, svc);
+      return dispatch(svc);
     }
     case mdp::Command::Heartbeat:
       if (it == worker_map_.end()) return delete_worker(id, true);
@@ -430,7 +430,7 @@ void Broker::handle_worker(mdp::Frames& f) {
   }
 }
 
-void Broker::dispatch(const std::string& service_name, Service& svc) {
+void Broker::dispatch(Service& svc) {
   while (!svc.queue.empty() && !svc.idle.empty()) {
     const std::string id = std::move(svc.idle.front());
     svc.idle.pop_front();
@@ -454,7 +454,6 @@ void Broker::dispatch(const std::string& service_name, Service& svc) {
     out.push_back(std::move(body));
     mdp::send_frames(workers_, out, true);
   }
-  (void)service_name;
 }
 
 void Broker::send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body) {

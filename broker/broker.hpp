@@ -127,7 +127,7 @@ class Broker {
   void handle_mmi(const std::string& client, std::string_view service, std::string_view body);
   void handle_broker_service(const std::string& client, std::string_view body);
   void handle_worker(mdp::Frames& frames);
-  void dispatch(const std::string& service_name, Service& service);
+  void dispatch(Service& service);
   void send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body = nullptr);
   void reply_client(const std::string& client, std::string_view service, zmq::message_t body);
   void reply_error(const std::string& client, std::string_view service, Code code,
