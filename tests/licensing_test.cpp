@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -13,11 +14,14 @@
 #include "common/redis.hpp"
 #include "common/schema.hpp"
 #include "common/tokens.hpp"
+#include "tests/support/raw_dealer.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
 
 namespace primary::test {
 namespace {
+
+using namespace std::chrono_literals;
 
 
 Value heartbeat(Stack& s, const std::string& computer, const std::string& license,
@@ -346,6 +350,120 @@ TEST(Licensing, RejectedHeartbeatsAreRateLimitedInTheLog) {
   EXPECT_EQ(rejected, 1);
   auto stats = redis.command({"HGET", "ps:stats", "rejected"});
   EXPECT_EQ(stats->str, "50");
+}
+
+// Heartbeats that arrive together go to Redis as one script call; each
+// still gets its own answer, in its own right, whatever its neighbours.
+TEST(Licensing, HeartbeatsOfOneBatchAreAnsweredEachOnItsOwn) {
+  StackOptions o;
+  o.license_slots = 64;  // the whole burst fits one connection's credit
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-BATCH", 10)));
+  std::vector<std::string> licenses;
+  for (int i = 0; i < 5; ++i) {
+    Value r = s.call("license.control", "reserve", {{"computer", Value("batch-" + std::to_string(i))}});
+    ASSERT_TRUE(ok(r)) << to_json(r);
+    licenses.push_back(str(r, "license"));
+  }
+  Redis redis(*parse_redis_url(s.redis().url()));
+  ASSERT_TRUE(redis.command({"CONFIG", "RESETSTAT"}).ok());
+
+  // 60 heartbeats in one burst on one connection: the good, a wrong
+  // license, an unknown computer, and the same good computer again.
+  constexpr int kBurst = 60;
+  test::RawDealer dealer(s.ctx(), s.front());
+  for (int i = 0; i < kBurst; ++i) {
+    const int pc = i % 5;
+    Value::Map fields{{"rid", Value(int64_t{i})}};
+    switch (i % 4) {
+      case 0:
+      case 3:
+        fields.emplace_back("computer", Value("batch-" + std::to_string(pc)));
+        fields.emplace_back("license", Value(licenses[pc]));
+        break;
+      case 1:
+        fields.emplace_back("computer", Value("batch-" + std::to_string(pc)));
+        fields.emplace_back("license", Value(licenses[(pc + 1) % 5]));
+        break;
+      default:
+        fields.emplace_back("computer", Value("stranger-" + std::to_string(i)));
+        fields.emplace_back("license", Value(licenses[pc]));
+    }
+    dealer.send_frames({"", "MDPC01", "license", encode_request("heartbeat", std::move(fields))});
+  }
+  std::map<int64_t, Value> by_rid;
+  for (int i = 0; i < kBurst; ++i) {
+    auto frames = dealer.recv(10s);
+    ASSERT_TRUE(frames) << "reply " << i << " of " << kBurst << " missing";
+    ASSERT_EQ(frames->size(), 4u);
+    auto body = unpack_map((*frames)[3]);
+    ASSERT_TRUE(body.ok());
+    by_rid[num(*body, "rid")] = *body;
+  }
+  ASSERT_EQ(by_rid.size(), static_cast<size_t>(kBurst));
+  int rejected = 0;
+  for (const auto& [rid, hb] : by_rid) {
+    ASSERT_TRUE(ok(hb)) << rid << ": " << to_json(hb);
+    switch (rid % 4) {
+      case 0:
+      case 3: {
+        EXPECT_EQ(str(hb, "status"), "licensed") << rid << ": " << to_json(hb);
+        auto lease = verify_lease(str(hb, "lease"), s.lease_pub(), now_s());
+        ASSERT_TRUE(lease.ok()) << rid << ": " << lease.error().message;
+        EXPECT_EQ(lease->computer, "BATCH-" + std::to_string(rid % 5));
+        EXPECT_EQ(lease->license, licenses[rid % 5]);
+        break;
+      }
+      case 1:
+        ++rejected;
+        EXPECT_EQ(str(hb, "reason"), "LICENSE_MISMATCH") << rid << ": " << to_json(hb);
+        break;
+      default:
+        ++rejected;
+        EXPECT_EQ(str(hb, "reason"), "NOT_RESERVED") << rid << ": " << to_json(hb);
+    }
+  }
+  EXPECT_EQ(redis.command({"HGET", "ps:stats", "rejected"})->str, std::to_string(rejected));
+  // Fewer script calls than heartbeats: some arrived together and shared one.
+  auto stats = redis.command({"INFO", "commandstats"});
+  ASSERT_TRUE(stats.ok());
+  const auto at = stats->str.find("cmdstat_evalsha:calls=");
+  ASSERT_NE(at, std::string::npos) << stats->str;
+  const int64_t calls = std::atoll(stats->str.c_str() + at + std::strlen("cmdstat_evalsha:calls="));
+  EXPECT_GT(calls, 0);
+  EXPECT_LT(calls, kBurst) << "every heartbeat of the burst had a script call of its own";
+}
+
+// The last-seen time is rewritten only once the recorded one is a quantum
+// old (check interval / 240, at least 1 s): faster heartbeats cost no write.
+TEST(Licensing, LastSeenIsRewrittenOncePerQuantum) {
+  StackOptions o;
+  o.licensed_args = {"--check-interval-s", "2", "--grace-s", "60"};  // quantum 1 s
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-SEEN", 1)));
+  Value r = s.call("license.control", "reserve", {{"computer", Value("seen-1")}});
+  ASSERT_TRUE(ok(r)) << to_json(r);
+  const std::string license = str(r, "license");
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto seen = [&] {
+    auto score = redis.command({"ZSCORE", "ps:active", "SEEN-1"});
+    return score.ok() && score->is_str() ? std::atoll(score->str.c_str()) : int64_t{-1};
+  };
+
+  ASSERT_EQ(str(heartbeat(s, "seen-1", license), "status"), "licensed");
+  const auto first_reply = std::chrono::steady_clock::now();
+  const int64_t t1 = seen();
+  ASSERT_GT(t1, 0);
+  ASSERT_EQ(str(heartbeat(s, "seen-1", license), "status"), "licensed");
+  if (std::chrono::steady_clock::now() - first_reply < 900ms) {
+    EXPECT_EQ(seen(), t1) << "a heartbeat within the quantum rewrote the last-seen time";
+  }
+
+  std::this_thread::sleep_for(1100ms);
+  ASSERT_EQ(str(heartbeat(s, "seen-1", license), "status"), "licensed");
+  EXPECT_GE(seen(), t1 + 1000);
 }
 
 }  // namespace
