@@ -3,6 +3,10 @@
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -182,6 +186,7 @@ bool ActivityLogFile::hold_lock() {
   // Just taken (or held again after trouble): continue after the later of
   // what Redis and the file itself say was written last.
   close_sink();
+  trim_pending_ = true;  // the file's tail read below, then likely a backlog
   auto last = redis_.command({"GET", kLast});
   if (!last) return false;
   last_ = last->is_str() ? last->str : std::string();
@@ -240,6 +245,23 @@ std::string ActivityLogFile::last_line_id() const {
 }
 
 int64_t ActivityLogFile::poll() {
+  const int64_t written = write_events();
+  return_free_heap();
+  return written;
+}
+
+void ActivityLogFile::return_free_heap() {
+  if (!trim_pending_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < trimmed_at_ + std::chrono::seconds(5)) return;  // under a steady backlog: not every poll
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+  trimmed_at_ = now;
+  trim_pending_ = false;
+}
+
+int64_t ActivityLogFile::write_events() {
   if (!hold_lock()) return 0;
   const auto deadline = std::chrono::steady_clock::now() + config_.budget;
   int64_t written = 0;
@@ -296,6 +318,7 @@ int64_t ActivityLogFile::poll() {
       break;
     }
     if (entries.size() < config_.batch) break;
+    trim_pending_ = true;  // a full batch: catching up
   }
   return written;
 }

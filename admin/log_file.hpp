@@ -32,7 +32,11 @@ struct LogFileConfig {
   size_t max_files = 5;                  // rotated files kept (activity.1.log ...)
   std::string owner;                     // this writer's lock value (unique per process)
   int64_t lock_ms = 10000;               // lock expiry
-  size_t batch = 500;                    // events read per Redis round trip
+  // Events read per Redis round trip. A catch-up reads full batches back to
+  // back, and a batch is held at once in hiredis's reply, its copy and the
+  // lines: 500 peaked ~0.7 MiB above a steady poll (~100 events a poll under
+  // the chaos bench's load; docs/benchmarks.md section 7).
+  size_t batch = 100;
   std::chrono::milliseconds budget{50};  // time one poll may spend writing
 };
 
@@ -63,6 +67,10 @@ class ActivityLogFile {
   bool writing() const { return sink_ != nullptr; }
 
  private:
+  int64_t write_events();
+  // After a catch-up or a reopen, gives the heap they freed back to the
+  // system (malloc_trim), at most every 5 s.
+  void return_free_heap();
   bool hold_lock();
   bool open_sink();
   void close_sink();
@@ -73,6 +81,11 @@ class ActivityLogFile {
   std::shared_ptr<spdlog::logger> sink_;  // set while holding the lock
   std::string last_;                      // id of the last event in the file
   std::chrono::steady_clock::time_point quiet_until_{};  // rate-limits warnings
+  // A poll peaked above the steady state (full batches, or the 64 KiB tail
+  // read on taking the lock): glibc keeps what it freed in the polling
+  // thread's arena unless trimmed.
+  bool trim_pending_ = false;
+  std::chrono::steady_clock::time_point trimmed_at_{};
 };
 
 }  // namespace primary::admin
