@@ -27,10 +27,6 @@ const Value* field(const Value& m, std::string_view key) {
   const Value* v = m.find(key);
   return v && !v->is_nil() ? v : nullptr;
 }
-std::string str_field(const Value& m, std::string_view key) {
-  const Value* v = field(m, key);
-  return v && v->is_str() ? v->as_str() : std::string();
-}
 std::optional<int64_t> int_field(const Value& m, std::string_view key) {
   const Value* v = field(m, key);
   if (v && v->is_int()) return v->as_int();
@@ -159,10 +155,9 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       last_error = "undecodable reply from " + ep + ": " + reply.error().message;
       continue;
     }
-    const Value* ok = reply->find("ok");
-    if (!ok || !ok->is_bool() || !ok->as_bool()) {
-      const std::string code = str_field(*reply, "code");
-      last_error = (code.empty() ? "ERROR" : code) + " from " + ep + ": " + str_field(*reply, "message");
+    if (!reply_ok(*reply)) {
+      const std::string code = reply_str(*reply, "code");
+      last_error = (code.empty() ? "ERROR" : code) + " from " + ep + ": " + reply_str(*reply, "message");
       // No worker behind this broker: another broker of the list may have one.
       if (code == "UNAVAILABLE" && n > 1 && attempt + 1 < attempts) continue;
       out.kind = Outcome::ErrorReply;
@@ -171,13 +166,13 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       out.endpoint = at;
       return out;
     }
-    const std::string status = str_field(*reply, "status");
+    const std::string status = reply_str(*reply, "status");
     if (status != "licensed" && status != "unlicensed") {
       last_error = "reply from " + ep + " without a valid status";
       continue;
     }
     out.kind = status == "licensed" ? Outcome::Licensed : Outcome::Unlicensed;
-    out.reason = str_field(*reply, "reason");
+    out.reason = reply_str(*reply, "reason");
     out.reply = std::move(*reply);
     out.endpoint = at;
     return out;
@@ -233,7 +228,7 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
         state_ = LicenseState::licensed;
         const Value* upload = field(o.reply, "upload");
         upload_ = upload && upload->is_bool() && upload->as_bool();
-        const std::string token = str_field(o.reply, "lease");
+        const std::string token = reply_str(o.reply, "lease");
         reason_ = "verified";
         lease_.reset();
         if (token.empty()) {
@@ -261,8 +256,8 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
           for (const Value& c : cmds->as_array()) {
             if (!c.is_map()) continue;
             Command cmd;
-            cmd.id = str_field(c, "id");
-            cmd.command = str_field(c, "command");
+            cmd.id = reply_str(c, "id");
+            cmd.command = reply_str(c, "command");
             const Value* args = field(c, "args");
             cmd.args_json = args ? to_json(*args) : "null";
             cmd.queued_ms = int_field(c, "queued").value_or(0);

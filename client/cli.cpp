@@ -77,11 +77,6 @@ std::map<std::string, std::string> read_licenses(const std::string& path) {
   return out;
 }
 
-std::string field_str(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_str() ? f->as_str() : std::string();
-}
-
 // Reserves a license for each name through license.control (admin peers
 // only); fills `licenses` and, when empty, `lease_key`. False after printing why.
 bool reserve_all(const Args& a, const std::vector<std::string>& endpoints, const std::vector<std::string>& names,
@@ -94,19 +89,19 @@ bool reserve_all(const Args& a, const std::vector<std::string>& endpoints, const
   o.server_key = a.server_key;
   MdpClient mdp(ctx, o);
   auto fail = [](const std::string& what, const Result<Value>& r) {
-    const std::string why = !r ? r.error().message : field_str(*r, "code") + ": " + field_str(*r, "message");
+    const std::string why = !r ? r.error().message : reply_str(*r, "code") + ": " + reply_str(*r, "message");
     std::fprintf(stderr, "primary-client: %s: %s\n", what.c_str(), why.c_str());
     return false;
   };
   for (const auto& name : names) {
     auto r = mdp.call("license.control", "reserve", {{"computer", Value(name)}});
-    if (!r || field_str(*r, "license").empty()) return fail("reserve " + name, r);
-    licenses[name] = field_str(*r, "license");
+    if (!r || reply_str(*r, "license").empty()) return fail("reserve " + name, r);
+    licenses[name] = reply_str(*r, "license");
   }
   if (lease_key.empty() && !names.empty()) {
     auto r = mdp.call("license.control", "setup_info", {{"computer", Value(names.front())}});
-    if (!r || field_str(*r, "lease_key").empty()) return fail("setup_info " + names.front(), r);
-    lease_key = field_str(*r, "lease_key");
+    if (!r || reply_str(*r, "lease_key").empty()) return fail("setup_info " + names.front(), r);
+    lease_key = reply_str(*r, "lease_key");
   }
   return true;
 }

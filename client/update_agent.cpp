@@ -25,16 +25,6 @@ std::string raw_key(const std::string& key) {
   return raw && raw->size() == 32 ? *raw : std::string();
 }
 
-std::string text_of(const Value& map, std::string_view key) {
-  const Value* v = map.find(key);
-  return v && v->is_str() ? v->as_str() : std::string();
-}
-
-int64_t int_of(const Value& map, std::string_view key) {
-  const Value* v = map.find(key);
-  return v && v->is_int() ? v->as_int() : -1;
-}
-
 // An update reply decoded: ok with its map, or the error line.
 struct Answer {
   bool ok = false;
@@ -56,12 +46,11 @@ Answer decode(const std::vector<std::string>& f, const std::string& ep) {
     return a;
   }
   a.body = std::move(*body);
-  const Value* ok = a.body.find("ok");
-  a.ok = ok && ok->is_bool() && ok->as_bool();
+  a.ok = reply_ok(a.body);
   if (!a.ok) {
-    a.code = text_of(a.body, "code");
-    a.error = (a.code.empty() ? "ERROR" : a.code) + ": " + text_of(a.body, "message");
-    a.retry_after_s = std::max<int64_t>(int_of(a.body, "retry_after_s"), 0);
+    a.code = reply_str(a.body, "code");
+    a.error = (a.code.empty() ? "ERROR" : a.code) + ": " + reply_str(a.body, "message");
+    a.retry_after_s = std::max<int64_t>(reply_int(a.body, "retry_after_s"), 0);
   }
   return a;
 }
@@ -143,9 +132,9 @@ Expected<std::optional<UpdateInfo>> UpdateAgent::check(const std::string& compon
     const Value* u = a.body.find("update");
     if (!u || u->is_nil()) return std::optional<UpdateInfo>{};
     if (!u->is_map()) return Failure{"malformed update offer from " + ep};
-    UpdateInfo info{text_of(*u, "component"), text_of(*u, "version"),   text_of(*u, "channel"),
-                    int_of(*u, "size"),       text_of(*u, "sha256"),    text_of(*u, "signature"),
-                    text_of(*u, "notes")};
+    UpdateInfo info{reply_str(*u, "component"), reply_str(*u, "version"),   reply_str(*u, "channel"),
+                    reply_int(*u, "size"),       reply_str(*u, "sha256"),    reply_str(*u, "signature"),
+                    reply_str(*u, "notes")};
     if (!verify_release(as_release(info), vendor_key_))
       return Failure{"offer of " + info.component + " " + info.version + " is not signed by the vendor key"};
     return std::optional<UpdateInfo>(std::move(info));
@@ -215,7 +204,7 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
         break;
       }
       Answer a = decode(*frames, ep);
-      const std::string rid = text_of(a.body, "rid");
+      const std::string rid = reply_str(a.body, "rid");
       auto it = in_flight.find(rid);
       if (it == in_flight.end()) continue;  // a stray reply
       const int64_t offset = it->second;
@@ -232,8 +221,8 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
       }
       const Value* data = a.body.find("data");
       const int64_t expect = std::min(options_.chunk, u.size - offset);
-      if (!data || data->kind() != Value::Kind::Bin || int_of(a.body, "offset") != offset ||
-          int_of(a.body, "size") != u.size || static_cast<int64_t>(data->as_bin().bytes.size()) != expect)
+      if (!data || data->kind() != Value::Kind::Bin || reply_int(a.body, "offset") != offset ||
+          reply_int(a.body, "size") != u.size || static_cast<int64_t>(data->as_bin().bytes.size()) != expect)
         return Failure{"fetch at byte " + std::to_string(offset) + ": the server's copy does not match the release"};
       ready[offset] = data->as_bin().bytes;
       while (!ready.empty() && ready.begin()->first == have) {

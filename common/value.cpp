@@ -96,4 +96,19 @@ std::string to_json(const Value& v) {
   return out;
 }
 
+std::string reply_str(const Value& map, std::string_view key) {
+  const Value* f = map.find(key);
+  return f && f->is_str() ? f->as_str() : std::string();
+}
+
+int64_t reply_int(const Value& map, std::string_view key, int64_t missing) {
+  const Value* f = map.find(key);
+  return f && f->is_int() ? f->as_int() : missing;
+}
+
+bool reply_ok(const Value& reply) {
+  const Value* f = reply.find("ok");
+  return f && f->is_bool() && f->as_bool();
+}
+
 }  // namespace primary

@@ -79,4 +79,12 @@ class Value {
 // Compact JSON rendering for humans and tools (bin as base64url, NaN as null).
 std::string to_json(const Value& v);
 
+// Readers of a reply map (any map works; a non-map reads as empty):
+// the string at `key`, "" when absent or not a string;
+std::string reply_str(const Value& map, std::string_view key);
+// the integer at `key`, `missing` when absent or not an integer;
+int64_t reply_int(const Value& map, std::string_view key, int64_t missing = -1);
+// whether `reply` is a map whose "ok" is boolean true.
+bool reply_ok(const Value& reply);
+
 }  // namespace primary

@@ -24,19 +24,4 @@ std::string read_file(const std::string& path) {
   return out.str();
 }
 
-std::string str(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_str() ? f->as_str() : std::string();
-}
-
-int64_t num(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_int() ? f->as_int() : -1;
-}
-
-bool ok(const Value& v) {
-  const Value* f = v.find("ok");
-  return f && f->is_bool() && f->as_bool();
-}
-
 }  // namespace primary::test

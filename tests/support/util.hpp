@@ -23,10 +23,9 @@ std::string read_file(const std::string& path);
 
 namespace primary::test {
 
-// Reply accessors: a string field ("" if absent), an integer field (-1 if
-// absent), and whether the reply says ok: true.
-std::string str(const Value& v, std::string_view key);
-int64_t num(const Value& v, std::string_view key);
-bool ok(const Value& v);
+// Short names the tests use for the reply readers of common/value.hpp.
+inline std::string str(const Value& v, std::string_view key) { return reply_str(v, key); }
+inline int64_t num(const Value& v, std::string_view key) { return reply_int(v, key); }
+inline bool ok(const Value& v) { return reply_ok(v); }
 
 }  // namespace primary::test

@@ -69,8 +69,7 @@ std::map<std::string, double> admin_timings(zmq::context_t& ctx, const std::stri
       const auto t0 = Clock::now();
       auto r = call(ctx, front, "admin", k.op, k.fields, 30000);
       const double took = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      const Value* ok = r ? r->find("ok") : nullptr;
-      failed = !ok || !ok->is_bool() || !ok->as_bool();
+      failed = !r || !reply_ok(*r);
       ms.push_back(took);
     }
     if (!failed) out[k.label] = median(ms);

@@ -30,16 +30,6 @@ using Clock = std::chrono::steady_clock;
 
 Error failure(std::string message) { return Error{Code::Unavailable, std::move(message)}; }
 
-bool is_ok(const Value& reply) {
-  const Value* ok = reply.find("ok");
-  return ok && ok->is_bool() && ok->as_bool();
-}
-
-std::string str_field(const Value& v, const char* name) {
-  const Value* f = v.find(name);
-  return f && f->is_str() ? f->as_str() : std::string();
-}
-
 std::string trimmed(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
   return s;
@@ -116,14 +106,14 @@ Result<bool> sync_and_approve(zmq::context_t& ctx, const std::string& front, con
                               std::chrono::seconds timeout) {
   auto started = call(ctx, front, "update.control", "sync");
   if (!started) return failure("update.control sync: " + started.error().message);
-  const std::string job = str_field(*started, "job");
-  if (!is_ok(*started) || job.empty()) return failure("update.control sync refused: " + to_json(*started));
+  const std::string job = reply_str(*started, "job");
+  if (!reply_ok(*started) || job.empty()) return failure("update.control sync refused: " + to_json(*started));
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     auto r = call(ctx, front, "update.control", "releases");
     const Value* sync = r ? r->find("sync") : nullptr;
-    if (sync && str_field(*sync, "job") == job && str_field(*sync, "state") == "done") {
-      if (str_field(*sync, "result") != "ok") return failure("sync job failed: " + to_json(*sync));
+    if (sync && reply_str(*sync, "job") == job && reply_str(*sync, "state") == "done") {
+      if (reply_str(*sync, "result") != "ok") return failure("sync job failed: " + to_json(*sync));
       break;
     }
     if (Clock::now() >= deadline)
@@ -132,11 +122,11 @@ Result<bool> sync_and_approve(zmq::context_t& ctx, const std::string& front, con
   }
   auto approved = call(ctx, front, "update.control", "approve",
                        {{"component", Value(release.component)}, {"version", Value(release.version)}});
-  if (!approved || !is_ok(*approved))
+  if (!approved || !reply_ok(*approved))
     return failure("approve: " + (approved ? to_json(*approved) : approved.error().message));
   auto offer = call(ctx, front, "update", "check", {{"component", Value(release.component)}, {"version", Value("0.0.1")}});
   const Value* u = offer ? offer->find("update") : nullptr;
-  if (!u || !u->is_map() || str_field(*u, "sha256") != release.sha256)
+  if (!u || !u->is_map() || reply_str(*u, "sha256") != release.sha256)
     return failure("update check does not offer the release: " + (offer ? to_json(*offer) : offer.error().message));
   return true;
 }
@@ -230,10 +220,10 @@ class Downloader {
     if (!rid || !rid->is_int() || rid->as_int() < 0 || rid->as_int() >= chunks_)
       return fail("reply without a chunk rid: " + to_json(*v));
     const int64_t idx = rid->as_int();
-    if (!is_ok(*v)) {
+    if (!reply_ok(*v)) {
       // Overload (BUSY, or a request that waited too long for a worker)
       // is retried, as a real Client would; anything else is a failure.
-      const std::string code = str_field(*v, "code");
+      const std::string code = reply_str(*v, "code");
       if ((code == "BUSY" || code == "UNAVAILABLE") && out_.retries < 10000) {
         ++out_.retries;
         resend_.push_back(idx);

@@ -27,11 +27,6 @@ std::string reply_error(const Value& reply) {
   return to_json(reply);
 }
 
-bool is_ok(const Value& reply) {
-  const Value* ok = reply.find("ok");
-  return ok && ok->is_bool() && ok->as_bool();
-}
-
 }  // namespace
 
 std::string computer_name(int64_t i) {
@@ -52,7 +47,7 @@ Result<int64_t> unlock(zmq::context_t& ctx, const BenchEnv& env, TempDir& dir,
   auto reg = call(ctx, front, "license.control", "registration", {{"serial", Value("BENCH-SERIAL")}});
   if (!reg) return reg.error();
   const Value* code = reg->find("registration_code");
-  if (!is_ok(*reg) || !code || !code->is_str())
+  if (!reply_ok(*reg) || !code || !code->is_str())
     return Error{Code::Unavailable, "registration refused: " + reply_error(*reg)};
   auto unlock_code = run_capture({env.bin("primary-vendor"), "unlock", "--key",
                                   dir.file("vendor/vendor.key"), "--registration", code->as_str(),
@@ -63,7 +58,7 @@ Result<int64_t> unlock(zmq::context_t& ctx, const BenchEnv& env, TempDir& dir,
   auto r = call(ctx, front, "license.control", "unlock", {{"unlock_code", Value(*unlock_code)}});
   if (!r) return r.error();
   const Value* purchased = r->find("purchased");
-  if (!is_ok(*r) || !purchased || !purchased->is_int())
+  if (!reply_ok(*r) || !purchased || !purchased->is_int())
     return Error{Code::Unavailable, "unlock refused: " + reply_error(*r)};
   return purchased->as_int();
 }
@@ -87,7 +82,7 @@ LoadResult Fleet::reserve(zmq::context_t& ctx, const std::string& front, int64_t
       },
       [&, first](int64_t seq, const Value& reply, std::string& why) {
         const Value* license = reply.find("license");
-        if (!is_ok(reply) || !license || !license->is_str()) {
+        if (!reply_ok(reply) || !license || !license->is_str()) {
           why = "reserve " + computer_name(first + seq) + ": " + reply_error(reply);
           return false;
         }
@@ -134,7 +129,7 @@ LoadResult Fleet::heartbeats(zmq::context_t& ctx, const std::string& front, Load
       },
       [pick](int64_t seq, const Value& reply, std::string& why) {
         const Value* status = reply.find("status");
-        if (is_ok(reply) && status && status->is_str() && status->as_str() == "licensed") return true;
+        if (reply_ok(reply) && status && status->is_str() && status->as_str() == "licensed") return true;
         const Value* reason = reply.find("reason");
         why = "heartbeat " + computer_name(pick(seq)) + ": " +
               (status && status->is_str() ? status->as_str() + " " + (reason ? to_json(*reason) : "")

@@ -183,9 +183,8 @@ int run_echo(const BenchEnv& env, const BenchSettings& s) {
   o.decode = false;
   const BodyMaker make = [&body](int64_t, int64_t) { return body; };
   const ReplyCheck via_broker_ok = [&](int64_t, const Value& r, std::string&) {
-    const Value* ok = r.find("ok");
     const Value* p = r.find("payload");
-    return ok && ok->is_bool() && ok->as_bool() && p && p->is_str() && p->as_str() == payload;
+    return reply_ok(r) && p && p->is_str() && p->as_str() == payload;
   };
   const ReplyCheck direct_ok = [&](int64_t, const Value& r, std::string&) {
     const Value* p = r.find("payload");

@@ -30,24 +30,9 @@ using Clock = std::chrono::steady_clock;
 using Ms = std::chrono::milliseconds;
 using client::LicenseState;
 
-std::string text_field(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_str() ? f->as_str() : std::string();
-}
-
-int64_t int_field(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_int() ? f->as_int() : -1;
-}
-
-bool is_ok(const Value& v) {
-  const Value* f = v.find("ok");
-  return f && f->is_bool() && f->as_bool();
-}
-
 std::string code_of(const Result<Value>& r) {
   if (!r) return "NO_REPLY";
-  return is_ok(*r) ? "OK" : text_field(*r, "code");
+  return reply_ok(*r) ? "OK" : reply_str(*r, "code");
 }
 
 std::unique_ptr<MdpClient> connect(zmq::context_t& ctx, const std::string& front, int timeout_ms) {
@@ -262,11 +247,11 @@ struct Run::State {
   Clock::time_point fault_start, settled;
 
   void saw_reserved(const Value& v) {
-    const int64_t n = int_field(v, "reserved");
+    const int64_t n = reply_int(v, "reserved");
     int64_t m = max_reserved.load();
     while (n > m && !max_reserved.compare_exchange_weak(m, n)) {
     }
-    const int64_t p = int_field(v, "purchased");
+    const int64_t p = reply_int(v, "purchased");
     if (p >= 0 && n > p) ++over_cap;
   }
   void ack(const std::string& name, const std::string& license) {
@@ -304,13 +289,13 @@ struct Run::State {
       ++reserves.made;
       auto r = c->call("license.control", "reserve", {{"computer", Value(name)}});
       if (r && r->find("reserved")) saw_reserved(*r);
-      if (r && is_ok(*r)) {
-        ack(name, text_field(*r, "license"));
+      if (r && reply_ok(*r)) {
+        ack(name, reply_str(*r, "license"));
         const Value* created = r->find("created");
         if (!expected.empty() && created && created->is_bool() && created->as_bool()) ++mismatches;
         continue;
       }
-      if (r && text_field(*r, "code") == "NO_LICENSES_LEFT") {
+      if (r && reply_str(*r, "code") == "NO_LICENSES_LEFT") {
         ++reserves.refused;
         std::this_thread::sleep_for(5ms);
       } else {
@@ -327,11 +312,11 @@ struct Run::State {
       const auto [name, license] = pick(g);
       ++heartbeats.made;
       auto r = c->call("license", "heartbeat", {{"computer", Value(name)}, {"license", Value(license)}});
-      if (!r || !is_ok(*r)) {
+      if (!r || !reply_ok(*r)) {
         heartbeats.fail(code_of(r));
         if (!r) c = connect(ctx, t.front, 1000);
-      } else if (text_field(*r, "status") != "licensed") {
-        heartbeats.fail("status " + text_field(*r, "status") + " " + text_field(*r, "reason"));
+      } else if (reply_str(*r, "status") != "licensed") {
+        heartbeats.fail("status " + reply_str(*r, "status") + " " + reply_str(*r, "reason"));
       }
       std::this_thread::sleep_for(10ms);
     }
@@ -342,7 +327,7 @@ struct Run::State {
     while (!stop_load.load()) {
       ++statuses.made;
       auto r = c->call("admin", "status");
-      if (r && is_ok(*r)) {
+      if (r && reply_ok(*r)) {
         saw_reserved(*r);
       } else {
         statuses.fail(code_of(r));
@@ -379,11 +364,11 @@ struct Run::State {
     switch (p) {
       case Probe::heartbeat: {
         auto r = c.call("license", "heartbeat", {{"computer", Value(name)}, {"license", Value(license)}});
-        return r && is_ok(*r) && text_field(*r, "status") == "licensed";
+        return r && reply_ok(*r) && reply_str(*r, "status") == "licensed";
       }
       case Probe::reserve: {
         auto r = c.call("license.control", "reserve", {{"computer", Value(name)}});
-        return r && is_ok(*r) && text_field(*r, "license") == license;
+        return r && reply_ok(*r) && reply_str(*r, "license") == license;
       }
       case Probe::status: return code_of(c.call("admin", "status")) == "OK";
       case Probe::update:
@@ -396,7 +381,7 @@ struct Run::State {
   // Worker connections per service, as the broker counts them.
   static std::optional<std::map<std::string, int64_t>> services(MdpClient& c) {
     auto r = c.call("broker.control", "workers");
-    const Value* s = r && is_ok(*r) ? r->find("services") : nullptr;
+    const Value* s = r && reply_ok(*r) ? r->find("services") : nullptr;
     if (!s || !s->is_map()) return std::nullopt;
     std::map<std::string, int64_t> out;
     for (const auto& [name, n] : s->as_map()) out[name] = n.is_int() ? n.as_int() : 0;
@@ -563,16 +548,16 @@ bool Run::start() {
     std::optional<Value> r;
     eventually([&] {
       auto got = admin->call("license.control", "reserve", {{"computer", Value(name)}});
-      if (got && is_ok(*got)) r = *got;
+      if (got && reply_ok(*got)) r = *got;
       return r.has_value();
     }, 10s, 50ms);
     if (!r) {
       s.r.start_error = "cannot reserve " + name;
       return false;
     }
-    s.ack(name, text_field(*r, "license"));
+    s.ack(name, reply_str(*r, "license"));
     s.saw_reserved(*r);
-    s.fleet.emplace_back(name, text_field(*r, "license"));
+    s.fleet.emplace_back(name, reply_str(*r, "license"));
   }
   auto transport = client::zmq_transport();
   for (const auto& [name, license] : s.fleet) {
@@ -731,17 +716,17 @@ void Run::verify() {
       continue;
     }
     s.saw_reserved(*got);
-    r.final_reserved = int_field(*got, "reserved");
+    r.final_reserved = reply_int(*got, "reserved");
     const Value* created = got->find("created");
-    if (text_field(*got, "license") == license && created->is_bool() && !created->as_bool()) ++r.present;
+    if (reply_str(*got, "license") == license && created->is_bool() && !created->as_bool()) ++r.present;
     else if (r.first_wrong.empty()) r.first_wrong = name;
   }
   r.mismatches = s.mismatches.load();
   r.over_cap = s.over_cap.load();
   r.max_reserved = s.max_reserved.load();
-  if (auto status = admin->call("admin", "status"); status && is_ok(*status)) {
-    r.status_reserved = int_field(*status, "reserved");
-    r.status_purchased = int_field(*status, "purchased");
+  if (auto status = admin->call("admin", "status"); status && reply_ok(*status)) {
+    r.status_reserved = reply_int(*status, "reserved");
+    r.status_purchased = reply_int(*status, "purchased");
   }
 }
 

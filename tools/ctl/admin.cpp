@@ -53,7 +53,7 @@ LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
   if (!a) return page;
   if (const Value* items = a.reply.find("items"); items && items->is_array())
     page.items = items->as_array();
-  page.next = str_of(a.reply, "next");
+  page.next = reply_str(a.reply, "next");
   return page;
 }
 
@@ -65,7 +65,7 @@ LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
 LogPage recent_entries(Context& ctx, int64_t scan) {
   LogPage oldest = log_page(ctx, "", 1);
   if (oldest.exit != kOk || oldest.items.empty()) return oldest;
-  const int64_t oldest_ms = int_of(oldest.items.front(), "ts");
+  const int64_t oldest_ms = reply_int(oldest.items.front(), "ts", 0);
   const int64_t now = ctx.host.now_ms();
   for (int64_t window = 60000;; window *= 4) {
     const bool whole = now - window <= oldest_ms;
@@ -137,15 +137,15 @@ int status(Context& ctx) {
   if (const Value* s = r.find("services"); s && s->is_map())
     for (const auto& [name, n] : s->as_map())
       services += (services.empty() ? "" : ", ") + name + " " + field_text(n);
-  const std::string serial = str_of(r, "serial");
+  const std::string serial = reply_str(r, "serial");
   print_table(ctx.out, {{"serial", serial.empty() ? "(none registered)" : serial},
-                        {"purchased", std::to_string(int_of(r, "purchased"))},
-                        {"reserved", std::to_string(int_of(r, "reserved"))},
-                        {"active", std::to_string(int_of(r, "active"))},
-                        {"lost", std::to_string(int_of(r, "lost"))},
-                        {"never seen", std::to_string(int_of(r, "never_seen"))},
-                        {"version", str_of(r, "version")},
-                        {"uptime", duration_text(int_of(r, "uptime_s"))},
+                        {"purchased", std::to_string(reply_int(r, "purchased", 0))},
+                        {"reserved", std::to_string(reply_int(r, "reserved", 0))},
+                        {"active", std::to_string(reply_int(r, "active", 0))},
+                        {"lost", std::to_string(reply_int(r, "lost", 0))},
+                        {"never seen", std::to_string(reply_int(r, "never_seen", 0))},
+                        {"version", reply_str(r, "version")},
+                        {"uptime", duration_text(reply_int(r, "uptime_s", 0))},
                         {"services", services.empty() ? "(none)" : services}});
   return kOk;
 }
@@ -178,13 +178,13 @@ int computers(Context& ctx, const ComputersArgs& a) {
           continue;
         }
         const Value* seen = item.find("last_seen");
-        const std::string version = str_of(item, "version");
-        rows.push_back({str_of(item, "computer"), str_of(item, "state"),
+        const std::string version = reply_str(item, "version");
+        rows.push_back({reply_str(item, "computer"), reply_str(item, "state"),
                         seen && seen->is_int() ? iso_utc(seen->as_int(), false) : "-",
                         version.empty() ? "-" : version});
       }
     if (!rows.empty()) table.write(std::move(rows));
-    cursor = str_of(ans.reply, "cursor");
+    cursor = reply_str(ans.reply, "cursor");
     if (cursor.empty() || (a.limit && printed >= a.limit)) {
       if (ctx.json) array.close();
       else table.write({});  // the header alone when nothing matched
@@ -200,32 +200,32 @@ int computer(Context& ctx, const std::string& name) {
   std::string endpoints;
   if (const Value* eps = r.find("endpoints"); eps && eps->is_array())
     for (const Value& ep : eps->as_array()) endpoints += (endpoints.empty() ? "" : ", ") + field_text(ep);
-  std::vector<std::vector<std::string>> rows = {{"computer", str_of(r, "computer")},
-                                                {"license", str_of(r, "license")},
-                                                {"serial", str_of(r, "serial")},
+  std::vector<std::vector<std::string>> rows = {{"computer", reply_str(r, "computer")},
+                                                {"license", reply_str(r, "license")},
+                                                {"serial", reply_str(r, "serial")},
                                                 {"endpoints", endpoints}};
-  if (r.find("server_key")) rows.push_back({"server key", str_of(r, "server_key")});
-  rows.push_back({"lease key", str_of(r, "lease_key")});
+  if (r.find("server_key")) rows.push_back({"server key", reply_str(r, "server_key")});
+  rows.push_back({"lease key", reply_str(r, "lease_key")});
   Answer state = ask(ctx, kService, "computer", {{"computer", Value(name)}});
   if (!state) return state.exit;
   auto when = [&](const char* key) {
     const Value* v = state.reply.find(key);
     return v && v->is_int() ? iso_utc(v->as_int(), false) : std::string("-");
   };
-  rows.push_back({"state", str_of(state.reply, "state")});
+  rows.push_back({"state", reply_str(state.reply, "state")});
   rows.push_back({"reserved at", when("reserved_at")});
   rows.push_back({"first seen", when("first_seen")});
   rows.push_back({"last seen", when("last_seen")});
-  rows.push_back({"version", state.reply.find("version") ? str_of(state.reply, "version") : "-"});
-  rows.push_back({"peer", state.reply.find("peer") ? str_of(state.reply, "peer") : "-"});
-  rows.push_back({"commands pending", std::to_string(int_of(state.reply, "commands_pending"))});
+  rows.push_back({"version", state.reply.find("version") ? reply_str(state.reply, "version") : "-"});
+  rows.push_back({"peer", state.reply.find("peer") ? reply_str(state.reply, "peer") : "-"});
+  rows.push_back({"commands pending", std::to_string(reply_int(state.reply, "commands_pending", 0))});
 
   LogPage recent = recent_entries(ctx, kRecentScan);
   if (recent.exit != kOk) return recent.exit;
-  const std::string wanted = str_of(r, "computer");
+  const std::string wanted = reply_str(r, "computer");
   std::vector<const Value*> mine;
   for (const Value& e : recent.items)
-    if (str_of(e, "computer") == wanted) mine.push_back(&e);
+    if (reply_str(e, "computer") == wanted) mine.push_back(&e);
   if (ctx.json) {
     // {setup: setup_info, state: admin.computer, activity: [events], scanned: N}
     Value::Array activity;
@@ -318,7 +318,7 @@ int events(Context& ctx, const EventsArgs& a) {
         return true;
       }
       for (const Value& e : page.items) {
-        log_last = str_of(e, "id");
+        log_last = reply_str(e, "id");
         if (print(e)) return true;
       }
       if (static_cast<int64_t>(page.items.size()) < kPage) return false;
@@ -337,7 +337,7 @@ int events(Context& ctx, const EventsArgs& a) {
       rejoined = true;
       if (catch_up(&exit)) return exit;
     }
-    if (!log_last.empty() && !event_id_less(log_last, str_of(*e, "id"))) continue;
+    if (!log_last.empty() && !event_id_less(log_last, reply_str(*e, "id"))) continue;
     if (print(*e)) return kOk;
   }
 }
@@ -375,7 +375,7 @@ int firewall(Context& ctx, const FirewallArgs& a) {
   Answer ans = ask(ctx, kService, "firewall");
   if (!ans) return ans.exit;
   const Value* rules = ans.reply.find("rules");
-  auto rules_of = [&](const Tool& t) { return rules ? str_of(*rules, t.rules_key) : std::string(); };
+  auto rules_of = [&](const Tool& t) { return rules ? reply_str(*rules, t.rules_key) : std::string(); };
   const Tool* chosen = nullptr;
   for (const Tool& t : kTools)
     if (a.tool == t.name) chosen = &t;
@@ -390,7 +390,7 @@ int firewall(Context& ctx, const FirewallArgs& a) {
     std::string ports;
     if (const Value* p = ans.reply.find("ports"); p && p->is_array())
       for (const Value& port : p->as_array())
-        ports += " " + std::to_string(int_of(port, "port")) + "/" + str_of(port, "protocol");
+        ports += " " + std::to_string(reply_int(port, "port", 0)) + "/" + reply_str(port, "protocol");
     ctx.out << "ports:" << (ports.empty() ? " (none)" : ports) << "\n";
     for (const Tool& t : kTools) {
       if (chosen && chosen != &t) continue;
@@ -481,7 +481,7 @@ std::string iso_utc(int64_t unix_ms, bool millis) {
 }
 
 std::string event_line(const Value& event) {
-  std::string line = iso_utc(int_of(event, "ts")) + " " + str_of(event, "type");
+  std::string line = iso_utc(reply_int(event, "ts", 0)) + " " + reply_str(event, "type");
   // The server's field order is not stable (it comes from a Lua table):
   // `computer` first, then by name.
   std::vector<const Value::Map::value_type*> fields;
@@ -493,7 +493,7 @@ std::string event_line(const Value& event) {
            std::make_pair(b->first != "computer", b->first);
   });
   for (const auto* kv : fields) line += " " + kv->first + "=" + field_text(kv->second);
-  return line + " id=" + str_of(event, "id");
+  return line + " id=" + reply_str(event, "id");
 }
 
 Action declare_status(CLI::App&) { return status; }

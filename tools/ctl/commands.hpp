@@ -29,10 +29,6 @@ int report_transport_error(Context& ctx, const Error& e);
 // "CODE: message" of an error reply on ctx.err; returns 1.
 int report_error_reply(Context& ctx, const Value& reply);
 
-// Field readers of a reply map: "" / 0 / false when absent or of another type.
-std::string str_of(const Value& map, std::string_view key);
-int64_t int_of(const Value& map, std::string_view key);
-
 // --json output. One document per run: the reply (print_reply), or an
 // array or object the command builds; a stream (events, log --follow)
 // prints one object a line.

@@ -33,8 +33,7 @@ constexpr size_t kWindow = 64;  // pipelined requests in flight on one connectio
 // "error: CODE: message".
 int report_reply(Context& ctx, const Value& reply) {
   ctx.out << to_json(reply) << "\n";
-  const Value* ok = reply.find("ok");
-  if (ok && ok->is_bool() && ok->as_bool()) return kOk;
+  if (reply_ok(reply)) return kOk;
   return report_error_reply(ctx, reply);
 }
 
@@ -244,20 +243,9 @@ Answer ask(Context& ctx, const std::string& service, const std::string& op, Valu
     a.exit = kServerError;
     return a;
   }
-  const Value* ok = reply->find("ok");
-  if (!ok || !ok->is_bool() || !ok->as_bool()) a.exit = report_error_reply(ctx, *reply);
+  if (!reply_ok(*reply)) a.exit = report_error_reply(ctx, *reply);
   a.reply = std::move(*reply);
   return a;
-}
-
-std::string str_of(const Value& map, std::string_view key) {
-  const Value* v = map.find(key);
-  return v && v->is_str() ? v->as_str() : std::string();
-}
-
-int64_t int_of(const Value& map, std::string_view key) {
-  const Value* v = map.find(key);
-  return v && v->is_int() ? v->as_int() : 0;
 }
 
 void print_json(Context& ctx, const Value& v) { ctx.out << to_json(v) << "\n"; }
@@ -468,8 +456,7 @@ int services(Context& ctx) {
   auto raw = ctx.send("broker.control", encode_request("workers"));
   if (!raw) return report_transport_error(ctx, raw.error());
   if (auto reply = unpack_map(*raw)) {
-    const Value* ok = reply->find("ok");
-    broker_answered = ok && ok->is_bool() && ok->as_bool();
+    broker_answered = reply_ok(*reply);
     if (const Value* s = reply->find("services"); broker_answered && s) counts = *s;
   }
 

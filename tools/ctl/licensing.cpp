@@ -75,9 +75,9 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
   };
   int64_t reserved = -1, purchased = 0;  // from the reply that saw the most reservations
   auto track = [&](const Value& r) {
-    if (r.find("reserved") && r.find("purchased") && int_of(r, "reserved") >= reserved) {
-      reserved = int_of(r, "reserved");
-      purchased = int_of(r, "purchased");
+    if (r.find("reserved") && r.find("purchased") && reply_int(r, "reserved", 0) >= reserved) {
+      reserved = reply_int(r, "reserved", 0);
+      purchased = reply_int(r, "purchased", 0);
     }
   };
   for (size_t i = 0; i < names.size(); ++i) {
@@ -95,15 +95,14 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
       continue;
     }
     track(*reply);
-    const Value* ok = reply->find("ok");
-    if (!ok || !ok->is_bool() || !ok->as_bool()) {
-      refuse(names[i], str_of(*reply, "code"), str_of(*reply, "message"));
+    if (!reply_ok(*reply)) {
+      refuse(names[i], reply_str(*reply, "code"), reply_str(*reply, "message"));
       continue;
     }
     const Value* c = reply->find("created");
     const bool is_new = c && c->is_bool() && c->as_bool();
     ++(is_new ? created : existing);
-    rows.push_back({names[i], str_of(*reply, "license"), is_new ? "created" : "existing"});
+    rows.push_back({names[i], reply_str(*reply, "license"), is_new ? "created" : "existing"});
     Value item = without_envelope(*reply);
     item.as_map().insert(item.as_map().begin(), {"name", Value(names[i])});
     item.set("ok", Value(true));
@@ -139,7 +138,7 @@ Action declare_register(CLI::App& sub) {
   sub.add_option("serial", *serial, "The serial number bought from the vendor")->required();
   return [serial](Context& ctx) {
     Answer a = ask(ctx, kService, "registration", {{"serial", Value(*serial)}});
-    return print_reply(ctx, a, [&](const Value& r) { ctx.out << str_of(r, "registration_code") << "\n"; });
+    return print_reply(ctx, a, [&](const Value& r) { ctx.out << reply_str(r, "registration_code") << "\n"; });
   };
 }
 
@@ -147,8 +146,8 @@ Action declare_registration(CLI::App&) {
   return [](Context& ctx) {
     Answer a = ask(ctx, kService, "registration");
     return print_reply(ctx, a, [&](const Value& r) {
-      print_table(ctx.out, {{"serial", str_of(r, "serial")},
-                            {"registration code", str_of(r, "registration_code")}});
+      print_table(ctx.out, {{"serial", reply_str(r, "serial")},
+                            {"registration code", reply_str(r, "registration_code")}});
     });
   };
 }
@@ -159,8 +158,8 @@ Action declare_unlock(CLI::App& sub) {
   return [code](Context& ctx) {
     Answer a = ask(ctx, kService, "unlock", {{"unlock_code", Value(*code)}});
     return print_reply(ctx, a, [&](const Value& r) {
-      print_table(ctx.out, {{"serial", str_of(r, "serial")},
-                            {"purchased", std::to_string(int_of(r, "purchased"))}});
+      print_table(ctx.out, {{"serial", reply_str(r, "serial")},
+                            {"purchased", std::to_string(reply_int(r, "purchased", 0))}});
     });
   };
 }
@@ -227,10 +226,10 @@ Action declare_setup_info(CLI::App& sub) {
       return static_cast<int>(kServerError);
     }
     if (ctx.json)
-      print_json(ctx, Value(Value::Map{{"computer", Value(str_of(ans.reply, "computer"))},
+      print_json(ctx, Value(Value::Map{{"computer", Value(reply_str(ans.reply, "computer"))},
                                        {"file", Value(a->out)}}));
     else
-      ctx.out << "wrote " << a->out << " for " << str_of(ans.reply, "computer") << "\n";
+      ctx.out << "wrote " << a->out << " for " << reply_str(ans.reply, "computer") << "\n";
     return static_cast<int>(kOk);
   };
 }
@@ -254,7 +253,7 @@ Action declare_command(CLI::App& sub) {
     Value::Map fields{{"computer", Value(a->computer)}, {"command", Value(a->command)}};
     if (!args->empty()) fields.emplace_back("args", Value(std::move(*args)));
     Answer ans = ask(ctx, kService, "command", std::move(fields));
-    return print_reply(ctx, ans, [&](const Value& r) { ctx.out << str_of(r, "id") << "\n"; });
+    return print_reply(ctx, ans, [&](const Value& r) { ctx.out << reply_str(r, "id") << "\n"; });
   };
 }
 

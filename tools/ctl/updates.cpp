@@ -52,19 +52,19 @@ int list(Context& ctx) {
     std::vector<std::vector<std::string>> rows = {
         {"COMPONENT", "VERSION", "CHANNEL", "STATE", "ROLLOUT", "SIZE", "STORED", "SHA256"}};
     for (const Value& i : items(r))
-      rows.push_back({str_of(i, "component"), str_of(i, "version"), str_of(i, "channel"), str_of(i, "state"),
-                      str_of(i, "state") == "approved" ? std::to_string(int_of(i, "rollout")) + "%" : "-",
-                      size_text(int_of(i, "size")),
+      rows.push_back({reply_str(i, "component"), reply_str(i, "version"), reply_str(i, "channel"), reply_str(i, "state"),
+                      reply_str(i, "state") == "approved" ? std::to_string(reply_int(i, "rollout", 0)) + "%" : "-",
+                      size_text(reply_int(i, "size", 0)),
                       i.find("stored") && i.find("stored")->is_bool() && i.find("stored")->as_bool() ? "yes" : "no",
-                      str_of(i, "sha256").substr(0, 12)});
+                      reply_str(i, "sha256").substr(0, 12)});
     print_table(ctx.out, rows);
-    if (const Value* feed = r.find("feed"); feed && feed->is_map() && int_of(*feed, "issued"))
-      ctx.out << "feed: issued " << int_of(*feed, "issued") << " (Unix ms), synced " << int_of(*feed, "synced_at")
-              << ", from " << str_of(*feed, "source") << "\n";
-    if (const Value* sync = r.find("sync"); sync && sync->is_map() && !str_of(*sync, "job").empty())
-      ctx.out << "last " << str_of(*sync, "kind") << ": " << str_of(*sync, "state") << " "
-              << str_of(*sync, "result") << (str_of(*sync, "message").empty() ? "" : ": " + str_of(*sync, "message"))
-              << "\n";
+    if (const Value* feed = r.find("feed"); feed && feed->is_map() && reply_int(*feed, "issued", 0))
+      ctx.out << "feed: issued " << reply_int(*feed, "issued", 0) << " (Unix ms), synced "
+              << reply_int(*feed, "synced_at", 0) << ", from " << reply_str(*feed, "source") << "\n";
+    if (const Value* sync = r.find("sync"); sync && sync->is_map() && !reply_str(*sync, "job").empty())
+      ctx.out << "last " << reply_str(*sync, "kind") << ": " << reply_str(*sync, "state") << " "
+              << reply_str(*sync, "result")
+              << (reply_str(*sync, "message").empty() ? "" : ": " + reply_str(*sync, "message")) << "\n";
   });
 }
 
@@ -72,7 +72,7 @@ int list(Context& ctx) {
 int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Map fields) {
   Answer started = ask(ctx, kControl, op, std::move(fields));
   if (!started) return started.exit;
-  const std::string job = str_of(started.reply, "job");
+  const std::string job = reply_str(started.reply, "job");
   if (a.no_wait) {
     return print_reply(ctx, started, [&](const Value&) { ctx.out << op << " started: job " << job << "\n"; });
   }
@@ -82,16 +82,17 @@ int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Ma
     Answer r = ask(ctx, kControl, "releases");
     if (!r) return r.exit;
     const Value* sync = r.reply.find("sync");
-    if (!sync || !sync->is_map() || str_of(*sync, "job") != job || str_of(*sync, "state") != "done") continue;
-    const std::string result = str_of(*sync, "result");
+    if (!sync || !sync->is_map() || reply_str(*sync, "job") != job || reply_str(*sync, "state") != "done") continue;
+    const std::string result = reply_str(*sync, "result");
     if (ctx.json) {
       print_json(ctx, *sync);
     } else {
-      ctx.out << op << " " << result << ": " << int_of(*sync, "added") << " added, " << int_of(*sync, "failed")
-              << " failed" << (str_of(*sync, "message").empty() ? "" : " (" + str_of(*sync, "message") + ")") << "\n";
+      ctx.out << op << " " << result << ": " << reply_int(*sync, "added", 0) << " added, "
+              << reply_int(*sync, "failed", 0) << " failed"
+              << (reply_str(*sync, "message").empty() ? "" : " (" + reply_str(*sync, "message") + ")") << "\n";
     }
     if (result == "ok") return kOk;
-    ctx.err << "error: " << (result == "refused" ? "REFUSED" : "PARTIAL") << ": " << str_of(*sync, "message")
+    ctx.err << "error: " << (result == "refused" ? "REFUSED" : "PARTIAL") << ": " << reply_str(*sync, "message")
             << "\n";
     return kServerError;
   }
@@ -104,8 +105,8 @@ int set_state(Context& ctx, const UpdatesArgs& a, bool approve) {
   if (approve) f.emplace_back("rollout", Value(static_cast<int64_t>(a.percent)));
   Answer r = ask(ctx, kControl, approve ? "approve" : "hold", std::move(f));
   return print_reply(ctx, r, [&](const Value& v) {
-    ctx.out << str_of(v, "component") << " " << str_of(v, "version") << ": " << str_of(v, "state");
-    if (approve) ctx.out << " for " << int_of(v, "rollout") << "% of computers";
+    ctx.out << reply_str(v, "component") << " " << reply_str(v, "version") << ": " << reply_str(v, "state");
+    if (approve) ctx.out << " for " << reply_int(v, "rollout", 0) << "% of computers";
     ctx.out << "\n";
   });
 }
@@ -125,7 +126,7 @@ int download(Context& ctx, const UpdatesArgs& a) {
   if (!list) return list.exit;
   const Value* found = nullptr;
   for (const Value& i : items(list.reply))
-    if (str_of(i, "component") == a.component && str_of(i, "version") == a.version) found = &i;
+    if (reply_str(i, "component") == a.component && reply_str(i, "version") == a.version) found = &i;
   if (!found) {
     ctx.err << "error: NOT_FOUND: no release " << a.component << " " << a.version << "\n";
     return kServerError;
@@ -133,10 +134,10 @@ int download(Context& ctx, const UpdatesArgs& a) {
   Release rel;
   rel.component = a.component;
   rel.version = a.version;
-  rel.channel = str_of(*found, "channel");
-  rel.size = int_of(*found, "size");
-  rel.sha256 = str_of(*found, "sha256");
-  rel.signature = str_of(*found, "signature");
+  rel.channel = reply_str(*found, "channel");
+  rel.size = reply_int(*found, "size", 0);
+  rel.sha256 = reply_str(*found, "sha256");
+  rel.signature = reply_str(*found, "signature");
   if (!a.vendor_key.empty()) {
     auto key = read_key_file(a.vendor_key, 32, false);
     if (!key) {
@@ -185,13 +186,12 @@ int download(Context& ctx, const UpdatesArgs& a) {
         break;
       }
       auto reply = unpack_map(*replies[i]);
-      const Value* ok = reply ? reply->find("ok") : nullptr;
-      if (!reply || !ok || !ok->is_bool() || !ok->as_bool()) {
+      if (!reply || !reply_ok(*reply)) {
         exit = reply ? report_error_reply(ctx, *reply) : kServerError;
         break;
       }
       const Value* data = reply->find("data");
-      if (!data || data->kind() != Value::Kind::Bin || int_of(*reply, "offset") != offsets[i] ||
+      if (!data || data->kind() != Value::Kind::Bin || reply_int(*reply, "offset", 0) != offsets[i] ||
           static_cast<int64_t>(data->as_bin().bytes.size()) != std::min(kChunk, rel.size - offsets[i])) {
         ctx.err << "error: INTERNAL: the server's chunk at " << offsets[i] << " does not match the release\n";
         exit = kServerError;

@@ -40,27 +40,15 @@ const std::vector<std::string> kEventTypes = {
     "update.available", "update.approved", "update.held",     "command.queued",
     "command.done"};
 
-bool is_ok(const Value& v) {
-  const Value* ok = v.find("ok");
-  return ok && ok->is_bool() && ok->as_bool();
-}
-std::string s_of(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_str() ? f->as_str() : std::string();
-}
-int64_t i_of(const Value& v, std::string_view key) {
-  const Value* f = v.find(key);
-  return f && f->is_int() ? f->as_int() : 0;
-}
-bool ok_reply(const Result<Value>& r) { return r && is_ok(*r); }
+bool ok_reply(const Result<Value>& r) { return r && reply_ok(*r); }
 std::string code_of(const Result<Value>& r) {
   if (!r) return std::string(code_name(r.error().code));
-  const std::string c = s_of(*r, "code");
+  const std::string c = reply_str(*r, "code");
   return c.empty() ? "INTERNAL" : c;
 }
 std::string message_of(const Result<Value>& r) {
   if (!r) return r.error().message;
-  const std::string m = s_of(*r, "message");
+  const std::string m = reply_str(*r, "message");
   return m.empty() ? "(no message)" : m;
 }
 // A value as the right-hand side of key=value.
@@ -117,9 +105,9 @@ std::string event_row(const Value& e) {
       if (k != "id" && k != "ts" && k != "type" && k != "computer")
         details += (details.empty() ? "" : " ") + k + "=" + value_text(v);
   }
-  return "<tr><td>" + esc(time_text(i_of(e, "ts"))) + "</td><td>" + esc(s_of(e, "type")) +
-         "</td><td>" + esc(s_of(e, "computer")) + "</td><td>" + esc(details) +
-         "</td><td class=\"code\">" + esc(s_of(e, "id")) + "</td></tr>";
+  return "<tr><td>" + esc(time_text(reply_int(e, "ts", 0))) + "</td><td>" + esc(reply_str(e, "type")) +
+         "</td><td>" + esc(reply_str(e, "computer")) + "</td><td>" + esc(details) +
+         "</td><td class=\"code\">" + esc(reply_str(e, "id")) + "</td></tr>";
 }
 
 std::string event_table(const std::vector<Value>& items, const std::string& stream_url) {
@@ -422,10 +410,10 @@ Result<Console::LogPage> Console::log_page(const std::string& since, int64_t lim
   }
   auto r = call("admin", "log", std::move(fields));
   if (!r) return r.error();
-  if (!is_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
+  if (!reply_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
   LogPage page;
   if (const Value* items = r->find("items"); items && items->is_array()) page.items = items->as_array();
-  page.next = s_of(*r, "next");
+  page.next = reply_str(*r, "next");
   return page;
 }
 
@@ -438,7 +426,7 @@ Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<st
   auto oldest = log_page("", 1, {});
   if (!oldest) return oldest.error();
   if (oldest->items.empty()) return std::vector<Value>{};
-  const int64_t oldest_ms = i_of(oldest->items.front(), "ts");
+  const int64_t oldest_ms = reply_int(oldest->items.front(), "ts", 0);
   const int64_t now = unix_ms();
   int calls = 1;
   for (int64_t window = 60000;; window *= 4) {
@@ -472,17 +460,17 @@ void Console::overview(const Req& req, Res& res) {
   for (const auto& [key, label] : std::vector<std::pair<std::string, std::string>>{
            {"purchased", "Purchased"}, {"reserved", "Reserved"}, {"active", "Active"},
            {"lost", "Lost"}, {"never_seen", "Never seen"}})
-    body += "<div id=\"count-" + key + "\"><b>" + std::to_string(i_of(st, key)) + "</b>" + label + "</div>";
+    body += "<div id=\"count-" + key + "\"><b>" + std::to_string(reply_int(st, key, 0)) + "</b>" + label + "</div>";
   body += "</div><section class=\"card\"><h2>Server</h2><table class=\"kv\">";
-  const std::string serial = s_of(st, "serial");
+  const std::string serial = reply_str(st, "serial");
   body += row("Serial", serial.empty() ? "<span class=\"muted\">none unlocked</span>"
                                        : "<span id=\"serial\" class=\"code\">" + esc(serial) + "</span>");
   auto reg = call("license.control", "registration");
   if (ok_reply(reg))
-    body += row("Registered serial", "<span class=\"code\">" + esc(s_of(*reg, "serial")) + "</span>") +
+    body += row("Registered serial", "<span class=\"code\">" + esc(reply_str(*reg, "serial")) + "</span>") +
             row("Registration code", "<span id=\"registration\" class=\"code\">" +
-                                         esc(s_of(*reg, "registration_code")) + "</span>");
-  body += row("Version", esc(s_of(st, "version"))) + row("Uptime", esc(duration_text(i_of(st, "uptime_s"))));
+                                         esc(reply_str(*reg, "registration_code")) + "</span>");
+  body += row("Version", esc(reply_str(st, "version"))) + row("Uptime", esc(duration_text(reply_int(st, "uptime_s", 0))));
   body += "</table><h2>Services</h2><table><thead><tr><th>Service</th><th>Workers</th></tr></thead><tbody>";
   if (const Value* services = st.find("services"); services && services->is_map())
     for (const auto& [name, n] : services->as_map())
@@ -507,8 +495,8 @@ void Console::do_register(const Req& req, Res& res) {
   auto r = call("license.control", "registration", {{"serial", Value(serial)}});
   if (!ok_reply(r)) return failed(res, *s, "Registering the serial", r);
   sessions_.set_flash(s->id,
-                      "Serial " + s_of(*r, "serial") + " registered. Send this registration code to the vendor: " +
-                          s_of(*r, "registration_code"),
+                      "Serial " + reply_str(*r, "serial") + " registered. Send this registration code to the vendor: " +
+                          reply_str(*r, "registration_code"),
                       false);
   res.set_redirect("/", 303);
 }
@@ -522,8 +510,8 @@ void Console::do_unlock(const Req& req, Res& res) {
   auto r = call("license.control", "unlock", {{"unlock_code", Value(code)}});
   if (!ok_reply(r)) return failed(res, *s, "Unlocking", r);
   sessions_.set_flash(s->id,
-                      "Unlocked serial " + s_of(*r, "serial") + " for " +
-                          std::to_string(i_of(*r, "purchased")) + " licenses.",
+                      "Unlocked serial " + reply_str(*r, "serial") + " for " +
+                          std::to_string(reply_int(*r, "purchased", 0)) + " licenses.",
                       false);
   res.set_redirect("/", 303);
 }
@@ -567,20 +555,21 @@ void Console::computers(const Req& req, Res& res) {
   if (items && items->is_array())
     for (const Value& it : items->as_array()) {
       ++shown;
-      const std::string name = s_of(it, "computer");
-      const std::string st = s_of(it, "state");
+      const std::string name = reply_str(it, "computer");
+      const std::string st = reply_str(it, "state");
       body += "<tr><td><a href=\"/computers/" + url_component(name) + "\">" + esc(name) +
               "</a></td><td class=\"state-" + esc(st) + "\">" + esc(st == "reserved" ? "never seen" : st) +
-              "</td><td class=\"code\">" + esc(s_of(it, "license")) + "</td><td>" +
-              esc(time_text(i_of(it, "reserved_at"))) + "</td><td>" + esc(time_text(i_of(it, "last_seen"))) +
-              "</td><td>" + esc(s_of(it, "version").empty() ? "-" : s_of(it, "version")) + "</td></tr>";
+              "</td><td class=\"code\">" + esc(reply_str(it, "license")) + "</td><td>" +
+              esc(time_text(reply_int(it, "reserved_at", 0))) + "</td><td>" +
+              esc(time_text(reply_int(it, "last_seen", 0))) +
+              "</td><td>" + esc(reply_str(it, "version").empty() ? "-" : reply_str(it, "version")) + "</td></tr>";
     }
   if (shown == 0) body += "<tr><td colspan=\"6\" class=\"muted\">No computers on this page.</td></tr>";
   body += "</tbody></table><div class=\"pager\">";
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
                            "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) body += "<a href=\"" + esc(base) + "\">First page</a> ";
-  if (const std::string next = s_of(*r, "cursor"); !next.empty())
+  if (const std::string next = reply_str(*r, "cursor"); !next.empty())
     body += "<a id=\"next\" href=\"" + esc(base + "&cursor=" + url_component(next)) + "\">Next page</a>";
   body += "</div>";
   body += "<section class=\"card\"><h2>Reserve a license for a new computer</h2><form method=\"post\" "
@@ -613,17 +602,17 @@ void Console::computer(const Req& req, Res& res) {
   auto st = call("admin", "computer", {{"computer", Value(name)}});
   if (!ok_reply(st)) return failed(res, *s, "Looking up " + name, st);
   const Value& c = *st;
-  const std::string stored = s_of(c, "computer");
+  const std::string stored = reply_str(c, "computer");
   std::string body = "<section class=\"card\"><table class=\"kv\">";
   body += row("Computer", "<span id=\"computer\">" + esc(stored) + "</span>");
-  body += row("License", "<span id=\"license\" class=\"code\">" + esc(s_of(c, "license")) + "</span>");
-  body += row("State", esc(s_of(c, "state") == "reserved" ? "never seen" : s_of(c, "state")));
-  body += row("Reserved", esc(time_text(i_of(c, "reserved_at"))));
-  body += row("First seen", esc(time_text(i_of(c, "first_seen"))));
-  body += row("Last seen", esc(time_text(i_of(c, "last_seen"))));
-  body += row("Version", esc(s_of(c, "version").empty() ? "-" : s_of(c, "version")));
-  body += row("Address", esc(s_of(c, "peer").empty() ? "-" : s_of(c, "peer")));
-  body += row("Commands queued", std::to_string(i_of(c, "commands_pending")));
+  body += row("License", "<span id=\"license\" class=\"code\">" + esc(reply_str(c, "license")) + "</span>");
+  body += row("State", esc(reply_str(c, "state") == "reserved" ? "never seen" : reply_str(c, "state")));
+  body += row("Reserved", esc(time_text(reply_int(c, "reserved_at", 0))));
+  body += row("First seen", esc(time_text(reply_int(c, "first_seen", 0))));
+  body += row("Last seen", esc(time_text(reply_int(c, "last_seen", 0))));
+  body += row("Version", esc(reply_str(c, "version").empty() ? "-" : reply_str(c, "version")));
+  body += row("Address", esc(reply_str(c, "peer").empty() ? "-" : reply_str(c, "peer")));
+  body += row("Commands queued", std::to_string(reply_int(c, "commands_pending", 0)));
   body += "</table><p><a id=\"setup\" href=\"/computers/" + url_component(stored) +
           "/setup.json\">Download the setup file</a> <span class=\"muted\">(for the Client installer; it "
           "holds this computer's license)</span></p></section>";
@@ -634,7 +623,7 @@ void Console::computer(const Req& req, Res& res) {
   } else {
     std::vector<Value> mine;
     for (auto& e : *recent)
-      if (s_of(e, "computer") == stored) mine.push_back(std::move(e));
+      if (reply_str(e, "computer") == stored) mine.push_back(std::move(e));
     body += "<p class=\"muted\">In the last " + std::to_string(recent->size()) + " log entries.</p>" +
             event_table(mine, "");
   }
@@ -653,7 +642,7 @@ void Console::setup_file(const Req& req, Res& res) {
   Value::Map setup;
   for (const auto& [k, v] : r->as_map())
     if (k != "ok" && k != "rid") setup.emplace_back(k, v);
-  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + s_of(*r, "computer") + ".json\"");
+  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + reply_str(*r, "computer") + ".json\"");
   res.set_content(to_json(Value(std::move(setup))) + "\n", "application/json");
 }
 
@@ -665,11 +654,11 @@ void Console::do_reserve(const Req& req, Res& res) {
   const Value* created = r->find("created");
   const bool is_new = created && created->is_bool() && created->as_bool();
   sessions_.set_flash(s->id,
-                      (is_new ? "Reserved license " : "Already reserved: license ") + s_of(*r, "license") +
-                          " for " + s_of(*r, "computer") + " (" + std::to_string(i_of(*r, "reserved")) +
-                          " of " + std::to_string(i_of(*r, "purchased")) + " licenses in use).",
+                      (is_new ? "Reserved license " : "Already reserved: license ") + reply_str(*r, "license") +
+                          " for " + reply_str(*r, "computer") + " (" + std::to_string(reply_int(*r, "reserved", 0)) +
+                          " of " + std::to_string(reply_int(*r, "purchased", 0)) + " licenses in use).",
                       false);
-  res.set_redirect("/computers/" + url_component(s_of(*r, "computer")), 303);
+  res.set_redirect("/computers/" + url_component(reply_str(*r, "computer")), 303);
 }
 
 // ---------------------------------------------------------------- activity
@@ -714,7 +703,7 @@ void Console::activity(const Req& req, Res& res) {
   std::string stream_url;
   if (since.empty() || next.empty()) {
     const std::string last = items.empty() ? (since.empty() ? std::to_string(unix_ms()) + "-0" : since)
-                                            : s_of(items.back(), "id");
+                                            : reply_str(items.back(), "id");
     stream_url = "/events/stream?since=" + url_component(last) + type_query;
   }
   body += event_table(items, stream_url);
@@ -781,10 +770,10 @@ void Console::stream(const Req& req, Res& res) {
           return sink.write(text.data(), text.size());
         };
         auto send = [&](const Value& e) {
-          const std::string id = s_of(e, "id");
+          const std::string id = reply_str(e, "id");
           if (!event_id_less(st->last_id, id)) return true;
           if (!st->types.empty() &&
-              std::find(st->types.begin(), st->types.end(), s_of(e, "type")) == st->types.end())
+              std::find(st->types.begin(), st->types.end(), reply_str(e, "type")) == st->types.end())
             return true;
           st->last_id = id;
           return write("id: " + id + "\ndata: " + to_json(e) + "\n\n");
@@ -841,18 +830,17 @@ void Console::updates(const Req& req, Res& res) {
     if (items && items->is_array())
       for (const Value& it : items->as_array()) {
         ++n;
-        const std::string comp = s_of(it, "component"), ver = s_of(it, "version");
+        const std::string comp = reply_str(it, "component"), ver = reply_str(it, "version");
         const std::string hidden = csrf_field(*s) + "<input type=\"hidden\" name=\"component\" value=\"" +
                                    esc(comp) + "\"><input type=\"hidden\" name=\"version\" value=\"" +
                                    esc(ver) + "\">";
-        const Value* rollout = it.find("rollout");
-        const int64_t pct = rollout && rollout->is_int() ? rollout->as_int() : 100;
+        const int64_t pct = reply_int(it, "rollout", 100);
         // A held release reports rollout 0: Approve offers all clients, as primaryctl does.
-        const int64_t offer = s_of(it, "state") == "approved" ? pct : 100;
-        body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(s_of(it, "channel")) +
-                "</td><td>" + std::to_string(i_of(it, "size")) + "</td><td>" + esc(s_of(it, "state")) +
-                "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(i_of(it, "issued"))) +
-                "</td><td>" + esc(s_of(it, "notes")) + "</td><td><form class=\"inline\" method=\"post\" "
+        const int64_t offer = reply_str(it, "state") == "approved" ? pct : 100;
+        body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(reply_str(it, "channel")) +
+                "</td><td>" + std::to_string(reply_int(it, "size", 0)) + "</td><td>" + esc(reply_str(it, "state")) +
+                "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(reply_int(it, "issued", 0))) +
+                "</td><td>" + esc(reply_str(it, "notes")) + "</td><td><form class=\"inline\" method=\"post\" "
                 "action=\"/updates/approve\">" + hidden +
                 "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(offer) +
                 "\"> <button type=\"submit\">Approve</button></form> <form class=\"inline\" method=\"post\" "
@@ -962,13 +950,13 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (!ok_reply(r)) return failed(res, *s, "Importing the bundle", r);
   // The updater runs the import as a job after answering, reading the file
   // then: it is removed only once the job is done (as primaryctl waits).
-  const std::string job = s_of(*r, "job");
+  const std::string job = reply_str(*r, "job");
   std::optional<Value> outcome;
   for (const auto deadline = Clock::now() + std::chrono::minutes(10); !stopping_ && Clock::now() < deadline;
        std::this_thread::sleep_for(200ms)) {
     auto st = update_call("releases");
     const Value* sync = ok_reply(st) ? st->find("sync") : nullptr;
-    if (sync && s_of(*sync, "job") == job && s_of(*sync, "state") == "done") {
+    if (sync && reply_str(*sync, "job") == job && reply_str(*sync, "state") == "done") {
       outcome = *sync;
       break;
     }
@@ -977,12 +965,12 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (!outcome) {
     remove.path.clear();  // still being read
     sessions_.set_flash(s->id, "The import of the bundle" + size + " is still running; see the activity log.", false);
-  } else if (s_of(*outcome, "result") == "ok") {
-    sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(i_of(*outcome, "added")) +
-                                   " added, " + std::to_string(i_of(*outcome, "failed")) + " failed.", false);
+  } else if (reply_str(*outcome, "result") == "ok") {
+    sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(reply_int(*outcome, "added", 0)) +
+                                   " added, " + std::to_string(reply_int(*outcome, "failed", 0)) + " failed.", false);
   } else {
-    sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + s_of(*outcome, "result") + ": " +
-                                   s_of(*outcome, "message"), true);
+    sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + reply_str(*outcome, "result") + ": " +
+                                   reply_str(*outcome, "message"), true);
   }
   res.set_redirect("/updates", 303);
 }
@@ -997,7 +985,8 @@ void Console::firewall(const Req& req, Res& res) {
   std::string ports;
   if (const Value* p = r->find("ports"); p && p->is_array())
     for (const Value& port : p->as_array())
-      ports += (ports.empty() ? "" : ", ") + std::to_string(i_of(port, "port")) + "/" + s_of(port, "protocol");
+      ports += (ports.empty() ? "" : ", ") + std::to_string(reply_int(port, "port", 0)) + "/" +
+               reply_str(port, "protocol");
   std::string body = "<section class=\"card\"><p>Ports to open: <b id=\"ports\">" +
                      esc(ports.empty() ? "none" : ports) + "</b></p></section>";
   if (const Value* rules = r->find("rules"); rules && rules->is_map())

@@ -34,11 +34,6 @@ const Value& field(const Value& map, std::string_view key) {
   return v ? *v : nil;
 }
 
-std::string str(const Value& map, std::string_view key) {
-  const Value& v = field(map, key);
-  return v.is_str() ? v.as_str() : std::string();
-}
-
 // Builds the exposition one family at a time: HELP and TYPE, then samples.
 class Exposition {
  public:
@@ -108,7 +103,9 @@ std::string render_prometheus(const Value& reply) {
   const Value& ops = field(reply, "ops");
   const Value::Array none;
   const Value::Array& op_list = ops.is_array() ? ops.as_array() : none;
-  auto op_labels = [](const Value& op) { return Labels{{"service", str(op, "service")}, {"op", str(op, "op")}}; };
+  auto op_labels = [](const Value& op) {
+    return Labels{{"service", reply_str(op, "service")}, {"op", reply_str(op, "op")}};
+  };
 
   x.family("primary_requests_total", "counter",
            "Requests answered by the workers (valid or not), per service and operation, since the counters began.");
