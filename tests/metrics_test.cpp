@@ -28,6 +28,7 @@
 #include "common/keys.hpp"
 #include "common/metrics.hpp"
 #include "common/redis.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/redis_server.hpp"
 #include "tests/support/stack.hpp"
@@ -259,49 +260,6 @@ std::string errors_text(const Scrape& s) {
 }
 
 // ------------------------------------------------------------ HTTP
-
-struct Http {
-  long status = 0;  // 0: no response
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-cased names
-};
-
-size_t on_body(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-size_t on_header(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
-  const auto colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
-    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
-  }
-  return size * n;
-}
-
-Http http_get(const std::string& url, const std::vector<std::string>& headers = {}) {
-  Http r;
-  CURL* c = curl_easy_init();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  curl_slist* list = nullptr;
-  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-  curl_slist_free_all(list);
-  curl_easy_cleanup(c);
-  return r;
-}
 
 std::string web_address(const std::string& data_dir) {
   std::string text = read_file(data_dir + "/run/web.address");
@@ -624,7 +582,7 @@ TEST_F(MetricsSystem, ScrapeAgreesWithWhatTheTestDid) {
                        err({{"service", "license.control"}, {"op", "_invalid"}}, "UNKNOWN_OP")) >= 1;
       },
       &http);
-  EXPECT_EQ(http.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(http.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_GE(m.value("primary_requests_total", reserve), kReserved + kBad);
   EXPECT_GE(m.value("primary_request_errors_total", err(reserve, "BAD_REQUEST")), kBad);
   EXPECT_TRUE(std::isnan(m.value("primary_request_errors_total", err(heartbeat, "BAD_REQUEST"))));
@@ -753,7 +711,7 @@ TEST_F(MetricsSystem, NeedsNoSessionButTheTokenWhenRequired) {
   ASSERT_FALSE(url.empty()) << read_file(s.dir().file("web-token.log"));
   Http none = http_get(url + "/metrics");
   EXPECT_EQ(none.status, 401);
-  EXPECT_NE(none.headers["www-authenticate"].find("Bearer"), std::string::npos);
+  EXPECT_NE(none.header("www-authenticate").find("Bearer"), std::string::npos);
   EXPECT_EQ(http_get(url + "/metrics", {"Authorization: Bearer wrong-token-0123456789abcdef"}).status, 401);
   EXPECT_EQ(http_get(url + "/metrics", {"Authorization: Basic " + token}).status, 401);
   Http good = http_get(url + "/metrics", {"Authorization: Bearer " + token});

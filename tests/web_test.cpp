@@ -19,6 +19,7 @@
 
 #include "common/process.hpp"
 #include "primary/client/setup.hpp"
+#include "tests/support/http.hpp"
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
@@ -27,35 +28,6 @@ namespace primary::test {
 namespace {
 
 const std::string kPassword = "correct horse battery";
-
-struct Http {
-  long status = 0;  // 0: no response
-  std::string body;
-  std::multimap<std::string, std::string> headers;  // names lower-cased
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-size_t on_body(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-size_t on_header(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
-  const auto colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
-    static_cast<std::multimap<std::string, std::string>*>(out)->emplace(name, value);
-  }
-  return size * n;
-}
 
 std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::string out;
@@ -104,28 +76,8 @@ class Browser {
 
  private:
   Http send(const std::string& path, const std::string* body, std::vector<std::string> extra) {
-    Http r;
-    CURL* c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, (base_ + path).c_str());
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    if (body) {
-      curl_easy_setopt(c, CURLOPT_POST, 1L);
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->c_str());
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
-    }
     if (!cookies_.empty()) extra.push_back("Cookie: " + cookie_header());
-    curl_slist* headers = nullptr;
-    for (const auto& h : extra) headers = curl_slist_append(headers, h.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(c);
+    Http r = http_request(base_ + path, extra, body);
     for (auto [it, end] = r.headers.equal_range("set-cookie"); it != end; ++it) {
       const std::string& v = it->second;
       const auto eq = v.find('='), semi = v.find(';');
