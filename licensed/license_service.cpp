@@ -143,7 +143,8 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   // One script call per chunk of the batch (scripts.cpp: the call itself is
   // most of a heartbeat's cost in Redis); chunks bound how long one call
   // holds Redis.
-  const std::string quantum_ms = std::to_string(lease_quantum_s() * 1000);
+  const std::string quantum_ms = std::to_string(
+      config_.last_seen_quantum_ms >= 0 ? config_.last_seen_quantum_ms : lease_quantum_s() * 1000);
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);

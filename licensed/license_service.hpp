@@ -26,6 +26,7 @@ struct LicenseConfig {
   std::vector<std::string> client_endpoints = {"tcp://127.0.0.1:16770"};
   std::string server_key;              // Z85 CURVE public key, empty when insecure
   int64_t event_cap = 1000000;
+  int64_t last_seen_quantum_ms = -1;   // -1: the lease quantum; 0: every heartbeat writes
   int64_t reject_window_s = 3600;      // one client.rejected per computer per window
   int64_t command_queue_limit = 100;
   int64_t sweep_limit = 1000;

@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
   cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+  cfg.add_int("last-seen-quantum-ms", -1, -1, 3600000,
+              "Rewrite a computer's last-seen time only when the recorded one is this old "
+              "(-1: the lease quantum, check interval / 240 between 1 and 60 s; 0: every heartbeat)");
   cfg.add_int("slots", 16, 1, 1024, "Concurrent requests per service per broker (batch size)");
   cfg.add_string("redis-wait-replicas", "auto",
                  "Replicas that must confirm a reservation, unlock or registration before it is "
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   lc.unlicensed_interval_s = cfg.integer("unlicensed-interval-s");
   lc.grace_s = cfg.integer("grace-s");
   lc.event_cap = cfg.integer("event-log-cap");
+  lc.last_seen_quantum_ms = cfg.integer("last-seen-quantum-ms");
   lc.server_key = cfg.str("server-public");
 
   zmq::context_t ctx(1);

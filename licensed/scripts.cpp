@@ -84,9 +84,10 @@ return {out, EV}
 // (command.done) only for an id it removes from that set, so a result
 // re-sent after a lost reply, or for an id never sent, is dropped.
 // The last-seen time is rewritten only when the one on record is a quantum
-// old or more (the lease's time grid, 60 s by default): a computer that
-// heartbeats faster than that costs no write, and so no fsync, while its
-// version and address stay the same.
+// old or more (--last-seen-quantum-ms; by default the lease's time grid,
+// 60 s with the default check interval): a computer that heartbeats faster
+// than that costs no write, and so no fsync, while its version and address
+// stay the same.
 // KEYS: serial, reservations, meta, active, lost, stats,
 //       then per heartbeat: commands, reject-marker, sent; last: events
 // ARGV: reject window s, last-seen quantum ms,

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -463,7 +464,18 @@ TEST(Licensing, LastSeenIsRewrittenOncePerQuantum) {
 
   std::this_thread::sleep_for(1100ms);
   ASSERT_EQ(str(heartbeat(s, "seen-1", license), "status"), "licensed");
-  EXPECT_GE(seen(), t1 + 1000);
+  const int64_t t2 = seen();
+  EXPECT_GE(t2, t1 + 1000);
+
+  // --last-seen-quantum-ms 0: every heartbeat writes.
+  for (auto& w : s.license_workers) w.signal(SIGTERM);
+  for (auto& w : s.license_workers) ASSERT_TRUE(w.wait_exit(5s).has_value());
+  s.license_workers.clear();
+  s.start_license_worker({"--check-interval-s", "2", "--grace-s", "60", "--last-seen-quantum-ms", "0"});
+  ASSERT_TRUE(s.wait_workers("license", 8));
+  std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(str(heartbeat(s, "seen-1", license), "status"), "licensed");
+  EXPECT_GT(seen(), t2);
 }
 
 }  // namespace
