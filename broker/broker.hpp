@@ -143,6 +143,7 @@ class Broker {
   std::unordered_map<std::string, Worker> worker_map_;
   std::map<std::string, Service, std::less<>> services_;
   Clock::time_point next_heartbeat_;
+  Clock::time_point next_trim_{};
   BrokerStats stats_;
 };
 
