@@ -86,17 +86,21 @@ std::string resolve(const std::string& name) {
 
 // fork/exec; stdout to out_file (or err_file when empty), stderr to err_file.
 pid_t spawn(const std::vector<std::string>& args, const std::string& out_file,
-            const std::string& err_file, int death_signal) {
+            const std::string& err_file, int death_signal,
+            const std::vector<std::string>& extra_env = {}) {
   std::vector<std::string> argv = args;
   const std::string exe = resolve(argv.at(0));
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  // The systems under test see only their command lines: no PRIMARY_*
-  // settings leak in from the bench's environment (e.g. PRIMARY_REDIS).
+  // The systems under test see only their command lines and what the mode
+  // sets on purpose: no PRIMARY_* settings leak in from the bench's
+  // environment (e.g. PRIMARY_REDIS).
+  std::vector<std::string> own_env = extra_env;
   std::vector<char*> cenv;
   for (char** e = environ; *e; ++e)
     if (std::strncmp(*e, "PRIMARY_", 8) != 0) cenv.push_back(*e);
+  for (auto& e : own_env) cenv.push_back(e.data());
   cenv.push_back(nullptr);
   const int err_fd = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   const int out_fd = out_file.empty()
@@ -175,9 +179,9 @@ TempDir::~TempDir() {
 // ---------------------------------------------------------------- Child
 
 Child Child::start(const std::vector<std::string>& argv, const std::string& log_file,
-                   int death_signal) {
+                   int death_signal, const std::vector<std::string>& env) {
   Child c;
-  c.pid_ = spawn(argv, "", log_file, death_signal);
+  c.pid_ = spawn(argv, "", log_file, death_signal, env);
   if (c.pid_ < 0) c.status_ = 127;
   return c;
 }

@@ -47,10 +47,12 @@ class TempDir {
 // A child process: stdin from /dev/null, stdout and stderr appended to
 // `log_file`, signals unblocked, killed by the kernel (`death_signal`) if the
 // bench dies. Destroying a Child that still runs SIGKILLs its whole tree.
+// Its environment is the bench's without PRIMARY_* variables, plus `env`
+// ("NAME=VALUE" entries).
 class Child {
  public:
   static Child start(const std::vector<std::string>& argv, const std::string& log_file,
-                     int death_signal = 9 /* SIGKILL */);
+                     int death_signal = 9 /* SIGKILL */, const std::vector<std::string>& env = {});
   Child() = default;
   ~Child();
   Child(Child&& other) noexcept;

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   cfg.add_int("count", 0, 0, 10000000,
               "reserve: reservations to make; scale: reservations per rate measurement (0: default)");
   cfg.add_int("license-workers", 0, 0, 64, "primary-licensed processes (0: primary-server's default)");
+  cfg.add_int("last-seen-quantum-ms", -1, -1, 3600000,
+              "heartbeat/reserve/scale: primary-licensed --last-seen-quantum-ms (-1: its default; "
+              "0: every heartbeat writes; scale: 0 unless given)");
   cfg.add_int("minutes", 0, 0, 7 * 1440, "chaos: minutes of faults (0: 10; --seconds instead for a short run)");
   cfg.add_int("kill-min-ms", 2000, 100, 3600000, "chaos: shortest time between two SIGKILLs");
   cfg.add_int("kill-max-ms", 6000, 100, 3600000, "chaos: longest time between two SIGKILLs");
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   pick("count", s.count);
   pick("license-workers", s.license_workers);
   pick("size", s.size_mb);
+  if (cfg.given("last-seen-quantum-ms")) s.last_seen_quantum_ms = cfg.integer("last-seen-quantum-ms");
   // An echo worker that can hold every request in flight: with fewer slots
   // the rest wait in the broker and go out one per reply (64 slots for 256
   // in flight: ~60,000 round trips/s; 256: ~110,000, docs/benchmarks.md 1).

@@ -80,6 +80,8 @@ Licensed licensed_stack(zmq::context_t& ctx, const BenchEnv& env, TempDir& dir,
   ServerOptions so;
   so.vendor_pub = *vendor + "/vendor.pub";
   so.license_workers = s.license_workers;
+  if (s.last_seen_quantum_ms >= 0)
+    so.env.push_back("PRIMARY_LAST_SEEN_QUANTUM_MS=" + std::to_string(s.last_seen_quantum_ms));
   const auto t0 = Clock::now();
   auto stack = ServerStack::start(ctx, env, dir, so, true);
   if (!stack) return {nullptr, stack.error().message};
@@ -145,6 +147,11 @@ BenchSettings mode_defaults(const std::string& mode) {
   if (mode == "reserve") s.clients = 8, s.window = 16;
   // 0: the heartbeat and reserve modes' shapes for the respective phases.
   if (mode == "scale") s.clients = 0, s.window = 0, s.seconds = 10, s.computers = 1000000, s.count = 10000;
+  // Every heartbeat rewrites its computer's last-seen time: by default only
+  // one a minute per computer does, so the 10,000-computer figure, measured
+  // just after each was seen, would be all reads and the 1,000,000 one
+  // mostly writes. Compared like this, the two differ by the fleet's size.
+  if (mode == "scale") s.last_seen_quantum_ms = 0;
   // 20 Clients taking an update at once, each with UpdateAgent's default
   // window; the updater with its default 8 slots.
   if (mode == "download") s.clients = 20, s.window = 8, s.slots = 8;
@@ -309,8 +316,10 @@ int run_heartbeat(const BenchEnv& env, const BenchSettings& s) {
     auto first = fleet.heartbeat_each(ctx, l.stack->front(), 0, s.computers, {16, 32, s.threads});
     say("first heartbeat of each computer: {}", describe(first));
     if (!clean(first)) return fail("heartbeats failed");
-    say("heartbeats: {} clients x {} in flight, {} computers, {} s measured after 1 s warm-up", s.clients,
-        s.window, s.computers, s.seconds);
+    say("heartbeats: {} clients x {} in flight, {} computers, {} s measured after 1 s warm-up; last seen "
+        "rewritten {}", s.clients, s.window, s.computers, s.seconds,
+        s.last_seen_quantum_ms < 0 ? std::string("once a lease quantum (licensed's default)")
+                                   : fmt::format("when {} ms old", s.last_seen_quantum_ms));
     hb = fleet.heartbeat(ctx, l.stack->front(), s.computers, s.seconds, {s.clients, s.window, s.threads});
     say("heartbeats: {}", describe(hb));
     l.stack->stop();
@@ -354,12 +363,6 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   const auto started = Clock::now();
   const int64_t small = std::min<int64_t>(10000, s.computers);
   const int64_t n = s.computers, m = s.count;
-  // Every heartbeat rewrites its computer's last-seen time (the licensing
-  // workers inherit this): by default only one a minute per computer does,
-  // so the 10,000-computer figure, measured just after each was seen, would
-  // be all reads and the 1,000,000 one mostly writes. Compared like this,
-  // the two differ by the fleet's size alone.
-  ::setenv("PRIMARY_LAST_SEEN_QUANTUM_MS", "0", 1);
   auto l = licensed_stack(ctx, env, *dir, s, n + m);
   if (!l.stack) return fail(l.error);
   const std::string front = l.stack->front();

@@ -16,6 +16,7 @@ struct BenchSettings {
   int payload = 32, workers = 1, slots = 64;  // echo
   int64_t computers = 10000, count = 20000;   // licensing
   int license_workers = 0;                    // 0: primary-server's default
+  int64_t last_seen_quantum_ms = -1;          // primary-licensed's; -1: its default
   int64_t size_mb = 64;                       // download: release file size, MiB
   int64_t kill_min_ms = 2000, kill_max_ms = 6000, heartbeat_ms = 200;  // chaos
   uint64_t seed = 0;                                                   // chaos: 0 random

@@ -137,7 +137,7 @@ Result<std::unique_ptr<ServerStack>> ServerStack::start(zmq::context_t& ctx, con
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   // SIGTERM, not SIGKILL, if the bench dies: the supervisor then stops its
   // own children in order.
-  s->server_ = Child::start(argv, s->log_, SIGTERM);
+  s->server_ = Child::start(argv, s->log_, SIGTERM, options.env);
   auto front = wait_front(s->server_, s->data_dir_ + "/run/endpoints", s->log_, 30s);
   if (!front) return failure("primary-server " + front.error().message);
   s->front_ = *front;

@@ -63,6 +63,7 @@ struct ServerOptions {
   std::string front = "tcp://127.0.0.1:*", events = "tcp://127.0.0.1:*";
   int license_workers = 0;  // 0: primary-server's default
   std::vector<std::string> extra_args;
+  std::vector<std::string> env;  // "PRIMARY_X=Y": settings for the server's workers
 };
 
 // The whole product under primary-server with a data dir in `dir`.
