@@ -162,30 +162,36 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     calls.push_back(redis_.script_call(heartbeat_script(), keys, args));
   }
   if (calls.empty()) return replies;
-  auto out = redis_.pipeline(calls);
-  for (size_t c = 0; c < calls.size(); ++c) {
-    const size_t from = c * kHeartbeatsPerCall;
-    const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
-    const RedisReply* rr = out ? &(*out)[c] : nullptr;
+  auto done = batch_replies(redis_.pipeline(calls), heartbeats.size(), kHeartbeatsPerCall, 3,
+                            [&](size_t k, const RedisReply& entry) {
+                              return heartbeat_reply(reqs[heartbeats[k]], entry, now);
+                            });
+  for (size_t k = 0; k < heartbeats.size(); ++k) replies[heartbeats[k]] = std::move(done[k]);
+  return replies;
+}
+
+std::vector<Reply> LicenseService::batch_replies(
+    const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t width,
+    const std::function<Reply(size_t, const RedisReply&)>& reply_of) {
+  std::vector<Reply> replies;
+  replies.reserve(items);
+  for (size_t from = 0; from < items; from += per_call) {
+    const size_t to = std::min(items, from + per_call);
+    const RedisReply* rr = out ? &(*out)[from / per_call] : nullptr;
     const bool well_formed = rr && rr->is_array() && rr->elements.size() == 2 &&
                              rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
     if (well_formed) events_.publish_entries(rr->elements[1]);
     for (size_t k = from; k < to; ++k) {
-      const size_t i = heartbeats[k];
       if (!out) {
-        replies[i] = redis_failure(out.error());
-        continue;
+        replies.push_back(redis_failure(out.error()));
+      } else if (!well_formed) {
+        replies.push_back(script_failure(*rr));
+      } else if (const RedisReply& entry = rr->elements[0].elements[k - from];
+                 !entry.is_array() || entry.elements.size() != width) {
+        replies.push_back(script_failure(entry));
+      } else {
+        replies.push_back(reply_of(k, entry));
       }
-      if (!well_formed) {
-        replies[i] = script_failure(*rr);
-        continue;
-      }
-      const RedisReply& one = rr->elements[0].elements[k - from];
-      if (!one.is_array() || one.elements.size() != 3) {
-        replies[i] = script_failure(one);
-        continue;
-      }
-      replies[i] = heartbeat_reply(reqs[i], one, now);
     }
   }
   return replies;
@@ -254,51 +260,28 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
   for (size_t from = 0; from < reqs.size(); from += kReservationsPerCall) {
     const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
     Redis::Argv args;
-    for (size_t k = from; k < to; ++k) args.insert(args.end(), {std::string(reqs[k]->str("computer")), random_token(16)});
+    for (size_t k = from; k < to; ++k)
+      args.insert(args.end(), {std::string(reqs[k]->str("computer")), random_token(16)});
     args.insert(args.end(), {cap, now});
     calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, args));
   }
-  std::vector<Reply> replies;
-  auto out = redis_.pipeline_replicated(calls);
-  for (size_t c = 0; c < calls.size(); ++c) {
-    const size_t from = c * kReservationsPerCall;
-    const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
-    const RedisReply* rr = out ? &(*out)[c] : nullptr;
-    const bool well_formed = rr && rr->is_array() && rr->elements.size() == 2 &&
-                             rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
-    if (well_formed) events_.publish_entries(rr->elements[1]);
-    for (size_t k = from; k < to; ++k) {
-      if (!out) {
-        replies.push_back(redis_failure(out.error()));
-        continue;
-      }
-      if (!well_formed) {
-        replies.push_back(script_failure(*rr));
-        continue;
-      }
-      const RedisReply& one = rr->elements[0].elements[k - from];
-      if (!one.is_array() || one.elements.size() != 4) {
-        replies.push_back(script_failure(one));
-        continue;
-      }
-      const std::string status = str_of(one.elements[0]);
-      const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);
-      if (status == "NOT_UNLOCKED") {
-        replies.push_back(Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet"));
-      } else if (status == "NO_LICENSES_LEFT") {
-        replies.push_back(Reply::failure(
-            Code::NoLicensesLeft, "all " + std::to_string(purchased) + " licenses are reserved",
-            {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}}));
-      } else {
-        replies.push_back(Reply::success({{"license", Value(str_of(one.elements[1]))},
-                                          {"computer", Value(std::string(reqs[k]->str("computer")))},
-                                          {"created", Value(status == "CREATED")},
-                                          {"reserved", Value(reserved)},
-                                          {"purchased", Value(purchased)}}));
-      }
-    }
-  }
-  return replies;
+  return batch_replies(
+      redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 4,
+      [&](size_t k, const RedisReply& one) {
+        const std::string status = str_of(one.elements[0]);
+        const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);
+        if (status == "NOT_UNLOCKED")
+          return Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet");
+        if (status == "NO_LICENSES_LEFT")
+          return Reply::failure(Code::NoLicensesLeft,
+                                "all " + std::to_string(purchased) + " licenses are reserved",
+                                {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}});
+        return Reply::success({{"license", Value(str_of(one.elements[1]))},
+                               {"computer", Value(std::string(reqs[k]->str("computer")))},
+                               {"created", Value(status == "CREATED")},
+                               {"reserved", Value(reserved)},
+                               {"purchased", Value(purchased)}});
+      });
 }
 
 Reply LicenseService::setup_info(const Request& req) {

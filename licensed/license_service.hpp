@@ -57,6 +57,13 @@ class LicenseService {
 
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
+  // The replies to `items` requests sent as batch scripts of `per_call`
+  // each, whose answers are {entries, events}: publishes each call's events
+  // and builds an item's reply from its entry (an array of `width`) with
+  // reply_of(item, entry), or answers it the failure of its call or entry.
+  std::vector<Reply> batch_replies(const Result<std::vector<RedisReply>>& out, size_t items,
+                                   size_t per_call, size_t width,
+                                   const std::function<Reply(size_t, const RedisReply&)>& reply_of);
   // The reply to one heartbeat from its entry {reason or OK, serial, commands}
   // of the batched script's answer.
   Reply heartbeat_reply(const Request& req, const RedisReply& entry, int64_t now);
