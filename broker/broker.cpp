@@ -394,8 +394,10 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.service = sit->first;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
       w.credit = credit;
+      w.idle_since = ++turn_;
       sit->second.workers += credit;
-      sit->second.idle.insert(sit->second.idle.end(), credit, id);
+      sit->second.free += credit;
+      sit->second.members.push_back(&w);
       spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
       return dispatch(sit->second);
     }
@@ -424,8 +426,9 @@ void Broker::handle_worker(mdp::Frames& f) {
       ++stats_.replies;
       reply_client(p->client, w.service, std::move(f.back()));
       w.in_flight.erase(tag);
+      w.idle_since = ++turn_;
       Service& svc = services_.find(w.service)->second;
-      svc.idle.push_back(id);
+      ++svc.free;
       return dispatch(svc);
     }
     case mdp::Command::Heartbeat:
@@ -440,10 +443,21 @@ void Broker::handle_worker(mdp::Frames& f) {
 }
 
 void Broker::dispatch(Service& svc) {
-  while (!svc.queue.empty() && !svc.idle.empty()) {
-    const std::string id = std::move(svc.idle.front());
-    svc.idle.pop_front();
-    Worker& w = worker_map_.at(id);
+  while (!svc.queue.empty() && svc.free > 0) {
+    // The least loaded connection; of equals, the longest waiting.
+    Worker* best = nullptr;
+    size_t best_free = 0;
+    for (Worker* m : svc.members) {
+      const size_t f = m->credit - m->in_flight.size();
+      if (f > best_free || (f == best_free && f > 0 && m->idle_since < best->idle_since)) {
+        best = m;
+        best_free = f;
+      }
+    }
+    if (!best) break;  // cannot happen while `free` is right
+    Worker& w = *best;
+    const std::string& id = w.id;
+    --svc.free;
     const uint64_t tag = ++w.next_tag;
     Pending& p = w.in_flight.emplace(tag, std::move(svc.queue.front())).first->second;
     svc.queue.pop_front();
@@ -505,9 +519,10 @@ void Broker::delete_worker(const std::string& id, bool send_disconnect) {
   if (send_disconnect) send_to_worker(w, mdp::Command::Disconnect);
   auto sit = services_.find(w.service);
   if (sit != services_.end()) {
-    auto& idle = sit->second.idle;
-    idle.erase(std::remove(idle.begin(), idle.end(), id), idle.end());
+    auto& members = sit->second.members;
+    members.erase(std::remove(members.begin(), members.end(), &w), members.end());
     sit->second.workers -= w.credit;
+    sit->second.free -= w.credit - w.in_flight.size();
   }
   if (!w.in_flight.empty()) {
     stats_.unavailable += w.in_flight.size();

@@ -3,10 +3,13 @@
 //
 // Clients talk to the front door (a ROUTER); workers connect to a separate
 // ROUTER, the workers endpoint, so that no client can register itself as a
-// worker and steal requests. Each service has a FIFO queue of requests and an
-// LRU list of idle workers: a request goes to the worker that has waited the
-// longest. A worker holds at most one request (RFC 7); a worker process that
-// wants more concurrency opens several worker connections.
+// worker and steal requests. Each service has a FIFO queue of requests; a
+// request goes to the least loaded of its worker connections (the one with
+// the most free credit), and among equally loaded ones to the one that has
+// waited the longest (RFC 7's LRU). A plain RFC 7 worker holds one request
+// at a time; a worker that announces a credit (docs/protocol.md "Worker
+// credit") holds up to that many, so the load of a batch-serving worker
+// spreads over every connection instead of filling the first one.
 //
 // The broker never leaves a request hanging. Every request is answered by
 // its worker or, failing that, by the broker itself: UNAVAILABLE when no
@@ -103,14 +106,16 @@ class Broker {
     std::string service;  // set by READY
     Clock::time_point expiry;
     size_t credit = 1;
+    uint64_t idle_since = 0;  // broker turn at which a credit of it last came free
     uint64_t next_tag = 0;
     std::unordered_map<uint64_t, Pending> in_flight;  // by tag
   };
   struct Service {
     std::deque<Pending> queue;
-    // Worker ids, once per free credit, longest-waiting first: requests go
-    // round the connections rather than filling one up.
-    std::deque<std::string> idle;
+    // The live connections serving it (worker_map_ nodes, which do not
+    // move), and how many requests they can take now, summed.
+    std::vector<Worker*> members;
+    size_t free = 0;
     size_t workers = 0;  // sum of the live connections' credits
     // Since the broker started (broker.control stats): requests handed to
     // a worker, and BUSY / UNAVAILABLE answers the broker made itself.
@@ -145,6 +150,7 @@ class Broker {
   Clock::time_point next_heartbeat_;
   Clock::time_point next_trim_{};
   BrokerStats stats_;
+  uint64_t turn_ = 0;  // counts worker READYs and replies: the order credits came free
 };
 
 }  // namespace primary

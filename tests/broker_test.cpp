@@ -374,6 +374,44 @@ TEST_F(BrokerTest, CreditedWorkerHoldsSeveralRequestsAndRepliesFindTheirClients)
   EXPECT_EQ(test::str(clients[0]->recv_reply(5s, "echo"), "code"), "UNAVAILABLE");
 }
 
+// Requests go to the least loaded connection: a burst spreads evenly over
+// two credited workers instead of filling the first one's credit, and a
+// worker still holding its share gets nothing more while the other has room.
+TEST_F(BrokerTest, RequestsGoToTheLeastLoadedCreditedWorker) {
+  ASSERT_NO_FATAL_FAILURE(start_broker({}, 5000ms, 10000ms));
+  RawWorker a(ctx_, workers_ep_), b(ctx_, workers_ep_);
+  a.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "8"});
+  b.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "8"});
+  ASSERT_TRUE(wait_for_echo_workers(16));
+  RawClient client(ctx_, front_);
+  auto take = [](RawWorker& w, size_t n, std::vector<std::vector<std::string>>& out) {
+    while (out.size() < n) {
+      auto f = w.recv(300ms);
+      if (!f) return;
+      out.push_back(*f);
+    }
+  };
+  for (int i = 0; i < 8; ++i) client.send("echo", encode_request("echo", {{"rid", Value(i)}}));
+  std::vector<std::vector<std::string>> at_a, at_b;
+  take(a, 8, at_a);
+  take(b, 8, at_b);
+  EXPECT_EQ(at_a.size(), 4u) << "a burst of 8 over two workers of credit 8";
+  EXPECT_EQ(at_b.size(), 4u);
+  // a answers its four; b still holds four, so the next four all go to a.
+  for (const auto& req : at_a) {
+    const Value body = decode(req[7]);
+    a.send_frames({"", "MDPW01", std::string(1, '\x03'), req[3], req[4], req[5], "",
+                   encode_reply(Reply::success({}), *body.find("rid"))});
+  }
+  for (size_t k = 0; k < at_a.size(); ++k) ASSERT_TRUE(test::ok(client.recv_reply(5s, "echo")));
+  for (int i = 8; i < 12; ++i) client.send("echo", encode_request("echo", {{"rid", Value(i)}}));
+  std::vector<std::vector<std::string>> more_a, more_b;
+  take(a, 4, more_a);
+  take(b, 1, more_b);
+  EXPECT_EQ(more_a.size(), 4u) << "the idle worker takes the new requests";
+  EXPECT_TRUE(more_b.empty()) << "the busy worker got one of them";
+}
+
 TEST_F(BrokerTest, BadCreditsAreRefused) {
   ASSERT_NO_FATAL_FAILURE(start_broker({}, 5000ms, 10000ms));
   for (const std::string credit : {"0", "1025", "99999", "-1", "", "3x", " 3"}) {
