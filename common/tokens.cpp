@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -144,17 +145,113 @@ std::optional<std::string> registration_serial(std::string_view code) {
   return serial;
 }
 
+namespace {
+
+// Batch leases: leaf = SHA-256(0x00 || payload), node = SHA-256(0x01 ||
+// left || right), an odd node out goes up a level unchanged; the signature
+// is over kLeaseRoot || root. The prefixes keep a leaf from passing for a
+// node and a root signature from passing for a plain token's.
+constexpr std::string_view kLeaseRoot = "primary-lease-root-v1\n";
+constexpr size_t kProofStep = 33;        // side (0: sibling on the left, 1: on the right) + hash
+constexpr size_t kMaxProofSteps = 16;
+constexpr size_t kLeavesPerTree = 1024;  // so a proof is at most 10 steps
+
+std::string leaf_hash(std::string_view payload) {
+  std::string m(1, '\x00');
+  m.append(payload);
+  return sha256(m);
+}
+
+std::string node_hash(std::string_view left, std::string_view right) {
+  std::string m(1, '\x01');
+  m.append(left);
+  m.append(right);
+  return sha256(m);
+}
+
+// Signs leases [from, to) as one tree.
+void sign_tree(const std::vector<Lease>& leases, size_t from, size_t to, std::string_view secret,
+               std::vector<std::string>& out) {
+  const size_t n = to - from;
+  std::vector<std::string> payloads(n), proofs(n), level(n);
+  std::vector<size_t> pos(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Lease& l = leases[from + i];
+    payloads[i] = pack(Value(Value::Map{{"computer", Value(l.computer)},
+                                        {"license", Value(l.license)},
+                                        {"serial", Value(l.serial)},
+                                        {"issued", Value(l.issued)},
+                                        {"expires", Value(l.expires)}}));
+    level[i] = leaf_hash(payloads[i]);
+    pos[i] = i;
+  }
+  while (level.size() > 1) {
+    for (size_t i = 0; i < n; ++i) {
+      const size_t j = pos[i];
+      if ((j ^ 1) < level.size()) {
+        proofs[i].push_back((j & 1) ? '\x00' : '\x01');
+        proofs[i].append(level[j ^ 1]);
+      }
+      pos[i] = j / 2;
+    }
+    std::vector<std::string> up;
+    up.reserve(level.size() / 2 + 1);
+    for (size_t j = 0; j + 1 < level.size(); j += 2) up.push_back(node_hash(level[j], level[j + 1]));
+    if (level.size() % 2) up.push_back(std::move(level.back()));
+    level = std::move(up);
+  }
+  const std::string sig = base64url_encode(sign_detached(std::string(kLeaseRoot) + level[0], secret));
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(base64url_encode(payloads[i]) + "." + sig + "." + base64url_encode(proofs[i]));
+}
+
+// A batch token: payload "." signature "." proof, all base64url.
+Result<Value> open_batch_token(std::string_view token, std::string_view public_key) {
+  const auto dot1 = token.find('.');
+  const auto dot2 = token.find('.', dot1 + 1);
+  auto payload = base64url_decode(token.substr(0, dot1));
+  auto sig = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  auto proof = base64url_decode(token.substr(dot2 + 1));
+  if (!payload || !sig || !proof) return Error{Code::BadRequest, "token is not base64url"};
+  if (proof->size() % kProofStep != 0 || proof->size() / kProofStep > kMaxProofSteps)
+    return Error{Code::BadRequest, "malformed proof"};
+  std::string h = leaf_hash(*payload);
+  for (size_t at = 0; at < proof->size(); at += kProofStep) {
+    const char side = (*proof)[at];
+    const std::string_view sibling = std::string_view(*proof).substr(at + 1, kProofStep - 1);
+    if (side == '\x00')
+      h = node_hash(sibling, h);
+    else if (side == '\x01')
+      h = node_hash(h, sibling);
+    else
+      return Error{Code::BadRequest, "malformed proof"};
+  }
+  if (!sign_verify(std::string(kLeaseRoot) + h, *sig, public_key)) return Error{Code::BadRequest, "bad signature"};
+  CodecLimits lim;
+  lim.max_body = 4096;
+  lim.max_depth = 2;
+  auto map = unpack_map(*payload, lim);
+  if (!map) return Error{Code::BadRequest, "signed payload is not a map"};
+  return map;
+}
+
+}  // namespace
+
+std::vector<std::string> make_leases(const std::vector<Lease>& leases, std::string_view server_secret) {
+  std::vector<std::string> out;
+  out.reserve(leases.size());
+  for (size_t from = 0; from < leases.size(); from += kLeavesPerTree)
+    sign_tree(leases, from, std::min(leases.size(), from + kLeavesPerTree), server_secret, out);
+  return out;
+}
+
 std::string make_lease(const Lease& l, std::string_view server_secret) {
-  return sign_token(Value(Value::Map{{"computer", Value(l.computer)},
-                                     {"license", Value(l.license)},
-                                     {"serial", Value(l.serial)},
-                                     {"issued", Value(l.issued)},
-                                     {"expires", Value(l.expires)}}),
-                    server_secret);
+  return std::move(make_leases({l}, server_secret)[0]);
 }
 
 Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now) {
-  auto opened = open_token(token, lease_key);
+  const bool batch = std::count(token.begin(), token.end(), '.') == 2 && token.size() <= 4096;
+  auto opened = batch ? open_batch_token(token, lease_key) : open_token(token, lease_key);
   if (!opened) return Error{Code::Unauthorized, "lease rejected: " + opened.error().message};
   const Value& m = *opened;
   const std::string* computer = str_field(m, "computer");

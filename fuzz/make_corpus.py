@@ -72,6 +72,8 @@ lease = {"computer": "WS-01", "license": "L-1", "serial": "SN-1", "issued": 1699
 write("fuzz_tokens", "unlock_signed", b"\x01" + mp(unlock))
 write("fuzz_tokens", "lease_signed", b"\x01" + mp(lease))
 write("fuzz_tokens", "text", b"\x00" + b"gaVzZXJpYWykU04tMQ.AAAA")
+write("fuzz_tokens", "batch", b"\x02" + b"WS-01\nWS-02\nWS-03\nWS-04\nWS-05")
+write("fuzz_tokens", "text3", b"\x00" + b"gaVzZXJpYWykU04tMQ.AAAA.AAAA")
 write("fuzz_tokens", "registration", b"\x00" + b"PS1-SN-1-0123456789ABCDEF01234567")
 
 for name, url in {

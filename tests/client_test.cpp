@@ -574,6 +574,72 @@ TEST(ClientVerifyLease, RefusalsSayWhy) {
   EXPECT_FALSE(verify_lease("", k.public_key, 2000).ok());
 }
 
+// Leases signed in a batch (one signature over a hash tree, each token with
+// its own path): every token verifies and proves only its own payload.
+TEST(ClientVerifyLease, BatchSignedLeasesEachProveOnlyTheirOwn) {
+  const SignKeypair k = sign_keypair();
+  auto batch = [&](size_t n) {
+    std::vector<Lease> leases;
+    for (size_t i = 0; i < n; ++i) leases.push_back(Lease{"WS-" + std::to_string(i), "LIC" + std::to_string(i), "SN-1", 1000, 5000});
+    return make_leases(leases, k.secret_key);
+  };
+  auto part = [](const std::string& token, int n) {
+    size_t from = 0;
+    for (int i = 0; i < n; ++i) from = token.find('.', from) + 1;
+    return token.substr(from, token.find('.', from) - from);
+  };
+  for (size_t n : {1u, 2u, 3u, 5u, 64u, 1025u}) {
+    const auto tokens = batch(n);
+    ASSERT_EQ(tokens.size(), n);
+    std::set<std::string> signatures;
+    for (size_t i = 0; i < n; ++i) {
+      auto l = verify_lease(tokens[i], k.public_key, 4999);
+      ASSERT_TRUE(l.ok()) << "lease " << i << " of " << n << ": " << l.error();
+      EXPECT_EQ(l->computer, "WS-" + std::to_string(i));
+      EXPECT_EQ(l->license, "LIC" + std::to_string(i));
+      signatures.insert(part(tokens[i], 1));
+    }
+    EXPECT_EQ(signatures.size(), n > 1024 ? 2u : 1u) << "one signature per tree of up to 1,024 leases";
+  }
+  const auto t = batch(5);
+  auto refused = [&](const std::string& token, const char* what) {
+    EXPECT_FALSE(verify_lease(token, k.public_key, 4999).ok()) << what;
+  };
+  // Another lease's payload with this one's signature and path.
+  refused(part(t[1], 0) + "." + part(t[0], 1) + "." + part(t[0], 2), "payload swapped");
+  const std::string proof = *base64url_decode(part(t[0], 2));
+  ASSERT_EQ(proof.size() % 33, 0u);
+  ASSERT_GE(proof.size(), 66u);
+  auto with_proof = [&](const std::string& p) {
+    return part(t[0], 0) + "." + part(t[0], 1) + "." + base64url_encode(p);
+  };
+  ASSERT_TRUE(verify_lease(with_proof(proof), k.public_key, 4999).ok());
+  std::string flipped = proof;
+  flipped[0] = flipped[0] == '\x00' ? '\x01' : '\x00';
+  refused(with_proof(flipped), "sibling side flipped");
+  std::string bad_side = proof;
+  bad_side[0] = '\x02';
+  refused(with_proof(bad_side), "side byte not 0 or 1");
+  std::string bad_hash = proof;
+  bad_hash[5] ^= 1;
+  refused(with_proof(bad_hash), "a path hash changed");
+  refused(with_proof(proof.substr(0, proof.size() - 33)), "a step left out");
+  refused(with_proof(proof.substr(0, proof.size() - 1)), "truncated path");
+  refused(with_proof(""), "no path");
+  refused(part(t[0], 0) + "." + part(t[0], 1), "the path dropped (a plain token)");
+  std::string p16;
+  for (int i = 0; i < 17; ++i) p16 += proof.substr(0, 33);
+  refused(with_proof(p16), "a path longer than any tree");
+  // Plain signed tokens of earlier versions still verify.
+  const std::string plain = sign_token(Value(Value::Map{{"computer", Value("WS-9")}, {"license", Value("L")},
+                                                        {"serial", Value("SN-1")}, {"issued", Value(1000)},
+                                                        {"expires", Value(5000)}}),
+                                       k.secret_key);
+  auto old = verify_lease(plain, k.public_key, 4999);
+  ASSERT_TRUE(old.ok()) << old.error();
+  EXPECT_EQ(old->computer, "WS-9");
+}
+
 // ---- setup files ----
 
 TEST(ClientSetup, ParsesWhatSetupInfoGives) {
