@@ -74,8 +74,8 @@ int64_t LicenseService::lease_quantum_s() const {
   return std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
 }
 
-std::string LicenseService::lease_for(const std::string& computer, const std::string& license,
-                                      const std::string& serial, int64_t now_s, int64_t* expires) {
+void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies,
+                                int64_t now_s) {
   // Leases are issued on a time grid: every heartbeat within one quantum
   // gets the same signed lease, so a busy server signs at most one lease
   // per computer per quantum. A lease still proves the same thing: this
@@ -86,22 +86,32 @@ std::string LicenseService::lease_for(const std::string& computer, const std::st
   // holds just those: the computers seen in the last minute at most, not the
   // whole fleet (at 1,000,000 computers a cache of every lease grew each
   // worker to 268 MiB). A fresh map gives the old one's memory back.
-  if (issued != cache_quantum_ || leases_.size() >= kLeaseCacheMax) {
+  if (issued != cache_quantum_ || leases_.size() + wanted.size() > kLeaseCacheMax) {
     const bool large = leases_.size() > 10000;
     std::unordered_map<std::string, CachedLease>().swap(leases_);
     if (large) ::malloc_trim(0);  // freed entries are scattered; hand back what can be
     cache_quantum_ = issued;
   }
-  auto& c = leases_[computer];
-  if (c.issued != issued || c.license != license || c.serial != serial || c.token.empty()) {
-    c.license = license;
-    c.serial = serial;
+  std::vector<Lease> to_sign;
+  std::vector<CachedLease*> signed_into;  // map nodes do not move
+  for (const auto& w : wanted) {
+    CachedLease& c = leases_[w.computer];
+    if (c.issued == issued && c.license == w.license && c.serial == w.serial && !c.token.empty()) continue;
+    c.license = w.license;
+    c.serial = w.serial;
     c.issued = issued;
     c.expires = issued + config_.check_interval_s + config_.grace_s;
-    c.token = make_lease(Lease{computer, license, serial, c.issued, c.expires}, config_.lease_secret);
+    c.token = "-";  // queued below; a repeat in this batch finds it
+    to_sign.push_back(Lease{w.computer, w.license, w.serial, c.issued, c.expires});
+    signed_into.push_back(&c);
   }
-  *expires = c.expires;
-  return c.token;
+  auto tokens = make_leases(to_sign, config_.lease_secret);
+  for (size_t i = 0; i < tokens.size(); ++i) signed_into[i]->token = std::move(tokens[i]);
+  for (const auto& w : wanted) {
+    const CachedLease& c = leases_.at(w.computer);
+    replies[w.reply].fields.set("lease", Value(c.token));
+    replies[w.reply].fields.set("lease_expires", Value(c.expires));
+  }
 }
 
 std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
@@ -162,11 +172,18 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     calls.push_back(redis_.script_call(heartbeat_script(), keys, args));
   }
   if (calls.empty()) return replies;
+  std::vector<LeaseWanted> wanted;
   auto done = batch_replies(redis_.pipeline(calls), heartbeats.size(), kHeartbeatsPerCall, 3,
                             [&](size_t k, const RedisReply& entry) {
-                              return heartbeat_reply(reqs[heartbeats[k]], entry, now);
+                              const Request& r = reqs[heartbeats[k]];
+                              Reply reply = heartbeat_reply(entry, now);
+                              if (str_of(entry.elements[0]) == "OK")
+                                wanted.push_back({heartbeats[k], std::string(r.str("computer")),
+                                                  std::string(r.str("license")), str_of(entry.elements[1])});
+                              return reply;
                             });
   for (size_t k = 0; k < heartbeats.size(); ++k) replies[heartbeats[k]] = std::move(done[k]);
+  add_leases(wanted, replies, now / 1000);
   return replies;
 }
 
@@ -197,7 +214,7 @@ std::vector<Reply> LicenseService::batch_replies(
   return replies;
 }
 
-Reply LicenseService::heartbeat_reply(const Request& req, const RedisReply& rr, int64_t now) {
+Reply LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now) {
   const std::string status = str_of(rr.elements[0]);
   if (status != "OK") {
     return Reply::success({{"status", Value("unlicensed")},
@@ -206,15 +223,10 @@ Reply LicenseService::heartbeat_reply(const Request& req, const RedisReply& rr, 
                            {"next_check_s", Value(config_.unlicensed_interval_s)},
                            {"upload", Value(false)}});
   }
-  int64_t expires = 0;
-  std::string lease = lease_for(std::string(req.str("computer")), std::string(req.str("license")),
-                                str_of(rr.elements[1]), now / 1000, &expires);
   Value::Map fields{{"status", Value("licensed")},
                     {"next_check_s", Value(config_.check_interval_s)},
                     {"server_time", Value(now / 1000)},
-                    {"upload", Value(true)},
-                    {"lease", Value(std::move(lease))},
-                    {"lease_expires", Value(expires)}};
+                    {"upload", Value(true)}};  // lease and lease_expires: add_leases()
   if (rr.elements[2].is_array() && !rr.elements[2].elements.empty()) {
     Value::Array cmds;
     for (const auto& c : rr.elements[2].elements)

@@ -51,9 +51,16 @@ class LicenseService {
   // / 240, between 1 s and 60 s (60 s by default).
   int64_t lease_quantum_s() const;
 
-  // The lease for a licensed computer; signed at most once per quantum.
-  std::string lease_for(const std::string& computer, const std::string& license,
-                        const std::string& serial, int64_t now_s, int64_t* expires);
+  // A licensed heartbeat's reply still waiting for its lease.
+  struct LeaseWanted {
+    size_t reply;  // index into the replies given to add_leases
+    std::string computer, license, serial;
+  };
+  // Adds `lease` and `lease_expires` to each wanted reply: the lease of this
+  // quantum from the cache, and the ones not cached signed together, with
+  // one signature (make_leases). A computer gets at most one lease per
+  // quantum from this worker.
+  void add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies, int64_t now_s);
 
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
@@ -65,8 +72,8 @@ class LicenseService {
                                    size_t per_call, size_t width,
                                    const std::function<Reply(size_t, const RedisReply&)>& reply_of);
   // The reply to one heartbeat from its entry {reason or OK, serial, commands}
-  // of the batched script's answer.
-  Reply heartbeat_reply(const Request& req, const RedisReply& entry, int64_t now);
+  // of the batched script's answer, without the lease of a licensed one.
+  Reply heartbeat_reply(const RedisReply& entry, int64_t now);
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
