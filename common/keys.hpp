@@ -9,7 +9,7 @@ namespace primary::keys {
 inline constexpr const char* kSerial = "ps:serial";        // hash: serial, registration, unlocked, purchased, issued, code
 inline constexpr const char* kInstallId = "ps:install_id";  // string, made once
 inline constexpr const char* kReservations = "ps:res";      // zset (scores 0): "NAME:LICENSE"
-inline constexpr const char* kMeta = "ps:meta";             // hash: NAME -> msgpack {r, f, v, p}
+inline constexpr const char* kMeta = "ps:meta";             // hash: NAME -> msgpack {r, l, f, v, p}
 inline constexpr const char* kActive = "ps:active";         // zset: NAME -> last seen (ms)
 inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> last seen (ms)
 inline constexpr const char* kStats = "ps:stats";           // hash of counters

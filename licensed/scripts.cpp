@@ -38,7 +38,11 @@ std::string with_events(const char* body) { return lua_with_events(body, kLuaLic
 // A worker sends all the reservations of a batch in one call (as for
 // heartbeats, the call itself was about half of Redis's cost per
 // reservation); they run one after the other, each as described above,
-// with nothing of anyone else's in between.
+// with nothing of anyone else's in between. The license is also copied into
+// the computer's meta entry (`l`), written once with the reservation and
+// never changed, so a heartbeat verifies with the one hash lookup it makes
+// anyway instead of a search of ps:res (O(log n) string comparisons, the
+// largest cost of a heartbeat in Redis at 1,000,000 computers).
 //
 // KEYS: serial, reservations, meta, events
 // ARGV: per reservation: name, new license; last: cap, now
@@ -64,7 +68,7 @@ for i = 1, n do
     out[i] = {'NO_LICENSES_LEFT', '', reserved, purchased}
   else
     redis.call('ZADD', KEYS[2], 0, name .. ':' .. newlic)
-    redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW}))
+    redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW, l = newlic}))
     reserved = reserved + 1
     emit('license.reserved', {computer = name, reserved = reserved, purchased = purchased})
     out[i] = {'CREATED', newlic, reserved, purchased}
@@ -105,10 +109,12 @@ local function one(i)
   local name, lic, version, peer, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   local kcmds, kreject, ksent = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local reason = nil
+  local metaraw = redis.call('HGET', KEYS[3], name)
+  local meta = metaraw and cmsgpack.unpack(metaraw) or {}
   if not serial then
     reason = 'NOT_UNLOCKED'
   else
-    local have = license_of(KEYS[2], name)
+    local have = meta.l or license_of(KEYS[2], name)
     if not have then reason = 'NOT_RESERVED' elseif have ~= lic then reason = 'LICENSE_MISMATCH' end
   end
   if reason then
@@ -118,8 +124,6 @@ local function one(i)
     end
     return {reason, serial or '', {}}
   end
-  local metaraw = redis.call('HGET', KEYS[3], name)
-  local meta = metaraw and cmsgpack.unpack(metaraw) or {}
   local changed = false
   local seen = redis.call('ZSCORE', KEYS[4], name)
   if not seen then
@@ -135,6 +139,7 @@ local function one(i)
   if meta.v ~= version or meta.p ~= peer then
     meta.v, meta.p, changed = version, peer, true
   end
+  if changed then meta.l = lic end  -- reservations made before meta kept the license
   if changed then redis.call('HSET', KEYS[3], name, cmsgpack.pack(meta)) end
   if results ~= '' then
     for _, r in ipairs(cmsgpack.unpack(results)) do

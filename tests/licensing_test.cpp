@@ -438,6 +438,39 @@ TEST(Licensing, HeartbeatsOfOneBatchAreAnsweredEachOnItsOwn) {
 
 // The last-seen time is rewritten only once the recorded one is a quantum
 // old (check interval / 240, at least 1 s): faster heartbeats cost no write.
+// A reservation's meta entry carries a copy of its license (`l`), which is
+// what heartbeats verify against; reservations stored before that copy
+// existed are verified against ps:res and get the copy at their next write.
+TEST(Licensing, HeartbeatsVerifyWithOrWithoutTheLicenseCopyInMeta) {
+  Stack s;
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-META", 2)));
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto meta = [&](const std::string& name) {
+    auto raw = redis.command({"HGET", "ps:meta", name});
+    if (!raw.ok() || !raw->is_str()) return Value();
+    auto v = unpack_value(raw->str);
+    return v ? *v : Value();
+  };
+  Value r = s.call("license.control", "reserve", {{"computer", Value("new-1")}});
+  ASSERT_TRUE(ok(r)) << to_json(r);
+  EXPECT_EQ(str(meta("NEW-1"), "l"), str(r, "license")) << "a new reservation's meta has its license";
+
+  r = s.call("license.control", "reserve", {{"computer", Value("old-1")}});
+  ASSERT_TRUE(ok(r)) << to_json(r);
+  const std::string license = str(r, "license");
+  // As stored by an earlier version: no license copy.
+  ASSERT_TRUE(redis.command({"HSET", "ps:meta", "OLD-1", pack(Value(Value::Map{{"r", Value(1000)}}))}).ok());
+  EXPECT_EQ(str(heartbeat(s, "old-1", license + "x"), "reason"), "LICENSE_MISMATCH");
+  EXPECT_EQ(str(heartbeat(s, "old-1", license), "status"), "licensed");
+  const Value m = meta("OLD-1");
+  EXPECT_EQ(str(m, "l"), license) << "the first write after it adds the copy";
+  EXPECT_EQ(num(m, "r"), 1000) << "and keeps what was there";
+  EXPECT_EQ(str(heartbeat(s, "old-1", license), "status"), "licensed");
+  EXPECT_EQ(str(heartbeat(s, "old-1", license + "x"), "reason"), "LICENSE_MISMATCH");
+  EXPECT_EQ(str(heartbeat(s, "nobody", license), "reason"), "NOT_RESERVED");
+}
+
 TEST(Licensing, LastSeenIsRewrittenOncePerQuantum) {
   StackOptions o;
   o.licensed_args = {"--check-interval-s", "2", "--grace-s", "60"};  // quantum 1 s
