@@ -320,8 +320,11 @@ int run_heartbeat(const BenchEnv& env, const BenchSettings& s) {
         "rewritten {}", s.clients, s.window, s.computers, s.seconds,
         s.last_seen_quantum_ms < 0 ? std::string("once a lease quantum (licensed's default)")
                                    : fmt::format("when {} ms old", s.last_seen_quantum_ms));
+    Redis redis = l.stack->redis();
+    const RedisCost cost0 = redis_cost(redis);
     hb = fleet.heartbeat(ctx, l.stack->front(), s.computers, s.seconds, {s.clients, s.window, s.threads});
     say("heartbeats: {}", describe(hb));
+    say("  {}", describe_redis_cost(cost0, redis_cost(redis), hb.sent));
     l.stack->stop();
   }
   if (!clean(hb)) return fail("heartbeats failed");
@@ -393,8 +396,10 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   const int64_t mem_a = used();
   auto pass = fleet.heartbeat_each(ctx, front, 0, small, fill);
   say("[{} computers] first heartbeat of each: {}", small, describe(pass));
+  RedisCost cost0 = redis_cost(redis);
   auto hb_small = fleet.heartbeat(ctx, front, small, s.seconds, hb_shape);
   say("[{} computers] heartbeats: {}", small, describe(hb_small));
+  say("  {}", describe_redis_cost(cost0, redis_cost(redis), hb_small.sent));
   const int64_t hb_mem = used() - mem_a;  // state added by heartbeats, not by reserving
 
   auto t0 = Clock::now();
@@ -420,8 +425,10 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   const int64_t mem2 = used();
   say("Redis used_memory with every computer seen: {} bytes, {:.0f} bytes per computer", mem2,
       static_cast<double>(mem2 - mem0) / static_cast<double>(n));
+  cost0 = redis_cost(redis);
   auto hb_large = fleet.heartbeat(ctx, front, n, s.seconds, hb_shape);
   say("[{} computers] heartbeats: {}", n, describe(hb_large));
+  say("  {}", describe_redis_cost(cost0, redis_cost(redis), hb_large.sent));
   auto r_large = fleet.reserve(ctx, front, n, m, res_shape, &created);
   say("[{} computers] reserve {} more: {}", n, m, describe(r_large));
   const double admin_ratio =

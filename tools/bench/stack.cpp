@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "common/client.hpp"
 #include "common/process.hpp"
 
@@ -243,6 +245,43 @@ std::optional<int64_t> redis_info(Redis& redis, const std::string& section, cons
   while (std::getline(in, line))
     if (line.rfind(key, 0) == 0) return std::stoll(line.substr(key.size()));
   return std::nullopt;
+}
+
+RedisCost redis_cost(Redis& redis) {
+  RedisCost c;
+  auto info = redis.command({"INFO", "all"});
+  if (!info || !info->is_str()) return c;
+  std::istringstream in(info->str);
+  std::string line;
+  auto field = [&](std::string_view key, std::string_view text) -> std::string {
+    const auto at = text.find(key);
+    if (at == std::string_view::npos) return {};
+    const auto from = at + key.size();
+    return std::string(text.substr(from, text.find_first_of(",\r", from) - from));
+  };
+  while (std::getline(in, line)) {
+    if (line.rfind("used_cpu_sys_main_thread:", 0) == 0 || line.rfind("used_cpu_user_main_thread:", 0) == 0)
+      c.cpu_s += std::stod(line.substr(line.find(':') + 1));
+    else if (line.rfind("cmdstat_evalsha:", 0) == 0) {
+      c.script_calls = std::stoll(field("calls=", line));
+      c.script_usec = std::stoll(field("usec=", line));
+    } else if (line.rfind("aof_rewrites:", 0) == 0)
+      c.aof_rewrites = std::stoll(line.substr(13));
+    else if (line.rfind("aof_rewrite_in_progress:1", 0) == 0)
+      c.rewriting = true;
+  }
+  return c;
+}
+
+std::string describe_redis_cost(const RedisCost& before, const RedisCost& after, int64_t requests) {
+  const double n = static_cast<double>(std::max<int64_t>(requests, 1));
+  const int64_t calls = after.script_calls - before.script_calls;
+  return fmt::format(
+      "Redis main thread {:.1f} us CPU per request; {} script calls ({:.1f} requests a call), {:.1f} us each "
+      "inside Redis; AOF rewrites {}{}",
+      (after.cpu_s - before.cpu_s) * 1e6 / n, calls, n / static_cast<double>(std::max<int64_t>(calls, 1)),
+      static_cast<double>(after.script_usec - before.script_usec) / static_cast<double>(std::max<int64_t>(calls, 1)),
+      after.aof_rewrites - before.aof_rewrites, after.rewriting || before.rewriting ? " (one in progress)" : "");
 }
 
 }  // namespace primary::bench

@@ -108,6 +108,18 @@ class PlainRedis {
 // `INFO <section>` field as an integer; nullopt when absent.
 std::optional<int64_t> redis_info(Redis& redis, const std::string& section, const std::string& field);
 
+// What Redis spent, read from INFO before and after a measured phase, so a
+// figure comes with where its time went: CPU (main thread, all of it),
+// script calls and their own time (commandstats evalsha), AOF rewrites.
+struct RedisCost {
+  double cpu_s = 0;
+  int64_t script_calls = 0, script_usec = 0, aof_rewrites = 0;
+  bool rewriting = false;
+};
+RedisCost redis_cost(Redis& redis);
+// One line: per request of `requests` between `before` and `after`.
+std::string describe_redis_cost(const RedisCost& before, const RedisCost& after, int64_t requests);
+
 // Last lines of a log file, for error messages.
 std::string log_tail(const std::string& path, size_t lines = 20);
 
