@@ -11,6 +11,7 @@
 #include "common/events.hpp"
 #include "common/keys.hpp"
 #include "common/metrics.hpp"
+#include "common/process.hpp"
 
 namespace primary {
 
@@ -308,8 +309,12 @@ Reply AdminService::log(const Request& req) {
 }
 
 Reply AdminService::firewall() {
-  std::vector<std::string> all = config_.front;
-  all.insert(all.end(), config_.events.begin(), config_.events.end());
+  // A wildcard port (*, 0) is the one the broker bound, from its endpoints file.
+  std::vector<std::string> all;
+  for (const auto& [list, key] : {std::pair{&config_.front, "front"}, std::pair{&config_.events, "events"}}) {
+    const auto bound = config_.endpoints_file.empty() ? std::nullopt : endpoints_file_value(config_.endpoints_file, key);
+    for (const auto& ep : *list) all.push_back(with_bound_port(ep, bound));
+  }
   all.insert(all.end(), config_.web.begin(), config_.web.end());
   const std::vector<int> ports = tcp_ports(all);
   Value::Array port_list;

@@ -22,6 +22,7 @@ struct AdminConfig {
   std::vector<std::string> front = {"tcp://*:16770"};
   std::vector<std::string> events = {"tcp://*:16771"};
   std::vector<std::string> web;           // console endpoint(s), if any
+  std::string endpoints_file;             // the broker's: fills in wildcard ports of front and events
 };
 
 class AdminService {

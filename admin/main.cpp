@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));
   ac.web = split_list(cfg.str("web"));
+  ac.endpoints_file = cfg.str("endpoints-file");
   std::string broker_front = cfg.str("broker-front");
   if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
 

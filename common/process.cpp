@@ -83,6 +83,18 @@ std::optional<std::string> endpoints_file_value(const std::string& file, const s
   return std::nullopt;
 }
 
+std::string with_bound_port(const std::string& endpoint, const std::optional<std::string>& bound) {
+  const auto colon = endpoint.rfind(':');
+  if (!bound || !endpoint.starts_with("tcp://") || colon == std::string::npos) return endpoint;
+  const std::string port = endpoint.substr(colon + 1);
+  if (port != "*" && port != "0") return endpoint;
+  const auto bound_colon = bound->rfind(':');
+  if (bound_colon == std::string::npos) return endpoint;
+  const std::string bound_port = bound->substr(bound_colon + 1);
+  if (bound_port.empty() || bound_port.find_first_not_of("0123456789") != std::string::npos) return endpoint;
+  return endpoint.substr(0, colon + 1) + bound_port;
+}
+
 int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

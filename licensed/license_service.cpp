@@ -7,6 +7,7 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 #include "common/tokens.hpp"
 #include "licensed/scripts.hpp"
 
@@ -311,7 +312,9 @@ Reply LicenseService::setup_info(const Request& req) {
       break;
     }
   Value::Array endpoints;
-  for (const auto& ep : config_.client_endpoints) endpoints.emplace_back(ep);
+  const auto bound = config_.endpoints_file.empty() ? std::nullopt
+                                                    : endpoints_file_value(config_.endpoints_file, "front");
+  for (const auto& ep : config_.client_endpoints) endpoints.emplace_back(with_bound_port(ep, bound));
   Value::Map fields{{"computer", Value(name)},
                     {"license", Value((*out)[0].str)},
                     {"serial", Value(s)},

@@ -24,6 +24,7 @@ struct LicenseConfig {
   std::string vendor_public;           // 32 bytes; empty: unlock is refused
   std::string lease_secret;            // 64 bytes (Ed25519 secret key)
   std::vector<std::string> client_endpoints = {"tcp://127.0.0.1:16770"};
+  std::string endpoints_file;  // the broker's: fills in a wildcard port of client_endpoints
   std::string server_key;              // Z85 CURVE public key, empty when insecure
   int64_t event_cap = 1000000;
   int64_t last_seen_quantum_ms = -1;   // -1: the lease quantum; 0: every heartbeat writes

@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   cfg.add_string("lease-key", "", "Server lease signing key file (secret, mode 0600)");
   cfg.add_string("client-endpoints", "tcp://127.0.0.1:16770",
                  "Front door endpoint(s) Clients should use, comma-separated (for setup_info)");
+  cfg.add_string("endpoints-file", "",
+                 "The broker's endpoints file: a wildcard port (* or 0) in --client-endpoints is replaced "
+                 "by the port the broker bound");
   cfg.add_string("server-public", "", "Server CURVE public key (Z85) for setup_info; empty in insecure mode");
   cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
   cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
@@ -61,6 +64,7 @@ int main(int argc, char** argv) {
     lc.vendor_public = *vendor;
   }
   lc.client_endpoints = split_list(cfg.str("client-endpoints"));
+  lc.endpoints_file = cfg.str("endpoints-file");
   lc.check_interval_s = cfg.integer("check-interval-s");
   lc.unlicensed_interval_s = cfg.integer("unlicensed-interval-s");
   lc.grace_s = cfg.integer("grace-s");

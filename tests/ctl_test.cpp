@@ -1186,6 +1186,16 @@ TEST_F(CtlSecureTest, AdminKeyWorksOnceAllowedAndReloaded) {
       << test::read_file(out) << test::read_file(out + ".err");
   r = ctl(with({"setup-info", "sec-0"}));
   EXPECT_NE(r.out.find(R"("server_key":")" + server_key + "\""), std::string::npos) << r.out;
+  // The server was told tcp://127.0.0.1:* for both endpoints: setup files and
+  // firewall rules name the ports the broker bound, never "*".
+  EXPECT_NE(r.out.find(R"("endpoints":[")" + endpoint("front") + "\"]"), std::string::npos) << r.out;
+  r = ctl(with({"firewall", "--json"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string key : {"front", "events"}) {
+    const std::string ep = endpoint(key);
+    EXPECT_NE(r.out.find("\"port\":" + ep.substr(ep.rfind(':') + 1) + ","), std::string::npos) << key << ": " << r.out;
+  }
+  EXPECT_EQ(r.out.find('*'), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -474,7 +474,8 @@ void Supervisor::plan_children() {
     intervals.insert(intervals.end(), {"--check-interval-s", std::to_string(settings_.check_interval_s)});
   if (settings_.grace_s > 0) intervals.insert(intervals.end(), {"--grace-s", std::to_string(settings_.grace_s)});
   std::vector<std::string> licensed = {"--lease-key", layout_.lease_key(),
-                                       "--client-endpoints", public_endpoints()};
+                                       "--client-endpoints", public_endpoints(),
+                                       "--endpoints-file", layout_.endpoints_file()};
   licensed.insert(licensed.end(), intervals.begin(), intervals.end());
   if (settings_.unlicensed_interval_s > 0)
     licensed.insert(licensed.end(),
