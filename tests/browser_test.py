@@ -384,8 +384,7 @@ def make_releases(bin_dir, tmp, vendor_key):
 def console_problems(log):
     """Entries of the browser's console log that are errors: CSP
     violations, JavaScript errors, failed loads. The one expected entry is
-    the 401 answer to the wrong password, and the 404 of /favicon.ico
-    (the console has no icon; browsers ask for one anyway)."""
+    the 401 answer to the wrong password."""
     problems = []
     for path, e in log:
         message = e.get("message", "")
@@ -393,8 +392,6 @@ def console_problems(log):
             continue
         if (e.get("source") == "network" and "/login" in message and "401" in message
                 and path.startswith("/login")):
-            continue
-        if e.get("source") == "network" and "/favicon.ico" in message and "404" in message:
             continue
         problems.append("%s: [%s %s] %s" % (path, e.get("level"), e.get("source"), message))
     return problems
@@ -563,7 +560,9 @@ def scenario(server, c, tmp):
     check(not release_rows(), "releases before any sync: %r" % c.table_rows("#releases"))
     c.submit("form[action='/updates/sync']")
     check(not c.error(), "sync refused: " + c.error())
+    check("started" in c.flash(), "the flash after Sync now: %r" % c.flash())
     c.reload_until("client 1.0.0 from the feed", lambda: release("1.0.0") is not None)
+    c.reload_until("the sync's outcome under Vendor feed", lambda: "): ok, " in c.text("#last-sync"))
     check(release("1.0.0")[4] == "held", "a new release is held: %r" % release("1.0.0"))
 
     def release_form(version, action):

@@ -270,6 +270,14 @@ TEST_F(WebConsole, NoPageWithoutASession) {
   EXPECT_EQ(login.header("x-frame-options"), "DENY");
   EXPECT_NE(login.header("content-security-policy").find("script-src 'self'"), std::string::npos);
   EXPECT_EQ(login.header("cache-control"), "no-store");
+  EXPECT_NE(login.body.find("href=\"/static/icon.svg\""), std::string::npos);
+  // The icon needs no session (browsers ask for /favicon.ico on their own).
+  for (const std::string path : {"/static/icon.svg", "/favicon.ico"}) {
+    Http icon = b.get(path);
+    EXPECT_EQ(icon.status, 200) << path;
+    EXPECT_EQ(icon.header("content-type"), "image/svg+xml") << path;
+    EXPECT_EQ(icon.body.rfind("<svg", 0), 0u) << path;
+  }
 }
 
 TEST_F(WebConsole, LoginGivesAProtectedSessionCookieAndRealValues) {

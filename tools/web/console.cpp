@@ -194,6 +194,11 @@ void Console::install(httplib::Server& svr) {
     res.set_header("Cache-Control", "no-cache");
     res.set_content(std::string(kStyleCss), "text/css; charset=utf-8");
   });
+  for (const char* path : {"/static/icon.svg", "/favicon.ico"})
+    svr.Get(path, [](const Req&, Res& res) {
+      res.set_header("Cache-Control", "max-age=86400");
+      res.set_content(std::string(kIconSvg), "image/svg+xml");
+    });
   svr.Get("/static/app.js", [](const Req&, Res& res) {
     res.set_header("Cache-Control", "no-cache");
     res.set_content(std::string(kAppJs), "text/javascript; charset=utf-8");
@@ -286,7 +291,7 @@ void Console::login_page(const Req& req, Res& res, int status, const std::string
   res.status = status;
   res.set_content(
       "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in - Primary "
-      "Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main "
+      "Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"/static/icon.svg\"></head><body><main "
       "class=\"login\"><section class=\"card\"><h1>Primary Server</h1>" +
           notice +
           "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"csrf\" value=\"" +
@@ -353,7 +358,7 @@ std::string Console::layout(const std::string& title, const std::string& active,
   std::string html =
       "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
       "content=\"width=device-width, initial-scale=1\"><title>" + esc(title) +
-      " - Primary Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
+      " - Primary Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"/static/icon.svg\"></head><body>"
       "<header><span class=\"brand\">Primary Server</span><nav>";
   for (const auto& [href, name] : nav)
     html += "<a href=\"" + href + "\"" + (href == active ? " class=\"on\"" : "") + ">" + name + "</a>";
@@ -849,8 +854,26 @@ void Console::updates(const Req& req, Res& res) {
     if (n == 0) body += "<tr><td colspan=\"9\" class=\"muted\">No releases.</td></tr>";
     body += "</tbody></table>";
   }
-  body += "<section class=\"card\"><h2>Vendor feed</h2><form method=\"post\" action=\"/updates/sync\">" +
-          csrf_field(*s) + "<button type=\"submit\">Sync now</button></form></section>";
+  // The last sync or import job, as releases.sync reports it: "Sync now"
+  // only starts one, and this is where its outcome shows.
+  std::string last_job;
+  if (const Value* job = ok_reply(r) ? r->find("sync") : nullptr; job && job->is_map()) {
+    const std::string kind = reply_str(*job, "kind") == "import" ? "import" : "sync";
+    last_job = "<p id=\"last-sync\">Last " + esc(kind) + " (job " + esc(reply_str(*job, "job")) + "): ";
+    if (reply_str(*job, "state") != "done") {
+      last_job += "running since " + esc(time_text(reply_int(*job, "started_at", 0))) + ".";
+    } else {
+      last_job += esc(reply_str(*job, "result")) + ", " + std::to_string(reply_int(*job, "added", 0)) + " added, " +
+                  std::to_string(reply_int(*job, "failed", 0)) + " failed, finished " +
+                  esc(time_text(reply_int(*job, "finished_at", 0)));
+      if (const std::string m = reply_str(*job, "message"); !m.empty()) last_job += ": " + esc(m);
+      last_job += ".";
+    }
+    last_job += "</p>";
+  }
+  body += "<section class=\"card\"><h2>Vendor feed</h2>" + last_job +
+          "<form method=\"post\" action=\"/updates/sync\">" + csrf_field(*s) +
+          "<button type=\"submit\">Sync now</button></form></section>";
   body += "<section class=\"card\"><h2>Import an offline bundle</h2><form method=\"post\" "
           "action=\"/updates/import\" enctype=\"multipart/form-data\">" +
           csrf_field(*s) + "<input type=\"file\" name=\"bundle\" required> <button type=\"submit\">Import</button></form></section>";
@@ -873,7 +896,8 @@ void Console::do_update(const Req& req, Res& res, const std::string& op) {
   auto r = update_call(op, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Update " + op, r);
   sessions_.set_flash(s->id,
-                      op == "sync" ? std::string("Synchronised with the vendor feed.")
+                      op == "sync" ? "Sync with the vendor feed started (job " + reply_str(*r, "job") +
+                                         "); its outcome shows under Vendor feed once it is done."
                                    : (op == "approve" ? "Approved " : "Held ") + req.get_param_value("component") +
                                          " " + req.get_param_value("version") + ".",
                       false);

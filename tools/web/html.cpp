@@ -91,6 +91,10 @@ button.plain{background:none;color:#cfe0f5;border:1px solid #5c7aa3}
 .login{max-width:380px;margin:4em auto}
 )css";
 
+const std::string_view kIconSvg =
+    R"(<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1f4e79"/>)"
+    R"(<path d="M11 25V7h7a5.5 5.5 0 0 1 0 11h-7" fill="none" stroke="#fff" stroke-width="3.2" stroke-linejoin="round"/></svg>)";
+
 const std::string_view kAppJs = R"js(
 'use strict';
 // Activity: follow the event stream (Server-Sent Events) and append each

@@ -21,5 +21,7 @@ std::string duration_text(int64_t seconds);
 // The embedded stylesheet and script (served as /static/style.css and /static/app.js).
 extern const std::string_view kStyleCss;
 extern const std::string_view kAppJs;
+// The console's icon (SVG), also answered for /favicon.ico.
+extern const std::string_view kIconSvg;
 
 }  // namespace primary::web
