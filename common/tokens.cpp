@@ -30,6 +30,16 @@ std::optional<int64_t> int_field(const Value& m, std::string_view key) {
   return std::nullopt;
 }
 
+// The map a verified payload holds: small and flat, or refused.
+Result<Value> signed_payload_map(std::string_view payload) {
+  CodecLimits lim;
+  lim.max_body = 4096;
+  lim.max_depth = 2;
+  auto map = unpack_map(payload, lim);
+  if (!map) return Error{Code::BadRequest, "signed payload is not a map"};
+  return map;
+}
+
 }  // namespace
 
 std::string sign_token(const Value& payload, std::string_view secret_key) {
@@ -45,12 +55,7 @@ Result<Value> open_token(std::string_view token, std::string_view public_key) {
   auto sig = base64url_decode(token.substr(dot + 1));
   if (!payload || !sig) return Error{Code::BadRequest, "token is not base64url"};
   if (!sign_verify(*payload, *sig, public_key)) return Error{Code::BadRequest, "bad signature"};
-  CodecLimits lim;
-  lim.max_body = 4096;
-  lim.max_depth = 2;
-  auto map = unpack_map(*payload, lim);
-  if (!map) return Error{Code::BadRequest, "signed payload is not a map"};
-  return map;
+  return signed_payload_map(*payload);
 }
 
 std::optional<Error> write_key_file(const std::string& path, std::string_view raw, unsigned mode) {
@@ -227,12 +232,7 @@ Result<Value> open_batch_token(std::string_view token, std::string_view public_k
       return Error{Code::BadRequest, "malformed proof"};
   }
   if (!sign_verify(std::string(kLeaseRoot) + h, *sig, public_key)) return Error{Code::BadRequest, "bad signature"};
-  CodecLimits lim;
-  lim.max_body = 4096;
-  lim.max_depth = 2;
-  auto map = unpack_map(*payload, lim);
-  if (!map) return Error{Code::BadRequest, "signed payload is not a map"};
-  return map;
+  return signed_payload_map(*payload);
 }
 
 }  // namespace
