@@ -645,11 +645,15 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
         std::find(preload.begin(), preload.end(), *sha) == preload.end())
       preload.push_back(*sha);
   }
-  std::vector<Argv> batch;
-  batch.reserve(preload.size() + commands.size());
-  for (const std::string& sha : preload) batch.push_back({"SCRIPT", "LOAD", scripts_[sha]});
-  batch.insert(batch.end(), commands.begin(), commands.end());
-  auto sent = exchange(batch);
+  // The commands go as they are (no copy) unless scripts must load first.
+  auto with_loads = [&](const std::vector<std::string>& shas, std::vector<Argv> cmds) {
+    std::vector<Argv> batch;
+    batch.reserve(shas.size() + cmds.size());
+    for (const std::string& sha : shas) batch.push_back({"SCRIPT", "LOAD", scripts_[sha]});
+    batch.insert(batch.end(), std::make_move_iterator(cmds.begin()), std::make_move_iterator(cmds.end()));
+    return batch;
+  };
+  auto sent = preload.empty() ? exchange(commands) : exchange(with_loads(preload, commands));
   if (!sent) return sent.error();
   for (size_t i = 0; i < preload.size(); ++i)
     if (!(*sent)[i].is_error()) loaded_.insert(preload[i]);
@@ -678,10 +682,9 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
     if (sha && !loaded_.count(*sha) && std::find(reload.begin(), reload.end(), *sha) == reload.end())
       reload.push_back(*sha);
   }
-  batch.clear();
-  for (const std::string& sha : reload) batch.push_back({"SCRIPT", "LOAD", scripts_[sha]});
-  for (size_t i : again) batch.push_back(commands[i]);
-  auto retried = exchange(batch);
+  std::vector<Argv> retry;
+  for (size_t i : again) retry.push_back(commands[i]);
+  auto retried = exchange(with_loads(reload, std::move(retry)));
   if (!retried) return retried.error();
   for (size_t i = 0; i < reload.size(); ++i)
     if (!(*retried)[i].is_error()) loaded_.insert(reload[i]);
@@ -741,15 +744,15 @@ Result<RedisReply> Redis::eval_replicated(const Script& script, const Argv& keys
   return std::move(replies->front());
 }
 
-Redis::Argv Redis::script_call(const Script& script, const Argv& keys, const Argv& args) {
+Redis::Argv Redis::script_call(const Script& script, Argv keys, Argv args) {
   scripts_.try_emplace(script.sha(), script.source());
   Argv argv;
   argv.reserve(3 + keys.size() + args.size());
   argv.push_back("EVALSHA");
   argv.push_back(script.sha());
   argv.push_back(std::to_string(keys.size()));
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), std::make_move_iterator(keys.begin()), std::make_move_iterator(keys.end()));
+  argv.insert(argv.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
   return argv;
 }
 

@@ -169,7 +169,8 @@ class Redis {
 
   // The EVALSHA argv for a script call, for use in pipeline(); remembers the
   // script so that pipeline() can load it.
-  Argv script_call(const Script& script, const Argv& keys, const Argv& args);
+  // Takes keys and args by value: a caller done with its vectors moves them in.
+  Argv script_call(const Script& script, Argv keys, Argv args);
 
   // True when the server answers PING with PONG.
   bool ping();

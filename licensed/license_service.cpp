@@ -170,7 +170,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     }
     keys.push_back(kEventStream);
     args.insert(args.end(), {cap, std::to_string(now)});
-    calls.push_back(redis_.script_call(heartbeat_script(), keys, args));
+    calls.push_back(redis_.script_call(heartbeat_script(), std::move(keys), std::move(args)));
   }
   if (calls.empty()) return replies;
   std::vector<LeaseWanted> wanted;
@@ -276,7 +276,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
     for (size_t k = from; k < to; ++k)
       args.insert(args.end(), {std::string(reqs[k]->str("computer")), random_token(16)});
     args.insert(args.end(), {cap, now});
-    calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, args));
+    calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, std::move(args)));
   }
   return batch_replies(
       redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 4,
