@@ -396,7 +396,6 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.credit = credit;
       w.idle_since = ++turn_;
       sit->second.workers += credit;
-      sit->second.free += credit;
       sit->second.members.push_back(&w);
       spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
       return dispatch(sit->second);
@@ -427,9 +426,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       reply_client(p->client, w.service, std::move(f.back()));
       w.in_flight.erase(tag);
       w.idle_since = ++turn_;
-      Service& svc = services_.find(w.service)->second;
-      ++svc.free;
-      return dispatch(svc);
+      return dispatch(services_.find(w.service)->second);
     }
     case mdp::Command::Heartbeat:
       if (it == worker_map_.end()) return delete_worker(id, true);
@@ -443,7 +440,7 @@ void Broker::handle_worker(mdp::Frames& f) {
 }
 
 void Broker::dispatch(Service& svc) {
-  while (!svc.queue.empty() && svc.free > 0) {
+  while (!svc.queue.empty()) {
     // The least loaded connection; of equals, the longest waiting.
     Worker* best = nullptr;
     size_t best_free = 0;
@@ -454,10 +451,9 @@ void Broker::dispatch(Service& svc) {
         best_free = f;
       }
     }
-    if (!best) break;  // cannot happen while `free` is right
+    if (!best) break;  // every connection is full
     Worker& w = *best;
     const std::string& id = w.id;
-    --svc.free;
     const uint64_t tag = ++w.next_tag;
     Pending& p = w.in_flight.emplace(tag, std::move(svc.queue.front())).first->second;
     svc.queue.pop_front();
@@ -522,7 +518,6 @@ void Broker::delete_worker(const std::string& id, bool send_disconnect) {
     auto& members = sit->second.members;
     members.erase(std::remove(members.begin(), members.end(), &w), members.end());
     sit->second.workers -= w.credit;
-    sit->second.free -= w.credit - w.in_flight.size();
   }
   if (!w.in_flight.empty()) {
     stats_.unavailable += w.in_flight.size();

@@ -112,10 +112,8 @@ class Broker {
   };
   struct Service {
     std::deque<Pending> queue;
-    // The live connections serving it (worker_map_ nodes, which do not
-    // move), and how many requests they can take now, summed.
+    // The live connections serving it (worker_map_ nodes, which do not move).
     std::vector<Worker*> members;
-    size_t free = 0;
     size_t workers = 0;  // sum of the live connections' credits
     // Since the broker started (broker.control stats): requests handed to
     // a worker, and BUSY / UNAVAILABLE answers the broker made itself.
