@@ -310,11 +310,8 @@ Reply AdminService::log(const Request& req) {
 
 Reply AdminService::firewall() {
   // A wildcard port (*, 0) is the one the broker bound, from its endpoints file.
-  std::vector<std::string> all;
-  for (const auto& [list, key] : {std::pair{&config_.front, "front"}, std::pair{&config_.events, "events"}}) {
-    const auto bound = config_.endpoints_file.empty() ? std::nullopt : endpoints_file_value(config_.endpoints_file, key);
-    for (const auto& ep : *list) all.push_back(with_bound_port(ep, bound));
-  }
+  std::vector<std::string> all = with_bound_ports(config_.front, config_.endpoints_file, "front");
+  for (auto& ep : with_bound_ports(config_.events, config_.endpoints_file, "events")) all.push_back(std::move(ep));
   all.insert(all.end(), config_.web.begin(), config_.web.end());
   const std::vector<int> ports = tcp_ports(all);
   Value::Array port_list;

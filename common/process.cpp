@@ -83,16 +83,21 @@ std::optional<std::string> endpoints_file_value(const std::string& file, const s
   return std::nullopt;
 }
 
-std::string with_bound_port(const std::string& endpoint, const std::optional<std::string>& bound) {
-  const auto colon = endpoint.rfind(':');
-  if (!bound || !endpoint.starts_with("tcp://") || colon == std::string::npos) return endpoint;
-  const std::string port = endpoint.substr(colon + 1);
-  if (port != "*" && port != "0") return endpoint;
-  const auto bound_colon = bound->rfind(':');
-  if (bound_colon == std::string::npos) return endpoint;
-  const std::string bound_port = bound->substr(bound_colon + 1);
-  if (bound_port.empty() || bound_port.find_first_not_of("0123456789") != std::string::npos) return endpoint;
-  return endpoint.substr(0, colon + 1) + bound_port;
+std::vector<std::string> with_bound_ports(const std::vector<std::string>& endpoints,
+                                          const std::string& endpoints_file, const std::string& key) {
+  const auto bound = endpoints_file.empty() ? std::nullopt : endpoints_file_value(endpoints_file, key);
+  const auto bound_colon = bound ? bound->rfind(':') : std::string::npos;
+  const std::string bound_port = bound_colon == std::string::npos ? "" : bound->substr(bound_colon + 1);
+  if (bound_port.empty() || bound_port.find_first_not_of("0123456789") != std::string::npos) return endpoints;
+  std::vector<std::string> out;
+  for (const auto& ep : endpoints) {
+    const auto colon = ep.rfind(':');
+    const bool wildcard = ep.starts_with("tcp://") && colon != std::string::npos &&
+                          (ep.compare(colon + 1, std::string::npos, "*") == 0 ||
+                           ep.compare(colon + 1, std::string::npos, "0") == 0);
+    out.push_back(wildcard ? ep.substr(0, colon + 1) + bound_port : ep);
+  }
+  return out;
 }
 
 int64_t unix_ms() {

@@ -27,10 +27,13 @@ bool write_file_atomic(const std::string& path, const std::string& text, mode_t 
 // The value of a `key=value` line of a file such as the broker's endpoints
 // file (front=, events=, workers=, event-sink=); nullopt when absent.
 std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key);
-// A tcp:// `endpoint` whose port is a wildcard ("*" or "0", chosen by the
-// broker when it bound) with the port of `bound` instead: tcp://host:* and
-// a bound tcp://0.0.0.0:41234 give tcp://host:41234. Otherwise unchanged.
-std::string with_bound_port(const std::string& endpoint, const std::optional<std::string>& bound);
+// `endpoints` as configured, each tcp:// one whose port is a wildcard ("*"
+// or "0", chosen by the broker when it bound) with the port of the broker's
+// `key` line (front, events) in `endpoints_file` instead: tcp://host:* and
+// a bound tcp://0.0.0.0:41234 give tcp://host:41234. Unchanged when there
+// is no such file or line.
+std::vector<std::string> with_bound_ports(const std::vector<std::string>& endpoints,
+                                          const std::string& endpoints_file, const std::string& key);
 
 // The wall clock as Unix time in milliseconds.
 int64_t unix_ms();

@@ -312,9 +312,8 @@ Reply LicenseService::setup_info(const Request& req) {
       break;
     }
   Value::Array endpoints;
-  const auto bound = config_.endpoints_file.empty() ? std::nullopt
-                                                    : endpoints_file_value(config_.endpoints_file, "front");
-  for (const auto& ep : config_.client_endpoints) endpoints.emplace_back(with_bound_port(ep, bound));
+  for (auto& ep : with_bound_ports(config_.client_endpoints, config_.endpoints_file, "front"))
+    endpoints.emplace_back(std::move(ep));
   Value::Map fields{{"computer", Value(name)},
                     {"license", Value((*out)[0].str)},
                     {"serial", Value(s)},
