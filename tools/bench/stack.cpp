@@ -255,7 +255,7 @@ RedisCost redis_cost(Redis& redis) {
   std::string line;
   auto field = [&](std::string_view key, std::string_view text) -> std::string {
     const auto at = text.find(key);
-    if (at == std::string_view::npos) return {};
+    if (at == std::string_view::npos) return "0";  // an older Redis without the field
     const auto from = at + key.size();
     return std::string(text.substr(from, text.find_first_of(",\r", from) - from));
   };
