@@ -222,9 +222,10 @@ TEST(ReplicatedReservations, UnconfirmedReserveIsUnavailableThenIdempotent) {
   ASSERT_TRUE(g.ok());
   Stack s(broker_only());
   ASSERT_TRUE(s.ok());
-  start_worker(s, g.master().tcp_url(), {"--redis-wait-timeout-ms", "300"});
+  start_worker(s, g.master().tcp_url(), {"--redis-wait-timeout-ms", "1000"});
   ASSERT_TRUE(s.wait_workers("license", 8));
-  ASSERT_TRUE(ok(s.unlock("SN-WAIT", 10)));
+  Value unlocked = s.unlock("SN-WAIT", 10);
+  ASSERT_TRUE(ok(unlocked)) << to_json(unlocked);
   Value first = s.call("license.control", "reserve", {{"computer", Value("ws-1")}});
   ASSERT_TRUE(ok(first)) << to_json(first);
   EXPECT_TRUE(first.find("created")->as_bool());

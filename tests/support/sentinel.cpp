@@ -124,6 +124,19 @@ SentinelGroup::SentinelGroup(Options options) : options_(std::move(options)) {
     ADD_FAILURE() << "the replica did not sync:\n" << replica_->log();
     return;
   }
+  // After a diskless sync the master streams to the replica (and so counts
+  // it for WAIT) only from its first REPLCONF ACK, up to a second after the
+  // replica says "up": wait until a WAIT sees it.
+  if (!wait_until(
+          [&] {
+            auto set = master.command({"SET", "test:replica-synced", "1"});
+            auto wait = master.command({"WAIT", "1", "100"});
+            return set && wait && wait->integer == 1;
+          },
+          std::chrono::seconds(10), std::chrono::milliseconds(20))) {
+    ADD_FAILURE() << "WAIT never counted the replica:\n" << master_->log();
+    return;
+  }
   for (int i = 0; i < options_.sentinels; ++i) {
     SentinelProcess::Options so;
     so.master_name = options_.master_name;
