@@ -1,6 +1,7 @@
 #include "broker/broker.hpp"
 
 #include <malloc.h>
+#include <poll.h>
 
 #include <spdlog/spdlog.h>
 
@@ -116,9 +117,10 @@ bool Broker::is_admin(const char* user) const {
 
 // ZAP (RFC 27): decides who may connect and with which role (the User-Id
 // that then travels on every message of the connection).
-void Broker::on_zap() {
+int Broker::on_zap() {
   mdp::Frames f;
-  for (int i = 0; i < 100 && mdp::recv_frames(zap_, f, zmq::recv_flags::dontwait); ++i) {
+  int taken = 0;
+  for (; taken < 100 && mdp::recv_frames(zap_, f, zmq::recv_flags::dontwait); ++taken) {
     if (f.size() < 6) {
       // Not a ZAP request we can answer; REP needs a reply to move on.
       mdp::Frames out;
@@ -155,6 +157,7 @@ void Broker::on_zap() {
     out.push_back(frame(""));
     mdp::send_frames(zap_, out);
   }
+  return taken;
 }
 
 Result<BrokerEndpoints> Broker::bind() {
@@ -188,37 +191,58 @@ Result<BrokerEndpoints> Broker::bind() {
 
 void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   next_heartbeat_ = Clock::now() + options_.heartbeat;
-  zmq_pollitem_t items[] = {{front_.handle(), 0, ZMQ_POLLIN, 0},
-                            {workers_.handle(), 0, ZMQ_POLLIN, 0},
-                            {sink_.handle(), 0, ZMQ_POLLIN, 0},
-                            {events_.handle(), 0, ZMQ_POLLIN, 0},
-                            {zap_.handle(), 0, ZMQ_POLLIN, 0}};
+  // The sockets are watched through their ZMQ_FD descriptors with poll(2),
+  // not zmq_poll: zmq_poll asks every socket for ZMQ_EVENTS twice a call,
+  // each a getpid and a poll of its mailbox, ~20 system calls a turn for
+  // five sockets. A descriptor only signals commands (a message on an idle
+  // pipe among them), so a socket is read until it runs dry, and read again
+  // after anything was sent through it: a send may process the very command
+  // that would have woken the descriptor.
+  enum { kFront, kWorkers, kSink, kEvents, kZap, kSockets };
+  zmq::socket_t* sockets[kSockets] = {&front_, &workers_, &sink_, &events_, &zap_};
+  pollfd fds[kSockets];
+  bool ready[kSockets];
+  for (int i = 0; i < kSockets; ++i) {
+    fds[i] = pollfd{sockets[i]->get(zmq::sockopt::fd), POLLIN, 0};
+    ready[i] = true;
+  }
   while (!stop.load()) {
     if (reload && reload->exchange(false)) {
       if (auto err = reload_admin_keys()) spdlog::error("admin keys not reloaded: {}", err->message);
     }
-    // Sleep until the next heartbeat or the earliest queued deadline.
+    // Sleep until the next heartbeat or the earliest queued deadline, unless
+    // a socket may still hold messages.
     auto now = Clock::now();
     auto wake = next_heartbeat_;
     for (const auto& [_, s] : services_)
       if (!s.queue.empty()) wake = std::min(wake, s.queue.front().deadline);
-    long timeout = std::max<long>(
-        1, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
-    int rc = zmq_poll(items, 5, timeout);
-    if (rc < 0) {
-      if (zmq_errno() == EINTR) continue;
-      spdlog::critical("poll failed: {}", zmq_strerror(zmq_errno()));
+    const bool busy = std::find(std::begin(ready), std::end(ready), true) != std::end(ready);
+    const long timeout =
+        busy ? 0
+             : std::max<long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+    if (::poll(fds, kSockets, static_cast<int>(timeout)) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::critical("poll failed: {}", std::strerror(errno));
       break;
     }
+    for (int i = 0; i < kSockets; ++i)
+      if (fds[i].revents) ready[i] = true;
     // Bounded batches per socket keep one busy peer from starving the rest.
-    if (items[4].revents & ZMQ_POLLIN) on_zap();
-    if (items[1].revents & ZMQ_POLLIN) on_worker_socket();
-    if (items[0].revents & ZMQ_POLLIN) on_front();
-    if (items[2].revents & ZMQ_POLLIN) relay(sink_, events_, true);
-    if (items[3].revents & ZMQ_POLLIN) relay(events_, sink_, false);
+    if (ready[kZap]) ready[kZap] = on_zap() > 0;
+    if (ready[kWorkers] && on_worker_socket() > 0) ready[kWorkers] = ready[kFront] = true;
+    else ready[kWorkers] = false;
+    if (ready[kFront] && on_front() > 0) ready[kFront] = ready[kWorkers] = true;
+    else ready[kFront] = false;
+    if (ready[kSink] && relay(sink_, events_, true) > 0) ready[kSink] = ready[kEvents] = true;
+    else ready[kSink] = false;
+    if (ready[kEvents] && relay(events_, sink_, false) > 0) ready[kEvents] = ready[kSink] = true;
+    else ready[kEvents] = false;
     now = Clock::now();
-    purge(now);
-    if (now >= next_heartbeat_) send_heartbeats(now);
+    if (purge(now)) ready[kFront] = true;
+    if (now >= next_heartbeat_) {
+      send_heartbeats(now);  // may answer the clients of an expired worker too
+      ready[kWorkers] = ready[kFront] = true;
+    }
     if (now >= next_trim_) {
       // main.cpp keeps up to 64 MiB of freed heap for the update chunks'
       // sake; between bursts hand back what is free, so the broker's
@@ -237,24 +261,30 @@ void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   for (auto& id : ids) delete_worker(id, true);
 }
 
-void Broker::on_front() {
+int Broker::on_front() {
   mdp::Frames frames;
-  for (int i = 0; i < 1000 && mdp::recv_frames(front_, frames, zmq::recv_flags::dontwait); ++i)
+  int taken = 0;
+  for (; taken < 1000 && mdp::recv_frames(front_, frames, zmq::recv_flags::dontwait); ++taken)
     handle_client(frames);
+  return taken;
 }
 
-void Broker::on_worker_socket() {
+int Broker::on_worker_socket() {
   mdp::Frames frames;
-  for (int i = 0; i < 1000 && mdp::recv_frames(workers_, frames, zmq::recv_flags::dontwait); ++i)
+  int taken = 0;
+  for (; taken < 1000 && mdp::recv_frames(workers_, frames, zmq::recv_flags::dontwait); ++taken)
     handle_worker(frames);
+  return taken;
 }
 
-void Broker::relay(zmq::socket_t& from, zmq::socket_t& to, bool events) {
+int Broker::relay(zmq::socket_t& from, zmq::socket_t& to, bool events) {
   mdp::Frames frames;
-  for (int i = 0; i < 1000 && mdp::recv_frames(from, frames, zmq::recv_flags::dontwait); ++i) {
+  int taken = 0;
+  for (; taken < 1000 && mdp::recv_frames(from, frames, zmq::recv_flags::dontwait); ++taken) {
     if (events) ++stats_.events;
     mdp::send_frames(to, frames, true);
   }
+  return taken;
 }
 
 void Broker::handle_client(mdp::Frames& f) {
@@ -532,7 +562,8 @@ void Broker::delete_worker(const std::string& id, bool send_disconnect) {
   worker_map_.erase(it);
 }
 
-void Broker::purge(Clock::time_point now) {
+bool Broker::purge(Clock::time_point now) {
+  bool answered = false;
   for (auto& [name, svc] : services_) {
     while (!svc.queue.empty() && svc.queue.front().deadline <= now) {
       Pending& p = svc.queue.front();
@@ -543,8 +574,10 @@ void Broker::purge(Clock::time_point now) {
                                       "no worker of '" + name + "' answered in time",
                                       rid_of(p.body, options_.max_body))));
       svc.queue.pop_front();
+      answered = true;
     }
   }
+  return answered;
 }
 
 void Broker::send_heartbeats(Clock::time_point now) {

@@ -120,12 +120,14 @@ class Broker {
     uint64_t routed = 0, busy = 0, unavailable = 0;
   };
 
-  void on_zap();
+  // The readers return how many messages they took (up to their batch
+  // bound); 0 means the socket ran dry.
+  int on_zap();
   // Whether a connection's User-Id (set by on_zap) has the admin role now.
   bool is_admin(const char* user) const;
-  void on_front();
-  void on_worker_socket();
-  void relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
+  int on_front();
+  int on_worker_socket();
+  int relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
   void handle_client(mdp::Frames& frames);
   void handle_mmi(const std::string& client, std::string_view service, std::string_view body);
   void handle_broker_service(const std::string& client, std::string_view body);
@@ -136,7 +138,8 @@ class Broker {
   void reply_error(const std::string& client, std::string_view service, Code code,
                    std::string_view message);
   void delete_worker(const std::string& id, bool send_disconnect);
-  void purge(Clock::time_point now);
+  // Answers the requests whose deadline passed; whether it answered any.
+  bool purge(Clock::time_point now);
   void send_heartbeats(Clock::time_point now);
 
   zmq::context_t& ctx_;
