@@ -2,11 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -33,6 +35,8 @@ struct WorkerRuntime::Connection {
   Clock::time_point reopen_at;      // while closed: when to retry
   std::chrono::milliseconds backoff{0};
   bool open = false;
+  int fd = -1;            // the socket's ZMQ_FD
+  bool readable = false;  // may hold messages: not read dry since its last send
 };
 
 // One batch of requests for one service, and then its replies.
@@ -192,6 +196,8 @@ void WorkerRuntime::open(Connection& c) {
   c.next_heartbeat = now + options_.heartbeat;
   ++c.generation;
   c.open = true;
+  c.fd = c.socket->get(zmq::sockopt::fd);
+  c.readable = true;
 }
 
 namespace {
@@ -208,7 +214,10 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
   for (auto& c : connections_) open(*c);
   auto executor_owner = std::make_unique<Executor>(*this, timers_);
   Executor& executor = *executor_owner;
-  std::vector<zmq_pollitem_t> items;
+  // Like the broker, the loop polls the sockets' ZMQ_FD descriptors itself
+  // (zmq_poll costs four system calls per socket per call): a connection is
+  // read until it runs dry and read again after anything was sent on it.
+  std::vector<pollfd> items;
   std::vector<Connection*> polled;
   // Requests gathered while the executor is busy, one job per service.
   std::vector<Job> pending(services_.size());
@@ -233,35 +242,37 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
     auto wake = now + options_.heartbeat;
     items.clear();
     polled.clear();
-    items.push_back({nullptr, executor.wake_fd(), ZMQ_POLLIN, 0});
+    items.push_back({executor.wake_fd(), POLLIN, 0});
     polled.push_back(nullptr);
+    bool busy = false;
     for (auto& c : connections_) {
       if (c->open) {
-        items.push_back({c->socket->handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({c->fd, POLLIN, 0});
         polled.push_back(c.get());
         wake = std::min(wake, c->next_heartbeat);
+        busy = busy || c->readable;
       } else {
         wake = std::min(wake, c->reopen_at);
       }
     }
-    long timeout = std::max<long>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
-    int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout);
-    if (rc < 0) {
-      if (zmq_errno() == EINTR) continue;
-      spdlog::critical("poll failed: {}", zmq_strerror(zmq_errno()));
+    const long timeout =
+        busy ? 0
+             : std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+    if (::poll(items.data(), items.size(), static_cast<int>(timeout)) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::critical("poll failed: {}", std::strerror(errno));
       break;
     }
     now = Clock::now();
-    if (items[0].revents & ZMQ_POLLIN) {
+    if (items[0].revents & POLLIN) {
       for (auto& job : executor.take_done()) {
         send_replies(job);
         --jobs_out;
       }
     }
     for (size_t i = 1; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
       Connection& c = *polled[i];
+      if (!items[i].revents && !c.readable) continue;
       mdp::Frames f;
       while (c.open && mdp::recv_frames(*c.socket, f, zmq::recv_flags::dontwait)) {
         c.broker_expiry = now + options_.heartbeat * options_.liveness;
@@ -280,6 +291,8 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
           spdlog::warn("unexpected command from broker {}; ignored", c.endpoint);
         }
       }
+      // Read dry after every send on it (a READY after a reopen above included).
+      c.readable = false;
     }
     flush_pending();
 
@@ -299,6 +312,7 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
       }
       if (now >= c->next_heartbeat) {
         send_command(*c->socket, mdp::Command::Heartbeat);
+        c->readable = true;
         c->next_heartbeat = now + options_.heartbeat;
       }
     }
@@ -383,6 +397,7 @@ void WorkerRuntime::send_replies(Job& job) {
     out.push_back(frame(""));
     out.push_back(frame(item.reply));
     mdp::send_frames(*item.conn->socket, out, true);
+    item.conn->readable = true;
   }
 }
 
