@@ -311,6 +311,40 @@ TEST_F(UpdateTest, SyncsTwoComponentsAndRefusesTamperedOlderAndExpiredFeeds) {
     EXPECT_NE(std::find(types.begin(), types.end(), t), types.end()) << t;
 }
 
+// libcurl and libarchive (and their thirty-odd libraries) live in a module
+// the updater loads at its first sync or import: an idle updater maps none
+// of them, and an installation without the module stops at start-up.
+bool maps_library(pid_t pid, const std::string& name) {
+  return read_file("/proc/" + std::to_string(pid) + "/maps").find(name) != std::string::npos;
+}
+
+TEST_F(UpdateTest, NetworkLibrariesAreLoadedAtTheFirstSyncOnly) {
+  Stack& s = *stack_;
+  rel_.add("client", "1.0.0", 1000);
+  sign();
+  feed_.start(rel_.dir, work_);
+  start_updater({"--update-feed", feed_.url("feed"), "--sync-interval-s", "0"});
+  const pid_t pid = s.updater_workers.back().pid();
+  EXPECT_FALSE(maps_library(pid, "libcurl")) << "an idle updater maps libcurl";
+  EXPECT_FALSE(maps_library(pid, "primary-updater-net.so"));
+  ASSERT_EQ(str(run_job(s, "sync"), "result"), "ok");
+  EXPECT_TRUE(maps_library(pid, "primary-updater-net.so"));
+  EXPECT_TRUE(maps_library(pid, "libcurl"));
+  EXPECT_TRUE(maps_library(pid, "libarchive"));
+
+  // The executable alone, without the module beside it: one clear line.
+  TempDir lone("lone-updater");
+  fs::copy_file(bin("primary-updater"), lone.file("primary-updater"));
+  int code = 0;
+  const std::string out = run_capture(
+      {"sh", "-c", lone.file("primary-updater") + " --update-dir " + lone.file("store") + " --redis " +
+                       "unix://" + lone.file("none.sock") + " 2>&1"},
+      &code);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("network module " + lone.file("primary-updater-net.so")), std::string::npos) << out;
+  EXPECT_EQ(out.find('\n'), std::string::npos) << out;
+}
+
 TEST_F(UpdateTest, ApprovalHoldAndRolloutDecideWhatCheckOffers) {
   Stack& s = *stack_;
   rel_.add("client", "1.0.0", 1000);

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
-#include "common/crypto.hpp"
 
 namespace primary::updater {
 namespace {
@@ -138,11 +138,16 @@ Result<UnpackedBundle> read_bundle(const std::string& path, const std::string& s
       cleanup();
       return fail("unexpected bundle entry '" + name + "'");
     }
-    const std::string staged = staging_dir + "/import-" + hex_encode(random_bytes(8));
-    int fd = ::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0) {
+    std::string staged = staging_dir + "/import-XXXXXX";
+    int fd = ::mkostemp(staged.data(), O_CLOEXEC);
+    if (fd < 0 || ::fchmod(fd, 0640) != 0) {
+      const std::string why = std::strerror(errno);
+      if (fd >= 0) {
+        ::close(fd);
+        ::unlink(staged.c_str());
+      }
       cleanup();
-      return Error{Code::Internal, "cannot stage " + staged + ": " + std::strerror(errno)};
+      return Error{Code::Internal, "cannot stage a file in " + staging_dir + ": " + why};
     }
     out.files[file] = staged;
     if (archive_read_data_into_fd(r.a, fd) != ARCHIVE_OK) {

@@ -1,13 +1,17 @@
 // primary-updater: the update worker. See update_service.hpp.
 #include <malloc.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include "common/config.hpp"
 #include "common/process.hpp"
 #include "common/tokens.hpp"
 #include "common/worker.hpp"
+#include "updater/net.hpp"
 #include "updater/update_service.hpp"
 
 int main(int argc, char** argv) {
@@ -36,6 +40,10 @@ int main(int argc, char** argv) {
 
   UpdateConfig uc;
   if (cfg.str("update-dir").empty()) cfg.fail("no update directory: give --update-dir DIR");
+  // The network module is loaded at the first sync or import: a missing one
+  // is a broken installation, said at start-up rather than at the first job.
+  if (const std::string net = net_module_path(); ::access(net.c_str(), R_OK) != 0)
+    cfg.fail("cannot read the updater's network module " + net + ": " + std::strerror(errno));
   auto store = ArtifactStore::open(cfg.str("update-dir"));
   if (!store) cfg.fail(store.error().message);
   if (!cfg.str("vendor-key").empty()) {

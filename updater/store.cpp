@@ -1,6 +1,5 @@
 #include "updater/store.hpp"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,17 +7,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <mutex>
 
 #include "common/crypto.hpp"
+#include "updater/net.hpp"
 
 namespace primary::updater {
 namespace {
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 std::string errno_text(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
@@ -37,85 +31,6 @@ bool fsync_dir(const std::string& dir) {
   const bool ok = ::fsync(fd) == 0;
   ::close(fd);
   return ok;
-}
-
-// Shared libcurl settings: protocols, timeouts, redirects.
-void common_options(CURL* c, const std::string& url, char* errbuf) {
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // abort a transfer stalled
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);  // for 30 s
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "primary-updater/" PRIMARY_VERSION);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  errbuf[0] = '\0';
-}
-
-std::string curl_error(CURLcode rc, const char* errbuf) {
-  return errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
-}
-
-struct MemorySink {
-  std::string data;
-  int64_t limit = 0;
-  bool overflow = false;
-};
-
-size_t memory_write(char* ptr, size_t size, size_t n, void* user) {
-  auto* sink = static_cast<MemorySink*>(user);
-  const size_t bytes = size * n;
-  if (static_cast<int64_t>(sink->data.size() + bytes) > sink->limit) {
-    sink->overflow = true;
-    return 0;
-  }
-  sink->data.append(ptr, bytes);
-  return bytes;
-}
-
-struct FileSink {
-  int fd = -1;
-  int64_t written = 0;  // total bytes in the file
-  int64_t limit = 0;    // the release's size: more than that is an error
-  bool overflow = false;
-  bool write_failed = false;
-  std::function<bool()> keepalive;
-  std::chrono::steady_clock::time_point last_keepalive = std::chrono::steady_clock::now();
-};
-
-size_t file_write(char* ptr, size_t size, size_t n, void* user) {
-  auto* sink = static_cast<FileSink*>(user);
-  const size_t bytes = size * n;
-  if (sink->written + static_cast<int64_t>(bytes) > sink->limit) {
-    sink->overflow = true;
-    return 0;
-  }
-  size_t done = 0;
-  while (done < bytes) {
-    ssize_t w = ::write(sink->fd, ptr + done, bytes - done);
-    if (w <= 0) {
-      if (w < 0 && errno == EINTR) continue;
-      sink->write_failed = true;
-      return 0;
-    }
-    done += static_cast<size_t>(w);
-  }
-  sink->written += static_cast<int64_t>(bytes);
-  return bytes;
-}
-
-int file_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* sink = static_cast<FileSink*>(user);
-  const auto now = std::chrono::steady_clock::now();
-  if (sink->keepalive && now - sink->last_keepalive > std::chrono::seconds(5)) {
-    sink->last_keepalive = now;
-    if (!sink->keepalive()) return 1;  // abort
-  }
-  return 0;
 }
 
 }  // namespace
@@ -169,7 +84,8 @@ std::optional<Error> ArtifactStore::adopt(const Release& r, const std::string& p
 
 Result<DownloadStats> ArtifactStore::download(const Release& r, const std::string& url,
                                               const std::function<bool()>& keepalive) {
-  curl_init_once();
+  auto net = net_api();
+  if (!net) return net.error();
   DownloadStats stats;
   const std::string part = partial_path(r.sha256);
   // Two attempts at most: a resume the server refuses starts over once.
@@ -179,47 +95,30 @@ Result<DownloadStats> ArtifactStore::download(const Release& r, const std::strin
       ::truncate(part.c_str(), 0);
       have = 0;
     }
-    FileSink sink;
-    sink.fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (sink.fd < 0) return Error{Code::Internal, errno_text("cannot open", part)};
-    sink.written = have;
-    sink.limit = r.size;
-    sink.keepalive = keepalive;
+    const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return Error{Code::Internal, errno_text("cannot open", part)};
     stats.resumed_from = have;
-    CURLcode rc = CURLE_OK;
-    long status = 0;
-    char errbuf[CURL_ERROR_SIZE];
-    if (have < r.size) {
-      CURL* c = curl_easy_init();
-      common_options(c, url, errbuf);
-      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
-      curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, file_progress);
-      curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
-      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-      if (have > 0) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(have));
-      rc = curl_easy_perform(c);
-      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-      curl_easy_cleanup(c);
-    }
-    ::fsync(sink.fd);
-    ::close(sink.fd);
-    stats.received = sink.written - have;
-    if (rc == CURLE_RANGE_ERROR && have > 0 && attempt == 0) {
+    FileTransfer t;
+    t.written = have;
+    if (have < r.size) t = (*net)->fetch_into(url, fd, have, r.size, keepalive);
+    ::fsync(fd);
+    ::close(fd);
+    stats.received = t.written - have;
+    if (t.range_refused && have > 0 && attempt == 0) {
       ::truncate(part.c_str(), 0);  // the server cannot resume: start over
       continue;
     }
-    if (sink.overflow) {
+    if (t.overflow) {
       ::unlink(part.c_str());
       return Error{Code::BadRequest, "the server sent more than the signed size " + std::to_string(r.size)};
     }
-    if (sink.write_failed) return Error{Code::Internal, errno_text("cannot write", part)};
-    if (rc != CURLE_OK) {
-      std::string why = curl_error(rc, errbuf);
-      if (status) why += " (HTTP " + std::to_string(status) + ")";
-      return Error{Code::Unavailable, "download of " + url + " failed after " + std::to_string(sink.written) +
-                                          " of " + std::to_string(r.size) + " bytes: " + why};
+    if (t.write_errno) {
+      errno = t.write_errno;
+      return Error{Code::Internal, errno_text("cannot write", part)};
     }
+    if (!t.error.empty())
+      return Error{Code::Unavailable, "download of " + url + " failed after " + std::to_string(t.written) +
+                                          " of " + std::to_string(r.size) + " bytes: " + t.error};
     if (auto err = commit(r, part)) return *err;
     return stats;
   }
@@ -254,26 +153,9 @@ std::optional<std::string> ArtifactStore::read(const std::string& sha256, int64_
 }
 
 Result<std::string> fetch_url(const std::string& url, int64_t max_bytes) {
-  curl_init_once();
-  MemorySink sink;
-  sink.limit = max_bytes;
-  char errbuf[CURL_ERROR_SIZE];
-  CURL* c = curl_easy_init();
-  common_options(c, url, errbuf);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, memory_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
-  const CURLcode rc = curl_easy_perform(c);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(c);
-  if (sink.overflow) return Error{Code::BadRequest, url + " is larger than " + std::to_string(max_bytes) + " bytes"};
-  if (rc != CURLE_OK) {
-    std::string why = curl_error(rc, errbuf);
-    if (status) why += " (HTTP " + std::to_string(status) + ")";
-    return Error{Code::Unavailable, "cannot fetch " + url + ": " + why};
-  }
-  return std::move(sink.data);
+  auto net = net_api();
+  if (!net) return net.error();
+  return (*net)->fetch_url(url, max_bytes);
 }
 
 std::string sibling_url(const std::string& feed_url, const std::string& file) {

@@ -12,6 +12,7 @@
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
 #include "updater/bundle.hpp"
+#include "updater/net.hpp"
 
 namespace primary::updater {
 namespace {
@@ -255,7 +256,9 @@ return 0
         have = true;
       }
     } else {
-      auto unpacked = read_bundle(job.path, store_.dir() + "/partial");
+      auto net = net_api();
+      auto unpacked = net ? (*net)->read_bundle(job.path, store_.dir() + "/partial")
+                          : Result<UnpackedBundle>(net.error());
       if (!unpacked) {
         refuse(unpacked.error().message);
       } else {
