@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include <cerrno>
 #include <cstring>
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
 
 namespace primary {
@@ -40,23 +42,68 @@ Result<std::string> read_first_line(const std::string& path) {
 
 }  // namespace
 
-bool valid_z85_key(const std::string& text) {
-  if (text.size() != 40) return false;
-  uint8_t raw[32];
-  return zmq_z85_decode(raw, text.c_str()) != nullptr;
+// Z85 (ZeroMQ RFC 32) and the keys themselves (libsodium's Curve25519, as
+// libzmq's CURVE uses) are done here rather than through libzmq, so that
+// primary-server, which only makes and checks keys, does not load libzmq.
+namespace {
+constexpr char kZ85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+}  // namespace
+
+std::string z85_encode(std::string_view raw) {
+  if (raw.size() % 4 != 0) return {};
+  std::string out;
+  out.reserve(raw.size() / 4 * 5);
+  for (size_t i = 0; i < raw.size(); i += 4) {
+    uint32_t value = 0;
+    for (size_t k = 0; k < 4; ++k) value = value << 8 | static_cast<uint8_t>(raw[i + k]);
+    char group[5];
+    for (int k = 4; k >= 0; --k) {
+      group[k] = kZ85[value % 85];
+      value /= 85;
+    }
+    out.append(group, 5);
+  }
+  return out;
 }
 
+std::optional<std::string> z85_decode(std::string_view text) {
+  if (text.size() % 5 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 5 * 4);
+  for (size_t i = 0; i < text.size(); i += 5) {
+    uint64_t value = 0;
+    for (size_t k = 0; k < 5; ++k) {
+      const char* at = text[i + k] ? std::strchr(kZ85, text[i + k]) : nullptr;
+      if (!at) return std::nullopt;
+      value = value * 85 + static_cast<uint64_t>(at - kZ85);
+    }
+    if (value > 0xffffffffu) return std::nullopt;
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>(value >> shift & 0xff);
+  }
+  return out;
+}
+
+bool valid_z85_key(const std::string& text) { return text.size() == 40 && z85_decode(text).has_value(); }
+
 CurveKeypair curve_keypair() {
-  char pub[41], sec[41];
-  zmq_curve_keypair(pub, sec);
-  return {pub, sec};
+  if (sodium_init() < 0) std::abort();  // no randomness: nothing safe to do
+  unsigned char pub[crypto_box_PUBLICKEYBYTES], sec[crypto_box_SECRETKEYBYTES];
+  crypto_box_keypair(pub, sec);
+  CurveKeypair kp{z85_encode({reinterpret_cast<const char*>(pub), sizeof pub}),
+                  z85_encode({reinterpret_cast<const char*>(sec), sizeof sec})};
+  sodium_memzero(sec, sizeof sec);
+  return kp;
 }
 
 std::string curve_public_of(const std::string& secret_z85) {
-  if (!valid_z85_key(secret_z85)) return {};
-  char pub[41];
-  if (zmq_curve_public(pub, secret_z85.c_str()) != 0) return {};
-  return pub;
+  if (secret_z85.size() != 40) return {};
+  auto secret = z85_decode(secret_z85);
+  if (!secret || sodium_init() < 0) return {};
+  unsigned char pub[crypto_scalarmult_BYTES];
+  const int rc = crypto_scalarmult_base(pub, reinterpret_cast<const unsigned char*>(secret->data()));
+  sodium_memzero(secret->data(), secret->size());
+  if (rc != 0) return {};
+  return z85_encode({reinterpret_cast<const char*>(pub), sizeof pub});
 }
 
 std::optional<Error> write_curve_keypair(const std::string& base, const CurveKeypair& kp) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "common/errors.hpp"
 
@@ -19,6 +20,10 @@ CurveKeypair curve_keypair();
 // The public key of a Z85 secret key; empty if it is not one.
 std::string curve_public_of(const std::string& secret_z85);
 bool valid_z85_key(const std::string& text);
+// Z85 (ZeroMQ RFC 32): 4 bytes to 5 characters. Encoding needs a multiple of
+// 4 bytes (else empty); decoding a multiple of 5 valid characters.
+std::string z85_encode(std::string_view raw);
+std::optional<std::string> z85_decode(std::string_view text);
 
 // Writes BASE.key (secret, 0600) and BASE.pub (0644); refuses to overwrite.
 std::optional<Error> write_curve_keypair(const std::string& base, const CurveKeypair& kp);

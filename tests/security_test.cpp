@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "common/client.hpp"
@@ -86,6 +88,38 @@ class SecureServer : public ::testing::Test {
   Process server;
   std::string server_public;
 };
+
+// common/curve makes and checks keys without libzmq (so primary-server does
+// not load it): its Z85 and Curve25519 must agree with libzmq's own.
+TEST(CurveKeys, Z85AndKeysAgreeWithLibzmq) {
+  std::string raw(32, '\0');
+  for (int round = 0; round < 200; ++round) {
+    for (auto& c : raw) c = static_cast<char>(std::rand() & 0xff);
+    char theirs[41];
+    ASSERT_NE(zmq_z85_encode(theirs, reinterpret_cast<const uint8_t*>(raw.data()), raw.size()), nullptr);
+    const std::string ours = z85_encode(raw);
+    ASSERT_EQ(ours, theirs);
+    EXPECT_EQ(z85_decode(ours), raw);
+  }
+  EXPECT_EQ(z85_encode(std::string(4, '\xff')), "%nSc0");
+  EXPECT_EQ(z85_decode("%nSc1"), std::nullopt);  // past 2^32 - 1
+  EXPECT_EQ(z85_decode("abc~e"), std::nullopt);  // not in the alphabet
+  EXPECT_EQ(z85_decode("abcd"), std::nullopt);   // not a multiple of 5
+  EXPECT_EQ(z85_decode(std::string("ab\0de", 5)), std::nullopt);
+  EXPECT_EQ(z85_encode("abc"), "");
+
+  for (int round = 0; round < 20; ++round) {
+    const CurveKeypair ours = curve_keypair();
+    char pub[41];
+    ASSERT_EQ(zmq_curve_public(pub, ours.secret_key.c_str()), 0);
+    EXPECT_EQ(ours.public_key, pub);
+    char their_pub[41], their_sec[41];
+    ASSERT_EQ(zmq_curve_keypair(their_pub, their_sec), 0);
+    EXPECT_EQ(curve_public_of(their_sec), their_pub);
+  }
+  EXPECT_EQ(curve_public_of("short"), "");
+  EXPECT_FALSE(valid_z85_key(std::string(40, '~')));
+}
 
 TEST_F(SecureServer, PlainClientsGetNothing) {
   auto plain = client(nullptr, false);
