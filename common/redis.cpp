@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
+#include <memory>
+#include <new>
 
 namespace primary {
 
@@ -251,35 +253,57 @@ std::string sha1_hex(std::string_view data) {
   return std::string(out, 40);
 }
 
-RedisReply convert(const redisReply* r) {
-  RedisReply out;
-  switch (r->type) {
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::Int;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::Str;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = RedisReply::Type::Status;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.type = RedisReply::Type::Error;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::Array;
-      out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
-      break;
-    default:
-      out.type = RedisReply::Type::Nil;
+// hiredis builds replies through these functions: straight into
+// RedisReply, each element of an array in place in its parent. Its default
+// builds a calloc'ed redisReply per element (calloc skips glibc's
+// per-thread cache) that was then copied into a RedisReply and freed: a
+// third of a licensing worker's own CPU time under heartbeat load. Only the
+// root reply is allocated here, and only the root is ever freed (hiredis
+// frees the reply under construction, which is always the root).
+RedisReply* reply_slot(const redisReadTask* task) {
+  if (task->parent != nullptr) {
+    auto* parent = static_cast<RedisReply*>(task->parent->obj);
+    return &parent->elements[static_cast<size_t>(task->idx)];
   }
-  return out;
+  return new (std::nothrow) RedisReply();
 }
+
+void* create_string(const redisReadTask* task, char* str, size_t len) {
+  RedisReply* r = reply_slot(task);
+  if (r == nullptr) return nullptr;
+  r->type = task->type == REDIS_REPLY_ERROR    ? RedisReply::Type::Error
+            : task->type == REDIS_REPLY_STATUS ? RedisReply::Type::Status
+                                               : RedisReply::Type::Str;
+  r->str.assign(str, len);
+  return r;
+}
+
+void* create_array(const redisReadTask* task, int elements) {
+  RedisReply* r = reply_slot(task);
+  if (r == nullptr) return nullptr;
+  r->type = RedisReply::Type::Array;
+  r->elements.resize(static_cast<size_t>(std::max(elements, 0)));
+  return r;
+}
+
+void* create_integer(const redisReadTask* task, long long value) {
+  RedisReply* r = reply_slot(task);
+  if (r == nullptr) return nullptr;
+  r->type = RedisReply::Type::Int;
+  r->integer = value;
+  return r;
+}
+
+void* create_nil(const redisReadTask* task) {
+  RedisReply* r = reply_slot(task);
+  if (r != nullptr) r->type = RedisReply::Type::Nil;
+  return r;
+}
+
+void free_reply(void* reply) { delete static_cast<RedisReply*>(reply); }
+
+redisReplyObjectFunctions reply_functions = {create_string, create_array, create_integer, create_nil,
+                                             free_reply};
 
 timeval to_timeval(int ms) {
   if (ms < 1) ms = 1;
@@ -406,6 +430,9 @@ int64_t steady_ms() {
 // context's err/errstr say which).
 bool roundtrip(redisContext* c, const std::vector<Redis::Argv>& commands,
                std::vector<RedisReply>* replies) {
+  // Every reply of every context is read here, so here is where hiredis is
+  // told to build RedisReply objects (before the first reply is read).
+  c->reader->fn = &reply_functions;
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   for (const Redis::Argv& cmd : commands) {
@@ -423,8 +450,8 @@ bool roundtrip(redisContext* c, const std::vector<Redis::Argv>& commands,
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
     if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return false;
-    replies->push_back(convert(static_cast<redisReply*>(raw)));
-    freeReplyObject(raw);
+    std::unique_ptr<RedisReply> reply(static_cast<RedisReply*>(raw));
+    replies->push_back(std::move(*reply));
   }
   return true;
 }
