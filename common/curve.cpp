@@ -8,8 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <cstdint>
-#include <cstdlib>
 #include <fstream>
+
+#include "common/crypto.hpp"
 
 namespace primary {
 namespace {
@@ -86,7 +87,7 @@ std::optional<std::string> z85_decode(std::string_view text) {
 bool valid_z85_key(const std::string& text) { return text.size() == 40 && z85_decode(text).has_value(); }
 
 CurveKeypair curve_keypair() {
-  if (sodium_init() < 0) std::abort();  // no randomness: nothing safe to do
+  crypto_init();
   unsigned char pub[crypto_box_PUBLICKEYBYTES], sec[crypto_box_SECRETKEYBYTES];
   crypto_box_keypair(pub, sec);
   CurveKeypair kp{z85_encode({reinterpret_cast<const char*>(pub), sizeof pub}),
@@ -98,7 +99,8 @@ CurveKeypair curve_keypair() {
 std::string curve_public_of(const std::string& secret_z85) {
   if (secret_z85.size() != 40) return {};
   auto secret = z85_decode(secret_z85);
-  if (!secret || sodium_init() < 0) return {};
+  if (!secret) return {};
+  crypto_init();
   unsigned char pub[crypto_scalarmult_BYTES];
   const int rc = crypto_scalarmult_base(pub, reinterpret_cast<const unsigned char*>(secret->data()));
   sodium_memzero(secret->data(), secret->size());

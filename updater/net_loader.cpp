@@ -12,7 +12,8 @@ std::string net_module_path() {
   char exe[PATH_MAX];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
   std::string dir = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string(".");
-  dir.resize(dir.find_last_of('/') == std::string::npos ? 0 : dir.find_last_of('/'));
+  const size_t slash = dir.find_last_of('/');
+  dir.resize(slash == std::string::npos ? 0 : slash);
   return (dir.empty() ? std::string(".") : dir) + "/primary-updater-net.so";
 }
 
