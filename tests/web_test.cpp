@@ -545,11 +545,25 @@ TEST_F(WebConsole, HttpsWithACertificateGivesSecureCookies) {
   const std::string text = read_file(bad_log);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
   EXPECT_NE(text.find("missing.pem"), std::string::npos) << text;
+
+  // So does a --listen-fd that is not a listening socket.
+  const std::string fd_log = stack_->dir().file("web-bad-fd.log");
+  Process bad_fd = Process::start({bin("primary-web"), "--web", "127.0.0.1:0", "--data-dir", data, "--front",
+                                   stack_->front(), "--listen-fd", "0"},
+                                  {}, fd_log);
+  code = bad_fd.wait_exit(15s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  const std::string fd_text = read_file(fd_log);
+  EXPECT_EQ(std::count(fd_text.begin(), fd_text.end(), '\n'), 1) << fd_text;
+  EXPECT_NE(fd_text.find("not a listening TCP socket"), std::string::npos) << fd_text;
 }
 
-// primary-server starts the console by default, with the internal admin key
-// in secure mode, and not with --no-web.
-TEST(WebSupervisor, StartedByDefaultAndNotWithNoWeb) {
+// primary-server serves the console by default, with the internal admin key
+// in secure mode, and not with --no-web. It holds the console's port itself
+// and starts primary-web at the first connection; an idle primary-web exits
+// (--web-idle-exit-s) and the next connection starts it again.
+TEST(WebSupervisor, StartedAtFirstConnectionIdleExitAndNotWithNoWeb) {
   curl_global_init(CURL_GLOBAL_ALL);
   TempDir dir("websv");
   const std::string data = dir.file("data");
@@ -557,16 +571,36 @@ TEST(WebSupervisor, StartedByDefaultAndNotWithNoWeb) {
   {
     Process server = Process::start({bin("primary-server"), "--data-dir", data, "--front", "tcp://127.0.0.1:*",
                                      "--events", "tcp://127.0.0.1:*", "--web", "127.0.0.1:0",
-                                     "--license-workers", "1", "--heartbeat-ms", "200"},
+                                     "--web-idle-exit-s", "2", "--license-workers", "1", "--heartbeat-ms", "200"},
                                     {}, dir.file("server.log"));
     ASSERT_TRUE(wait_until([&] { return !web_address(data).empty(); }, 20s)) << read_file(dir.file("server.log"));
+    ASSERT_TRUE(wait_until([&] { return children_named(server.pid(), "primary-admin").size() == 1; }, 20s));
+    EXPECT_TRUE(children_named(server.pid(), "primary-web").empty()) << "started before any connection";
+    {
+      Browser b(web_address(data));
+      ASSERT_EQ(b.login(kPassword).status, 303);
+      EXPECT_EQ(children_named(server.pid(), "primary-web").size(), 1u);
+      // The overview needs admin.status: the console holds an admin key.
+      Http page;
+      EXPECT_TRUE(wait_until([&] { return (page = b.get("/")).status == 200; }, 15s, 200ms)) << page.body;
+      EXPECT_NE(page.body.find("id=\"count-purchased\""), std::string::npos);
+    }
+    // Connections closed: it goes after 2 s idle, and comes back with the
+    // next connection (sessions are in its memory: a new login).
+    EXPECT_TRUE(wait_until([&] { return children_named(server.pid(), "primary-web").empty(); }, 20s))
+        << read_file(dir.file("server.log"));
+    Browser again(web_address(data));
+    EXPECT_EQ(again.get("/login").status, 200);
+    EXPECT_EQ(again.login(kPassword).status, 303);
     EXPECT_EQ(children_named(server.pid(), "primary-web").size(), 1u);
-    Browser b(web_address(data));
-    ASSERT_EQ(b.login(kPassword).status, 303);
-    // The overview needs admin.status: the console holds an admin key.
-    Http page;
-    EXPECT_TRUE(wait_until([&] { return (page = b.get("/")).status == 200; }, 15s, 200ms)) << page.body;
-    EXPECT_NE(page.body.find("id=\"count-purchased\""), std::string::npos);
+    // Killed while idle or not, it is restarted like any worker.
+    const auto web = children_named(server.pid(), "primary-web");
+    ASSERT_EQ(web.size(), 1u);
+    ::kill(*web.begin(), SIGKILL);
+    Browser after_kill(web_address(data));
+    EXPECT_EQ(after_kill.get("/login").status, 200) << "the connection waits in the backlog during a restart";
+    const std::string log = read_file(dir.file("server.log"));
+    EXPECT_NE(log.find("exited, idle; it starts again at the next connection"), std::string::npos) << log;
     ASSERT_TRUE(server.signal(SIGTERM));
     auto code = server.wait_exit(15s);
     ASSERT_TRUE(code.has_value());

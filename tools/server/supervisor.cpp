@@ -27,6 +27,7 @@
 #include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/tokens.hpp"
+#include "tools/web/listen.hpp"
 #include "tools/web/password.hpp"
 
 extern char** environ;
@@ -210,6 +211,11 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
   cfg.add_string("web", "127.0.0.1:16772", "Web console listen address HOST:PORT (primary-web)");
   cfg.add_flag("no-web", "Do not start the web console");
+  // 1800: the console's own session lifetime, so an idle exit logs out no one
+  // who was still logged in (sessions live in primary-web's memory).
+  cfg.add_int("web-idle-exit-s", 1800, 0, 7 * 86400,
+              "The console starts at its first connection and stops after this long without one "
+              "(0: it runs all the time)");
   cfg.add_string("tls-cert", "", "Web console HTTPS certificate (PEM), with --tls-key");
   cfg.add_string("tls-key", "", "Web console HTTPS private key (PEM)");
   cfg.add_string("metrics-token-file", "",
@@ -251,6 +257,7 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.grace_s = static_cast<int>(cfg.integer("grace-s"));
   s.web = cfg.str("web");
   s.no_web = cfg.flag("no-web");
+  s.web_idle_exit_s = static_cast<int>(cfg.integer("web-idle-exit-s"));
   s.tls_cert = cfg.str("tls-cert");
   s.tls_key = cfg.str("tls-key");
   s.metrics_token_file = cfg.str("metrics-token-file");
@@ -307,6 +314,7 @@ Supervisor::Supervisor(SupervisorSettings settings) : settings_(std::move(settin
 Supervisor::~Supervisor() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);
+  if (web_fd_ >= 0) ::close(web_fd_);
 }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::open(SupervisorSettings settings) {
@@ -385,6 +393,20 @@ Result<bool> Supervisor::prepare() {
     if (!settings_.metrics_token_file.empty())
       if (auto token = web::read_metrics_token(settings_.metrics_token_file); !token)
         return refuse(token.error().message);
+    // Checked now: primary-web may first start long after this.
+    for (const auto& file : {settings_.tls_cert, settings_.tls_key})
+      if (!file.empty() && ::access(file.c_str(), R_OK) != 0)
+        return refuse("cannot read " + file + ": " + errno_text());
+    // The supervisor holds the console's port, so that primary-web can start
+    // at the first connection and a restart loses no connection.
+    auto fd = web::listen_socket(*web);
+    if (!fd) return refuse("--web: " + fd.error().message);
+    web_fd_ = *fd;
+    auto port = web::listening_port(web_fd_);
+    if (!port) return refuse("--web: " + port.error().message);
+    // Where tests and tools find a console bound to port 0.
+    write_file(layout_.run_dir + "/web.address",
+               web::console_url(web->host, *port, !settings_.tls_cert.empty()) + "\n", 0644);
   }
   if (!settings_.vendor_key.empty()) {
     if (auto vendor = read_key_file(settings_.vendor_key, 32, false); !vendor)
@@ -511,10 +533,12 @@ void Supervisor::plan_children() {
 
   // The web console: an admin client of the broker, stopped with the workers.
   const std::string web_exe = settings_.bin_dir + "/primary-web";
-  if (!settings_.no_web && is_executable(web_exe)) {
+  if (web_fd_ >= 0) {
     std::vector<std::string> web = {web_exe, "--web", settings_.web, "--data-dir", layout_.root,
                                     "--endpoints-file", layout_.endpoints_file(),
-                                    "--log-level", settings_.log_level};
+                                    "--log-level", settings_.log_level,
+                                    "--listen-fd", std::to_string(web_fd_),
+                                    "--idle-exit-s", std::to_string(settings_.web_idle_exit_s)};
     if (!settings_.insecure)
       web.insert(web.end(), {"--server-public", server_public_, "--client-key", layout_.internal_key() + ".key"});
     if (!settings_.tls_cert.empty())
@@ -522,7 +546,10 @@ void Supervisor::plan_children() {
                              fs::absolute(settings_.tls_key).string()});
     if (!settings_.metrics_token_file.empty())
       web.insert(web.end(), {"--metrics-token-file", fs::absolute(settings_.metrics_token_file).string()});
-    children_.push_back(child(Role::Worker, "primary-web", web));
+    Child console = child(Role::Worker, "primary-web", web);
+    console.listen_fd = web_fd_;
+    console.on_demand = settings_.web_idle_exit_s > 0;
+    children_.push_back(std::move(console));
   }
 }
 
@@ -582,6 +609,7 @@ bool Supervisor::spawn(Child& c) {
     if (::getppid() != self_) ::_exit(1);  // the supervisor died before prctl
     // Redis keeps the data dir locked until it has really gone.
     if (keep_lock) ::fcntl(lock_fd_, F_SETFD, 0);
+    if (c.listen_fd >= 0) ::fcntl(c.listen_fd, F_SETFD, 0);
     ::execve(argv[0], argv.data(), envp.data());
     const char msg[] = "primary-server: exec failed\n";
     [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
@@ -609,6 +637,12 @@ void Supervisor::on_exit(Child& c, int status) {
   }
   if (starting_ && c.role != Role::Worker) return;  // start-up fails; wait_started says why
   const auto now = Clock::now();
+  if (c.on_demand && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    spdlog::info("{} pid {} exited, idle; it starts again at the next connection", c.name, pid);
+    c.backoff = 100ms;
+    c.due.reset();
+    return;
+  }
   if (now - c.started >= kHealthyUptime) c.backoff = 100ms;
   c.due = now + c.backoff;
   spdlog::warn("{} pid {} exited unexpectedly ({}); restarting in {} ms", c.name, pid,
@@ -716,6 +750,7 @@ int Supervisor::run() {
 
   int failed = 0;  // exit code when start-up failed
   for (auto& c : children_) {
+    if (c.on_demand) continue;  // at its first connection
     if (c.role == Role::Broker && !finish_restore()) {  // Redis is up; nothing serves yet
       failed = 1;
       break;
@@ -741,10 +776,22 @@ int Supervisor::run() {
   }
 
   while (!stopping_) {
-    pollfd p{signal_fd_, POLLIN, 0};
-    ::poll(&p, 1, next_timeout_ms());
+    // Idle on-demand children wait for a connection on their socket.
+    std::vector<pollfd> fds{{signal_fd_, POLLIN, 0}};
+    std::vector<Child*> waiting;
+    for (auto& c : children_)
+      if (c.on_demand && c.pid == 0 && !c.due) {
+        fds.push_back({c.listen_fd, POLLIN, 0});
+        waiting.push_back(&c);
+      }
+    ::poll(fds.data(), fds.size(), next_timeout_ms());
     handle_signals();
     if (stopping_) break;
+    for (size_t i = 0; i < waiting.size(); ++i)
+      if (fds[i + 1].revents != 0 && waiting[i]->pid == 0 && !waiting[i]->due) {
+        spdlog::info("a connection for {}: starting it", waiting[i]->name);
+        spawn(*waiting[i]);
+      }
     start_due();
     check_endpoints();
   }

@@ -40,6 +40,7 @@ struct SupervisorSettings {
   int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
   std::string web = "127.0.0.1:16772";  // primary-web's listen address
   bool no_web = false;                   // --no-web: no console
+  int web_idle_exit_s = 1800;            // 0: the console runs all the time
   std::string tls_cert, tls_key;         // HTTPS for the console; empty: HTTP
   std::string metrics_token_file;        // the console's GET /metrics bearer token; empty: loopback only
   std::string restore_file;  // --restore FILE: a primaryctl backup to restore first (restore.cpp)
@@ -123,6 +124,11 @@ class Supervisor {
     Clock::time_point started{};
     std::chrono::milliseconds backoff{100};
     std::optional<Clock::time_point> due;  // pending restart
+    // The console: a listening socket the supervisor holds and the child
+    // inherits; with on_demand the child starts at its first connection and
+    // may exit (status 0) when idle, to start again at the next one.
+    int listen_fd = -1;
+    bool on_demand = false;
   };
 
   explicit Supervisor(SupervisorSettings settings);
@@ -165,6 +171,7 @@ class Supervisor {
   std::vector<std::string> child_env_;
   std::vector<Child> children_;  // redis (if private), broker, then workers
   int lock_fd_ = -1;
+  int web_fd_ = -1;  // the console's listening socket (--web)
   int signal_fd_ = -1;
   pid_t self_ = 0;
   int64_t started_ms_ = 0;

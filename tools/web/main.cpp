@@ -12,9 +12,28 @@
 #include "common/log.hpp"
 #include "common/process.hpp"
 #include "tools/web/broker_link.hpp"
+#include "tools/web/connection_pool.hpp"
 #include "tools/web/console.hpp"
+#include "tools/web/listen.hpp"
 #include "tools/web/metrics.hpp"
 #include "tools/web/password.hpp"
+
+namespace {
+
+// Serves `server` on an inherited listening socket: listen_after_bind()
+// accepts on the protected svr_sock_, which bind_to_port() would otherwise
+// set. Server::stop() would shut that socket down, for primary-server too,
+// which holds it: release() only takes it away from the accept loop, which
+// then ends within its idle interval.
+struct ListeningSocket : httplib::Server {
+  static void adopt(httplib::Server& server, int fd) {
+    server.set_idle_interval(0, 100000);
+    server.*(&ListeningSocket::svr_sock_) = fd;
+  }
+  static void release(httplib::Server& server) { (server.*(&ListeningSocket::svr_sock_)).exchange(-1); }
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace primary;
@@ -33,6 +52,10 @@ int main(int argc, char** argv) {
   cfg.add_string("metrics-token-file", "",
                  "File holding the bearer token GET /metrics asks of non-loopback peers (mode 0600)");
   cfg.add_flag("metrics-require-token", "GET /metrics asks loopback peers for the token too (reverse proxy)");
+  cfg.add_int("listen-fd", -1, -1, 1 << 20,
+              "Serve on this inherited listening socket (from primary-server) instead of binding --web");
+  cfg.add_int("idle-exit-s", 0, 0, 7 * 86400,
+              "Exit (status 0) after this long with no connection open (0: never); for --listen-fd");
   cfg.add_config_file();
   add_log_setting(cfg);
   cfg.parse(argc, argv);
@@ -90,7 +113,10 @@ int main(int argc, char** argv) {
   } else {
     server = std::make_unique<httplib::Server>();
   }
-  server->new_task_queue = [] { return new httplib::ThreadPool(48); };
+  // One thread per open connection, live event streams included, started
+  // as needed.
+  ConnectionActivity activity;
+  server->new_task_queue = [&activity] { return new ConnectionPool(48, activity); };
 
   zmq::context_t ctx(1);
   BrokerLink link(ctx, lo);
@@ -105,14 +131,18 @@ int main(int argc, char** argv) {
   console.install(*server);
 
   int port = address->port;
-  if (port == 0) {
+  if (const int fd = static_cast<int>(cfg.integer("listen-fd")); fd >= 0) {
+    auto bound = listening_port(fd);
+    if (!bound) cfg.fail("--listen-fd: " + bound.error().message);
+    ListeningSocket::adopt(*server, fd);
+    port = *bound;
+  } else if (port == 0) {
     port = server->bind_to_any_port(address->host);
     if (port <= 0) cfg.fail("cannot listen on " + cfg.str("web"));
   } else if (!server->bind_to_port(address->host, port)) {
     cfg.fail("cannot listen on " + cfg.str("web") + " (in use, or not an address of this host)");
   }
-  const std::string host = address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
-  const std::string url = std::string(https ? "https" : "http") + "://" + host + ":" + std::to_string(port);
+  const std::string url = console_url(address->host, port, https);
   // Where tests and tools find a console bound to port 0.
   ::mkdir(data_dir.c_str(), 0700);
   ::mkdir((data_dir + "/run").c_str(), 0700);
@@ -120,20 +150,31 @@ int main(int argc, char** argv) {
   spdlog::info("console at {} (broker {}{})", url, link.front(), lo.server_public.empty() ? ", insecure" : "");
   if (!hash) spdlog::warn("no console password yet: set one with `primaryctl web-password --data-dir {}`", data_dir);
 
-  std::atomic<bool> done{false};
+  const auto idle_exit = std::chrono::seconds(cfg.integer("idle-exit-s"));
+  std::atomic<bool> done{false}, idle{false};
   std::thread watcher([&] {
     unblock_stop_signals();
-    while (!stop_requested() && !done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (!stop_requested() && !done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (idle_exit.count() > 0 && activity.idle_for() >= idle_exit) {
+        spdlog::info("no connection for {} s; exiting until the next one", idle_exit.count());
+        idle = true;
+        break;
+      }
+    }
     console.stop();
     feed.stop();
-    server->stop();
+    if (cfg.integer("listen-fd") >= 0)
+      ListeningSocket::release(*server);
+    else
+      server->stop();
   });
   server->listen_after_bind();
-  if (!stop_requested()) spdlog::error("the console stopped listening");
+  if (!stop_requested() && !idle) spdlog::error("the console stopped listening");
   console.stop();
   feed.stop();
   done = true;
   watcher.join();
   spdlog::info("stopped");
-  return stop_requested() ? 0 : 1;
+  return stop_requested() || idle ? 0 : 1;
 }
