@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
       "  echo       --clients 4 --window 64 --seconds 5 --payload 32 --workers 1 --slots 256\n"
       "             (slots: clients x window unless given)\n"
       "  idle       --seconds 60\n"
-      "  heartbeat  --clients 4 --window 16 --seconds 10 --computers 10000\n"
+      "  heartbeat  --clients 8 --window 24 --seconds 10 --computers 10000\n"
       "  reserve    --clients 8 --window 16 --count 20000\n"
       "  scale      --computers 1000000 --count 10000 --seconds 10 (phases use the heartbeat and\n"
       "             reserve shapes unless --clients/--window are given)\n"
