@@ -81,7 +81,7 @@ class Server {
   Server(const std::string& data, const std::string& vendor_pub, const std::string& log,
          std::vector<std::string> extra = {}) {
     ::unlink((data + "/run/endpoints").c_str());
-    std::vector<std::string> argv = {bin("primary-server"), "--data-dir", data, "--front", "tcp://127.0.0.1:*",
+    std::vector<std::string> argv = {bin("primary-server"), "--data-dir", data, "--web", "127.0.0.1:0", "--front", "tcp://127.0.0.1:*",
                                      "--events", "tcp://127.0.0.1:*", "--vendor-key", vendor_pub,
                                      "--license-workers", "1", "--admin-workers", "0",
                                      "--updater-workers", "0", "--heartbeat-ms", "200"};
@@ -379,7 +379,7 @@ TEST_F(Backup, RestoreIntoAFreshDataDirBringsEverythingBack) {
 
   // This data dir holds state now: a restore onto it is refused, nothing changes.
   const std::string log = w.dir.file("b-refused.log");
-  Process refused = Process::start({bin("primary-server"), "--data-dir", data, "--restore", w.backup_file,
+  Process refused = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data, "--restore", w.backup_file,
                                     "--vendor-key", w.vendor_pub()}, {}, log);
   EXPECT_EQ(refused.wait_exit(20s), 2);
   EXPECT_NE(read_file(log).find("already holds server state"), std::string::npos) << read_file(log);
@@ -398,7 +398,7 @@ TEST_F(Backup, ForceReplacesExistingState) {
     ASSERT_TRUE(c0.stop());
   }
   std::string err_log = w.dir.file("c-refused.log");
-  Process refused = Process::start({bin("primary-server"), "--data-dir", data, "--restore", w.backup_file}, {}, err_log);
+  Process refused = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data, "--restore", w.backup_file}, {}, err_log);
   EXPECT_EQ(refused.wait_exit(20s), 2);
   const std::string line = read_file(err_log);
   EXPECT_NE(line.find("already holds server state"), std::string::npos) << line;
@@ -442,7 +442,7 @@ TEST_F(Backup, DamagedBackupsAreRefusedAndNothingIsWritten) {
     const std::string data = w.dir.file("fresh" + std::to_string(i));
     ASSERT_TRUE(write_file_atomic(file, k.bytes, 0600));
     const std::string log = w.dir.file("bad" + std::to_string(i) + ".log");
-    Process p = Process::start({bin("primary-server"), "--data-dir", data, "--restore", file}, {}, log);
+    Process p = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data, "--restore", file}, {}, log);
     EXPECT_EQ(p.wait_exit(20s), 2) << k.label;
     const std::string out = read_file(log);
     EXPECT_NE(out.find(k.expect), std::string::npos) << k.label << ": " << out;
@@ -467,7 +467,7 @@ TEST_F(Backup, RestoreIntoAnEmptyExternalRedis) {
 
   // It holds product keys now: a second restore into it is refused.
   const std::string log = w.dir.file("e-refused.log");
-  Process p = Process::start({bin("primary-server"), "--data-dir", w.dir.file("e2"), "--restore", w.backup_file,
+  Process p = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", w.dir.file("e2"), "--restore", w.backup_file,
                               "--redis", redis.url()}, {}, log);
   EXPECT_EQ(p.wait_exit(20s), 2);
   EXPECT_NE(read_file(log).find("product keys in"), std::string::npos) << read_file(log);
@@ -504,7 +504,7 @@ TEST_F(Backup, NamesThatLeaveTheirDirectoryAreRefused) {
     const std::string data = w.dir.file("crafted-data" + std::to_string(i));
     ASSERT_TRUE(write_file_atomic(file, cases[i].first, 0600));
     const std::string log = file + ".log";
-    Process p = Process::start({bin("primary-server"), "--data-dir", data, "--restore", file}, {}, log);
+    Process p = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data, "--restore", file}, {}, log);
     EXPECT_EQ(p.wait_exit(20s), 2) << i;
     EXPECT_NE(read_file(log).find(cases[i].second), std::string::npos) << i << ": " << read_file(log);
     EXPECT_FALSE(fs::exists(data)) << i;

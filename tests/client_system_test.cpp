@@ -397,7 +397,7 @@ FleetLog read_fleet(const std::string& path) {
 // 5000 s check interval and 1000 s for unlicensed Clients.
 Process start_server(TempDir& dir, const std::string& front) {
   ::unlink((dir.file("data") + "/run/endpoints").c_str());
-  return Process::start({bin("primary-server"), "--data-dir", dir.file("data"), "--front", front, "--events",
+  return Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", dir.file("data"), "--front", front, "--events",
                          "tcp://127.0.0.1:*", "--insecure", "--vendor-key", dir.file("vendor/vendor.pub"),
                          "--license-workers", "2", "--admin-workers", "0", "--updater-workers", "0",
                          "--heartbeat-ms", "200", "--check-interval-s", "5000", "--unlicensed-interval-s",

@@ -1102,7 +1102,7 @@ class CtlSecureTest : public ::testing::Test {
   void SetUp() override {
     test::run_capture({test::bin("primary-vendor"), "keygen", "--out", dir_.file("vendor")});
     server_ = test::Process::start(
-        {test::bin("primary-server"), "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
+        {test::bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
          "--events", "tcp://127.0.0.1:*", "--vendor-key", dir_.file("vendor/vendor.pub"),
          "--license-workers", "1", "--heartbeat-ms", "200"},
         {}, dir_.file("server.log"));

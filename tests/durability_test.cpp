@@ -33,7 +33,7 @@ class Server {
  public:
   Server(const TempDir& dir, const std::string& vendor_pub) {
     ::unlink((dir.file("data") + "/run/endpoints").c_str());
-    proc = Process::start({bin("primary-server"), "--data-dir", dir.file("data"), "--front",
+    proc = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", dir.file("data"), "--front",
                            "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--insecure",
                            "--vendor-key", vendor_pub, "--license-workers", "2",
                            "--heartbeat-ms", "200"},

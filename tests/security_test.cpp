@@ -40,7 +40,7 @@ class SecureServer : public ::testing::Test {
   }
   void start() {
     ::unlink((data() + "/run/endpoints").c_str());
-    server = Process::start({bin("primary-server"), "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
+    server = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
                              "--events", "tcp://127.0.0.1:*", "--vendor-key", dir.file("vendor/vendor.pub"),
                              "--license-workers", "1", "--heartbeat-ms", "200"},
                             {}, dir.file("server.log"));
@@ -212,7 +212,7 @@ TEST_F(SecureServer, ReadableSecretKeyRefusesToStart) {
   server.signal(SIGTERM);
   ASSERT_TRUE(server.wait_exit(10s).has_value());
   ::chmod((data() + "/keys/server.key").c_str(), 0644);
-  Process again = Process::start({bin("primary-server"), "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
+  Process again = Process::start({bin("primary-server"), "--web", "127.0.0.1:0", "--data-dir", data(), "--front", "tcp://127.0.0.1:*",
                                   "--events", "tcp://127.0.0.1:*"},
                                  {}, dir.file("again.log"));
   auto rc = again.wait_exit(10s);

@@ -2,7 +2,9 @@
 // the workers, restarts a killed worker, stops everything in order on
 // SIGTERM, and refuses bad configuration with one clear line.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +76,8 @@ class SupervisorTest : public ::testing::Test {
   void expect_refusal(std::vector<std::string> args, const std::string& fragment) {
     const std::string out = dir_.file("refusal.log");
     fs::remove(out);
+    // Not the default console port, which may be in use here.
+    if (std::find(args.begin(), args.end(), "--web") == args.end()) args.insert(args.begin(), {"--web", "127.0.0.1:0"});
     args.insert(args.begin(), bin("primary-server"));
     Process p = Process::start(args, {}, out);
     auto code = p.wait_exit(10s);
@@ -192,6 +196,22 @@ TEST_F(SupervisorTest, UnwritableDataDirIsOneLine) {
 
 TEST_F(SupervisorTest, MissingRedisServerIsOneLine) {
   expect_refusal({"--data-dir", data(), "--redis-server", dir_.file("no-such-redis")}, "redis-server");
+}
+
+// The supervisor holds the console's port itself: one in use stops its start.
+TEST_F(SupervisorTest, WebPortInUseIsOneLine) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  expect_refusal({"--data-dir", data(), "--insecure", "--web", taken}, "cannot listen on " + taken);
+  ::close(fd);
 }
 
 }  // namespace

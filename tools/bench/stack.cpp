@@ -132,7 +132,9 @@ Result<std::unique_ptr<ServerStack>> ServerStack::start(zmq::context_t& ctx, con
   std::vector<std::string> argv = {env.bin("primary-server"), "--data-dir", s->data_dir_,
                                    "--front", options.front,
                                    "--events", options.events,
-                                   "--insecure", "--log-level", env.log_level};
+                                   "--insecure", "--log-level", env.log_level,
+                                   // the default console port may be in use here
+                                   "--web", "127.0.0.1:0"};
   if (!options.vendor_pub.empty()) argv.insert(argv.end(), {"--vendor-key", options.vendor_pub});
   if (options.license_workers > 0)
     argv.insert(argv.end(), {"--license-workers", std::to_string(options.license_workers)});
