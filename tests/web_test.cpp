@@ -9,6 +9,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <filesystem>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
+#include "tools/web/connection_pool.hpp"
 
 namespace primary::test {
 namespace {
@@ -246,6 +249,59 @@ class WebConsole : public ::testing::Test {
 Stack* WebConsole::stack_ = nullptr;
 Process* WebConsole::web_ = nullptr;
 std::string WebConsole::data_;
+
+size_t thread_count() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// primary-web's task queue: a thread per open connection, started when one
+// is needed and never more than its maximum; the time with no connection
+// open is what --idle-exit-s reads.
+TEST(ConnectionPool, StartsThreadsAsConnectionsNeedThemUpToItsMaximum) {
+  web::ConnectionActivity activity;
+  const size_t before = thread_count();
+  web::ConnectionPool pool(3, activity);
+  EXPECT_EQ(thread_count(), before) << "no thread before the first connection";
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int running = 0, peak = 0;
+  std::set<std::thread::id> threads;
+  std::atomic<int> done{0};
+  for (int i = 0; i < 5; ++i)
+    pool.enqueue([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      ++running;
+      peak = std::max(peak, running);
+      threads.insert(std::this_thread::get_id());
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+      --running;
+      ++done;
+    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return running == 3; }));
+  }
+  EXPECT_EQ(activity.idle_for(), std::chrono::steady_clock::duration::zero());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(thread_count(), before + 3);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(running, 3) << "a fourth connection ran beside the maximum";
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(wait_until([&] { return done == 5; }, 10s));
+  EXPECT_TRUE(wait_until([&] { return activity.idle_for() > std::chrono::steady_clock::duration::zero(); }, 5s));
+  EXPECT_EQ(peak, 3);
+  EXPECT_EQ(threads.size(), 3u) << "the queued connections reuse the threads";
+  pool.shutdown();
+  EXPECT_EQ(thread_count(), before);
+}
 
 TEST_F(WebConsole, NoPageWithoutASession) {
   Browser b = browser();
