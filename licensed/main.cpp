@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   cfg.add_int("last-seen-quantum-ms", -1, -1, 3600000,
               "Rewrite a computer's last-seen time only when the recorded one is this old "
               "(-1: the lease quantum, check interval / 240 between 1 and 60 s; 0: every heartbeat)");
-  cfg.add_int("slots", 64, 1, 1024, "Concurrent requests per service per broker (batch size)");
+  cfg.add_int("slots", 128, 1, 1024, "Concurrent requests per service per broker (batch size)");
   cfg.add_string("redis-wait-replicas", "auto",
                  "Replicas that must confirm a reservation, unlock or registration before it is "
                  "acknowledged (WAIT): a number, 0 to never wait, or auto (1 while the master has "

@@ -141,10 +141,9 @@ std::optional<double> redis_benchmark_set(TempDir& dir) {
 BenchSettings mode_defaults(const std::string& mode) {
   BenchSettings s;
   if (mode == "idle") s.seconds = 60;
-  // 8 x 24 heartbeats in flight fill both licensing workers' batches (64
-  // slots each) with a third batch waiting in the broker: the highest rate
-  // whose p99 stays under 10 ms here (latency is in-flight / rate; the grid
-  // is in docs/benchmarks.md).
+  // 8 x 24 heartbeats in flight: the highest rate whose p99 stays under
+  // 10 ms here (latency is in-flight / rate; the grid is in
+  // docs/benchmarks.md). Each licensing worker (128 slots) holds half.
   if (mode == "heartbeat") s.clients = 8, s.window = 24, s.seconds = 10;
   if (mode == "reserve") s.clients = 8, s.window = 16;
   // 0: the heartbeat and reserve modes' shapes for the respective phases.
