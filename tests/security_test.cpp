@@ -148,7 +148,10 @@ TEST_F(SecureServer, RemovingAKeyAndSighupRevokesIt) {
   // Rewrite the list without the key; the open connection loses the role.
   std::ofstream(data() + "/keys/admins", std::ios::trunc) << "# nobody\n";
   ::kill(server.pid(), SIGHUP);
-  EXPECT_TRUE(wait_until([&] { return code_of(c->call("admin", "status")) == "UNAUTHORIZED"; }, 10s, 100ms));
+  std::string last;
+  EXPECT_TRUE(wait_until([&] { return (last = code_of(c->call("admin", "status"))) == "UNAUTHORIZED"; }, 10s, 100ms))
+      << "last answer: " << last << "; front then " << c->endpoint() << ", now "
+      << endpoint(data(), "front") << "\n" << read_file(dir.file("server.log"));
   EXPECT_EQ(code_of(client(&admin)->call("license.control", "registration")), "UNAUTHORIZED");
 }
 
