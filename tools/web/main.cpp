@@ -118,18 +118,7 @@ int main(int argc, char** argv) {
   ConnectionActivity activity;
   server->new_task_queue = [&activity] { return new ConnectionPool(48, activity); };
 
-  zmq::context_t ctx(1);
-  BrokerLink link(ctx, lo);
-  EventFeed feed(link);
-  ConsoleOptions co;
-  co.data_dir = data_dir;
-  co.https = https;
-  co.session_idle = std::chrono::seconds(cfg.integer("web-session-s"));
-  co.metrics_token = metrics_token;
-  co.metrics_require_token = cfg.flag("metrics-require-token");
-  Console console(link, feed, co);
-  console.install(*server);
-
+  // Bound (or adopted) before any thread starts: cfg.fail() exits at once.
   int port = address->port;
   if (const int fd = static_cast<int>(cfg.integer("listen-fd")); fd >= 0) {
     auto bound = listening_port(fd);
@@ -142,6 +131,19 @@ int main(int argc, char** argv) {
   } else if (!server->bind_to_port(address->host, port)) {
     cfg.fail("cannot listen on " + cfg.str("web") + " (in use, or not an address of this host)");
   }
+
+  zmq::context_t ctx(1);
+  BrokerLink link(ctx, lo);
+  EventFeed feed(link);
+  ConsoleOptions co;
+  co.data_dir = data_dir;
+  co.https = https;
+  co.session_idle = std::chrono::seconds(cfg.integer("web-session-s"));
+  co.metrics_token = metrics_token;
+  co.metrics_require_token = cfg.flag("metrics-require-token");
+  Console console(link, feed, co);
+  console.install(*server);
+
   const std::string url = console_url(address->host, port, https);
   // Where tests and tools find a console bound to port 0.
   ::mkdir(data_dir.c_str(), 0700);
