@@ -2,9 +2,7 @@
 // the workers, restarts a killed worker, stops everything in order on
 // SIGTERM, and refuses bad configuration with one clear line.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +19,7 @@
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/util.hpp"
 #include "tools/server/supervisor.hpp"
+#include "tools/web/listen.hpp"
 
 namespace primary::test {
 namespace {
@@ -200,18 +199,13 @@ TEST_F(SupervisorTest, MissingRedisServerIsOneLine) {
 
 // The supervisor holds the console's port itself: one in use stops its start.
 TEST_F(SupervisorTest, WebPortInUseIsOneLine) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto fd = web::listen_socket({"127.0.0.1", 0});
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  auto port = web::listening_port(*fd);
+  ASSERT_TRUE(port.ok()) << port.error().message;
+  const std::string taken = "127.0.0.1:" + std::to_string(*port);
   expect_refusal({"--data-dir", data(), "--insecure", "--web", taken}, "cannot listen on " + taken);
-  ::close(fd);
+  ::close(*fd);
 }
 
 }  // namespace

@@ -120,10 +120,11 @@ int main(int argc, char** argv) {
 
   // Bound (or adopted) before any thread starts: cfg.fail() exits at once.
   int port = address->port;
-  if (const int fd = static_cast<int>(cfg.integer("listen-fd")); fd >= 0) {
-    auto bound = listening_port(fd);
+  const int listen_fd = static_cast<int>(cfg.integer("listen-fd"));
+  if (listen_fd >= 0) {
+    auto bound = listening_port(listen_fd);
     if (!bound) cfg.fail("--listen-fd: " + bound.error().message);
-    ListeningSocket::adopt(*server, fd);
+    ListeningSocket::adopt(*server, listen_fd);
     port = *bound;
   } else if (port == 0) {
     port = server->bind_to_any_port(address->host);
@@ -166,7 +167,7 @@ int main(int argc, char** argv) {
     }
     console.stop();
     feed.stop();
-    if (cfg.integer("listen-fd") >= 0)
+    if (listen_fd >= 0)
       ListeningSocket::release(*server);
     else
       server->stop();
