@@ -275,6 +275,17 @@ RedisCost redis_cost(Redis& redis) {
   return c;
 }
 
+double wait_background_save(Redis& redis, std::chrono::seconds limit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto busy = [&] {
+    for (const char* f : {"aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress"})
+      if (redis_info(redis, "persistence", f).value_or(0) != 0) return true;
+    return false;
+  };
+  while (busy() && std::chrono::steady_clock::now() - t0 < limit) std::this_thread::sleep_for(100ms);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 std::string describe_redis_cost(const RedisCost& before, const RedisCost& after, int64_t requests) {
   const double n = static_cast<double>(std::max<int64_t>(requests, 1));
   const int64_t calls = after.script_calls - before.script_calls;

@@ -6,6 +6,7 @@
 
 #include <zmq.hpp>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,6 +120,13 @@ struct RedisCost {
 RedisCost redis_cost(Redis& redis);
 // One line: per request of `requests` between `before` and `after`.
 std::string describe_redis_cost(const RedisCost& before, const RedisCost& after, int64_t requests);
+
+// Waits (up to `limit`) until Redis has no background AOF rewrite or RDB
+// save running or scheduled, and returns the seconds it waited. A rewrite
+// child takes one of this machine's two cores and makes the server copy the
+// pages it writes to, so a phase measured during one says more about the
+// rewrite than about the phase.
+double wait_background_save(Redis& redis, std::chrono::seconds limit);
 
 // Last lines of a log file, for error messages.
 std::string log_tail(const std::string& path, size_t lines = 20);
