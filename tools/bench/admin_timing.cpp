@@ -7,6 +7,7 @@
 #include <chrono>
 #include <vector>
 
+#include "tools/bench/load.hpp"
 #include "tools/bench/stack.hpp"
 
 namespace primary::bench {
@@ -19,12 +20,6 @@ void line(fmt::format_string<Args...> f, Args&&... args) {
   fmt::print(f, std::forward<Args>(args)...);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

@@ -195,6 +195,12 @@ float percentile(std::vector<float>& v, double q) {
 
 }  // namespace
 
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 LoadResult run_load(zmq::context_t& ctx, const LoadOptions& o, const BodyMaker& make,
                     const ReplyCheck& check) {
   Shared sh{o, make, check};

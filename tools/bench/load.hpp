@@ -58,6 +58,9 @@ struct LoadResult {
   std::string first_error;
 };
 
+// The middle value (the upper one of an even count); -1 for none.
+double median(std::vector<double> v);
+
 LoadResult run_load(zmq::context_t& ctx, const LoadOptions& options, const BodyMaker& make,
                     const ReplyCheck& check);
 

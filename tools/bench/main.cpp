@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
   cfg.add_int("seconds", 0, 0, 86400, "Measured seconds (0: the mode's default)");
+  cfg.add_int("rounds", 0, 0, 100,
+              "echo/heartbeat: rounds, each the measurement then its reference (0: the mode's default, 3)");
   cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
   cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
   cfg.add_int("slots", 64, 1, 1024,
@@ -53,10 +55,10 @@ int main(int argc, char** argv) {
   cfg.add_int("timeout-s", 0, 0, 7 * 86400, "Abort after this long (0: a bound derived from the mode)");
   cfg.app().footer(
       "Mode defaults:\n"
-      "  echo       --clients 4 --window 64 --seconds 5 --payload 32 --workers 1 --slots 256\n"
+      "  echo       --clients 4 --window 64 --seconds 5 --rounds 3 --payload 32 --workers 1 --slots 256\n"
       "             (slots: clients x window unless given)\n"
       "  idle       --seconds 60\n"
-      "  heartbeat  --clients 8 --window 24 --seconds 10 --computers 10000\n"
+      "  heartbeat  --clients 8 --window 24 --seconds 10 --rounds 3 --computers 10000\n"
       "  reserve    --clients 8 --window 16 --count 20000\n"
       "  scale      --computers 1000000 --count 10000 --seconds 10 (phases use the heartbeat and\n"
       "             reserve shapes unless --clients/--window are given)\n"
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   pick("window", s.window);
   pick("threads", s.threads);
   pick("seconds", s.seconds);
+  pick("rounds", s.rounds);
   pick("payload", s.payload);
   pick("workers", s.workers);
   pick("slots", s.slots);
