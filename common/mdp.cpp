@@ -1,6 +1,52 @@
 #include "common/mdp.hpp"
 
 namespace primary::mdp {
+namespace {
+
+void put(std::string& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Reads a `bytes`-wide length then that many bytes; false when truncated.
+bool take(std::string_view& in, int bytes, std::string_view& field) {
+  if (in.size() < static_cast<size_t>(bytes)) return false;
+  size_t n = 0;
+  for (int i = 0; i < bytes; ++i) n = (n << 8) | static_cast<uint8_t>(in[static_cast<size_t>(i)]);
+  in.remove_prefix(static_cast<size_t>(bytes));
+  if (in.size() < n) return false;
+  field = in.substr(0, n);
+  in.remove_prefix(n);
+  return true;
+}
+
+}  // namespace
+
+void append_entry(std::string& out, const BatchEntry& e, bool with_meta) {
+  put(out, e.client.size(), 2);
+  out.append(e.client);
+  if (with_meta) {
+    put(out, e.meta.size(), 2);
+    out.append(e.meta);
+  }
+  put(out, e.tag.size(), 1);
+  out.append(e.tag);
+  put(out, e.body.size(), 4);
+  out.append(e.body);
+}
+
+bool parse_batch(std::string_view frame, bool with_meta, std::vector<BatchEntry>& out) {
+  out.clear();
+  if (frame.empty()) return false;
+  while (!frame.empty()) {
+    BatchEntry e;
+    if (!take(frame, 2, e.client) || e.client.empty() || e.client.size() > 255) return false;
+    if (with_meta && !take(frame, 2, e.meta)) return false;
+    if (!take(frame, 1, e.tag) || e.tag.empty()) return false;
+    if (!take(frame, 4, e.body)) return false;
+    out.push_back(e);
+  }
+  return true;
+}
 
 bool recv_frames(zmq::socket_ref s, Frames& out, zmq::recv_flags flags) {
   out.clear();

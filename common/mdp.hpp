@@ -21,7 +21,18 @@ enum class Command : uint8_t {
   Reply = 0x03,
   Heartbeat = 0x04,
   Disconnect = 0x05,
+  // Worker batches (docs/protocol.md "Worker batches", an extension of
+  // RFC 7): many requests or replies in one frame.
+  Requests = 0x06,
+  Replies = 0x07,
 };
+
+// READY's last frame when the worker takes batches: "" | MDPW01 | READY |
+// service | credit | "batch".
+inline constexpr std::string_view kBatch = "batch";
+// An entry bigger than this goes as a plain REQUEST or REPLY (no copy into
+// a batch), and a batch frame is sent once it holds this much.
+inline constexpr size_t kBatchBytes = 64 * 1024;
 
 using Frames = std::vector<zmq::message_t>;
 
@@ -33,6 +44,18 @@ inline zmq::message_t frame(Command c) {
   const auto b = static_cast<uint8_t>(c);
   return zmq::message_t(&b, 1);
 }
+
+// One request (REQUESTS, with meta) or reply (REPLIES, without) of a batch
+// frame. Each entry is: u16 client length, client, [u16 meta length, meta,]
+// u8 tag length, tag, u32 body length, body; lengths big-endian. Views
+// point into the frame they were parsed from.
+struct BatchEntry {
+  std::string_view client, meta, tag, body;
+};
+void append_entry(std::string& out, const BatchEntry& e, bool with_meta);
+// Splits a batch frame; false (and `out` unspecified) when it is empty,
+// truncated, or an entry's client or tag is empty or too long.
+bool parse_batch(std::string_view frame, bool with_meta, std::vector<BatchEntry>& out);
 
 // Receives one whole multipart message; false when nothing was waiting
 // (with dontwait) or the context is shutting down.

@@ -1,12 +1,16 @@
 // A request body as every service's worker sees it: decode_request against
 // the catalog (validation, upper-casing names), the reply encoders, and the
-// broker's peer metadata frame.
+// broker's peer metadata frame, and the batch frames between the broker and
+// its workers (common/mdp.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/codec.hpp"
+#include "common/mdp.hpp"
 #include "common/schema.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -40,5 +44,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Peer peer = decode_peer(bytes);
   (void)is_loopback(peer.address);
   (void)encode_peer(peer);
+  // A batch frame that parses re-encodes to the same bytes.
+  std::vector<mdp::BatchEntry> entries;
+  for (const bool with_meta : {true, false}) {
+    if (!mdp::parse_batch(bytes, with_meta, entries)) continue;
+    std::string again;
+    for (const auto& e : entries) mdp::append_entry(again, e, with_meta);
+    if (again != bytes) std::abort();
+  }
   return 0;
 }

@@ -59,6 +59,21 @@ for name, body in requests.items():
     write("fuzz_request", name, mp(body))
 write("fuzz_request", "peer", "127.0.0.1 admin")
 
+
+def batch_entry(client, meta, tag, body):
+    """One entry of a worker batch frame (common/mdp.hpp); meta None: a REPLIES entry."""
+    out = struct.pack(">H", len(client)) + client
+    if meta is not None:
+        out += struct.pack(">H", len(meta)) + meta
+    return out + bytes([len(tag)]) + tag + struct.pack(">I", len(body)) + body
+
+
+write("fuzz_request", "requests-batch",
+      batch_entry(b"\x00k\x8bEg", b"127.0.0.1 client", b"\x01" * 8, mp(requests["heartbeat"])) +
+      batch_entry(b"\x00k\x8bEh", b"127.0.0.1 admin", b"\x02" * 8, mp(requests["status"])))
+write("fuzz_request", "replies-batch",
+      batch_entry(b"\x00k\x8bEg", None, b"\x01" * 8, mp({"ok": True, "rid": 7})))
+
 write("fuzz_codec", "map", mp(requests["heartbeat"]))
 write("fuzz_codec", "kinds", mp(requests["echo"]))
 write("fuzz_codec", "ints", mp([0, 127, -32, -33, 255, 65536, 2**32, 2**63, -2**63]))

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/codec.hpp"
+#include "common/mdp.hpp"
 #include "common/schema.hpp"
 
 namespace primary {
@@ -428,4 +429,45 @@ TEST(ValueTest, ToJson) {
 }
 
 }  // namespace
+}  // namespace primary
+
+// The batch frames of docs/protocol.md "Worker batches": entries round-trip,
+// with and without meta, and every truncation or extension is refused.
+namespace primary {
+TEST(MdpBatch, EntriesRoundTripAndEveryTruncationIsRefused) {
+  for (const bool with_meta : {true, false}) {
+    std::string frame;
+    const std::string c255(255, 'c'), t255(255, 't'), big(70000, 'b'), binary("\x00\x01", 2);
+    const std::vector<mdp::BatchEntry> in = {{"client-1", with_meta ? "127.0.0.1 client" : "", "12345678", "body"},
+                                             {c255, "", "t", ""},
+                                             {binary, with_meta ? "m" : "", t255, big}};
+    for (const auto& e : in) mdp::append_entry(frame, e, with_meta);
+    std::vector<mdp::BatchEntry> out;
+    ASSERT_TRUE(mdp::parse_batch(frame, with_meta, out));
+    ASSERT_EQ(out.size(), in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+      EXPECT_EQ(out[i].client, in[i].client);
+      EXPECT_EQ(out[i].meta, with_meta ? in[i].meta : "");
+      EXPECT_EQ(out[i].tag, in[i].tag);
+      EXPECT_EQ(out[i].body, in[i].body);
+    }
+    // The first entry alone, cut anywhere short of its end: refused.
+    std::string one;
+    mdp::append_entry(one, in[0], with_meta);
+    for (size_t n = 0; n < one.size(); ++n)
+      EXPECT_FALSE(mdp::parse_batch(std::string_view(one).substr(0, n), with_meta, out)) << n;
+    EXPECT_FALSE(mdp::parse_batch(one + "x", with_meta, out));
+    // Read with the other layout, the lengths no longer add up.
+    EXPECT_FALSE(mdp::parse_batch(one, !with_meta, out));
+  }
+  std::vector<mdp::BatchEntry> out;
+  std::string empty_client, empty_tag, long_client;
+  const std::string c256(256, 'c');
+  mdp::append_entry(empty_client, {"", "", "tag", "b"}, false);
+  mdp::append_entry(empty_tag, {"c", "", "", "b"}, false);
+  mdp::append_entry(long_client, {c256, "", "tag", "b"}, false);
+  EXPECT_FALSE(mdp::parse_batch(empty_client, false, out));
+  EXPECT_FALSE(mdp::parse_batch(empty_tag, false, out));
+  EXPECT_FALSE(mdp::parse_batch(long_client, false, out));
+}
 }  // namespace primary
