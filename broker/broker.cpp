@@ -266,6 +266,7 @@ int Broker::on_front() {
   int taken = 0;
   for (; taken < 1000 && mdp::recv_frames(front_, frames, zmq::recv_flags::dontwait); ++taken)
     handle_client(frames);
+  dispatch_marked();
   return taken;
 }
 
@@ -274,6 +275,7 @@ int Broker::on_worker_socket() {
   int taken = 0;
   for (; taken < 1000 && mdp::recv_frames(workers_, frames, zmq::recv_flags::dontwait); ++taken)
     handle_worker(frames);
+  dispatch_marked();
   return taken;
 }
 
@@ -350,7 +352,7 @@ void Broker::handle_client(mdp::Frames& f) {
   }
   svc.queue.push_back(Pending{client, it->first, std::move(f[4]), encode_peer(peer),
                               Clock::now() + options_.request_timeout});
-  dispatch(svc);
+  mark(svc);
 }
 
 void Broker::handle_mmi(const std::string& client, std::string_view service, std::string_view body) {
@@ -406,11 +408,13 @@ void Broker::handle_worker(mdp::Frames& f) {
 
   switch (cmd) {
     case mdp::Command::Ready: {
-      // [id, "", MDPW01, READY, service, credit?]
-      const std::string_view service = f.size() == 5 || f.size() == 6 ? view(f[4]) : std::string_view();
-      const size_t credit = f.size() == 6 ? parse_credit(view(f[5])) : 1;
+      // [id, "", MDPW01, READY, service, credit?, "batch"?]
+      const std::string_view service = f.size() >= 5 && f.size() <= 7 ? view(f[4]) : std::string_view();
+      const size_t credit = f.size() >= 6 ? parse_credit(view(f[5])) : 1;
+      const bool batch = f.size() == 7 && view(f[6]) == mdp::kBatch;
       if (it != worker_map_.end() || service.empty() || service.size() > kMaxServiceName ||
-          service.starts_with(mdp::kMmiPrefix) || service == "broker.control" || credit == 0) {
+          service.starts_with(mdp::kMmiPrefix) || service == "broker.control" || credit == 0 ||
+          (f.size() == 7 && !batch)) {
         spdlog::warn("refused READY for '{}'", service.substr(0, 64));
         return delete_worker(id, true);
       }
@@ -424,6 +428,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.service = sit->first;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
       w.credit = credit;
+      w.batch = batch;
       w.idle_since = ++turn_;
       sit->second.workers += credit;
       sit->second.members.push_back(&w);
@@ -456,7 +461,36 @@ void Broker::handle_worker(mdp::Frames& f) {
       reply_client(p->client, w.service, std::move(f.back()));
       w.in_flight.erase(tag);
       w.idle_since = ++turn_;
-      return dispatch(services_.find(w.service)->second);
+      return mark(services_.find(w.service)->second);
+    }
+    case mdp::Command::Replies: {
+      // [id, "", MDPW01, REPLIES, batch], from a connection that asked for
+      // batches. Entries are answered in order; the first one that does not
+      // name a request this connection holds for that client disconnects it
+      // (what it still holds is answered UNAVAILABLE, as for REPLY).
+      if (it == worker_map_.end() || !it->second.batch || f.size() != 5 ||
+          !mdp::parse_batch(view(f[4]), false, entries_)) {
+        spdlog::warn("malformed REPLIES from a worker; disconnecting it");
+        return delete_worker(id, true);
+      }
+      Worker& w = it->second;
+      for (const auto& e : entries_) {
+        uint64_t tag = 0;
+        auto pit = w.in_flight.end();
+        if (e.tag.size() == sizeof tag) {
+          std::memcpy(&tag, e.tag.data(), sizeof tag);
+          pit = w.in_flight.find(tag);
+        }
+        if (pit == w.in_flight.end() || pit->second.client != e.client) {
+          spdlog::warn("REPLIES entry for no request held; disconnecting the worker");
+          return delete_worker(id, true);
+        }
+        ++stats_.replies;
+        reply_client(pit->second.client, w.service, frame(e.body));
+        w.in_flight.erase(pit);
+      }
+      w.idle_since = ++turn_;
+      return mark(services_.find(w.service)->second);
     }
     case mdp::Command::Heartbeat:
       if (it == worker_map_.end()) return delete_worker(id, true);
@@ -488,6 +522,18 @@ void Broker::dispatch(Service& svc) {
     Pending& p = w.in_flight.emplace(tag, std::move(svc.queue.front())).first->second;
     svc.queue.pop_front();
     ++svc.routed;
+    // A batch frame stays within the body limit, which bounds what the
+    // worker's socket accepts (twice the limit); bigger bodies go alone.
+    const size_t cap = std::min(mdp::kBatchBytes, options_.max_body);
+    if (w.batch && p.body.size() <= cap) {
+      if (!w.outbox.empty() && w.outbox.size() + p.body.size() + p.client.size() + p.meta.size() + 32 > cap)
+        flush_batch(w);
+      mdp::append_entry(w.outbox,
+                        {p.client, p.meta, std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag),
+                         view(p.body)},
+                        true);
+      continue;
+    }
     zmq::message_t body;
     body.copy(p.body);  // shared buffer: kept for an error reply's rid
     mdp::Frames out;
@@ -503,6 +549,34 @@ void Broker::dispatch(Service& svc) {
     out.push_back(std::move(body));
     mdp::send_frames(workers_, out, true);
   }
+  for (Worker* m : svc.members)
+    if (!m->outbox.empty()) flush_batch(*m);
+}
+
+void Broker::flush_batch(Worker& w) {
+  mdp::Frames out;
+  out.reserve(5);
+  out.push_back(frame(w.id));
+  out.push_back(frame(""));
+  out.push_back(frame(mdp::kWorker));
+  out.push_back(frame(mdp::Command::Requests));
+  out.push_back(frame(w.outbox));
+  mdp::send_frames(workers_, out, true);
+  w.outbox.clear();
+}
+
+void Broker::mark(Service& svc) {
+  if (svc.marked) return;
+  svc.marked = true;
+  marked_.push_back(&svc);
+}
+
+void Broker::dispatch_marked() {
+  for (Service* svc : marked_) {
+    svc->marked = false;
+    dispatch(*svc);
+  }
+  marked_.clear();
 }
 
 void Broker::send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body) {

@@ -109,6 +109,10 @@ class Broker {
     uint64_t idle_since = 0;  // broker turn at which a credit of it last came free
     uint64_t next_tag = 0;
     std::unordered_map<uint64_t, Pending> in_flight;  // by tag
+    // READY ended with "batch": requests go out many to a REQUESTS frame,
+    // gathered here during one dispatch (docs/protocol.md "Worker batches").
+    bool batch = false;
+    std::string outbox;
   };
   struct Service {
     std::deque<Pending> queue;
@@ -118,6 +122,7 @@ class Broker {
     // Since the broker started (broker.control stats): requests handed to
     // a worker, and BUSY / UNAVAILABLE answers the broker made itself.
     uint64_t routed = 0, busy = 0, unavailable = 0;
+    bool marked = false;  // in marked_: to dispatch once the socket being read runs dry
   };
 
   // The readers return how many messages they took (up to their batch
@@ -133,6 +138,12 @@ class Broker {
   void handle_broker_service(const std::string& client, std::string_view body);
   void handle_worker(mdp::Frames& frames);
   void dispatch(Service& service);
+  // Requests that arrive together, and credits that come free together, are
+  // dispatched together after the reading loop, so that a batching worker
+  // gets them in one REQUESTS message.
+  void mark(Service& service);
+  void dispatch_marked();
+  void flush_batch(Worker& w);
   void send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body = nullptr);
   void reply_client(const std::string& client, std::string_view service, zmq::message_t body);
   void reply_error(const std::string& client, std::string_view service, Code code,
@@ -152,6 +163,8 @@ class Broker {
   Clock::time_point next_trim_{};
   BrokerStats stats_;
   uint64_t turn_ = 0;  // counts worker READYs and replies: the order credits came free
+  std::vector<Service*> marked_;
+  std::vector<mdp::BatchEntry> entries_;  // scratch for a REPLIES frame
 };
 
 }  // namespace primary

@@ -37,6 +37,7 @@ struct WorkerRuntime::Connection {
   bool open = false;
   int fd = -1;            // the socket's ZMQ_FD
   bool readable = false;  // may hold messages: not read dry since its last send
+  bool batch = false;     // READY asked for batches
 };
 
 // One batch of requests for one service, and then its replies.
@@ -45,8 +46,10 @@ struct WorkerRuntime::Job {
   struct Item {
     Connection* conn;
     uint64_t generation;
-    mdp::Frames frames;  // "", MDPW01, REQUEST, envelope..., "", body
-    std::string reply;   // encoded reply body
+    mdp::Frames envelope;  // returned unchanged: client, meta, tag from this broker
+    zmq::message_t body;
+    bool malformed = false;  // no "" frame before the body
+    std::string reply;       // encoded reply body
   };
   std::vector<Item> items;
 };
@@ -190,6 +193,8 @@ void WorkerRuntime::open(Connection& c) {
   ready.push_back(frame(mdp::Command::Ready));
   ready.push_back(frame(services_[c.service].name));
   ready.push_back(frame(std::to_string(c.credit)));
+  c.batch = options_.batch;
+  if (c.batch) ready.push_back(frame(mdp::kBatch));
   mdp::send_frames(*c.socket, ready, true);
   const auto now = Clock::now();
   c.broker_expiry = now + options_.heartbeat * options_.liveness;
@@ -274,6 +279,7 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
       Connection& c = *polled[i];
       if (!items[i].revents && !c.readable) continue;
       mdp::Frames f;
+      std::vector<mdp::BatchEntry> entries;
       while (c.open && mdp::recv_frames(*c.socket, f, zmq::recv_flags::dontwait)) {
         c.broker_expiry = now + options_.heartbeat * options_.liveness;
         c.backoff = options_.reconnect_min;
@@ -283,7 +289,28 @@ void WorkerRuntime::run(const std::atomic<bool>& stop) {
         }
         const auto cmd = static_cast<mdp::Command>(*static_cast<const uint8_t*>(f[2].data()));
         if (cmd == mdp::Command::Request) {
-          pending[c.service].items.push_back({&c, c.generation, std::move(f), {}});
+          // "", MDPW01, REQUEST, envelope..., "", body
+          Job::Item item{&c, c.generation, {}, {}, f.size() < 6 || f[f.size() - 2].size() != 0, {}};
+          for (size_t k = 3; k + 2 < f.size(); ++k) item.envelope.push_back(std::move(f[k]));
+          if (f.size() >= 4) item.body = std::move(f.back());
+          pending[c.service].items.push_back(std::move(item));
+        } else if (cmd == mdp::Command::Requests) {
+          if (!c.batch || f.size() != 4 || !mdp::parse_batch(view(f[3]), true, entries)) {
+            // Requests the broker holds for this connection would never be
+            // answered: start afresh, and the broker answers them when
+            // this connection expires.
+            spdlog::warn("malformed REQUESTS from broker {}; reconnecting", c.endpoint);
+            open(c);
+            continue;
+          }
+          for (const auto& e : entries) {
+            Job::Item item{&c, c.generation, {}, frame(e.body), false, {}};
+            item.envelope.reserve(3);
+            item.envelope.push_back(frame(e.client));
+            item.envelope.push_back(frame(e.meta));
+            item.envelope.push_back(frame(e.tag));
+            pending[c.service].items.push_back(std::move(item));
+          }
         } else if (cmd == mdp::Command::Disconnect) {
           spdlog::debug("broker {} asked '{}' to reconnect", c.endpoint, services_[c.service].name);
           open(c);  // a fresh connection and READY
@@ -341,20 +368,20 @@ void WorkerRuntime::process(Job& job) const {
   // Refused before the handler: (op if known, code), counted at the end.
   std::vector<std::pair<const OpSpec*, Code>> refused;
   for (size_t i = 0; i < job.items.size(); ++i) {
-    auto& f = job.items[i].frames;
-    if (f.size() < 6 || f[f.size() - 2].size() != 0) {
+    const auto& item = job.items[i];
+    if (item.malformed) {
       job.items[i].reply = encode_error(Code::BadRequest, "malformed request envelope");
       refused.emplace_back(nullptr, Code::BadRequest);
       continue;
     }
     const OpSpec* spec = nullptr;
-    auto req = decode_request(svc.name, view(f.back()), options_.limits, &rids[i], &spec);
+    auto req = decode_request(svc.name, view(item.body), options_.limits, &rids[i], &spec);
     if (!req) {
       job.items[i].reply = encode_reply(Reply::failure(req.error()), rids[i]);
       refused.emplace_back(spec, req.error().code);
       continue;
     }
-    if (f.size() >= 7) req->peer = decode_peer(view(f[4]));
+    if (item.envelope.size() >= 2) req->peer = decode_peer(view(item.envelope[1]));
     requests.push_back(std::move(*req));
     request_slot.push_back(i);
   }
@@ -383,22 +410,47 @@ void WorkerRuntime::process(Job& job) const {
 }
 
 void WorkerRuntime::send_replies(Job& job) {
+  // REPLIES under construction, per connection (a job's requests may come
+  // from several brokers).
+  std::vector<std::pair<Connection*, std::string>> boxes;
+  const size_t cap = std::min(mdp::kBatchBytes, options_.limits.max_body);
+  auto flush = [](Connection& c, std::string& box) {
+    mdp::Frames out;
+    out.reserve(4);
+    out.push_back(frame(""));
+    out.push_back(frame(mdp::kWorker));
+    out.push_back(frame(mdp::Command::Replies));
+    out.push_back(frame(box));
+    mdp::send_frames(*c.socket, out, true);
+    c.readable = true;
+    box.clear();
+  };
   for (auto& item : job.items) {
     // A connection reopened meanwhile: the broker has answered that request.
     if (!item.conn->open || item.conn->generation != item.generation) continue;
-    auto& f = item.frames;
+    auto& env = item.envelope;
+    if (item.conn->batch && env.size() == 3 && item.reply.size() <= cap) {
+      auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.first == item.conn; });
+      if (box == boxes.end()) box = boxes.insert(boxes.end(), {item.conn, {}});
+      if (!box->second.empty() && box->second.size() + item.reply.size() + env[0].size() + env[2].size() + 16 > cap)
+        flush(*item.conn, box->second);
+      mdp::append_entry(box->second, {view(env[0]), {}, view(env[2]), item.reply}, false);
+      continue;
+    }
     mdp::Frames out;
-    out.reserve(f.size());
+    out.reserve(env.size() + 5);
     out.push_back(frame(""));
     out.push_back(frame(mdp::kWorker));
     out.push_back(frame(mdp::Command::Reply));
     // Envelope frames (client address and metadata) go back unchanged.
-    for (size_t k = 3; k + 2 < f.size(); ++k) out.push_back(std::move(f[k]));
+    for (auto& e : env) out.push_back(std::move(e));
     out.push_back(frame(""));
     out.push_back(frame(item.reply));
     mdp::send_frames(*item.conn->socket, out, true);
     item.conn->readable = true;
   }
+  for (auto& [conn, box] : boxes)
+    if (!box.empty()) flush(*conn, box);
 }
 
 }  // namespace primary

@@ -49,6 +49,9 @@ struct WorkerOptions {
   std::chrono::milliseconds reconnect_max{5000};
   CodecLimits limits;
   std::chrono::milliseconds metrics_interval{5000};  // export_metrics() flushes this often
+  // Ask the broker for batches (docs/protocol.md "Worker batches"): many
+  // requests to a message each way instead of one message each.
+  bool batch = true;
 };
 
 using Handler = std::function<Reply(const Request&)>;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,7 @@
 
 #include "common/client.hpp"
 #include "common/codec.hpp"
+#include "common/mdp.hpp"
 #include "common/schema.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/raw_dealer.hpp"
@@ -374,6 +376,137 @@ TEST_F(BrokerTest, CreditedWorkerHoldsSeveralRequestsAndRepliesFindTheirClients)
   EXPECT_EQ(test::str(clients[0]->recv_reply(5s, "echo"), "code"), "UNAVAILABLE");
 }
 
+// Worker batches (docs/protocol.md): a worker whose READY ends with "batch"
+// gets requests many to a REQUESTS frame and answers many to a REPLIES
+// frame; every reply reaches its own client, in any order.
+TEST_F(BrokerTest, BatchingWorkerGetsRequestsTogetherAndRepliesFindTheirClients) {
+  ASSERT_NO_FATAL_FAILURE(start_broker({}, 5000ms, 10000ms));
+  RawWorker worker(ctx_, workers_ep_);
+  worker.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "5", "batch"});
+  ASSERT_TRUE(wait_for_echo_workers(5));
+
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 10; ++i) clients.push_back(std::make_unique<RawClient>(ctx_, front_));
+  // REQUESTS: "", MDPW01, 0x06, batch. The frames are kept (in a deque,
+  // which never moves them): the entries point into them.
+  std::deque<std::string> frames;
+  auto take = [&](size_t n, std::vector<mdp::BatchEntry>& held, size_t& messages) {
+    std::vector<mdp::BatchEntry> part;
+    messages = 0;
+    while (held.size() < n) {
+      auto f = worker.recv(5s);
+      ASSERT_TRUE(f) << "got " << held.size() << " of " << n << " requests";
+      ASSERT_EQ(f->size(), 4u);
+      ASSERT_EQ((*f)[2], std::string(1, '\x06')) << "a batching worker gets REQUESTS";
+      frames.push_back((*f)[3]);
+      ASSERT_TRUE(mdp::parse_batch(frames.back(), true, part));
+      held.insert(held.end(), part.begin(), part.end());
+      ++messages;
+    }
+  };
+  auto answer = [&](const std::vector<mdp::BatchEntry>& reqs, const std::vector<std::string_view>& tags) {
+    std::string box;
+    for (size_t k = 0; k < reqs.size(); ++k) {
+      const Value body = decode(std::string(reqs[k].body));
+      const std::string reply = encode_reply(Reply::success({{"echoed", *body.find("rid")}}), *body.find("rid"));
+      mdp::append_entry(box, {reqs[k].client, {}, tags[k], reply}, false);
+    }
+    worker.send_frames({"", "MDPW01", std::string(1, '\x07'), box});
+  };
+  auto tags_of = [](const std::vector<mdp::BatchEntry>& reqs) {
+    std::vector<std::string_view> tags;
+    for (const auto& e : reqs) tags.push_back(e.tag);
+    return tags;
+  };
+
+  for (int i = 0; i < 5; ++i) clients[static_cast<size_t>(i)]->send("echo", encode_request("echo", {{"rid", Value(i)}}));
+  std::vector<mdp::BatchEntry> first, second;
+  size_t messages = 0;
+  ASSERT_NO_FATAL_FAILURE(take(5, first, messages));
+  for (const auto& e : first) {
+    EXPECT_EQ(e.tag.size(), 8u);
+    EXPECT_TRUE(e.meta.ends_with(" admin") || e.meta.ends_with(" client")) << e.meta;
+  }
+  // Five more wait in the broker: the credit is used up.
+  for (int i = 5; i < 10; ++i) clients[static_cast<size_t>(i)]->send("echo", encode_request("echo", {{"rid", Value(i)}}));
+  EXPECT_FALSE(worker.recv(300ms)) << "a request beyond the credit of 5";
+  // One REPLIES frame answers all five, last first; the five credits come
+  // free together and the five waiting requests go out in one REQUESTS.
+  std::vector<mdp::BatchEntry> reversed(first.rbegin(), first.rend());
+  answer(reversed, tags_of(reversed));
+  ASSERT_NO_FATAL_FAILURE(take(5, second, messages));
+  EXPECT_EQ(messages, 1u) << "five requests dispatched together came in several messages";
+  answer(second, tags_of(second));
+  for (int i = 0; i < 10; ++i) {
+    Value r = clients[static_cast<size_t>(i)]->recv_reply(5s, "echo");
+    ASSERT_TRUE(test::ok(r)) << "client " << i << ": " << to_json(r);
+    EXPECT_EQ(*r.find("rid"), Value(i));
+    EXPECT_EQ(*r.find("echoed"), Value(i));
+  }
+
+  // Two requests held; a REPLIES frame answers one, then names it again: its
+  // client has the answer, the worker is dropped, and the other client is
+  // answered UNAVAILABLE.
+  clients[0]->send("echo", encode_request("echo", {{"rid", Value(10)}}));
+  clients[1]->send("echo", encode_request("echo", {{"rid", Value(11)}}));
+  std::vector<mdp::BatchEntry> two;
+  ASSERT_NO_FATAL_FAILURE(take(2, two, messages));
+  const mdp::BatchEntry once = decode(std::string(two[0].body)).find("rid")->as_int() == 10 ? two[0] : two[1];
+  answer({once, once}, {once.tag, once.tag});
+  Value a = clients[0]->recv_reply(5s, "echo"), b = clients[1]->recv_reply(5s, "echo");
+  EXPECT_TRUE(test::ok(a)) << to_json(a);
+  EXPECT_EQ(test::str(b, "code"), "UNAVAILABLE") << to_json(b);
+  EXPECT_TRUE(wait_for_echo_workers(0)) << "a worker that answered a request twice is still counted";
+}
+
+// Bad batch frames: each disconnects its worker (answering what it held);
+// a READY whose last frame is not "batch" is refused.
+TEST_F(BrokerTest, BadBatchFramesDisconnectTheWorker) {
+  ASSERT_NO_FATAL_FAILURE(start_broker({}, 5000ms, 10000ms));
+  for (const std::string last : {"Batch", "batch ", "", "1"}) {
+    RawWorker worker(ctx_, workers_ep_);
+    worker.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "4", last});
+    auto f = worker.recv(5s);
+    ASSERT_TRUE(f) << "READY ending '" << last << "': no DISCONNECT";
+    EXPECT_EQ(f->back(), std::string(1, '\x05'));
+  }
+  RawClient client(ctx_, front_);
+  std::string good;
+  mdp::append_entry(good, {"client", {}, std::string(8, 'x'), "body"}, false);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> bad = {
+      {"empty frame", {""}},
+      {"truncated", {good.substr(0, good.size() - 1)}},
+      {"trailing byte", {good + "x"}},
+      {"two frames", {good, good}},
+      {"no request held", {good}},
+  };
+  for (const auto& [what, frames] : bad) {
+    RawWorker worker(ctx_, workers_ep_);
+    worker.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "4", "batch"});
+    ASSERT_TRUE(wait_for_echo_workers(4)) << what;
+    client.send("echo", encode_request("echo", {{"rid", Value(1)}}));
+    auto req = worker.recv(5s);
+    ASSERT_TRUE(req) << what;
+    std::vector<std::string> msg = {"", "MDPW01", std::string(1, '\x07')};
+    msg.insert(msg.end(), frames.begin(), frames.end());
+    worker.send_frames(msg);
+    auto f = worker.recv(5s);
+    ASSERT_TRUE(f) << what << ": no DISCONNECT";
+    EXPECT_EQ(f->back(), std::string(1, '\x05')) << what;
+    EXPECT_EQ(test::str(client.recv_reply(5s, "echo"), "code"), "UNAVAILABLE") << what;
+    EXPECT_TRUE(wait_for_echo_workers(0)) << what;
+  }
+  // REPLIES from a connection that did not ask for batches.
+  RawWorker plain(ctx_, workers_ep_);
+  plain.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "4"});
+  ASSERT_TRUE(wait_for_echo_workers(4));
+  plain.send_frames({"", "MDPW01", std::string(1, '\x07'), good});
+  auto f = plain.recv(5s);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->back(), std::string(1, '\x05'));
+  EXPECT_TRUE(wait_for_echo_workers(0));
+}
+
 // Requests go to the least loaded connection: a burst spreads evenly over
 // two credited workers instead of filling the first one's credit, and a
 // worker still holding its share gets nothing more while the other has room.
@@ -709,6 +842,9 @@ TEST_F(BrokerTest, HostileWorkerConnectionDoesNotDisturbTheRealWorker) {
     send({"", W, cmd(0x77), bytes(10)});                         // unknown command
     send({"", W, cmd(0), bytes(10)});                            // command 0
     send({"", W, cmd(1), "spare", "extra"});                     // READY, extra frames
+    send({"", W, cmd(1), "spare", "2", "batch", "more"});        // READY, one frame too many
+    send({"", W, cmd(6), bytes(20)});                            // REQUESTS from a worker
+    send({"", W, cmd(7), bytes(20)});                            // REPLIES, unknown worker
     auto r = c.call("echo", "echo", {{"payload", Value(round)}});
     ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error().message;
     ASSERT_TRUE(test::ok(*r)) << "round " << round << ": " << to_json(*r);
