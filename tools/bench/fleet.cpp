@@ -119,6 +119,9 @@ LoadResult Fleet::heartbeats(zmq::context_t& ctx, const std::string& front, Load
   o.clients = shape.clients;
   o.window = shape.window;
   o.threads = shape.threads;
+  // Every reply is checked for ok and status "licensed" (one in 64, and any
+  // that fails, decoded in full).
+  o.quick = [](const TopFields& t) { return t.ok == true && t.status == "licensed"; };
   return run_load(
       ctx, o,
       [this, pick](int64_t seq, int64_t rid) {

@@ -20,6 +20,118 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A MessagePack reader over a byte range: just enough to walk a map's
+// top-level entries and step over any value.
+class Scanner {
+ public:
+  explicit Scanner(std::string_view in) : in_(in) {}
+  bool done() const { return in_.empty(); }
+
+  // The next byte, which says what the value is; false at the end.
+  bool peek(uint8_t& tag) const {
+    if (in_.empty()) return false;
+    tag = static_cast<uint8_t>(in_[0]);
+    return true;
+  }
+  // A big-endian unsigned of `n` bytes, after the tag byte.
+  bool number(size_t n, uint64_t& v) {
+    if (in_.size() < 1 + n) return false;
+    v = 0;
+    for (size_t i = 1; i <= n; ++i) v = (v << 8) | static_cast<uint8_t>(in_[i]);
+    in_.remove_prefix(1 + n);
+    return true;
+  }
+  bool skip_bytes(uint64_t n) {
+    if (in_.size() < n) return false;
+    in_.remove_prefix(static_cast<size_t>(n));
+    return true;
+  }
+  // A map header: its entry count.
+  bool map(uint64_t& n) {
+    uint8_t t;
+    if (!peek(t)) return false;
+    if ((t & 0xf0) == 0x80) return n = t & 0x0f, skip_bytes(1);
+    if (t == 0xde) return number(2, n);
+    if (t == 0xdf) return number(4, n);
+    return false;
+  }
+  bool str(std::string_view& out) {
+    uint8_t t;
+    uint64_t n = 0;
+    if (!peek(t)) return false;
+    if ((t & 0xe0) == 0xa0) {
+      n = t & 0x1f;
+      in_.remove_prefix(1);
+    } else if (t >= 0xd9 && t <= 0xdb) {
+      if (!number(size_t{1} << (t - 0xd9), n)) return false;
+    } else {
+      return false;
+    }
+    if (in_.size() < n) return false;
+    out = in_.substr(0, static_cast<size_t>(n));
+    in_.remove_prefix(static_cast<size_t>(n));
+    return true;
+  }
+  bool integer(int64_t& out) {
+    uint8_t t;
+    uint64_t v = 0;
+    if (!peek(t)) return false;
+    if (t <= 0x7f) return out = t, skip_bytes(1);
+    if (t >= 0xe0) return out = static_cast<int8_t>(t), skip_bytes(1);
+    if (t >= 0xcc && t <= 0xcf) {  // uint 8..64
+      if (!number(size_t{1} << (t - 0xcc), v) || v > static_cast<uint64_t>(INT64_MAX)) return false;
+      return out = static_cast<int64_t>(v), true;
+    }
+    if (t >= 0xd0 && t <= 0xd3) {  // int 8..64, sign-extended
+      const size_t n = size_t{1} << (t - 0xd0);
+      if (!number(n, v)) return false;
+      const int shift = static_cast<int>(64 - 8 * n);
+      return out = static_cast<int64_t>(v << shift) >> shift, true;
+    }
+    return false;
+  }
+  // Steps over one value of any kind.
+  bool skip(int depth = 0) {
+    uint8_t t;
+    uint64_t n = 0;
+    if (depth > 32 || !peek(t)) return false;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return skip_bytes(1);
+    if ((t & 0xe0) == 0xa0) return skip_bytes(1 + (t & 0x1f));
+    if ((t & 0xf0) == 0x90 || (t & 0xf0) == 0x80) {
+      n = (t & 0x0f) * ((t & 0xf0) == 0x80 ? 2 : 1);
+      in_.remove_prefix(1);
+      return skip_items(n, depth);
+    }
+    switch (t) {
+      case 0xc4: case 0xc5: case 0xc6:  // bin 8/16/32
+        return number(size_t{1} << (t - 0xc4), n) && skip_bytes(n);
+      case 0xd9: case 0xda: case 0xdb:  // str 8/16/32
+        return number(size_t{1} << (t - 0xd9), n) && skip_bytes(n);
+      case 0xc7: case 0xc8: case 0xc9:  // ext 8/16/32: length, type, data
+        return number(size_t{1} << (t - 0xc7), n) && skip_bytes(n + 1);
+      case 0xca: return skip_bytes(5);
+      case 0xcb: return skip_bytes(9);
+      case 0xcc: case 0xcd: case 0xce: case 0xcf: return skip_bytes(1 + (size_t{1} << (t - 0xcc)));
+      case 0xd0: case 0xd1: case 0xd2: case 0xd3: return skip_bytes(1 + (size_t{1} << (t - 0xd0)));
+      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:  // fixext 1..16: type, data
+        return skip_bytes(2 + (size_t{1} << (t - 0xd4)));
+      case 0xdc: case 0xdd:  // array 16/32
+        return number(size_t{2} << (t - 0xdc), n) && skip_items(n, depth);
+      case 0xde: case 0xdf:  // map 16/32
+        return number(size_t{2} << (t - 0xde), n) && skip_items(2 * n, depth);
+      default: return false;  // 0xc1, never used
+    }
+  }
+
+ private:
+  bool skip_items(uint64_t n, int depth) {
+    for (uint64_t i = 0; i < n; ++i)
+      if (!skip(depth + 1)) return false;
+    return true;
+  }
+  std::string_view in_;
+};
+
 struct Shared {
   const LoadOptions& o;
   const BodyMaker& make;
@@ -151,6 +263,17 @@ class PollLoop {
       if (c.outstanding > 0) finish(c, 0, now, good);
       return;
     }
+    if (sh_.o.quick && (r_.replies & 63) != 0) {
+      TopFields top;
+      if (scan_top_fields(body, top) && top.rid && *top.rid >= 0 && *top.rid < sh_.o.window &&
+          c.seq[static_cast<size_t>(*top.rid)] >= 0 && sh_.o.quick(top)) {
+        const int slot = static_cast<int>(*top.rid);
+        if (in_window(now))
+          r_.latency_ms.push_back(
+              std::chrono::duration<float, std::milli>(now - c.sent_at[static_cast<size_t>(slot)]).count());
+        return finish(c, slot, now, true);
+      }
+    }
     auto v = unpack_map(body);
     if (!v) return error("reply body: " + v.error().message);
     const Value* rid = v->find("rid");
@@ -195,10 +318,45 @@ float percentile(std::vector<float>& v, double q) {
 
 }  // namespace
 
+bool scan_top_fields(std::string_view body, TopFields& out) {
+  out = TopFields{};
+  Scanner in(body);
+  uint64_t n = 0;
+  if (!in.map(n)) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view key;
+    if (!in.str(key)) return false;
+    uint8_t t = 0;
+    if (!in.peek(t)) return false;
+    if (key == "rid" && !out.rid) {
+      int64_t v;
+      Scanner probe = in;
+      if (probe.integer(v)) {
+        out.rid = v;
+        in = probe;
+        continue;
+      }
+    } else if (key == "ok" && (t == 0xc2 || t == 0xc3) && !out.ok) {
+      out.ok = t == 0xc3;
+    } else if (key == "status" && !out.status) {
+      std::string_view v;
+      Scanner probe = in;
+      if (probe.str(v)) {
+        out.status = v;
+        in = probe;
+        continue;
+      }
+    }
+    if (!in.skip()) return false;
+  }
+  return in.done();
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return -1;
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const size_t k = v.size() / 2;
+  return v.size() % 2 ? v[k] : (v[k - 1] + v[k]) / 2;
 }
 
 LoadResult run_load(zmq::context_t& ctx, const LoadOptions& o, const BodyMaker& make,
