@@ -17,7 +17,7 @@ Value random_value(std::mt19937& rng, int depth) {
     case 0: return Value();
     case 1: return Value(rng() % 2 == 0);
     case 2: return Value(static_cast<int64_t>(rng() % 200) - 100);
-    case 3: return Value(static_cast<int64_t>(rng()) * static_cast<int64_t>(rng()) - (int64_t{1} << 40));
+    case 3: return Value(static_cast<int64_t>(static_cast<uint64_t>(rng()) * rng() - (uint64_t{1} << 40)));
     case 4: return Value(static_cast<unsigned long long>(UINT64_MAX - rng() % 1000));
     case 5: return Value(static_cast<double>(rng()) / 7.0);
     case 6: return Value(std::string(rng() % 40, 'x'));
