@@ -30,7 +30,7 @@ Value random_value(std::mt19937& rng, int depth) {
     }
     default: {
       Value::Map m;
-      for (size_t i = rng() % 20; i > 0; --i) m.emplace_back("k" + std::to_string(i), random_value(rng, depth + 1));
+      for (size_t i = rng() % 20; i > 0; --i) m.emplace_back(std::string("k").append(std::to_string(i)), random_value(rng, depth + 1));
       return Value(std::move(m));
     }
   }
@@ -42,7 +42,7 @@ TEST(ReplyScanner, ReadsWhatAFullDecodeFindsAndRefusesTruncations) {
     // A map with some of rid / ok / status, of the expected type or not,
     // among other fields of any kind, in random order.
     Value::Map m;
-    for (size_t i = rng() % 6; i > 0; --i) m.emplace_back("f" + std::to_string(i), random_value(rng, 0));
+    for (size_t i = rng() % 6; i > 0; --i) m.emplace_back(std::string("f").append(std::to_string(i)), random_value(rng, 0));
     for (const char* key : {"rid", "ok", "status"}) {
       if (rng() % 4 == 0) continue;
       const auto at = m.begin() + static_cast<long>(rng() % (m.size() + 1));
