@@ -33,9 +33,10 @@ size_t parse_credit(std::string_view text) {
   return n >= 1 && n <= kMaxCredit ? n : 0;
 }
 
-uint64_t tag_of(const zmq::message_t& m) {
+// A tag frame or batch entry's tag: 8 bytes (the caller checks the size).
+uint64_t tag_of(std::string_view bytes) {
   uint64_t tag;
-  std::memcpy(&tag, m.data(), sizeof tag);
+  std::memcpy(&tag, bytes.data(), sizeof tag);
   return tag;
 }
 
@@ -445,7 +446,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0) {
         auto& held = it->second.in_flight;
         auto pit = held.end();
-        if (f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(f[6]));
+        if (f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(view(f[6])));
         if (pit == held.end() && it->second.credit == 1 && held.size() == 1) pit = held.begin();
         if (pit != held.end() && view(f[4]) == pit->second.client) {
           tag = pit->first;
@@ -475,12 +476,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       }
       Worker& w = it->second;
       for (const auto& e : entries_) {
-        uint64_t tag = 0;
-        auto pit = w.in_flight.end();
-        if (e.tag.size() == sizeof tag) {
-          std::memcpy(&tag, e.tag.data(), sizeof tag);
-          pit = w.in_flight.find(tag);
-        }
+        auto pit = e.tag.size() == sizeof(uint64_t) ? w.in_flight.find(tag_of(e.tag)) : w.in_flight.end();
         if (pit == w.in_flight.end() || pit->second.client != e.client) {
           spdlog::warn("REPLIES entry for no request held; disconnecting the worker");
           return delete_worker(id, true);
@@ -504,6 +500,9 @@ void Broker::handle_worker(mdp::Frames& f) {
 }
 
 void Broker::dispatch(Service& svc) {
+  // A batch frame stays within the body limit, which bounds what the
+  // worker's socket accepts (twice the limit); bigger bodies go alone.
+  const size_t cap = std::min(mdp::kBatchBytes, options_.max_body);
   while (!svc.queue.empty()) {
     // The least loaded connection; of equals, the longest waiting.
     Worker* best = nullptr;
@@ -522,16 +521,11 @@ void Broker::dispatch(Service& svc) {
     Pending& p = w.in_flight.emplace(tag, std::move(svc.queue.front())).first->second;
     svc.queue.pop_front();
     ++svc.routed;
-    // A batch frame stays within the body limit, which bounds what the
-    // worker's socket accepts (twice the limit); bigger bodies go alone.
-    const size_t cap = std::min(mdp::kBatchBytes, options_.max_body);
     if (w.batch && p.body.size() <= cap) {
-      if (!w.outbox.empty() && w.outbox.size() + p.body.size() + p.client.size() + p.meta.size() + 32 > cap)
-        flush_batch(w);
-      mdp::append_entry(w.outbox,
-                        {p.client, p.meta, std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag),
-                         view(p.body)},
-                        true);
+      const mdp::BatchEntry e{p.client, p.meta,
+                              std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag), view(p.body)};
+      if (!w.outbox.empty() && w.outbox.size() + mdp::entry_size(e, true) > cap) flush_batch(w);
+      mdp::append_entry(w.outbox, e, true);
       continue;
     }
     zmq::message_t body;

@@ -34,6 +34,10 @@ void append_entry(std::string& out, const BatchEntry& e, bool with_meta) {
   out.append(e.body);
 }
 
+size_t entry_size(const BatchEntry& e, bool with_meta) {
+  return 2 + e.client.size() + (with_meta ? 2 + e.meta.size() : 0) + 1 + e.tag.size() + 4 + e.body.size();
+}
+
 bool parse_batch(std::string_view frame, bool with_meta, std::vector<BatchEntry>& out) {
   out.clear();
   if (frame.empty()) return false;

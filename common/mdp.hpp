@@ -53,6 +53,8 @@ struct BatchEntry {
   std::string_view client, meta, tag, body;
 };
 void append_entry(std::string& out, const BatchEntry& e, bool with_meta);
+// The bytes append_entry() adds for `e`.
+size_t entry_size(const BatchEntry& e, bool with_meta);
 // Splits a batch frame; false (and `out` unspecified) when it is empty,
 // truncated, or an entry's client or tag is empty or too long.
 bool parse_batch(std::string_view frame, bool with_meta, std::vector<BatchEntry>& out);

@@ -432,9 +432,9 @@ void WorkerRuntime::send_replies(Job& job) {
     if (item.conn->batch && env.size() == 3 && item.reply.size() <= cap) {
       auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.first == item.conn; });
       if (box == boxes.end()) box = boxes.insert(boxes.end(), {item.conn, {}});
-      if (!box->second.empty() && box->second.size() + item.reply.size() + env[0].size() + env[2].size() + 16 > cap)
-        flush(*item.conn, box->second);
-      mdp::append_entry(box->second, {view(env[0]), {}, view(env[2]), item.reply}, false);
+      const mdp::BatchEntry e{view(env[0]), {}, view(env[2]), item.reply};
+      if (!box->second.empty() && box->second.size() + mdp::entry_size(e, false) > cap) flush(*item.conn, box->second);
+      mdp::append_entry(box->second, e, false);
       continue;
     }
     mdp::Frames out;

@@ -441,7 +441,11 @@ TEST(MdpBatch, EntriesRoundTripAndEveryTruncationIsRefused) {
     const std::vector<mdp::BatchEntry> in = {{"client-1", with_meta ? "127.0.0.1 client" : "", "12345678", "body"},
                                              {c255, "", "t", ""},
                                              {binary, with_meta ? "m" : "", t255, big}};
-    for (const auto& e : in) mdp::append_entry(frame, e, with_meta);
+    for (const auto& e : in) {
+      const size_t before = frame.size();
+      mdp::append_entry(frame, e, with_meta);
+      EXPECT_EQ(frame.size() - before, mdp::entry_size(e, with_meta));
+    }
     std::vector<mdp::BatchEntry> out;
     ASSERT_TRUE(mdp::parse_batch(frame, with_meta, out));
     ASSERT_EQ(out.size(), in.size());
