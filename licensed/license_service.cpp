@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <msgpack.hpp>
+
 #include <algorithm>
 
 #include "common/codec.hpp"
@@ -78,6 +80,31 @@ Reply LicenseService::script_failure(const RedisReply& r) {
 
 int64_t LicenseService::lease_quantum_s() const {
   return std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
+}
+
+int64_t LicenseService::last_seen_quantum_ms() const {
+  return config_.last_seen_quantum_ms >= 0 ? config_.last_seen_quantum_ms : lease_quantum_s() * 1000;
+}
+
+std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
+                                  std::optional<int64_t> bucket) {
+  msgpack::sbuffer buf(64 + license.size() + version.size() + peer.size());
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  const auto str = [&](std::string_view v) {
+    pk.pack_str(static_cast<uint32_t>(v.size()));
+    pk.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+  };
+  str("l");
+  str(license);
+  str("v");
+  str(version);
+  str("p");
+  str(peer);
+  if (bucket) {
+    str("s");
+    pk.pack_int64(*bucket);
+  }
+  return std::string(buf.data(), buf.size());
 }
 
 void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies,
@@ -159,34 +186,43 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   // One script call per chunk of the batch (scripts.cpp: the call itself is
   // most of a heartbeat's cost in Redis); chunks bound how long one call
   // holds Redis.
-  const std::string quantum_ms = std::to_string(
-      config_.last_seen_quantum_ms >= 0 ? config_.last_seen_quantum_ms : lease_quantum_s() * 1000);
+  const int64_t quantum = last_seen_quantum_ms();
+  const std::optional<int64_t> bucket = quantum > 0 ? std::optional<int64_t>(now / quantum) : std::nullopt;
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
     Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats};
-    Redis::Argv args{reject_window, quantum_ms};
+    Redis::Argv args{reject_window, std::to_string(quantum), bucket ? std::to_string(*bucket) : std::string()};
+    keys.reserve(keys.size() + 3 * (to - from) + 1);
+    args.reserve(args.size() + 3 * (to - from) + 2);
     for (size_t k = from; k < to; ++k) {
       const Request& r = reqs[heartbeats[k]];
       const std::string name(r.str("computer"));
-      keys.insert(keys.end(), {command_key(name), reject_key(name), sent_key(name)});
-      args.insert(args.end(), {name, std::string(r.str("license")), std::string(r.str("version")),
-                               r.peer.address, std::move(packed_results[k])});
+      keys.push_back(command_key(name));
+      keys.push_back(reject_key(name));
+      keys.push_back(sent_key(name));
+      args.push_back(name);
+      args.push_back(heartbeat_fingerprint(r.str("license"), r.str("version"), r.peer.address, bucket));
+      args.push_back(std::move(packed_results[k]));
     }
     keys.push_back(kEventStream);
-    args.insert(args.end(), {cap, std::to_string(now)});
+    args.push_back(cap);
+    args.push_back(std::to_string(now));
     calls.push_back(redis_.script_call(heartbeat_script(), std::move(keys), std::move(args)));
   }
   if (calls.empty()) return replies;
   std::vector<LeaseWanted> wanted;
-  auto done = batch_replies(redis_.pipeline(calls), heartbeats.size(), kHeartbeatsPerCall, 3,
-                            [&](size_t k, const RedisReply& entry) {
+  auto done = batch_replies(redis_.pipeline(calls), heartbeats.size(), kHeartbeatsPerCall, 0,
+                            [&](size_t k, const RedisReply& entry, const RedisReply& answer) {
                               const Request& r = reqs[heartbeats[k]];
-                              Reply reply = heartbeat_reply(entry, now);
-                              if (str_of(entry.elements[0]) == "OK")
+                              std::optional<Reply> reply = heartbeat_reply(entry, now);
+                              if (!reply || answer.elements.size() != 3 || !answer.elements[2].is_str())
+                                return script_failure(entry);
+                              const RedisReply& status = entry.is_array() ? entry.elements[0] : entry;
+                              if (status.str == "OK")
                                 wanted.push_back({heartbeats[k], std::string(r.str("computer")),
-                                                  std::string(r.str("license")), str_of(entry.elements[1])});
-                              return reply;
+                                                  std::string(r.str("license")), answer.elements[2].str});
+                              return std::move(*reply);
                             });
   for (size_t k = 0; k < heartbeats.size(); ++k) replies[heartbeats[k]] = std::move(done[k]);
   add_leases(wanted, replies, now / 1000);
@@ -195,13 +231,13 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
 
 std::vector<Reply> LicenseService::batch_replies(
     const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t width,
-    const std::function<Reply(size_t, const RedisReply&)>& reply_of) {
+    const std::function<Reply(size_t, const RedisReply&, const RedisReply&)>& reply_of) {
   std::vector<Reply> replies;
   replies.reserve(items);
   for (size_t from = 0; from < items; from += per_call) {
     const size_t to = std::min(items, from + per_call);
     const RedisReply* rr = out ? &(*out)[from / per_call] : nullptr;
-    const bool well_formed = rr && rr->is_array() && rr->elements.size() == 2 &&
+    const bool well_formed = rr && rr->is_array() && rr->elements.size() >= 2 &&
                              rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
     if (well_formed) events_.publish_entries(rr->elements[1]);
     for (size_t k = from; k < to; ++k) {
@@ -210,21 +246,26 @@ std::vector<Reply> LicenseService::batch_replies(
       } else if (!well_formed) {
         replies.push_back(script_failure(*rr));
       } else if (const RedisReply& entry = rr->elements[0].elements[k - from];
-                 !entry.is_array() || entry.elements.size() != width) {
+                 width > 0 && (!entry.is_array() || entry.elements.size() != width)) {
         replies.push_back(script_failure(entry));
       } else {
-        replies.push_back(reply_of(k, entry));
+        replies.push_back(reply_of(k, entry, *rr));
       }
     }
   }
   return replies;
 }
 
-Reply LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now) {
-  const std::string status = str_of(rr.elements[0]);
-  if (status != "OK") {
+std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now) {
+  const RedisReply* status = &rr;
+  if (rr.is_array()) {
+    if (rr.elements.empty()) return std::nullopt;
+    status = &rr.elements[0];
+  }
+  if (!status->is_str()) return std::nullopt;
+  if (status->str != "OK") {
     return Reply::success({{"status", Value("unlicensed")},
-                           {"reason", Value(status)},
+                           {"reason", Value(status->str)},
                            {"server_time", Value(now / 1000)},
                            {"next_check_s", Value(config_.unlicensed_interval_s)},
                            {"upload", Value(false)}});
@@ -233,10 +274,10 @@ Reply LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now) {
                     {"next_check_s", Value(config_.check_interval_s)},
                     {"server_time", Value(now / 1000)},
                     {"upload", Value(true)}};  // lease and lease_expires: add_leases()
-  if (rr.elements[2].is_array() && !rr.elements[2].elements.empty()) {
+  if (rr.is_array() && rr.elements.size() > 1) {
     Value::Array cmds;
-    for (const auto& c : rr.elements[2].elements)
-      if (auto v = unpack_value(c.str); v && v->is_map()) cmds.push_back(std::move(*v));
+    for (size_t i = 1; i < rr.elements.size(); ++i)
+      if (auto v = unpack_value(rr.elements[i].str); v && v->is_map()) cmds.push_back(std::move(*v));
     fields.emplace_back("commands", Value(std::move(cmds)));
   }
   return Reply::success(std::move(fields));
@@ -285,7 +326,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
   }
   return batch_replies(
       redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 4,
-      [&](size_t k, const RedisReply& one) {
+      [&](size_t k, const RedisReply& one, const RedisReply&) {
         const std::string status = str_of(one.elements[0]);
         const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);
         if (status == "NOT_UNLOCKED")
@@ -389,7 +430,7 @@ Reply LicenseService::command(const Request& req) {
                                  {"command", Value(std::string(req.str("command")))},
                                  {"queued", Value(now_ms_())}});
   if (const Value* args = req.get("args")) entry.set("args", *args);
-  auto out = redis_.eval(command_script(), {kReservations, command_key(name), kEventStream},
+  auto out = redis_.eval(command_script(), {kReservations, command_key(name), kMeta, kEventStream},
                          {name, id, pack(entry), std::to_string(config_.command_queue_limit),
                           std::string(req.str("command")), std::to_string(config_.event_cap),
                           std::to_string(now_ms_())});
@@ -417,7 +458,7 @@ int64_t LicenseService::sweep() {
   const int64_t cutoff = now - (config_.check_interval_s + config_.grace_s) * 1000;
   int64_t total = 0;
   for (int round = 0; round < 10; ++round) {
-    auto out = redis_.eval(sweep_script(), {kActive, kLost, kEventStream},
+    auto out = redis_.eval(sweep_script(), {kActive, kLost, kMeta, kEventStream},
                            {std::to_string(cutoff), std::to_string(config_.sweep_limit),
                             std::to_string(config_.event_cap), std::to_string(now)});
     if (!out || !out->is_array() || out->elements.size() != 2) break;

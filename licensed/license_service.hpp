@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -33,6 +35,12 @@ struct LicenseConfig {
   int64_t sweep_limit = 1000;
 };
 
+// The bytes a heartbeat script compares with a computer's meta entry: the
+// MessagePack of the keys l, v, p (and s, the last-seen bucket, when there
+// is one) with their values, as the script's pack_meta() writes them.
+std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
+                                  std::optional<int64_t> bucket);
+
 class LicenseService {
  public:
   using Clock = std::function<int64_t()>;  // Unix time in ms
@@ -51,6 +59,8 @@ class LicenseService {
   // The time grid of leases and of recorded last-seen times: check interval
   // / 240, between 1 s and 60 s (60 s by default).
   int64_t lease_quantum_s() const;
+  // --last-seen-quantum-ms, or the lease quantum when it is -1.
+  int64_t last_seen_quantum_ms() const;
 
   // A licensed heartbeat's reply still waiting for its lease.
   struct LeaseWanted {
@@ -66,15 +76,17 @@ class LicenseService {
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
   // The replies to `items` requests sent as batch scripts of `per_call`
-  // each, whose answers are {entries, events}: publishes each call's events
-  // and builds an item's reply from its entry (an array of `width`) with
-  // reply_of(item, entry), or answers it the failure of its call or entry.
-  std::vector<Reply> batch_replies(const Result<std::vector<RedisReply>>& out, size_t items,
-                                   size_t per_call, size_t width,
-                                   const std::function<Reply(size_t, const RedisReply&)>& reply_of);
-  // The reply to one heartbeat from its entry {reason or OK, serial, commands}
-  // of the batched script's answer, without the lease of a licensed one.
-  Reply heartbeat_reply(const RedisReply& entry, int64_t now);
+  // each, whose answers are {entries, events, ...}: publishes each call's
+  // events and builds an item's reply from its entry (an array of `width`,
+  // or anything when `width` is 0) with reply_of(item, entry, answer), or
+  // answers it the failure of its call or entry.
+  std::vector<Reply> batch_replies(
+      const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t width,
+      const std::function<Reply(size_t, const RedisReply&, const RedisReply&)>& reply_of);
+  // The reply to one heartbeat from its entry of the batched script's answer
+  // ('OK', the reason, or {'OK', command...}), without the lease of a
+  // licensed one; nullopt when the entry is none of those.
+  std::optional<Reply> heartbeat_reply(const RedisReply& entry, int64_t now);
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);

@@ -18,7 +18,44 @@ local function license_of(key, name)
 end
 )lua";
 
-std::string with_events(const char* body) { return lua_with_events(body, kLuaLicenseOf); }
+// A computer's meta entry (ps:meta) is a MessagePack map written with its
+// keys in one fixed order: l (license), v (Client version), p (peer), s
+// (last-seen bucket), f (first seen), r (reserved), then any others sorted.
+// Readers see an ordinary map; the heartbeat script also compares the bytes
+// from l to s with the ones the worker sends (heartbeat_fingerprint()), so a
+// computer that changed nothing since its last write this bucket costs one
+// hash lookup and a string comparison.
+const char* const kLuaMeta = R"lua(
+local META_ORDER = {'l', 'v', 'p', 's', 'f', 'r'}
+local META_RANK = {l = 1, v = 2, p = 3, s = 4, f = 5, r = 6}
+local function pack_meta(m)
+  local parts, extra = {}, {}
+  for _, key in ipairs(META_ORDER) do
+    if m[key] ~= nil then parts[#parts + 1] = cmsgpack.pack(key, m[key]) end
+  end
+  for key in pairs(m) do
+    if not META_RANK[key] then extra[#extra + 1] = tostring(key) end
+  end
+  if #parts + #extra > 15 then return cmsgpack.pack(m) end
+  table.sort(extra)
+  for _, key in ipairs(extra) do parts[#parts + 1] = cmsgpack.pack(key, m[key]) end
+  return string.char(0x80 + #parts) .. table.concat(parts)
+end
+-- Takes the last-seen bucket out of a computer's meta, so that its next
+-- heartbeat takes the full path (a command is queued, or it was marked lost).
+local function unsettle(meta_key, name)
+  local raw = redis.call('HGET', meta_key, name)
+  if not raw then return end
+  local m = cmsgpack.unpack(raw)
+  if m.s == nil then return end
+  m.s = nil
+  redis.call('HSET', meta_key, name, pack_meta(m))
+end
+)lua";
+
+std::string with_events(const char* body) {
+  return lua_with_events(body, (std::string(kLuaLicenseOf) + kLuaMeta).c_str());
+}
 
 }  // namespace
 
@@ -87,29 +124,45 @@ return {out, EV}
 // command's id goes into the computer's "sent" set; a result is recorded
 // (command.done) only for an id it removes from that set, so a result
 // re-sent after a lost reply, or for an id never sent, is dropped.
-// The last-seen time is rewritten only when the one on record is a quantum
-// old or more (--last-seen-quantum-ms; by default the lease's time grid,
-// 60 s with the default check interval): a computer that heartbeats faster
-// than that costs no write, and so no fsync, while its version and address
-// stay the same.
+//
+// Last seen is written once per bucket of --last-seen-quantum-ms (by default
+// the lease's time grid, 60 s with the default check interval), at the
+// computer's first heartbeat in it, together with the bucket in its meta
+// (`s`). A heartbeat whose license, version and peer are those on record and
+// whose bucket is recorded already changes nothing: it is answered after one
+// HGET and a comparison of the meta's bytes with the fingerprint the worker
+// sends (l, v, p and s, packed as pack_meta() packs them). That needs, while
+// `s` is the current bucket: the computer is in the active set (the sweep
+// takes `s` away when it marks a computer lost), no command is queued for it
+// (queuing one takes `s` away), and the serial is unlocked (checked once per
+// call). A heartbeat carrying results always takes the full path. With a
+// quantum of 0 there are no buckets: every heartbeat writes last seen.
 // KEYS: serial, reservations, meta, active, lost, stats,
 //       then per heartbeat: commands, reject-marker, sent; last: events
-// ARGV: reject window s, last-seen quantum ms,
-//       then per heartbeat: name, license, version, peer, results (msgpack
-//       or ''); last: cap, now
-// Returns {{reason or 'OK', serial, commands} per heartbeat, events}.
+// ARGV: reject window s, quantum ms, bucket ('' with quantum 0),
+//       then per heartbeat: name, fingerprint, results (msgpack or '');
+//       last: cap, now
+// Returns {out, events, serial or ''}; out[i] is 'OK' or the reason it is
+// unlicensed, or {'OK', command...} when commands are delivered.
 const Script& heartbeat_script() {
   static const Script s(with_events(R"lua(
-local rejwin, quantum = ARGV[1], tonumber(ARGV[2])
-local n = (#ARGV - 4) / 5
+local rejwin, bucket = ARGV[1], ARGV[3]
+bucket = bucket ~= '' and tonumber(bucket) or nil
+local head = bucket and '\132' or '\131'
+local n = (#ARGV - 5) / 3
 local serial = redis.call('HGET', KEYS[1], 'unlocked')
 local rejected = 0
 local function one(i)
-  local a, k = 2 + (i - 1) * 5, 6 + (i - 1) * 3
-  local name, lic, version, peer, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local a, k = 3 + (i - 1) * 3, 6 + (i - 1) * 3
+  local name, pre, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local metaraw = redis.call('HGET', KEYS[3], name)
+  if bucket and serial and results == '' and metaraw and string.sub(metaraw, 2, #pre + 1) == pre then
+    return 'OK'
+  end
+  local hb = cmsgpack.unpack(head .. pre)
+  local lic, version, peer = hb.l, hb.v, hb.p
   local kcmds, kreject, ksent = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local reason = nil
-  local metaraw = redis.call('HGET', KEYS[3], name)
   local meta = metaraw and cmsgpack.unpack(metaraw) or {}
   if not serial then
     reason = 'NOT_UNLOCKED'
@@ -122,25 +175,24 @@ local function one(i)
     if redis.call('SET', kreject, '1', 'EX', rejwin, 'NX') then
       emit('client.rejected', {computer = name, reason = reason, peer = peer})
     end
-    return {reason, serial or '', {}}
+    return reason
   end
   local changed = false
-  local seen = redis.call('ZSCORE', KEYS[4], name)
-  if not seen then
-    if redis.call('ZREM', KEYS[5], name) == 1 then
-      emit('client.returned', {computer = name, peer = peer, version = version})
-    elseif not meta.f then
-      meta.f = EV_NOW
-      changed = true
-      emit('client.licensed', {computer = name, peer = peer, version = version})
+  if not bucket or meta.s ~= bucket then
+    if redis.call('ZADD', KEYS[4], EV_NOW, name) == 1 then
+      if redis.call('ZREM', KEYS[5], name) == 1 then
+        emit('client.returned', {computer = name, peer = peer, version = version})
+      elseif not meta.f then
+        meta.f = EV_NOW
+        emit('client.licensed', {computer = name, peer = peer, version = version})
+      end
     end
+    if bucket or meta.s ~= nil then meta.s, changed = bucket, true end
   end
-  if not seen or EV_NOW - tonumber(seen) >= quantum then redis.call('ZADD', KEYS[4], EV_NOW, name) end
-  if meta.v ~= version or meta.p ~= peer then
-    meta.v, meta.p, changed = version, peer, true
+  if meta.l ~= lic or meta.v ~= version or meta.p ~= peer or changed then
+    meta.l, meta.v, meta.p = lic, version, peer  -- reservations made before meta kept the license
+    redis.call('HSET', KEYS[3], name, pack_meta(meta))
   end
-  if changed then meta.l = lic end  -- reservations made before meta kept the license
-  if changed then redis.call('HSET', KEYS[3], name, cmsgpack.pack(meta)) end
   if results ~= '' then
     for _, r in ipairs(cmsgpack.unpack(results)) do
       if redis.call('SREM', ksent, r.id) == 1 then
@@ -148,19 +200,18 @@ local function one(i)
       end
     end
   end
-  local cmds = {}
-  if redis.call('EXISTS', kcmds) == 1 then
-    cmds = redis.call('LRANGE', kcmds, 0, -1)
-    redis.call('DEL', kcmds)
-    for _, c in ipairs(cmds) do redis.call('SADD', ksent, cmsgpack.unpack(c).id) end
-    redis.call('EXPIRE', ksent, 30 * 86400)
-  end
-  return {'OK', serial, cmds}
+  if redis.call('EXISTS', kcmds) == 0 then return 'OK' end
+  local cmds = redis.call('LRANGE', kcmds, 0, -1)
+  redis.call('DEL', kcmds)
+  for _, c in ipairs(cmds) do redis.call('SADD', ksent, cmsgpack.unpack(c).id) end
+  redis.call('EXPIRE', ksent, 30 * 86400)
+  table.insert(cmds, 1, 'OK')
+  return cmds
 end
 local out = {}
 for i = 1, n do out[i] = one(i) end
 if rejected > 0 then redis.call('HINCRBY', KEYS[6], 'rejected', rejected) end
-return {out, EV}
+return {out, EV, serial or ''}
 )lua"));
   return s;
 }
@@ -200,13 +251,17 @@ return {'OK', ARGV[1], ARGV[2]}
   return s;
 }
 
-// KEYS: reservations, commands, events   ARGV: name, id, command (msgpack), limit, command name, cap, now
+// The computer's next heartbeat must see the queue, so its meta loses the
+// last-seen bucket (heartbeat_script).
+// KEYS: reservations, commands, meta, events
+// ARGV: name, id, command (msgpack), limit, command name, cap, now
 // Returns {'OK', events} or {'NOT_FOUND'} or {'FULL'}.
 const Script& command_script() {
   static const Script s(with_events(R"lua(
 if not license_of(KEYS[1], ARGV[1]) then return {'NOT_FOUND'} end
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'FULL'} end
 redis.call('RPUSH', KEYS[2], ARGV[3])
+unsettle(KEYS[3], ARGV[1])
 emit('command.queued', {computer = ARGV[1], command_id = ARGV[2], command = ARGV[5]})
 return {'OK', EV}
 )lua"));
@@ -215,7 +270,9 @@ return {'OK', EV}
 
 // Marks computers not seen since the cutoff as lost, oldest first, at most
 // `limit` per run: the cost is the number that changed, not the fleet size.
-// KEYS: active, lost, events   ARGV: cutoff ms, limit, cap, now
+// A computer marked lost loses its last-seen bucket, so its next heartbeat
+// takes the full path and finds itself in the lost set, whatever the clocks.
+// KEYS: active, lost, meta, events   ARGV: cutoff ms, limit, cap, now
 // Returns {count, events}.
 const Script& sweep_script() {
   static const Script s(with_events(R"lua(
@@ -223,6 +280,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSC
 for i = 1, #due, 2 do
   redis.call('ZREM', KEYS[1], due[i])
   redis.call('ZADD', KEYS[2], due[i + 1], due[i])
+  unsettle(KEYS[3], due[i])
   emit('client.lost', {computer = due[i], last_seen = tonumber(due[i + 1])})
 end
 return {#due / 2, EV}
