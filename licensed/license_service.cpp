@@ -121,29 +121,34 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
   // worker to 268 MiB). A fresh map gives the old one's memory back.
   if (issued != cache_quantum_ || leases_.size() + wanted.size() > kLeaseCacheMax) {
     const bool large = leases_.size() > 10000;
-    std::unordered_map<std::string, CachedLease>().swap(leases_);
+    decltype(leases_)().swap(leases_);
     if (large) ::malloc_trim(0);  // freed entries are scattered; hand back what can be
     cache_quantum_ = issued;
   }
   std::vector<Lease> to_sign;
   std::vector<CachedLease*> signed_into;  // map nodes do not move
+  std::vector<const CachedLease*> found;  // per wanted lease
+  found.reserve(wanted.size());
   for (const auto& w : wanted) {
-    CachedLease& c = leases_[w.computer];
+    auto it = leases_.find(w.computer);
+    if (it == leases_.end()) it = leases_.emplace(std::string(w.computer), CachedLease{}).first;
+    CachedLease& c = it->second;
+    found.push_back(&c);
     if (c.issued == issued && c.license == w.license && c.serial == w.serial && !c.token.empty()) continue;
     c.license = w.license;
     c.serial = w.serial;
     c.issued = issued;
     c.expires = issued + config_.check_interval_s + config_.grace_s;
     c.token = "-";  // queued below; a repeat in this batch finds it
-    to_sign.push_back(Lease{w.computer, w.license, w.serial, c.issued, c.expires});
+    to_sign.push_back(Lease{std::string(w.computer), c.license, c.serial, c.issued, c.expires});
     signed_into.push_back(&c);
   }
   auto tokens = make_leases(to_sign, config_.lease_secret);
   for (size_t i = 0; i < tokens.size(); ++i) signed_into[i]->token = std::move(tokens[i]);
-  for (const auto& w : wanted) {
-    const CachedLease& c = leases_.at(w.computer);
-    replies[w.reply].fields.set("lease", Value(c.token));
-    replies[w.reply].fields.set("lease_expires", Value(c.expires));
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    Value::Map& fields = replies[wanted[i].reply].fields.as_map();
+    fields.emplace_back("lease", Value(found[i]->token));
+    fields.emplace_back("lease_expires", Value(found[i]->expires));
   }
 }
 
@@ -192,7 +197,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
     Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats};
-    Redis::Argv args{reject_window, std::to_string(quantum), bucket ? std::to_string(*bucket) : std::string()};
+    Redis::Argv args{reject_window, bucket ? std::to_string(*bucket) : std::string()};
     keys.reserve(keys.size() + 3 * (to - from) + 1);
     args.reserve(args.size() + 3 * (to - from) + 2);
     for (size_t k = from; k < to; ++k) {
@@ -211,17 +216,20 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     calls.push_back(redis_.script_call(heartbeat_script(), std::move(keys), std::move(args)));
   }
   if (calls.empty()) return replies;
+  // The leases wanted point into `reqs` and `out` (the serial).
+  const auto out = redis_.pipeline(calls);
   std::vector<LeaseWanted> wanted;
-  auto done = batch_replies(redis_.pipeline(calls), heartbeats.size(), kHeartbeatsPerCall, 0,
+  auto done = batch_replies(out, heartbeats.size(), kHeartbeatsPerCall, 3, 0,
                             [&](size_t k, const RedisReply& entry, const RedisReply& answer) {
-                              const Request& r = reqs[heartbeats[k]];
-                              std::optional<Reply> reply = heartbeat_reply(entry, now);
-                              if (!reply || answer.elements.size() != 3 || !answer.elements[2].is_str())
-                                return script_failure(entry);
-                              const RedisReply& status = entry.is_array() ? entry.elements[0] : entry;
-                              if (status.str == "OK")
-                                wanted.push_back({heartbeats[k], std::string(r.str("computer")),
-                                                  std::string(r.str("license")), answer.elements[2].str});
+                              bool licensed = false;
+                              std::optional<Reply> reply = heartbeat_reply(entry, now, licensed);
+                              if (!reply) return script_failure(entry);
+                              if (licensed) {
+                                const RedisReply& serial = answer.elements[2];
+                                if (!serial.is_str()) return script_failure(answer);
+                                const Request& r = reqs[heartbeats[k]];
+                                wanted.push_back({heartbeats[k], r.str("computer"), r.str("license"), serial.str});
+                              }
                               return std::move(*reply);
                             });
   for (size_t k = 0; k < heartbeats.size(); ++k) replies[heartbeats[k]] = std::move(done[k]);
@@ -230,14 +238,14 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
 }
 
 std::vector<Reply> LicenseService::batch_replies(
-    const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t width,
+    const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t answer_size, size_t width,
     const std::function<Reply(size_t, const RedisReply&, const RedisReply&)>& reply_of) {
   std::vector<Reply> replies;
   replies.reserve(items);
   for (size_t from = 0; from < items; from += per_call) {
     const size_t to = std::min(items, from + per_call);
     const RedisReply* rr = out ? &(*out)[from / per_call] : nullptr;
-    const bool well_formed = rr && rr->is_array() && rr->elements.size() >= 2 &&
+    const bool well_formed = rr && rr->is_array() && rr->elements.size() >= std::max<size_t>(answer_size, 2) &&
                              rr->elements[0].is_array() && rr->elements[0].elements.size() == to - from;
     if (well_formed) events_.publish_entries(rr->elements[1]);
     for (size_t k = from; k < to; ++k) {
@@ -256,7 +264,7 @@ std::vector<Reply> LicenseService::batch_replies(
   return replies;
 }
 
-std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now) {
+std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now, bool& licensed) {
   const RedisReply* status = &rr;
   if (rr.is_array()) {
     if (rr.elements.empty()) return std::nullopt;
@@ -270,6 +278,7 @@ std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64
                            {"next_check_s", Value(config_.unlicensed_interval_s)},
                            {"upload", Value(false)}});
   }
+  licensed = true;
   Value::Map fields{{"status", Value("licensed")},
                     {"next_check_s", Value(config_.check_interval_s)},
                     {"server_time", Value(now / 1000)},
@@ -325,7 +334,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
     calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, std::move(args)));
   }
   return batch_replies(
-      redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 4,
+      redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 2, 4,
       [&](size_t k, const RedisReply& one, const RedisReply&) {
         const std::string status = str_of(one.elements[0]);
         const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);

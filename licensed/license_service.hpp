@@ -63,9 +63,10 @@ class LicenseService {
   int64_t last_seen_quantum_ms() const;
 
   // A licensed heartbeat's reply still waiting for its lease.
+  // The views must outlive the add_leases() call.
   struct LeaseWanted {
     size_t reply;  // index into the replies given to add_leases
-    std::string computer, license, serial;
+    std::string_view computer, license, serial;
   };
   // Adds `lease` and `lease_expires` to each wanted reply: the lease of this
   // quantum from the cache, and the ones not cached signed together, with
@@ -76,17 +77,19 @@ class LicenseService {
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
   // The replies to `items` requests sent as batch scripts of `per_call`
-  // each, whose answers are {entries, events, ...}: publishes each call's
-  // events and builds an item's reply from its entry (an array of `width`,
-  // or anything when `width` is 0) with reply_of(item, entry, answer), or
-  // answers it the failure of its call or entry.
+  // each, whose answers are {entries, events, ...} of at least `answer_size`
+  // elements: publishes each call's events and builds an item's reply from
+  // its entry (an array of `width`, or anything when `width` is 0) with
+  // reply_of(item, entry, answer), or answers it the failure of its call or
+  // entry.
   std::vector<Reply> batch_replies(
-      const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t width,
+      const Result<std::vector<RedisReply>>& out, size_t items, size_t per_call, size_t answer_size, size_t width,
       const std::function<Reply(size_t, const RedisReply&, const RedisReply&)>& reply_of);
   // The reply to one heartbeat from its entry of the batched script's answer
   // ('OK', the reason, or {'OK', command...}), without the lease of a
-  // licensed one; nullopt when the entry is none of those.
-  std::optional<Reply> heartbeat_reply(const RedisReply& entry, int64_t now);
+  // licensed one (`licensed` says whether it is); nullopt when the entry is
+  // none of those.
+  std::optional<Reply> heartbeat_reply(const RedisReply& entry, int64_t now, bool& licensed);
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
@@ -105,7 +108,12 @@ class LicenseService {
     std::string license, serial, token;
     int64_t issued = 0, expires = 0;
   };
-  std::unordered_map<std::string, CachedLease> leases_;  // of quantum cache_quantum_ only
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  // Of quantum cache_quantum_ only; looked up by view, without a copy of the name.
+  std::unordered_map<std::string, CachedLease, NameHash, std::equal_to<>> leases_;
   int64_t cache_quantum_ = 0;
 };
 

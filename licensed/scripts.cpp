@@ -139,21 +139,21 @@ return {out, EV}
 // quantum of 0 there are no buckets: every heartbeat writes last seen.
 // KEYS: serial, reservations, meta, active, lost, stats,
 //       then per heartbeat: commands, reject-marker, sent; last: events
-// ARGV: reject window s, quantum ms, bucket ('' with quantum 0),
+// ARGV: reject window s, bucket ('' with quantum 0),
 //       then per heartbeat: name, fingerprint, results (msgpack or '');
 //       last: cap, now
 // Returns {out, events, serial or ''}; out[i] is 'OK' or the reason it is
 // unlicensed, or {'OK', command...} when commands are delivered.
 const Script& heartbeat_script() {
   static const Script s(with_events(R"lua(
-local rejwin, bucket = ARGV[1], ARGV[3]
+local rejwin, bucket = ARGV[1], ARGV[2]
 bucket = bucket ~= '' and tonumber(bucket) or nil
 local head = bucket and '\132' or '\131'
-local n = (#ARGV - 5) / 3
+local n = (#ARGV - 4) / 3
 local serial = redis.call('HGET', KEYS[1], 'unlocked')
 local rejected = 0
 local function one(i)
-  local a, k = 3 + (i - 1) * 3, 6 + (i - 1) * 3
+  local a, k = 2 + (i - 1) * 3, 6 + (i - 1) * 3
   local name, pre, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local metaraw = redis.call('HGET', KEYS[3], name)
   if bucket and serial and results == '' and metaraw and string.sub(metaraw, 2, #pre + 1) == pre then
