@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
   cfg.add_int("seconds", 0, 0, 86400, "Measured seconds (0: the mode's default)");
   cfg.add_int("rounds", 0, 0, 100,
-              "echo/heartbeat: rounds, each the measurement then its reference (0: the mode's default, 3)");
+              "echo/heartbeat: rounds, each the measurement then its reference; scale: rounds alternating the "
+              "two fleet sizes (0: the mode's default, 3)");
   cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
   cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
   cfg.add_int("slots", 64, 1, 1024,
@@ -60,8 +61,9 @@ int main(int argc, char** argv) {
       "  idle       --seconds 60\n"
       "  heartbeat  --clients 8 --window 24 --seconds 10 --rounds 3 --computers 10000\n"
       "  reserve    --clients 8 --window 16 --count 20000\n"
-      "  scale      --computers 1000000 --count 10000 --seconds 10 (phases use the heartbeat and\n"
-      "             reserve shapes unless --clients/--window are given)\n"
+      "  scale      --computers 1000000 --count 15000 --seconds 8 --rounds 3 (a 10,000-computer stack\n"
+      "             and a --computers one, measured in alternation; phases use the heartbeat and\n"
+      "             reserve shapes unless --clients/--window are given; --count reservations per size)\n"
       "  download   --clients 20 --window 8 --size 64 --slots 8 (chunks of 1 MiB; window = chunks in\n"
       "             flight per client)\n"
       "  chaos      --minutes 10 --clients 50 --kill-min-ms 2000 --kill-max-ms 6000 --heartbeat-ms 200\n"

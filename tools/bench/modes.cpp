@@ -3,6 +3,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -152,7 +153,8 @@ BenchSettings mode_defaults(const std::string& mode) {
   if (mode == "heartbeat") s.clients = 8, s.window = 24, s.seconds = 10;
   if (mode == "reserve") s.clients = 8, s.window = 16;
   // 0: the heartbeat and reserve modes' shapes for the respective phases.
-  if (mode == "scale") s.clients = 0, s.window = 0, s.seconds = 10, s.computers = 1000000, s.count = 10000;
+  if (mode == "scale")
+    s.clients = 0, s.window = 0, s.seconds = 8, s.rounds = 3, s.computers = 1000000, s.count = 15000;
   // Every heartbeat rewrites its computer's last-seen time: by default only
   // one a minute per computer does, so the 10,000-computer figure, measured
   // just after each was seen, would be all reads and the 1,000,000 one
@@ -172,7 +174,7 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
   if (mode == "idle") limit = s.seconds + 180;
   if (mode == "heartbeat") limit = s.rounds * (s.seconds + 60) + s.computers / 200 + 900;
   if (mode == "reserve") limit = s.count / 200 + 300;
-  if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 100 + 2 * s.seconds + 900;
+  if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 50 + 2 * (s.rounds + 1) * (s.seconds + 5) + 900;
   if (mode == "download") limit = 600 + 2 * s.size_mb * s.clients / 4;  // both runs at >= 4 MiB/s
   if (mode == "chaos") limit = s.seconds + 900;
   return std::chrono::seconds(limit);
@@ -385,108 +387,211 @@ int run_reserve(const BenchEnv& env, const BenchSettings& s) {
 
 // ---------------------------------------------------------------- scale
 
+namespace {
+
+// One size's side of the scale comparison: its own server stack and fleet,
+// and the sums of its measured phases.
+struct ScaleSide {
+  std::string label;
+  std::unique_ptr<TempDir> dir;
+  std::unique_ptr<ServerStack> stack;
+  Fleet fleet;
+  int64_t population = 0;
+  LoadResult hb, res;  // sums over the rounds
+  RedisCost hb_cost;   // Redis's cost of the heartbeat phases, summed
+  int64_t hb_sent = 0;
+};
+
+void add_to(LoadResult& sum, const LoadResult& r) {
+  sum.sent += r.sent;
+  sum.replies += r.replies;
+  sum.counted += r.counted;
+  sum.errors += r.errors;
+  sum.lost += r.lost;
+  sum.seconds += r.seconds;
+  sum.rps = sum.seconds > 0 ? static_cast<double>(sum.counted) / sum.seconds : 0;
+  sum.p99_ms = std::max(sum.p99_ms, r.p99_ms);  // the worst round's
+  if (sum.first_error.empty()) sum.first_error = r.first_error;
+}
+
+}  // namespace
+
+// Two stacks side by side, one holding 10,000 computers and one 1,000,000,
+// measured in alternation (rounds, the order swapped each round): this
+// host's speed moves by 15 to 50% within minutes, so two figures taken a
+// minute and a half apart, as one stack grown from 10,000 to 1,000,000 gave
+// them, compared the host's moments as much as the fleet sizes.
 int run_scale(const BenchEnv& env, const BenchSettings& s) {
-  auto dir = run_dir(env);
-  if (!dir->ok()) return fail("cannot create a temp dir");
   zmq::context_t ctx(1);
   const auto started = Clock::now();
-  const int64_t small = std::min<int64_t>(10000, s.computers);
   const int64_t n = s.computers, m = s.count;
-  auto l = licensed_stack(ctx, env, *dir, s, n + m);
-  if (!l.stack) return fail(l.error);
-  const std::string front = l.stack->front();
-  Redis redis = l.stack->redis();
-  auto used = [&]() -> int64_t { return redis_info(redis, "memory", "used_memory").value_or(-1); };
+  const int64_t small_n = std::min<int64_t>(10000, n);
+  const int rounds = std::max(1, s.rounds);
+  ScaleSide small, large;
+  small.label = fmt::format("{} computers", small_n);
+  large.label = fmt::format("{} computers", n);
+  for (ScaleSide* side : {&small, &large}) {
+    side->dir = run_dir(env);
+    if (!side->dir->ok()) return fail("cannot create a temp dir");
+    auto l = licensed_stack(ctx, env, *side->dir, s, (side == &small ? small_n : n) + m);
+    if (!l.stack) return fail(l.error);
+    side->stack = std::move(l.stack);
+  }
   const BenchSettings hb_d = mode_defaults("heartbeat"), res_d = mode_defaults("reserve");
   const LoadShape hb_shape{s.clients ? s.clients : hb_d.clients, s.window ? s.window : hb_d.window, s.threads};
   const LoadShape res_shape{s.clients ? s.clients : res_d.clients, s.window ? s.window : res_d.window, s.threads};
   // 256 requests in flight keep the license workers' batches full; more only
   // queue in the broker, and on a loaded machine past its 5 s deadline.
   const LoadShape fill{16, 16, s.threads};
-  Fleet fleet;
   int64_t created = 0;
   // Each measured phase starts with no AOF rewrite running: filling to a
   // million computers grows the AOF past Redis's auto-rewrite threshold, and
   // the rewrite child then takes a core for tens of seconds.
-  const auto quiesce = [&] {
+  const auto quiesce = [&](ScaleSide& side) {
+    Redis redis = side.stack->redis();
     const double waited = wait_background_save(redis, 300s);
-    if (waited >= 0.2) say("waited {:.1f} s for Redis's background AOF rewrite to finish", waited);
+    if (waited >= 0.2) say("waited {:.1f} s for the {} stack's AOF rewrite to finish", waited, side.label);
+  };
+  const auto used = [](ScaleSide& side) -> int64_t {
+    Redis redis = side.stack->redis();
+    return redis_info(redis, "memory", "used_memory").value_or(-1);
   };
 
-  const int64_t mem0 = used();
-  if (mem0 < 0) return fail("cannot read INFO memory from the private Redis");
-  say("Redis used_memory before reserving: {} bytes", mem0);
-
   // Admin pages at 1,000 computers (half of them seen), against 1,000,000 below.
-  const int64_t tiny = std::min<int64_t>(1000, small);
-  auto r_tiny = fleet.reserve(ctx, front, 0, tiny, fill, &created);
+  const int64_t tiny = std::min<int64_t>(1000, small_n);
+  auto r_tiny = small.fleet.reserve(ctx, small.stack->front(), 0, tiny, fill, &created);
   if (!clean(r_tiny)) return fail("reservations failed");
-  fleet.heartbeat_each(ctx, front, 0, tiny / 2, fill);
-  const auto admin_small = admin_timings(ctx, front);
-  quiesce();
-  auto r_small = fleet.reserve(ctx, front, tiny, small - tiny, res_shape, &created);
-  say("[{} computers] reserve: {}", small, describe(r_small));
-  if (!clean(r_small)) return fail("reservations failed");
-  const int64_t mem_a = used();
-  auto pass = fleet.heartbeat_each(ctx, front, 0, small, fill);
-  say("[{} computers] first heartbeat of each: {}", small, describe(pass));
-  quiesce();
-  RedisCost cost0 = redis_cost(redis);
-  auto hb_small = fleet.heartbeat(ctx, front, small, s.seconds, hb_shape);
-  say("[{} computers] heartbeats: {}", small, describe(hb_small));
-  say("  {}", describe_redis_cost(cost0, redis_cost(redis), hb_small.sent));
-  const int64_t hb_mem = used() - mem_a;  // state added by heartbeats, not by reserving
+  small.fleet.heartbeat_each(ctx, small.stack->front(), 0, tiny / 2, fill);
+  const auto admin_small = admin_timings(ctx, small.stack->front());
+  auto r_rest = small.fleet.reserve(ctx, small.stack->front(), tiny, small_n - tiny, fill, &created);
+  if (!clean(r_rest)) return fail("reservations failed");
+  auto pass = small.fleet.heartbeat_each(ctx, small.stack->front(), 0, small_n, fill);
+  say("[{}] reserved and seen: {}", small.label, describe(pass));
 
+  const int64_t mem0 = used(large);
+  if (mem0 < 0) return fail("cannot read INFO memory from the private Redis");
   auto t0 = Clock::now();
-  auto r_fill = fleet.reserve(ctx, front, small, n - small, fill, &created);
-  const double fill_s = since(t0);
-  say("filled to {} computers in {:.1f} s ({} clients x {} in flight): {}", n, fill_s, fill.clients, fill.window,
+  auto r_fill = large.fleet.reserve(ctx, large.stack->front(), 0, n, fill, &created);
+  say("filled to {} computers in {:.1f} s ({} clients x {} in flight): {}", n, since(t0), fill.clients, fill.window,
       describe(r_fill));
   if (!clean(r_fill)) return fail("reservations failed");
-  const int64_t mem1 = used();
-  const double per_computer = static_cast<double>(mem1 - mem0 - hb_mem) / static_cast<double>(n);
-  say("Redis used_memory after reserving {}: {} bytes; minus {} bytes of heartbeat state of the first {}: "
-      "{:.0f} bytes per reserved computer",
-      n, mem1, hb_mem, small, per_computer);
-  for (const char* key : {"ps:res", "ps:meta", "ps:active", "ps:events"}) {
-    auto u = redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
-    if (u && u->is_int()) say("  MEMORY USAGE {}: {} bytes ({:.0f} per reserved computer)", key, u->integer,
-                              static_cast<double>(u->integer) / static_cast<double>(n));
+  const int64_t mem1 = used(large);
+  const double per_computer = static_cast<double>(mem1 - mem0) / static_cast<double>(n);
+  say("Redis used_memory {} bytes before reserving, {} after: {:.0f} bytes per reserved computer", mem0, mem1,
+      per_computer);
+  {
+    Redis redis = large.stack->redis();
+    for (const char* key : {"ps:res", "ps:meta", "ps:active", "ps:events"}) {
+      auto u = redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
+      if (u && u->is_int()) say("  MEMORY USAGE {}: {} bytes ({:.0f} per reserved computer)", key, u->integer,
+                                static_cast<double>(u->integer) / static_cast<double>(n));
+    }
   }
-
   t0 = Clock::now();
-  pass = fleet.heartbeat_each(ctx, front, small, n - small, fill);
-  say("first heartbeat of the other {} computers in {:.1f} s: {}", n - small, since(t0), describe(pass));
-  const int64_t mem2 = used();
+  pass = large.fleet.heartbeat_each(ctx, large.stack->front(), 0, n, fill);
+  say("first heartbeat of each of the {} in {:.1f} s: {}", n, since(t0), describe(pass));
+  if (!clean(pass)) return fail("heartbeats failed");
+  const int64_t mem2 = used(large);
   say("Redis used_memory with every computer seen: {} bytes, {:.0f} bytes per computer", mem2,
       static_cast<double>(mem2 - mem0) / static_cast<double>(n));
-  quiesce();
-  cost0 = redis_cost(redis);
-  auto hb_large = fleet.heartbeat(ctx, front, n, s.seconds, hb_shape);
-  say("[{} computers] heartbeats: {}", n, describe(hb_large));
-  say("  {}", describe_redis_cost(cost0, redis_cost(redis), hb_large.sent));
-  quiesce();
-  auto r_large = fleet.reserve(ctx, front, n, m, res_shape, &created);
-  say("[{} computers] reserve {} more: {}", n, m, describe(r_large));
+  small.population = small_n;
+  large.population = n;
+  // A rewrite now, so that the growth of the AOF during the rounds (tens of
+  // MB) stays far from the next automatic one: filling and seeing a million
+  // computers leaves the AOF near its rewrite threshold, and a rewrite of
+  // the large dataset within a measured phase forks a 500 MB process.
+  // Then an unmeasured heartbeat phase on each side: for a while after a
+  // fork, the first write to each page of Redis's memory takes a page fault
+  // (the page was shared with the rewrite's child); at a million computers
+  // that is 120,000 pages, touched at random. The rounds measure the steady
+  // state; the warm-up's own figures show the difference.
+  for (ScaleSide* side : {&small, &large}) {
+    Redis redis = side->stack->redis();
+    if (auto r = redis.command({"BGREWRITEAOF"}); !r || r->is_error()) say("BGREWRITEAOF failed; measuring anyway");
+    quiesce(*side);
+    const RedisCost before = redis_cost(redis);
+    auto warm = side->fleet.heartbeat(ctx, side->stack->front(), side->population, s.seconds, hb_shape);
+    say("warm-up after an AOF rewrite [{}] heartbeats: {}", side->label, describe(warm));
+    say("  {}", describe_redis_cost(before, redis_cost(redis), warm.sent));
+    if (!clean(warm)) return fail("heartbeats failed");
+  }
+
+  // The measured rounds: heartbeats, then count / rounds new reservations,
+  // on each side in turn.
+  std::vector<double> hb_ratios, res_ratios;
+  const int64_t per_round = std::max<int64_t>(1, m / rounds);
+  for (int round = 1; round <= rounds; ++round) {
+    std::array<ScaleSide*, 2> order{&small, &large};
+    if (round % 2 == 0) std::swap(order[0], order[1]);
+    std::array<double, 2> hb_rps{}, res_rps{};
+    for (ScaleSide* side : order) {
+      quiesce(*side);
+      Redis redis = side->stack->redis();
+      const RedisCost before = redis_cost(redis);
+      auto hb = side->fleet.heartbeat(ctx, side->stack->front(), side->population, s.seconds, hb_shape);
+      const RedisCost after = redis_cost(redis);
+      say("round {} [{}] heartbeats: {}", round, side->label, describe(hb));
+      say("  {}", describe_redis_cost(before, after, hb.sent));
+      side->hb_cost.cpu_s += after.cpu_s - before.cpu_s;
+      side->hb_cost.script_calls += after.script_calls - before.script_calls;
+      side->hb_cost.script_usec += after.script_usec - before.script_usec;
+      side->hb_cost.aof_rewrites += after.aof_rewrites - before.aof_rewrites;
+      side->hb_cost.rewriting = side->hb_cost.rewriting || before.rewriting || after.rewriting;
+      side->hb_sent += hb.sent;
+      add_to(side->hb, hb);
+      hb_rps[side == &large] = hb.rps;
+    }
+    for (ScaleSide* side : order) {
+      quiesce(*side);
+      const int64_t first = side->fleet.size();
+      auto r = side->fleet.reserve(ctx, side->stack->front(), first, per_round, res_shape, &created);
+      say("round {} [{}] reserve {} more: {}", round, side->label, per_round, describe(r));
+      add_to(side->res, r);
+      res_rps[side == &large] = r.rps;
+    }
+    hb_ratios.push_back(hb_rps[0] > 0 ? hb_rps[1] / hb_rps[0] : 0);
+    res_ratios.push_back(res_rps[0] > 0 ? res_rps[1] / res_rps[0] : 0);
+    say("round {}: heartbeats {:.0f}%, reservations {:.0f}% of the {} rate", round, 100 * hb_ratios.back(),
+        100 * res_ratios.back(), small.label);
+  }
+  const auto summary = [](const LoadResult& r) {
+    return fmt::format("{:.0f}/s ({} good replies in {:.2f} s; errors {}, lost {}; worst round's p99 {:.2f} ms)", r.rps,
+                       r.counted, r.seconds, r.errors, r.lost, r.p99_ms);
+  };
+  for (ScaleSide* side : {&small, &large}) {
+    say("[{}] all rounds: heartbeats {}", side->label, summary(side->hb));
+    say("  {}", describe_redis_cost(RedisCost{}, side->hb_cost, side->hb_sent));
+    say("[{}] all rounds: reservations {}", side->label, summary(side->res));
+  }
+
+  quiesce(large);
   const double admin_ratio =
-      report_admin_timings(admin_small, fmt::format("{} computers", tiny), admin_timings(ctx, front),
-                           fmt::format("{} computers", n + m));
+      report_admin_timings(admin_small, fmt::format("{} computers", tiny), admin_timings(ctx, large.stack->front()),
+                           fmt::format("{} computers", large.fleet.size()));
   say("admin: slowest ratio x{:.2f} (target within 2x): {}", admin_ratio, admin_ratio <= 2.0 ? "met" : "NOT met");
   std::string rss;
-  for (const auto& p : sample_tree(l.stack->pid()))
+  for (const auto& p : sample_tree(large.stack->pid()))
     rss += fmt::format(" {} {:.0f} MiB;", p.name, p.rss_kib / 1024.0);
-  say("process RSS at {} computers:{}", n + m, rss);
-  l.stack->stop();
+  say("process RSS at {} computers:{}", large.fleet.size(), rss);
+  small.stack->stop();
+  large.stack->stop();
   say("scale run took {:.0f} s in all", since(started));
 
-  const auto within = [](double a, double b) { return b > 0 && a >= 0.8 * b; };
+  const double hb_ratio = small.hb.rps > 0 ? large.hb.rps / small.hb.rps : 0;
+  const double res_ratio = small.res.rps > 0 ? large.res.rps / small.res.rps : 0;
+  say("heartbeats at {} / {}: {:.0f}% over {} alternated rounds (rounds {:.0f}% to {:.0f}%); reservations {:.0f}% "
+      "(rounds {:.0f}% to {:.0f}%)",
+      n, small_n, 100 * hb_ratio, rounds, 100 * *std::min_element(hb_ratios.begin(), hb_ratios.end()),
+      100 * *std::max_element(hb_ratios.begin(), hb_ratios.end()), 100 * res_ratio,
+      100 * *std::min_element(res_ratios.begin(), res_ratios.end()),
+      100 * *std::max_element(res_ratios.begin(), res_ratios.end()));
   say("targets: <= 400 bytes per computer: {}; heartbeat rate at {} within 20% of {}: {}; reserve rate: {}",
-      per_computer <= 400 ? "met" : "NOT met", n, small, within(hb_large.rps, hb_small.rps) ? "met" : "NOT met",
-      within(r_large.rps, r_small.rps) ? "met" : "NOT met");
-  say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} reserve_rps_10k={:.0f} reserve_rps_1m={:.0f} "
-      "admin_ratio={:.2f}",
-      per_computer, hb_small.rps, hb_large.rps, r_small.rps, r_large.rps, admin_ratio);
-  return clean(hb_small) && clean(hb_large) && clean(r_large) ? 0 : 1;
+      per_computer <= 400 ? "met" : "NOT met", n, small_n, hb_ratio >= 0.8 ? "met" : "NOT met",
+      res_ratio >= 0.8 ? "met" : "NOT met");
+  say("bytes_per_computer={:.0f} hb_rps_10k={:.0f} hb_rps_1m={:.0f} hb_ratio={:.3f} reserve_rps_10k={:.0f} "
+      "reserve_rps_1m={:.0f} reserve_ratio={:.3f} admin_ratio={:.2f}",
+      per_computer, small.hb.rps, large.hb.rps, hb_ratio, small.res.rps, large.res.rps, res_ratio, admin_ratio);
+  return clean(small.hb) && clean(large.hb) && clean(small.res) && clean(large.res) ? 0 : 1;
 }
 
 }  // namespace primary::bench

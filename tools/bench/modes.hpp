@@ -13,7 +13,7 @@ namespace primary::bench {
 
 struct BenchSettings {
   int clients = 4, window = 64, threads = 1, seconds = 5;
-  int rounds = 1;  // echo, heartbeat: measurements alternated with their reference
+  int rounds = 1;  // echo, heartbeat, scale: measurements alternated with their reference
   int payload = 32, workers = 1, slots = 64;  // echo
   int64_t computers = 10000, count = 20000;   // licensing
   int license_workers = 0;                    // 0: primary-server's default
