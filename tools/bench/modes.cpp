@@ -399,7 +399,6 @@ struct ScaleSide {
   int64_t population = 0;
   LoadResult hb, res;  // sums over the rounds
   RedisCost hb_cost;   // Redis's cost of the heartbeat phases, summed
-  int64_t hb_sent = 0;
 };
 
 void add_to(LoadResult& sum, const LoadResult& r) {
@@ -412,6 +411,14 @@ void add_to(LoadResult& sum, const LoadResult& r) {
   sum.rps = sum.seconds > 0 ? static_cast<double>(sum.counted) / sum.seconds : 0;
   sum.p99_ms = std::max(sum.p99_ms, r.p99_ms);  // the worst round's
   if (sum.first_error.empty()) sum.first_error = r.first_error;
+}
+
+void add_to(RedisCost& sum, const RedisCost& before, const RedisCost& after) {
+  sum.cpu_s += after.cpu_s - before.cpu_s;
+  sum.script_calls += after.script_calls - before.script_calls;
+  sum.script_usec += after.script_usec - before.script_usec;
+  sum.aof_rewrites += after.aof_rewrites - before.aof_rewrites;
+  sum.rewriting = sum.rewriting || before.rewriting || after.rewriting;
 }
 
 }  // namespace
@@ -451,6 +458,18 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
     Redis redis = side.stack->redis();
     const double waited = wait_background_save(redis, 300s);
     if (waited >= 0.2) say("waited {:.1f} s for the {} stack's AOF rewrite to finish", waited, side.label);
+  };
+  // Heartbeats on one side for --seconds, printed with Redis's cost of them,
+  // which is added to `cost` when there is one.
+  const auto heartbeats = [&](ScaleSide& side, const std::string& phase, RedisCost* cost) {
+    Redis redis = side.stack->redis();
+    const RedisCost before = redis_cost(redis);
+    auto hb = side.fleet.heartbeat(ctx, side.stack->front(), side.population, s.seconds, hb_shape);
+    const RedisCost after = redis_cost(redis);
+    say("{} [{}] heartbeats: {}", phase, side.label, describe(hb));
+    say("  {}", describe_redis_cost(before, after, hb.sent));
+    if (cost) add_to(*cost, before, after);
+    return hb;
   };
   const auto used = [](ScaleSide& side) -> int64_t {
     Redis redis = side.stack->redis();
@@ -509,11 +528,7 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
     Redis redis = side->stack->redis();
     if (auto r = redis.command({"BGREWRITEAOF"}); !r || r->is_error()) say("BGREWRITEAOF failed; measuring anyway");
     quiesce(*side);
-    const RedisCost before = redis_cost(redis);
-    auto warm = side->fleet.heartbeat(ctx, side->stack->front(), side->population, s.seconds, hb_shape);
-    say("warm-up after an AOF rewrite [{}] heartbeats: {}", side->label, describe(warm));
-    say("  {}", describe_redis_cost(before, redis_cost(redis), warm.sent));
-    if (!clean(warm)) return fail("heartbeats failed");
+    if (!clean(heartbeats(*side, "warm-up after an AOF rewrite", nullptr))) return fail("heartbeats failed");
   }
 
   // The measured rounds: heartbeats, then count / rounds new reservations,
@@ -526,18 +541,7 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
     std::array<double, 2> hb_rps{}, res_rps{};
     for (ScaleSide* side : order) {
       quiesce(*side);
-      Redis redis = side->stack->redis();
-      const RedisCost before = redis_cost(redis);
-      auto hb = side->fleet.heartbeat(ctx, side->stack->front(), side->population, s.seconds, hb_shape);
-      const RedisCost after = redis_cost(redis);
-      say("round {} [{}] heartbeats: {}", round, side->label, describe(hb));
-      say("  {}", describe_redis_cost(before, after, hb.sent));
-      side->hb_cost.cpu_s += after.cpu_s - before.cpu_s;
-      side->hb_cost.script_calls += after.script_calls - before.script_calls;
-      side->hb_cost.script_usec += after.script_usec - before.script_usec;
-      side->hb_cost.aof_rewrites += after.aof_rewrites - before.aof_rewrites;
-      side->hb_cost.rewriting = side->hb_cost.rewriting || before.rewriting || after.rewriting;
-      side->hb_sent += hb.sent;
+      auto hb = heartbeats(*side, fmt::format("round {}", round), &side->hb_cost);
       add_to(side->hb, hb);
       hb_rps[side == &large] = hb.rps;
     }
@@ -560,7 +564,7 @@ int run_scale(const BenchEnv& env, const BenchSettings& s) {
   };
   for (ScaleSide* side : {&small, &large}) {
     say("[{}] all rounds: heartbeats {}", side->label, summary(side->hb));
-    say("  {}", describe_redis_cost(RedisCost{}, side->hb_cost, side->hb_sent));
+    say("  {}", describe_redis_cost(RedisCost{}, side->hb_cost, side->hb.sent));
     say("[{}] all rounds: reservations {}", side->label, summary(side->res));
   }
 
