@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <iterator>
 #include <memory>
 #include <new>
@@ -429,7 +430,7 @@ int64_t steady_ms() {
 // Sends every command and reads every reply; false on any I/O error (the
 // context's err/errstr say which).
 bool roundtrip(redisContext* c, const std::vector<Redis::Argv>& commands,
-               std::vector<RedisReply>* replies) {
+               std::vector<RedisReply>* replies, const std::function<void()>* meanwhile = nullptr) {
   // Every reply of every context is read here, so here is where hiredis is
   // told to build RedisReply objects (before the first reply is read).
   c->reader->fn = &reply_functions;
@@ -446,14 +447,33 @@ bool roundtrip(redisContext* c, const std::vector<Redis::Argv>& commands,
         REDIS_OK)
       return false;
   }
-  replies->reserve(commands.size());
-  for (size_t i = 0; i < commands.size(); ++i) {
-    void* raw = nullptr;
-    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) return false;
-    std::unique_ptr<RedisReply> reply(static_cast<RedisReply*>(raw));
-    replies->push_back(std::move(*reply));
+  // Should the caller's work throw, its exception is raised only once every
+  // reply is read, so the connection is left in step.
+  std::exception_ptr failed;
+  if (meanwhile) {
+    // Everything goes out first (redisGetReply would write it anyway), so
+    // that Redis works on it while the caller does.
+    for (int done = 0; !done;)
+      if (redisBufferWrite(c, &done) != REDIS_OK) return false;
+    try {
+      (*meanwhile)();
+    } catch (...) {
+      failed = std::current_exception();
+    }
   }
-  return true;
+  replies->reserve(commands.size());
+  bool ok = true;
+  for (size_t i = 0; ok && i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+      ok = false;
+    } else {
+      std::unique_ptr<RedisReply> reply(static_cast<RedisReply*>(raw));
+      replies->push_back(std::move(*reply));
+    }
+  }
+  if (failed) std::rethrow_exception(failed);
+  return ok;
 }
 
 std::string address_text(const RedisUrl::Address& a) {
@@ -629,10 +649,11 @@ std::optional<Error> Redis::ensure_connected() {
   return std::nullopt;
 }
 
-Result<std::vector<RedisReply>> Redis::exchange(const std::vector<Argv>& commands) {
+Result<std::vector<RedisReply>> Redis::exchange(const std::vector<Argv>& commands,
+                                                const std::function<void()>* meanwhile) {
   SigpipeBlock no_sigpipe;
   std::vector<RedisReply> replies;
-  if (!roundtrip(ctx_.get(), commands, &replies)) {
+  if (!roundtrip(ctx_.get(), commands, &replies, meanwhile)) {
     return io_error(commands[std::min(replies.size(), commands.size() - 1)][0]);
   }
   // This node cannot serve now (turned replica, loading): the next call
@@ -654,6 +675,16 @@ Result<RedisReply> Redis::command(const Argv& argv) {
 }
 
 Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& commands) {
+  return send_pipeline(commands, nullptr);
+}
+
+Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& commands,
+                                                const std::function<void()>& meanwhile) {
+  return send_pipeline(commands, &meanwhile);
+}
+
+Result<std::vector<RedisReply>> Redis::send_pipeline(const std::vector<Argv>& commands,
+                                                     const std::function<void()>* meanwhile) {
   for (const Argv& cmd : commands)
     if (cmd.empty()) return Error{Code::BadRequest, "redis: empty command in pipeline"};
   if (commands.empty()) return std::vector<RedisReply>{};
@@ -680,7 +711,7 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
     batch.insert(batch.end(), std::make_move_iterator(cmds.begin()), std::make_move_iterator(cmds.end()));
     return batch;
   };
-  auto sent = preload.empty() ? exchange(commands) : exchange(with_loads(preload, commands));
+  auto sent = preload.empty() ? exchange(commands, meanwhile) : exchange(with_loads(preload, commands), meanwhile);
   if (!sent) return sent.error();
   for (size_t i = 0; i < preload.size(); ++i)
     if (!(*sent)[i].is_error()) loaded_.insert(preload[i]);

@@ -38,6 +38,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -155,6 +156,12 @@ class Redis {
   // call built by script_call() that gets NOSCRIPT is loaded and re-sent, so
   // it then runs after the other commands of the pipeline.
   Result<std::vector<RedisReply>> pipeline(const std::vector<Argv>& commands);
+  // The same, and runs `meanwhile` once the commands are written, before the
+  // replies are read: work that does not need them overlaps Redis's. It runs
+  // at most once (not for a command re-sent after NOSCRIPT), and not at all
+  // when there is no connection or the commands could not be sent.
+  Result<std::vector<RedisReply>> pipeline(const std::vector<Argv>& commands,
+                                           const std::function<void()>& meanwhile);
 
   // Runs a script with EVALSHA, loading it when Redis does not know it.
   Result<RedisReply> eval(const Script& script, const Argv& keys, const Argv& args);
@@ -201,7 +208,10 @@ class Redis {
   bool note_role(const RedisReply& role);
   // WAIT for the replicas RedisOptions asks for, on the current connection.
   std::optional<Error> await_replicas();
-  Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands);
+  Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands,
+                                           const std::function<void()>* meanwhile = nullptr);
+  Result<std::vector<RedisReply>> send_pipeline(const std::vector<Argv>& commands,
+                                                const std::function<void()>* meanwhile);
   Error io_error(std::string_view during);
   std::string where() const;
 

@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <stdexcept>
+#include <thread>
 
 #include "tests/support/redis_server.hpp"
 #include "tests/support/util.hpp"
@@ -185,6 +187,37 @@ TEST_F(RedisTest, PipelineReturnsAllRepliesInOrder) {
     }
   }
   EXPECT_TRUE(r.pipeline({})->empty());
+}
+
+// pipeline(commands, meanwhile): the commands are on their way before
+// `meanwhile` runs (another connection sees their effect while it runs),
+// it runs once, and when it throws, its exception comes out only after the
+// replies are read: the connection stays in step.
+TEST_F(RedisTest, PipelineRunsTheCallersWorkWhileRedisRunsTheCommands) {
+  Redis r = client();
+  Redis other = client();
+  int runs = 0;
+  bool seen = false;
+  auto replies = r.pipeline({{"SET", "overlap", "1"}, {"INCR", "overlap"}}, [&] {
+    ++runs;
+    for (int i = 0; i < 500 && !seen; ++i) {
+      auto v = other.command({"GET", "overlap"});
+      seen = v.ok() && v->is_str() && v->str == "2";
+      if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  ASSERT_TRUE(replies.ok()) << replies.error().message;
+  EXPECT_EQ(runs, 1);
+  EXPECT_TRUE(seen) << "the commands were still waiting while the caller's work ran";
+  ASSERT_EQ(replies->size(), 2u);
+  EXPECT_EQ((*replies)[1].integer, 2);
+
+  EXPECT_THROW(r.pipeline({{"INCR", "overlap"}, {"ECHO", "late"}}, [] { throw std::runtime_error("mine"); }),
+               std::runtime_error);
+  auto next = r.command({"GET", "overlap"});
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->str, "3") << "a reply of the interrupted pipeline was left unread";
+  EXPECT_EQ(r.command({"ECHO", "now"})->str, "now");
 }
 
 TEST_F(RedisTest, ScriptsSurviveScriptFlush) {
