@@ -26,6 +26,8 @@ namespace {
 // each worker to 305 MiB. A Client heartbeats once per check interval, so
 // only retries and the per-minute unlicensed ones come back within a quantum.
 constexpr size_t kLeaseCacheMax = 65536;
+// How long a computer answered unlicensed gets no lease signed ahead.
+constexpr int64_t kRejectedForgetMs = 600000;
 // Heartbeats per script call (a call of 128 holds Redis about 2 ms).
 constexpr size_t kHeartbeatsPerCall = 128;
 // Reservations per script call.
@@ -107,14 +109,36 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
   return std::string(buf.data(), buf.size());
 }
 
+std::vector<LicenseService::CachedLease> LicenseService::sign_ahead(const std::vector<LeaseWanted>& guesses,
+                                                                   size_t replies, int64_t now_s) {
+  const int64_t issued = lease_issued(now_s);
+  std::vector<Lease> to_sign;
+  std::vector<size_t> at;
+  for (const auto& g : guesses) {
+    if (auto it = leases_.find(g.computer); it != leases_.end() && it->second.serves(g, issued)) continue;
+    to_sign.push_back(Lease{std::string(g.computer), std::string(g.license), std::string(g.serial), issued,
+                            issued + config_.check_interval_s + config_.grace_s});
+    at.push_back(g.reply);
+  }
+  std::vector<CachedLease> ahead;
+  if (to_sign.empty()) return ahead;
+  auto tokens = make_leases(to_sign, config_.lease_secret);
+  count_("leases_signed_ahead", static_cast<int64_t>(tokens.size()));
+  ahead.resize(replies);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    Lease& l = to_sign[i];
+    ahead[at[i]] = CachedLease{std::move(l.license), std::move(l.serial), std::move(tokens[i]), l.issued, l.expires};
+  }
+  return ahead;
+}
+
 void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies,
-                                int64_t now_s) {
+                                int64_t now_s, std::vector<CachedLease>* ahead) {
   // Leases are issued on a time grid: every heartbeat within one quantum
   // gets the same signed lease, so a busy server signs at most one lease
   // per computer per quantum. A lease still proves the same thing: this
   // computer held this license at `issued`, valid until check + grace later.
-  const int64_t quantum = lease_quantum_s();
-  const int64_t issued = now_s - now_s % quantum;
+  const int64_t issued = lease_issued(now_s);
   // Only leases of the current quantum can be handed out again, so the cache
   // holds just those: the computers seen in the last minute at most, not the
   // whole fleet (at 1,000,000 computers a cache of every lease grew each
@@ -129,12 +153,18 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
   std::vector<CachedLease*> signed_into;  // map nodes do not move
   std::vector<const CachedLease*> found;  // per wanted lease
   found.reserve(wanted.size());
+  int64_t taken = 0;
   for (const auto& w : wanted) {
     auto it = leases_.find(w.computer);
     if (it == leases_.end()) it = leases_.emplace(std::string(w.computer), CachedLease{}).first;
     CachedLease& c = it->second;
     found.push_back(&c);
-    if (c.issued == issued && c.license == w.license && c.serial == w.serial && !c.token.empty()) continue;
+    if (c.serves(w, issued)) continue;
+    if (ahead && !ahead->empty() && (*ahead)[w.reply].serves(w, issued)) {
+      c = std::move((*ahead)[w.reply]);
+      ++taken;
+      continue;
+    }
     c.license = w.license;
     c.serial = w.serial;
     c.issued = issued;
@@ -143,6 +173,7 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
     to_sign.push_back(Lease{std::string(w.computer), c.license, c.serial, c.issued, c.expires});
     signed_into.push_back(&c);
   }
+  if (taken > 0) count_("leases_signed_ahead_used", taken);
   auto tokens = make_leases(to_sign, config_.lease_secret);
   for (size_t i = 0; i < tokens.size(); ++i) signed_into[i]->token = std::move(tokens[i]);
   for (size_t i = 0; i < wanted.size(); ++i) {
@@ -216,24 +247,48 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     calls.push_back(redis_.script_call(heartbeat_script(), std::move(keys), std::move(args)));
   }
   if (calls.empty()) return replies;
+  // Signing the leases overlaps Redis's work on the calls. At a large fleet
+  // most heartbeats need a new lease (a Client comes back once per check
+  // interval), and signing after the answer kept this worker's next call
+  // out of Redis for that long.
+  if (now - rejected_since_ms_ > kRejectedForgetMs || rejected_.size() > kLeaseCacheMax) {
+    rejected_.clear();
+    rejected_since_ms_ = now;
+  }
+  std::vector<LeaseWanted> guesses;
+  if (!serial_.empty()) {
+    guesses.reserve(heartbeats.size());
+    for (size_t i : heartbeats)
+      if (const Request& r = reqs[i]; rejected_.empty() || !rejected_.contains(r.str("computer")))
+        guesses.push_back({i, r.str("computer"), r.str("license"), serial_});
+  }
+  std::vector<CachedLease> ahead;
   // The leases wanted point into `reqs` and `out` (the serial).
-  const auto out = redis_.pipeline(calls);
+  const auto out = redis_.pipeline(calls, [&] { ahead = sign_ahead(guesses, reqs.size(), now / 1000); });
   std::vector<LeaseWanted> wanted;
   auto done = batch_replies(out, heartbeats.size(), kHeartbeatsPerCall, 3, 0,
                             [&](size_t k, const RedisReply& entry, const RedisReply& answer) {
                               bool licensed = false;
                               std::optional<Reply> reply = heartbeat_reply(entry, now, licensed);
                               if (!reply) return script_failure(entry);
+                              const Request& r = reqs[heartbeats[k]];
                               if (licensed) {
                                 const RedisReply& serial = answer.elements[2];
                                 if (!serial.is_str()) return script_failure(answer);
-                                const Request& r = reqs[heartbeats[k]];
                                 wanted.push_back({heartbeats[k], r.str("computer"), r.str("license"), serial.str});
+                                if (auto it = rejected_.find(r.str("computer")); it != rejected_.end())
+                                  rejected_.erase(it);
+                              } else {
+                                rejected_.emplace(r.str("computer"));
                               }
                               return std::move(*reply);
                             });
   for (size_t k = 0; k < heartbeats.size(); ++k) replies[heartbeats[k]] = std::move(done[k]);
-  add_leases(wanted, replies, now / 1000);
+  if (out)
+    for (const RedisReply& answer : *out)
+      if (answer.is_array() && answer.elements.size() > 2 && answer.elements[2].is_str())
+        serial_ = answer.elements[2].str;
+  add_leases(wanted, replies, now / 1000, &ahead);
   return replies;
 }
 

@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
   EventPublisher events(ctx, split_list(cfg.str("event-sink")));
   LicenseService service(redis, lc, events, unix_ms);
   WorkerRuntime rt(ctx, wopt);
+  service.count_with([&rt](std::string_view name, int64_t n) { rt.metrics().add(name, n); });
   const int slots = static_cast<int>(cfg.integer("slots"));
   rt.serve_batch("license", [&](const std::vector<Request>& r) { return service.handle_license(r); }, slots);
   rt.serve_batch("license.control", [&](const std::vector<Request>& r) { return service.handle_control(r); },

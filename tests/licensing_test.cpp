@@ -18,6 +18,7 @@
 #include "common/tokens.hpp"
 #include "licensed/license_service.hpp"
 #include "tests/support/raw_dealer.hpp"
+#include "tests/support/redis_server.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
 
@@ -469,6 +470,92 @@ TEST(Licensing, HeartbeatsVerifyWithOrWithoutTheLicenseCopyInMeta) {
   EXPECT_EQ(str(heartbeat(s, "old-1", license), "status"), "licensed");
   EXPECT_EQ(str(heartbeat(s, "old-1", license + "x"), "reason"), "LICENSE_MISMATCH");
   EXPECT_EQ(str(heartbeat(s, "nobody", license), "reason"), "NOT_RESERVED");
+}
+
+// A worker signs the leases of a batch while Redis runs it, guessing from
+// the serial of its last answer and the license each Client sent. The
+// service alone, on a real Redis: a guess that turns out wrong (a wrong
+// license, an unknown computer) is never handed out, a right one is, and a
+// computer answered unlicensed gets no lease signed ahead again.
+TEST(Licensing, LeasesSignedAheadAreHandedOutOnlyWhenLicensed) {
+  RedisServer rs;
+  ASSERT_TRUE(rs.ok());
+  Redis redis(*parse_redis_url(rs.url()));
+  zmq::context_t ctx(1);
+  EventPublisher events(ctx, {});
+  const SignKeypair lease_key = sign_keypair();
+  LicenseConfig lc;
+  lc.lease_secret = lease_key.secret_key;
+  int64_t now_ms = 1'800'000'000'000;
+  LicenseService service(redis, lc, events, [&] { return now_ms; });
+  std::map<std::string, int64_t> counted;
+  service.count_with([&](std::string_view name, int64_t n) { counted[std::string(name)] += n; });
+  ASSERT_TRUE(redis.command({"HSET", "ps:serial", "unlocked", "SN-AHEAD", "purchased", "10"}).ok());
+
+  auto request = [](std::string_view service_name, std::string_view op, Value::Map fields) {
+    Value rid;
+    auto r = decode_request(service_name, encode_request(op, std::move(fields)), CodecLimits{}, &rid);
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    return *r;
+  };
+  std::vector<Request> reserves;
+  for (const char* name : {"AHEAD-1", "AHEAD-2"})
+    reserves.push_back(request("license.control", "reserve", {{"computer", Value(name)}}));
+  auto reserved = service.handle_control(reserves);
+  ASSERT_TRUE(reserved[0].ok && reserved[1].ok);
+  const std::string lic1 = reserved[0].fields.find("license")->as_str();
+  const std::string lic2 = reserved[1].fields.find("license")->as_str();
+  auto heartbeats = [&](const std::vector<std::pair<std::string, std::string>>& batch) {
+    std::vector<Request> reqs;
+    for (const auto& [name, license] : batch)
+      reqs.push_back(request("license", "heartbeat", {{"computer", Value(name)}, {"license", Value(license)}}));
+    return service.handle_license(reqs);
+  };
+  auto lease_of = [&](const Reply& r) -> std::string {
+    const Value* lease = r.fields.find("lease");
+    return lease ? lease->as_str() : std::string();
+  };
+
+  // The first batch: no answer yet, so no serial to guess with.
+  auto first = heartbeats({{"AHEAD-1", lic1}});
+  ASSERT_TRUE(first[0].ok);
+  EXPECT_FALSE(lease_of(first[0]).empty());
+  EXPECT_EQ(counted["leases_signed_ahead"], 0);
+
+  // A new quantum: every lease is new. AHEAD-1 right, AHEAD-2 with the
+  // other's license, a stranger: three guesses, one right.
+  now_ms += 60'000;
+  auto batch = heartbeats({{"AHEAD-1", lic1}, {"AHEAD-2", lic1}, {"STRANGER", lic2}});
+  EXPECT_EQ(counted["leases_signed_ahead"], 3);
+  EXPECT_EQ(counted["leases_signed_ahead_used"], 1);
+  EXPECT_EQ(str(batch[0].fields, "status"), "licensed");
+  auto lease = verify_lease(lease_of(batch[0]), lease_key.public_key, now_ms / 1000);
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  EXPECT_EQ(lease->computer, "AHEAD-1");
+  EXPECT_EQ(lease->license, lic1);
+  EXPECT_EQ(lease->serial, "SN-AHEAD");
+  EXPECT_EQ(lease->issued, now_ms / 1000 - now_ms / 1000 % service.lease_quantum_s());
+  EXPECT_EQ(str(batch[1].fields, "reason"), "LICENSE_MISMATCH");
+  EXPECT_EQ(batch[1].fields.find("lease"), nullptr);
+  EXPECT_EQ(str(batch[2].fields, "reason"), "NOT_RESERVED");
+  EXPECT_EQ(batch[2].fields.find("lease"), nullptr);
+
+  // The same quantum: AHEAD-1's lease is cached, and the two answered
+  // unlicensed are not guessed again, even with the right license now.
+  batch = heartbeats({{"AHEAD-1", lic1}, {"AHEAD-2", lic2}, {"STRANGER", lic2}});
+  EXPECT_EQ(counted["leases_signed_ahead"], 3);
+  EXPECT_EQ(lease_of(batch[0]), lease_of(heartbeats({{"AHEAD-1", lic1}})[0]));
+  ASSERT_EQ(str(batch[1].fields, "status"), "licensed");
+  lease = verify_lease(lease_of(batch[1]), lease_key.public_key, now_ms / 1000);
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  EXPECT_EQ(lease->license, lic2);
+
+  // Licensed again, AHEAD-2 is guessed again in the next quantum.
+  now_ms += 60'000;
+  batch = heartbeats({{"AHEAD-2", lic2}});
+  EXPECT_EQ(counted["leases_signed_ahead"], 4);
+  EXPECT_EQ(counted["leases_signed_ahead_used"], 2);
+  EXPECT_TRUE(verify_lease(lease_of(batch[0]), lease_key.public_key, now_ms / 1000).ok());
 }
 
 // The last-seen time is written at a computer's first heartbeat in each

@@ -579,7 +579,8 @@ TEST_F(MetricsSystem, ScrapeAgreesWithWhatTheTestDid) {
                x.value("primary_request_errors_total",
                        err({{"service", "update"}, {"op", "fetch"}}, "NOT_FOUND")) >= 1 &&
                x.value("primary_request_errors_total",
-                       err({{"service", "license.control"}, {"op", "_invalid"}}, "UNKNOWN_OP")) >= 1;
+                       err({{"service", "license.control"}, {"op", "_invalid"}}, "UNKNOWN_OP")) >= 1 &&
+               x.value("primary_leases_signed_ahead_used_total") >= kHeartbeats - 1;
       },
       &http);
   EXPECT_EQ(http.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
@@ -601,6 +602,9 @@ TEST_F(MetricsSystem, ScrapeAgreesWithWhatTheTestDid) {
   EXPECT_EQ(m.value("primary_broker_queue_depth", {{"service", "license"}}), 0);
   EXPECT_EQ(m.value("primary_broker_busy_total", {{"service", "license"}}), 0);
   EXPECT_EQ(m.value("primary_update_bytes_served_total"), 0);
+  // The one licensing worker knew the serial from the first heartbeat's
+  // answer on, and signed each later one's lease while Redis ran it.
+  EXPECT_GE(m.value("primary_leases_signed_ahead_total"), m.value("primary_leases_signed_ahead_used_total"));
   // The scrape itself is an admin.metrics request, counted like any other.
   Scrape again = scrape_until([](const Scrape& x) {
     return x.value("primary_requests_total", {{"service", "admin"}, {"op", "metrics"}}) >= 1;

@@ -65,6 +65,13 @@ bool metric_name_part(const std::string& s) {
   return true;
 }
 
+const char* counter_help(std::string_view key) {
+  if (key == "update_bytes_served") return "Bytes of release files served to update.fetch requests.";
+  if (key == "leases_signed_ahead") return "Leases signed while Redis ran their heartbeats, before the answer.";
+  if (key == "leases_signed_ahead_used") return "Of the leases signed ahead, those handed out.";
+  return "Counted by the workers.";
+}
+
 }  // namespace
 
 MetricsAccess metrics_access(bool loopback, bool require_token, const std::string& token,
@@ -188,9 +195,7 @@ std::string render_prometheus(const Value& reply) {
     for (const auto& [key, n] : counters.as_map()) {
       if (!metric_name_part(key)) continue;
       const std::string name = "primary_" + key + "_total";
-      x.family(name, "counter",
-               key == "update_bytes_served" ? "Bytes of release files served to update.fetch requests."
-                                            : "Counted by the workers.");
+      x.family(name, "counter", counter_help(key));
       x.sample(name, {}, number(n));
     }
   return x.take();
