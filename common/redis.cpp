@@ -653,7 +653,14 @@ Result<std::vector<RedisReply>> Redis::exchange(const std::vector<Argv>& command
                                                 const std::function<void()>* meanwhile) {
   SigpipeBlock no_sigpipe;
   std::vector<RedisReply> replies;
-  if (!roundtrip(ctx_.get(), commands, &replies, meanwhile)) {
+  bool sent = false;
+  try {
+    sent = roundtrip(ctx_.get(), commands, &replies, meanwhile);
+  } catch (...) {  // from `meanwhile`, raised after the replies were read
+    if (ctx_ && ctx_->err) disconnect();
+    throw;
+  }
+  if (!sent) {
     return io_error(commands[std::min(replies.size(), commands.size() - 1)][0]);
   }
   // This node cannot serve now (turned replica, loading): the next call
