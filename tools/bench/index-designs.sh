@@ -1,0 +1,166 @@
+#!/bin/bash
+# Redis alone: what a heartbeat's last-seen bookkeeping costs at 10,000 and at
+# 1,000,000 computers, for the product's design and for the alternatives that
+# were weighed against it (docs/benchmarks.md, section 5, "Session 11").
+#
+# Two redis-servers run side by side, as the private one runs (AOF, fsync
+# always, no automatic rewrite), on Unix sockets in a temporary directory.
+# Each is filled once with N computers: a meta entry (a 64-byte value, as a
+# computer's msgpack meta is), a member of the last-seen sorted set and of
+# one slot set. Then, round after round, each design's script is driven by
+# redis-benchmark: 2 connections (the two license workers), each call one
+# batch of 43 heartbeats of random computers (the batch the full stack sends
+# under load). The order of the two sizes is swapped every round.
+#
+# Designs (one Lua script each, per heartbeat):
+#   zset       HGET meta, ZADD last-seen  (the product: ps:meta, ps:active)
+#   zset-only  ZADD last-seen             (a worker that knew the license)
+#   slot-sets  HGET meta, SMOVE from the computer's old one-second slot set
+#              to the current one, HSET meta with the new slot  (an exact
+#              index whose sweep takes whole expired slots)
+#   list       HGET meta, HSET meta, RPUSH to the current minute's list
+#              (append only: the sweep would have to skip the stale entries)
+#   meta       HGET meta, HSET meta  (no index at all: the floor)
+#
+# Prints a line per measurement, then per design: heartbeats/s at each size
+# (all rounds summed), the ratio, and Redis's CPU time per heartbeat.
+#
+# Usage: tools/bench/index-designs.sh [ROUNDS] [CALLS] [DESIGNS...]
+#   defaults: 4 rounds, 3000 calls (129,000 heartbeats) per measurement,
+#   all five designs.
+set -euo pipefail
+
+rounds=${1:-4}
+calls=${2:-3000}
+shift $(($# > 2 ? 2 : $#))
+designs=("$@")
+[ ${#designs[@]} -gt 0 ] || designs=(zset zset-only slot-sets list meta)
+batch=43
+sizes=(10000 1000000)
+
+for tool in redis-server redis-cli redis-benchmark bc; do
+  command -v "$tool" >/dev/null || { echo "index-designs: $tool is not installed" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/index-designs.XXXXXX)
+declare -A pid
+cleanup() {
+  for n in "${sizes[@]}"; do
+    [ -S "$work/$n/sock" ] && redis-cli -s "$work/$n/sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cli() { local n=$1; shift; redis-cli -s "$work/$n/sock" "$@"; }
+
+wait_no_rewrite() {
+  while cli "$1" INFO persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:1'; do sleep 0.5; done
+}
+
+# A 64-byte value that ends in the slot (msgpack uint16 0x0102 = slot 258).
+meta_value=$(printf '\x86\xa1l\xd9\x24%s\xa1v\xa51.2.3\xa1p\xa99.9.9.9\xa1s\xcd\x01\x02' \
+  "$(printf 'x%.0s' $(seq 36))")
+
+for n in "${sizes[@]}"; do
+  mkdir -p "$work/$n"
+  redis-server --port 0 --unixsocket "$work/$n/sock" --dir "$work/$n" \
+    --appendonly yes --appendfsync always --save '' --auto-aof-rewrite-percentage 0 \
+    --daemonize yes --pidfile "$work/$n/pid" --logfile "$work/$n/log" >/dev/null
+done
+for n in "${sizes[@]}"; do
+  for _ in $(seq 50); do [ -S "$work/$n/sock" ] && break; sleep 0.1; done
+  pid[$n]=$(cat "$work/$n/pid")
+  for ((from = 0; from < n; from += 50000)); do
+    to=$((from + 50000 < n ? from + 50000 : n))
+    cli "$n" EVAL "
+      for i = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
+        local name = 'C' .. string.format('%012d', i)
+        redis.call('HSET', 'meta', name, ARGV[3])
+        redis.call('ZADD', 'active', 1000, name)
+        redis.call('SADD', 'slot:258', name)
+      end
+      return 1" 0 "$from" "$to" "$meta_value" >/dev/null
+  done
+  cli "$n" BGREWRITEAOF >/dev/null
+done
+for n in "${sizes[@]}"; do wait_no_rewrite "$n"; done
+
+now='local t = redis.call("TIME") local now = t[1] * 1000 + math.floor(t[2] / 1000)'
+# The new meta value: the old one with its last two bytes (the slot) replaced.
+reslot='string.sub(m, 1, #m - 2) .. string.char(math.floor(slot / 256), slot % 256)'
+declare -A body
+body[zset]="$now
+for i = 1, #ARGV do
+  local m = redis.call('HGET', 'meta', ARGV[i])
+  redis.call('ZADD', 'active', now, ARGV[i])
+end"
+body[zset-only]="$now
+for i = 1, #ARGV do redis.call('ZADD', 'active', now, ARGV[i]) end"
+body[slot-sets]="$now
+local slot = math.floor(now / 1000) % 65536
+for i = 1, #ARGV do
+  local m = redis.call('HGET', 'meta', ARGV[i])
+  local old = string.byte(m, #m - 1) * 256 + string.byte(m, #m)
+  redis.call('SMOVE', 'slot:' .. old, 'slot:' .. slot, ARGV[i])
+  redis.call('HSET', 'meta', ARGV[i], $reslot)
+end"
+body[list]="$now
+local slot = math.floor(now / 60000) % 65536
+for i = 1, #ARGV do
+  local m = redis.call('HGET', 'meta', ARGV[i])
+  redis.call('HSET', 'meta', ARGV[i], $reslot)
+  redis.call('RPUSH', 'seen:' .. slot, ARGV[i])
+end"
+body[meta]="$now
+local slot = math.floor(now / 1000) % 65536
+for i = 1, #ARGV do
+  local m = redis.call('HGET', 'meta', ARGV[i])
+  redis.call('HSET', 'meta', ARGV[i], $reslot)
+end"
+
+names=()
+for _ in $(seq $batch); do names+=("C__rand_int__"); done
+declare -A sha
+for d in "${designs[@]}"; do
+  [ -n "${body[$d]:-}" ] || { echo "index-designs: no design '$d'" >&2; exit 1; }
+  for n in "${sizes[@]}"; do
+    sha[$d.$n]=$(cli "$n" SCRIPT LOAD "${body[$d]} return 1")
+    # warm-up, unmeasured
+    redis-benchmark -s "$work/$n/sock" -c 2 -n 1000 -r "$n" EVALSHA "${sha[$d.$n]}" 0 "${names[@]}" >/dev/null 2>&1
+  done
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A secs ticks
+for r in $(seq "$rounds"); do
+  order=("${sizes[@]}")
+  [ $((r % 2)) = 0 ] && order=(1000000 10000)
+  for d in "${designs[@]}"; do
+    for n in "${order[@]}"; do
+      c0=$(cpu_ticks "${pid[$n]}")
+      t0=$(date +%s.%N)
+      redis-benchmark -s "$work/$n/sock" -c 2 -n "$calls" -r "$n" \
+        EVALSHA "${sha[$d.$n]}" 0 "${names[@]}" >/dev/null 2>&1
+      t1=$(date +%s.%N)
+      c1=$(cpu_ticks "${pid[$n]}")
+      s=$(echo "$t1 - $t0" | bc -l)
+      secs[$d.$n]=$(echo "${secs[$d.$n]:-0} + $s" | bc -l)
+      ticks[$d.$n]=$(( ${ticks[$d.$n]:-0} + c1 - c0 ))
+      printf 'round=%d design=%s computers=%d hb_per_s=%.0f redis_cpu_us_per_hb=%.2f\n' "$r" "$d" "$n" \
+        "$(echo "$calls * $batch / $s" | bc -l)" \
+        "$(echo "($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / ($calls * $batch)" | bc -l)"
+    done
+  done
+done
+
+hz=$(getconf CLK_TCK)
+for d in "${designs[@]}"; do
+  total=$(echo "$rounds * $calls * $batch" | bc)
+  small=$(echo "$total / ${secs[$d.10000]}" | bc -l)
+  large=$(echo "$total / ${secs[$d.1000000]}" | bc -l)
+  printf 'design=%s hb_per_s_10k=%.0f hb_per_s_1m=%.0f ratio=%.3f redis_cpu_us_10k=%.2f redis_cpu_us_1m=%.2f\n' \
+    "$d" "$small" "$large" "$(echo "$large / $small" | bc -l)" \
+    "$(echo "${ticks[$d.10000]} * 1000000 / $hz / $total" | bc -l)" \
+    "$(echo "${ticks[$d.1000000]} * 1000000 / $hz / $total" | bc -l)"
+done
