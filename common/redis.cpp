@@ -681,17 +681,8 @@ Result<RedisReply> Redis::command(const Argv& argv) {
   return std::move(replies->front());
 }
 
-Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& commands) {
-  return send_pipeline(commands, nullptr);
-}
-
 Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& commands,
                                                 const std::function<void()>& meanwhile) {
-  return send_pipeline(commands, &meanwhile);
-}
-
-Result<std::vector<RedisReply>> Redis::send_pipeline(const std::vector<Argv>& commands,
-                                                     const std::function<void()>* meanwhile) {
   for (const Argv& cmd : commands)
     if (cmd.empty()) return Error{Code::BadRequest, "redis: empty command in pipeline"};
   if (commands.empty()) return std::vector<RedisReply>{};
@@ -718,7 +709,8 @@ Result<std::vector<RedisReply>> Redis::send_pipeline(const std::vector<Argv>& co
     batch.insert(batch.end(), std::make_move_iterator(cmds.begin()), std::make_move_iterator(cmds.end()));
     return batch;
   };
-  auto sent = preload.empty() ? exchange(commands, meanwhile) : exchange(with_loads(preload, commands), meanwhile);
+  const std::function<void()>* work = meanwhile ? &meanwhile : nullptr;
+  auto sent = preload.empty() ? exchange(commands, work) : exchange(with_loads(preload, commands), work);
   if (!sent) return sent.error();
   for (size_t i = 0; i < preload.size(); ++i)
     if (!(*sent)[i].is_error()) loaded_.insert(preload[i]);

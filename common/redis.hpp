@@ -155,13 +155,12 @@ class Redis {
   // Sends all commands in one round trip; replies in the same order. A script
   // call built by script_call() that gets NOSCRIPT is loaded and re-sent, so
   // it then runs after the other commands of the pipeline.
-  Result<std::vector<RedisReply>> pipeline(const std::vector<Argv>& commands);
-  // The same, and runs `meanwhile` once the commands are written, before the
+  // `meanwhile`, when given, runs once the commands are written, before the
   // replies are read: work that does not need them overlaps Redis's. It runs
   // at most once (not for a command re-sent after NOSCRIPT), and not at all
   // when there is no connection or the commands could not be sent.
   Result<std::vector<RedisReply>> pipeline(const std::vector<Argv>& commands,
-                                           const std::function<void()>& meanwhile);
+                                           const std::function<void()>& meanwhile = {});
 
   // Runs a script with EVALSHA, loading it when Redis does not know it.
   Result<RedisReply> eval(const Script& script, const Argv& keys, const Argv& args);
@@ -210,8 +209,6 @@ class Redis {
   std::optional<Error> await_replicas();
   Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands,
                                            const std::function<void()>* meanwhile = nullptr);
-  Result<std::vector<RedisReply>> send_pipeline(const std::vector<Argv>& commands,
-                                                const std::function<void()>* meanwhile);
   Error io_error(std::string_view during);
   std::string where() const;
 
