@@ -109,6 +109,11 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
   return std::string(buf.data(), buf.size());
 }
 
+Lease LicenseService::new_lease(const LeaseWanted& w, int64_t issued) const {
+  return Lease{std::string(w.computer), std::string(w.license), std::string(w.serial), issued,
+               issued + config_.check_interval_s + config_.grace_s};
+}
+
 std::vector<LicenseService::CachedLease> LicenseService::sign_ahead(const std::vector<LeaseWanted>& guesses,
                                                                    size_t replies, int64_t now_s) {
   const int64_t issued = lease_issued(now_s);
@@ -116,8 +121,7 @@ std::vector<LicenseService::CachedLease> LicenseService::sign_ahead(const std::v
   std::vector<size_t> at;
   for (const auto& g : guesses) {
     if (auto it = leases_.find(g.computer); it != leases_.end() && it->second.serves(g, issued)) continue;
-    to_sign.push_back(Lease{std::string(g.computer), std::string(g.license), std::string(g.serial), issued,
-                            issued + config_.check_interval_s + config_.grace_s});
+    to_sign.push_back(new_lease(g, issued));
     at.push_back(g.reply);
   }
   std::vector<CachedLease> ahead;
@@ -133,7 +137,7 @@ std::vector<LicenseService::CachedLease> LicenseService::sign_ahead(const std::v
 }
 
 void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies,
-                                int64_t now_s, std::vector<CachedLease>* ahead) {
+                                int64_t now_s, std::vector<CachedLease>& ahead) {
   // Leases are issued on a time grid: every heartbeat within one quantum
   // gets the same signed lease, so a busy server signs at most one lease
   // per computer per quantum. A lease still proves the same thing: this
@@ -160,17 +164,15 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
     CachedLease& c = it->second;
     found.push_back(&c);
     if (c.serves(w, issued)) continue;
-    if (ahead && !ahead->empty() && (*ahead)[w.reply].serves(w, issued)) {
-      c = std::move((*ahead)[w.reply]);
+    if (!ahead.empty() && ahead[w.reply].serves(w, issued)) {
+      c = std::move(ahead[w.reply]);
       ++taken;
       continue;
     }
-    c.license = w.license;
-    c.serial = w.serial;
-    c.issued = issued;
-    c.expires = issued + config_.check_interval_s + config_.grace_s;
-    c.token = "-";  // queued below; a repeat in this batch finds it
-    to_sign.push_back(Lease{std::string(w.computer), c.license, c.serial, c.issued, c.expires});
+    to_sign.push_back(new_lease(w, issued));
+    const Lease& l = to_sign.back();
+    // Token "-": queued below; a repeat in this batch finds it.
+    c = CachedLease{l.license, l.serial, "-", l.issued, l.expires};
     signed_into.push_back(&c);
   }
   if (taken > 0) count_("leases_signed_ahead_used", taken);
@@ -288,7 +290,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     for (const RedisReply& answer : *out)
       if (answer.is_array() && answer.elements.size() > 2 && answer.elements[2].is_str())
         serial_ = answer.elements[2].str;
-  add_leases(wanted, replies, now / 1000, &ahead);
+  add_leases(wanted, replies, now / 1000, ahead);
   return replies;
 }
 

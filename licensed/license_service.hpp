@@ -17,6 +17,7 @@
 #include "common/events.hpp"
 #include "common/redis.hpp"
 #include "common/schema.hpp"
+#include "common/tokens.hpp"
 
 namespace primary {
 
@@ -86,9 +87,9 @@ class LicenseService {
   // one signature (make_leases). A computer gets at most one lease per
   // quantum from this worker. `ahead`, when not empty, holds leases signed
   // before the answer (sign_ahead), by reply index; one that is what a
-  // wanted reply needs is taken instead of signing it again.
+  // wanted reply needs is taken (moved out) instead of signing it again.
   void add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies, int64_t now_s,
-                  std::vector<CachedLease>* ahead = nullptr);
+                  std::vector<CachedLease>& ahead);
   // Signs, while Redis runs a batch, the leases its heartbeats will want if
   // they are licensed as `guesses` say (the serial of the last answer, the
   // license each Client sent) and the cache has none of: the result by
@@ -96,6 +97,8 @@ class LicenseService {
   // A guess that turns out wrong costs a wasted hash-tree leaf; its lease
   // is never handed out.
   std::vector<CachedLease> sign_ahead(const std::vector<LeaseWanted>& guesses, size_t replies, int64_t now_s);
+  // The lease `w` wants, not signed yet, issued at `issued`.
+  Lease new_lease(const LeaseWanted& w, int64_t issued) const;
   // The start of the lease quantum holding `now_s`: a lease's `issued`.
   int64_t lease_issued(int64_t now_s) const { return now_s - now_s % lease_quantum_s(); }
 
