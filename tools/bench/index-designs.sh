@@ -6,11 +6,12 @@
 # Two redis-servers run side by side, as the private one runs (AOF, fsync
 # always, no automatic rewrite), on Unix sockets in a temporary directory.
 # Each is filled once with N computers: a meta entry (a 64-byte value, as a
-# computer's msgpack meta is), a member of the last-seen sorted set and of
-# one slot set. Then, round after round, each design's script is driven by
-# redis-benchmark: 2 connections (the two license workers), each call one
-# batch of 43 heartbeats of random computers (the batch the full stack sends
-# under load). The order of the two sizes is swapped every round.
+# computer's msgpack meta is), a member of the last-seen sorted set and, for
+# slot-sets, a second meta entry and a member of one slot set. Then, round
+# after round, each design's script is driven by redis-benchmark: 2
+# connections (the two license workers), each call one batch of 43
+# heartbeats of random computers (the batch the full stack sends under
+# load). The order of the two sizes is swapped every round.
 #
 # Designs (one Lua script each, per heartbeat):
 #   zset       HGET meta, ZADD last-seen  (the product: ps:meta, ps:active)
@@ -78,6 +79,7 @@ for n in "${sizes[@]}"; do
         local name = 'C' .. string.format('%012d', i)
         redis.call('HSET', 'meta', name, ARGV[3])
         redis.call('ZADD', 'active', 1000, name)
+        redis.call('HSET', 'smeta', name, ARGV[3])
         redis.call('SADD', 'slot:258', name)
       end
       return 1" 0 "$from" "$to" "$meta_value" >/dev/null
@@ -87,37 +89,32 @@ done
 for n in "${sizes[@]}"; do wait_no_rewrite "$n"; done
 
 now='local t = redis.call("TIME") local now = t[1] * 1000 + math.floor(t[2] / 1000)'
-# The new meta value: the old one with its last two bytes (the slot) replaced.
-reslot='string.sub(m, 1, #m - 2) .. string.char(math.floor(slot / 256), slot % 256)'
+# Every design but zset-only reads the computer's meta entry; those that
+# keep a slot in it rewrite it with the new slot (its last two bytes).
+# slot-sets has a meta hash of its own (smeta): the slot there must be the
+# set that holds the computer, whatever the other designs wrote in theirs.
+read_meta() { echo "local m = redis.call('HGET', '$1', ARGV[i])"; }
+write_meta() {
+  echo "redis.call('HSET', '$1', ARGV[i], string.sub(m, 1, #m - 2) .. string.char(math.floor(slot / 256), slot % 256))"
+}
+# A script: the time, then `slot` (ms per slot, or none), then per heartbeat the given lines.
+script() {
+  local per_slot=$1; shift
+  local slot=""
+  [ -n "$per_slot" ] && slot="local slot = math.floor(now / $per_slot) % 65536"
+  printf '%s\n%s\nfor i = 1, #ARGV do\n' "$now" "$slot"
+  printf '  %s\n' "$@"
+  printf 'end\n'
+}
 declare -A body
-body[zset]="$now
-for i = 1, #ARGV do
-  local m = redis.call('HGET', 'meta', ARGV[i])
-  redis.call('ZADD', 'active', now, ARGV[i])
-end"
-body[zset-only]="$now
-for i = 1, #ARGV do redis.call('ZADD', 'active', now, ARGV[i]) end"
-body[slot-sets]="$now
-local slot = math.floor(now / 1000) % 65536
-for i = 1, #ARGV do
-  local m = redis.call('HGET', 'meta', ARGV[i])
-  local old = string.byte(m, #m - 1) * 256 + string.byte(m, #m)
-  redis.call('SMOVE', 'slot:' .. old, 'slot:' .. slot, ARGV[i])
-  redis.call('HSET', 'meta', ARGV[i], $reslot)
-end"
-body[list]="$now
-local slot = math.floor(now / 60000) % 65536
-for i = 1, #ARGV do
-  local m = redis.call('HGET', 'meta', ARGV[i])
-  redis.call('HSET', 'meta', ARGV[i], $reslot)
-  redis.call('RPUSH', 'seen:' .. slot, ARGV[i])
-end"
-body[meta]="$now
-local slot = math.floor(now / 1000) % 65536
-for i = 1, #ARGV do
-  local m = redis.call('HGET', 'meta', ARGV[i])
-  redis.call('HSET', 'meta', ARGV[i], $reslot)
-end"
+body[zset]=$(script "" "$(read_meta meta)" "redis.call('ZADD', 'active', now, ARGV[i])")
+body[zset-only]=$(script "" "redis.call('ZADD', 'active', now, ARGV[i])")
+body[slot-sets]=$(script 1000 "$(read_meta smeta)" \
+  "local old = string.byte(m, #m - 1) * 256 + string.byte(m, #m)" \
+  "redis.call('SMOVE', 'slot:' .. old, 'slot:' .. slot, ARGV[i])" \
+  "$(write_meta smeta)")
+body[list]=$(script 60000 "$(read_meta meta)" "$(write_meta meta)" "redis.call('RPUSH', 'seen:' .. slot, ARGV[i])")
+body[meta]=$(script 1000 "$(read_meta meta)" "$(write_meta meta)")
 
 names=()
 for _ in $(seq $batch); do names+=("C__rand_int__"); done
