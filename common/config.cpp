@@ -13,7 +13,7 @@ namespace {
 const std::set<std::string>& product_settings() {
   static const std::set<std::string> names = {
       "data-dir", "front", "events", "workers-endpoint", "event-sink", "redis",
-      "license-workers", "updater-workers", "admin-workers", "echo-workers",
+      "license-workers", "updater-workers", "admin-workers",
       "public-endpoints", "started-at", "broker-front", "slots", "insecure", "vendor-key",
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",

@@ -14,7 +14,7 @@
 #include <iostream>
 #include <map>
 
-#include "common/backup.hpp"
+#include "server/backup.hpp"
 #include "common/client.hpp"
 #include "common/codec.hpp"
 #include "common/crypto.hpp"

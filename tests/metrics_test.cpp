@@ -33,8 +33,8 @@
 #include "tests/support/redis_server.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
-#include "tools/web/metrics.hpp"
-#include "tools/web/password.hpp"
+#include "web/metrics.hpp"
+#include "web/password.hpp"
 
 namespace primary::test {
 namespace {

@@ -18,8 +18,8 @@
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/util.hpp"
-#include "tools/server/supervisor.hpp"
-#include "tools/web/listen.hpp"
+#include "server/supervisor.hpp"
+#include "web/listen.hpp"
 
 namespace primary::test {
 namespace {
@@ -37,20 +37,20 @@ class SupervisorTest : public ::testing::Test {
   std::string log() const { return read_file(dir_.file("server.log")); }
   std::string endpoints_file() const { return data() + "/run/endpoints"; }
 
-  // Starts primary-server with two echo workers and waits until the broker
-  // has published its endpoints.
+  // Starts primary-server with two admin workers and no others, and waits
+  // until the broker has published its endpoints.
   void start_server() {
     server_ = Process::start({bin("primary-server"), "--data-dir", data(), "--front",
                               "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--insecure",
-                              "--echo-workers", "2", "--license-workers", "0",
-                              "--updater-workers", "0", "--admin-workers", "0", "--no-web",
+                              "--admin-workers", "2", "--license-workers", "0",
+                              "--updater-workers", "0", "--no-web",
                               "--heartbeat-ms", "200", "--heartbeat-liveness", "3"},
                              {}, dir_.file("server.log"));
     ASSERT_TRUE(wait_until([&] { return endpoints_file_value(endpoints_file(), "front").has_value(); },
                            15s))
         << log();
     front_ = *endpoints_file_value(endpoints_file(), "front");
-    ASSERT_TRUE(wait_until([&] { return children_named(server_.pid(), "primary-echo-worker").size() == 2; },
+    ASSERT_TRUE(wait_until([&] { return children_named(server_.pid(), "primary-admin").size() == 2; },
                            5s))
         << log();
   }
@@ -62,12 +62,13 @@ class SupervisorTest : public ::testing::Test {
     return MdpClient(ctx_, opt);
   }
 
-  bool echo_ok(MdpClient& c) {
-    auto reply = c.call("echo", "echo", {{"payload", Value("hello")}});
+  // An admin worker answered `admin status` with the broker's view of it.
+  bool status_ok(MdpClient& c) {
+    auto reply = c.call("admin", "status");
     if (!reply) return false;
     const Value* ok = reply->find("ok");
-    const Value* payload = reply->find("payload");
-    return ok && ok->is_bool() && ok->as_bool() && payload && *payload == Value("hello");
+    const Value* services = reply->find("services");
+    return ok && ok->is_bool() && ok->as_bool() && services && services->is_map();
   }
 
   // Runs primary-server with `args` and expects a refusal: non-zero exit and
@@ -96,8 +97,8 @@ class SupervisorTest : public ::testing::Test {
 TEST_F(SupervisorTest, StartsPrivateRedisBrokerAndWorkers) {
   ASSERT_NO_FATAL_FAILURE(start_server());
   auto c = client();
-  EXPECT_TRUE(echo_ok(c)) << log();
-  auto mmi = c.request("mmi.service", "echo");
+  EXPECT_TRUE(status_ok(c)) << log();
+  auto mmi = c.request("mmi.service", "admin");
   ASSERT_TRUE(mmi) << mmi.error().message;
   EXPECT_EQ(*mmi, "200");
 
@@ -130,29 +131,29 @@ TEST_F(SupervisorTest, RedisLivesUnderTheDataDir) {
 
 TEST_F(SupervisorTest, RestartsKilledWorkersWithinTwoSeconds) {
   ASSERT_NO_FATAL_FAILURE(start_server());
-  const auto before = children_named(server_.pid(), "primary-echo-worker");
+  const auto before = children_named(server_.pid(), "primary-admin");
   ASSERT_EQ(before.size(), 2u);
-  // Kill every echo worker, so only restarted ones can answer.
+  // Kill every admin worker, so only restarted ones can answer.
   for (pid_t pid : before) ASSERT_EQ(::kill(pid, SIGKILL), 0);
 
   auto c = client(300);
   const bool back = wait_until(
       [&] {
-        auto now = children_named(server_.pid(), "primary-echo-worker");
+        auto now = children_named(server_.pid(), "primary-admin");
         for (pid_t pid : before)
           if (now.count(pid)) return false;
-        return now.size() == 2 && echo_ok(c);
+        return now.size() == 2 && status_ok(c);
       },
       2s, 20ms);
   EXPECT_TRUE(back) << log();
   EXPECT_NE(log().find("exited unexpectedly"), std::string::npos) << log();
-  for (int i = 0; i < 5; ++i) EXPECT_TRUE(echo_ok(c));
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(status_ok(c));
 }
 
 TEST_F(SupervisorTest, SigtermStopsEverythingAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(start_server());
   const auto children = children_of(server_.pid());
-  ASSERT_EQ(children.size(), 4u);  // redis, broker, two echo workers
+  ASSERT_EQ(children.size(), 4u);  // redis, broker, two admin workers
   ASSERT_TRUE(server_.signal(SIGTERM));
   auto code = server_.wait_exit(10s);
   ASSERT_TRUE(code.has_value()) << log();

@@ -25,7 +25,7 @@
 #include "tests/support/procfs.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
-#include "tools/web/connection_pool.hpp"
+#include "web/connection_pool.hpp"
 
 namespace primary::test {
 namespace {

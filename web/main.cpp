@@ -11,12 +11,12 @@
 #include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/process.hpp"
-#include "tools/web/broker_link.hpp"
-#include "tools/web/connection_pool.hpp"
-#include "tools/web/console.hpp"
-#include "tools/web/listen.hpp"
-#include "tools/web/metrics.hpp"
-#include "tools/web/password.hpp"
+#include "web/broker_link.hpp"
+#include "web/connection_pool.hpp"
+#include "web/console.hpp"
+#include "web/listen.hpp"
+#include "web/metrics.hpp"
+#include "web/password.hpp"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // primaryctl backup: one file with the server's whole state, taken on the
 // server's host (the key files live only there). The format, the atomic
-// Redis snapshot and the restore are in common/backup.hpp; restoring is
+// Redis snapshot and the restore are in server/backup.hpp; restoring is
 // `primary-server --restore FILE`.
 #include <unistd.h>
 
@@ -13,9 +13,9 @@
 #include <ostream>
 #include <sstream>
 
-#include "common/backup.hpp"
+#include "server/backup.hpp"
 #include "common/redis.hpp"
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

@@ -1,4 +1,4 @@
-// primary-server --restore FILE: the supervisor's side of common/backup.hpp.
+// primary-server --restore FILE: the supervisor's side of server/backup.hpp.
 //
 // The file is read and its checksum checked before the data dir is even
 // created, so a damaged backup changes nothing. Once the data dir is locked
@@ -26,10 +26,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/backup.hpp"
+#include "server/backup.hpp"
 #include "common/process.hpp"
 #include "common/redis.hpp"
-#include "tools/server/supervisor.hpp"
+#include "server/supervisor.hpp"
 
 namespace primary {
 

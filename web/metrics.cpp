@@ -1,11 +1,11 @@
-#include "tools/web/metrics.hpp"
+#include "web/metrics.hpp"
 
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <vector>
 
-#include "tools/web/sessions.hpp"
+#include "web/sessions.hpp"
 
 namespace primary::web {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "common/codec.hpp"
 #include "common/schema.hpp"
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "common/value.hpp"
-#include "tools/web/broker_link.hpp"
-#include "tools/web/sessions.hpp"
+#include "web/broker_link.hpp"
+#include "web/sessions.hpp"
 
 namespace primary::web {
 

@@ -29,7 +29,7 @@ struct SupervisorSettings {
   std::string auto_approve;  // channels, comma-separated
   std::string log_level;
   std::string config_file;   // empty: none; handed down to children as PRIMARY_CONFIG
-  int license_workers = 2, updater_workers = 1, admin_workers = 1, echo_workers = 0;
+  int license_workers = 2, updater_workers = 1, admin_workers = 1;
   bool insecure = false;
   int heartbeat_ms = 0, heartbeat_liveness = 0;  // 0: each program's own default
   int restart_max_ms = 5000;

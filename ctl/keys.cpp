@@ -10,7 +10,7 @@
 #include <ostream>
 
 #include "common/curve.hpp"
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

@@ -10,7 +10,7 @@
 #include <optional>
 #include <ostream>
 
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

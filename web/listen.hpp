@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/errors.hpp"
-#include "tools/web/password.hpp"
+#include "web/password.hpp"
 
 namespace primary::web {
 

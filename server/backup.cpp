@@ -1,4 +1,4 @@
-#include "common/backup.hpp"
+#include "server/backup.hpp"
 
 #include <fcntl.h>
 #include <sodium.h>

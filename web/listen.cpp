@@ -1,4 +1,4 @@
-#include "tools/web/listen.hpp"
+#include "web/listen.hpp"
 
 #include <netdb.h>
 #include <netinet/in.h>

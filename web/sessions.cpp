@@ -1,4 +1,4 @@
-#include "tools/web/sessions.hpp"
+#include "web/sessions.hpp"
 
 #include <sodium.h>
 

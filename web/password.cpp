@@ -1,4 +1,4 @@
-#include "tools/web/password.hpp"
+#include "web/password.hpp"
 
 #include <fcntl.h>
 #include <sodium.h>

@@ -1,4 +1,4 @@
-#include "tools/web/broker_link.hpp"
+#include "web/broker_link.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "tools/server/supervisor.hpp"
+#include "server/supervisor.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -27,8 +27,8 @@
 #include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/tokens.hpp"
-#include "tools/web/listen.hpp"
-#include "tools/web/password.hpp"
+#include "web/listen.hpp"
+#include "web/password.hpp"
 
 extern char** environ;
 
@@ -193,7 +193,6 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("license-workers", 2, 0, kMaxWorkers, "primary-licensed processes");
   cfg.add_int("updater-workers", 1, 0, kMaxWorkers, "primary-updater processes");
   cfg.add_int("admin-workers", 1, 0, kMaxWorkers, "primary-admin processes");
-  cfg.add_int("echo-workers", 0, 0, kMaxWorkers, "primary-echo-worker processes (diagnostic)");
   cfg.add_flag("insecure", "Serve without CURVE encryption (tests, trusted networks)");
   cfg.add_string("vendor-key", "", "Vendor public key file, passed to primary-licensed and primary-updater");
   cfg.add_string("update-feed", "", "Vendor update feed URL (https://, http://, file://); empty: offline imports only");
@@ -239,7 +238,6 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.license_workers = static_cast<int>(cfg.integer("license-workers"));
   s.updater_workers = static_cast<int>(cfg.integer("updater-workers"));
   s.admin_workers = static_cast<int>(cfg.integer("admin-workers"));
-  s.echo_workers = static_cast<int>(cfg.integer("echo-workers"));
   s.insecure = cfg.flag("insecure");
   s.vendor_key = cfg.str("vendor-key");
   s.update_feed = cfg.str("update-feed");
@@ -529,7 +527,6 @@ void Supervisor::plan_children() {
   if (!settings_.auto_approve.empty()) updater.insert(updater.end(), {"--auto-approve", settings_.auto_approve});
   add_worker_kind("primary-updater", settings_.updater_workers, updater);
   add_worker_kind("primary-admin", settings_.admin_workers, admin);
-  add_worker_kind("primary-echo-worker", settings_.echo_workers, {});
 
   // The web console: an admin client of the broker, stopped with the workers.
   const std::string web_exe = settings_.bin_dir + "/primary-web";

@@ -14,7 +14,7 @@
 #include "common/release.hpp"
 #include "common/schema.hpp"
 #include "common/tokens.hpp"
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

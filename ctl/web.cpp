@@ -1,6 +1,6 @@
 // primaryctl web-password: sets the web console's admin password. The
 // console keeps only its Argon2id hash (DATA/keys/web.password, 0600); see
-// tools/web/password.hpp. Changing it ends every open console session.
+// web/password.hpp. Changing it ends every open console session.
 #include <termios.h>
 #include <unistd.h>
 
@@ -8,8 +8,8 @@
 #include <memory>
 #include <ostream>
 
-#include "tools/ctl/commands.hpp"
-#include "tools/web/password.hpp"
+#include "ctl/commands.hpp"
+#include "web/password.hpp"
 
 namespace primary::ctl {
 namespace {

@@ -1,6 +1,6 @@
 // primary-server: runs Redis (unless external), the broker and the workers.
 #include "common/log.hpp"
-#include "tools/server/supervisor.hpp"
+#include "server/supervisor.hpp"
 
 int main(int argc, char** argv) {
   primary::Config cfg("primary-server",

@@ -1,4 +1,4 @@
-#include "tools/web/html.hpp"
+#include "web/html.hpp"
 
 #include <ctime>
 

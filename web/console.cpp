@@ -1,4 +1,4 @@
-#include "tools/web/console.hpp"
+#include "web/console.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,9 +18,9 @@
 #include "common/crypto.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
-#include "tools/web/html.hpp"
-#include "tools/web/metrics.hpp"
-#include "tools/web/password.hpp"
+#include "web/html.hpp"
+#include "web/metrics.hpp"
+#include "web/password.hpp"
 
 namespace primary::web {
 namespace {

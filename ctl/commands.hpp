@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tools/ctl/ctl.hpp"
+#include "ctl/ctl.hpp"
 
 namespace primary::ctl {
 

@@ -1,4 +1,4 @@
-#include "tools/ctl/ctl.hpp"
+#include "ctl/ctl.hpp"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,7 +21,7 @@
 #include "common/mdp.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
-#include "tools/ctl/commands.hpp"
+#include "ctl/commands.hpp"
 
 namespace primary::ctl {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/web/connection_pool.hpp"
+#include "web/connection_pool.hpp"
 
 #include <spdlog/spdlog.h>
 
