@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 
@@ -122,6 +124,43 @@ bool sign_verify(std::string_view message, std::string_view signature,
                                      reinterpret_cast<const unsigned char*>(message.data()),
                                      message.size(),
                                      reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
+}
+
+std::string sha1_hex(std::string_view data) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  auto rol = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  std::string msg(data);
+  uint64_t bits = static_cast<uint64_t>(data.size()) * 8;
+  msg += static_cast<char>(0x80);
+  while (msg.size() % 64 != 56) msg += '\0';
+  for (int i = 7; i >= 0; --i) msg += static_cast<char>((bits >> (i * 8)) & 0xff);
+  for (size_t off = 0; off < msg.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      const auto* p = reinterpret_cast<const unsigned char*>(msg.data() + off + i * 4);
+      w[i] = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d), k = 0x5A827999;
+      } else if (i < 40) {
+        f = b ^ c ^ d, k = 0x6ED9EBA1;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+      } else {
+        f = b ^ c ^ d, k = 0xCA62C1D6;
+      }
+      uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d, d = c, c = rol(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  }
+  char out[41];
+  for (int i = 0; i < 5; ++i) std::snprintf(out + i * 8, 9, "%08x", h[i]);
+  return std::string(out, 40);
 }
 
 }  // namespace primary

@@ -22,6 +22,9 @@ std::string hex_encode(std::string_view raw);
 std::string sha256(std::string_view data);  // 32 raw bytes
 // SHA-256 of a file's contents, streamed: 64 lowercase hex digits, or nullopt if unreadable.
 std::optional<std::string> sha256_file_hex(const std::string& path);
+// SHA-1 as 40 lowercase hex digits (FIPS 180-4): only to name Lua scripts the
+// way Redis does (EVALSHA); never for security.
+std::string sha1_hex(std::string_view data);
 
 struct SignKeypair {
   std::string public_key;  // 32 bytes
