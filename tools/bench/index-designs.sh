@@ -1,7 +1,7 @@
 #!/bin/bash
 # Redis alone: what a heartbeat's last-seen bookkeeping costs at 10,000 and at
 # 1,000,000 computers, for the product's design and for the alternatives that
-# were weighed against it (docs/benchmarks.md, section 5, "Session 11").
+# were weighed against it (docs/benchmarks.md, "index designs").
 #
 # Two redis-servers run side by side, as the private one runs (AOF, fsync
 # always, no automatic rewrite), on Unix sockets in a temporary directory.

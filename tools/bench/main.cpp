@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   if (cfg.given("last-seen-quantum-ms")) s.last_seen_quantum_ms = cfg.integer("last-seen-quantum-ms");
   // An echo worker that can hold every request in flight: with fewer slots
   // the rest wait in the broker and go out one per reply (64 slots for 256
-  // in flight: ~60,000 round trips/s; 256: ~110,000, docs/benchmarks.md 1).
+  // in flight: ~60,000 round trips/s; 256: ~110,000, docs/benchmarks.md, "echo").
   if (mode == "echo" && !(cfg.given("slots") && cfg.integer("slots") > 0))
     s.slots = std::min(1024, s.clients * s.window);
   if (cfg.given("payload") && cfg.integer("payload") == 0) s.payload = 0;

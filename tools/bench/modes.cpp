@@ -149,7 +149,7 @@ BenchSettings mode_defaults(const std::string& mode) {
   if (mode == "echo" || mode == "heartbeat") s.rounds = 3;
   // 8 x 24 heartbeats in flight: the highest rate whose p99 stays under
   // 10 ms here (latency is in-flight / rate; the grid is in
-  // docs/benchmarks.md). Each licensing worker (128 slots) holds half.
+  // docs/benchmarks.md, "heartbeat"). Each licensing worker (128 slots) holds half.
   if (mode == "heartbeat") s.clients = 8, s.window = 24, s.seconds = 10;
   if (mode == "reserve") s.clients = 8, s.window = 16;
   // 0: the heartbeat and reserve modes' shapes for the respective phases.
