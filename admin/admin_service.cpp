@@ -8,6 +8,7 @@
 #include <set>
 
 #include "admin/scripts.hpp"
+#include "common/names.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
 #include "common/metrics.hpp"
@@ -29,14 +30,14 @@ int64_t to_int(const RedisReply& r) {
 // last_seen, version, peer} as the protocol's item map.
 Value::Map item_from_row(const RedisReply& row) {
   const auto& e = row.elements;
-  Value::Map item{{"computer", Value(e[0].str)},
-                  {"license", Value(e[1].str)},
-                  {"state", Value(e[2].str)},
-                  {"reserved_at", Value(to_int(e[3]))}};
-  if (!e[4].str.empty()) item.emplace_back("first_seen", Value(to_int(e[4])));
-  if (!e[5].str.empty()) item.emplace_back("last_seen", Value(to_int(e[5])));
-  if (!e[6].str.empty()) item.emplace_back("version", Value(e[6].str));
-  if (!e[7].str.empty()) item.emplace_back("peer", Value(e[7].str));
+  Value::Map item{{field::kComputer, Value(e[0].str)},
+                  {field::kLicense, Value(e[1].str)},
+                  {field::kState, Value(e[2].str)},
+                  {field::kReservedAt, Value(to_int(e[3]))}};
+  if (!e[4].str.empty()) item.emplace_back(field::kFirstSeen, Value(to_int(e[4])));
+  if (!e[5].str.empty()) item.emplace_back(field::kLastSeen, Value(to_int(e[5])));
+  if (!e[6].str.empty()) item.emplace_back(field::kVersion, Value(e[6].str));
+  if (!e[7].str.empty()) item.emplace_back(field::kPeer, Value(e[7].str));
   return item;
 }
 
@@ -104,7 +105,7 @@ OpCounters op_counters_from_hash(const std::vector<std::pair<std::string, std::s
       buckets.push_back(Value(Value::Map{{"le", Value(le)}, {"count", Value(cumulative)}}));
     }
     out.ops.push_back(Value(Value::Map{{"service", Value(key.first)},
-                                       {"op", Value(key.second)},
+                                       {field::kOp, Value(key.second)},
                                        {"requests", Value(op.requests)},
                                        {"errors", Value(std::move(errors))},
                                        {"buckets", Value(std::move(buckets))},
@@ -130,20 +131,21 @@ Reply AdminService::redis_error(const RedisReply& r) {
 }
 
 Reply AdminService::handle(const Request& req) {
-  const auto op = req.op();
-  if (op == "status") return status();
-  if (op == "computers") return computers(req);
-  if (op == "computer") return computer(req);
-  if (op == "log") return log(req);
-  if (op == "firewall") return firewall();
-  if (op == "metrics") return metrics();
-  return Reply::failure(Code::UnknownOp, "operation not served");
+  switch (req.id()) {
+    case Op::Status: return status();
+    case Op::Computers: return computers(req);
+    case Op::Computer: return computer(req);
+    case Op::Log: return log(req);
+    case Op::Firewall: return firewall();
+    case Op::Metrics: return metrics();
+    default: return Reply::failure(Code::UnknownOp, "operation not served");
+  }
 }
 
 // The commands license_fields() reads, first in a pipeline.
 std::vector<Redis::Argv> AdminService::license_commands(int64_t now) const {
   const std::string cutoff = std::to_string(now - (config_.check_interval_s + config_.grace_s) * 1000);
-  return {{"HMGET", kSerial, "unlocked", "serial", "purchased"},
+  return {{"HMGET", kSerial, "unlocked", field::kSerial, field::kPurchased},
           {"ZCARD", kReservations},
           {"ZCOUNT", kActive, cutoff, "+inf"},
           {"ZCOUNT", kActive, "-inf", "(" + cutoff},
@@ -159,12 +161,12 @@ Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
   const int64_t lost = to_int(out[3]) + to_int(out[4]);
   Value::Map fields;
   if (serial.size() == 3 && (serial[0].is_str() || serial[1].is_str()))
-    fields.emplace_back("serial", Value(serial[0].is_str() ? serial[0].str : serial[1].str));
-  fields.emplace_back("purchased", Value(serial.size() == 3 ? to_int(serial[2]) : 0));
-  fields.emplace_back("reserved", Value(reserved));
-  fields.emplace_back("active", Value(active));
-  fields.emplace_back("lost", Value(lost));
-  fields.emplace_back("never_seen", Value(std::max<int64_t>(0, reserved - active - lost)));
+    fields.emplace_back(field::kSerial, Value(serial[0].is_str() ? serial[0].str : serial[1].str));
+  fields.emplace_back(field::kPurchased, Value(serial.size() == 3 ? to_int(serial[2]) : 0));
+  fields.emplace_back(field::kReserved, Value(reserved));
+  fields.emplace_back(field::kActive, Value(active));
+  fields.emplace_back(field::kLost, Value(lost));
+  fields.emplace_back(field::kNeverSeen, Value(std::max<int64_t>(0, reserved - active - lost)));
   return fields;
 }
 
@@ -175,11 +177,11 @@ Reply AdminService::status() {
   for (const auto& r : *out)
     if (r.is_error()) return redis_error(r);
   Value::Map fields = license_fields(*out);
-  fields.emplace_back("version", Value(PRIMARY_VERSION));
-  fields.emplace_back("uptime_s", Value(config_.started_ms ? (now - config_.started_ms) / 1000 : 0));
+  fields.emplace_back(field::kVersion, Value(PRIMARY_VERSION));
+  fields.emplace_back(field::kUptimeS, Value(config_.started_ms ? (now - config_.started_ms) / 1000 : 0));
   const Value workers = broker_ ? broker_("workers") : Value();
-  const Value* services = workers.find("services");
-  fields.emplace_back("services", services && services->is_map() ? *services : Value(Value::Map{}));
+  const Value* services = workers.find(field::kServices);
+  fields.emplace_back(field::kServices, services && services->is_map() ? *services : Value(Value::Map{}));
   return Reply::success(std::move(fields));
 }
 
@@ -196,7 +198,7 @@ Reply AdminService::metrics() {
   for (size_t i = 0; i <= n; ++i)
     if ((*out)[i].is_error()) return redis_error((*out)[i]);
   Value::Map licenses = license_fields(*out);
-  licenses.erase(std::remove_if(licenses.begin(), licenses.end(), [](const auto& kv) { return kv.first == "serial"; }),
+  licenses.erase(std::remove_if(licenses.begin(), licenses.end(), [](const auto& kv) { return kv.first == field::kSerial; }),
                  licenses.end());
   std::vector<std::pair<std::string, std::string>> hash;
   const auto& pairs = (*out)[n].elements;
@@ -212,29 +214,29 @@ Reply AdminService::metrics() {
       events = to_int(info.elements[i + 1]);
       break;
     }
-    if (info.elements[i].str == "length") events = to_int(info.elements[i + 1]);
+    if (info.elements[i].str == field::kLength) events = to_int(info.elements[i + 1]);
   }
-  Value::Map fields{{"ops", Value(std::move(counters.ops))},
-                    {"counters", Value(std::move(counters.counters))},
-                    {"licenses", Value(std::move(licenses))},
-                    {"events_written", Value(events)}};
+  Value::Map fields{{field::kOps, Value(std::move(counters.ops))},
+                    {field::kCounters, Value(std::move(counters.counters))},
+                    {field::kLicenses, Value(std::move(licenses))},
+                    {field::kEventsWritten, Value(events)}};
   Value broker = broker_ ? broker_("stats") : Value();
   if (broker.is_map()) {
     broker.as_map().erase(std::remove_if(broker.as_map().begin(), broker.as_map().end(),
-                                         [](const auto& kv) { return kv.first == "ok" || kv.first == "rid"; }),
+                                         [](const auto& kv) { return kv.first == field::kOk || kv.first == field::kRid; }),
                           broker.as_map().end());
-    fields.emplace_back("broker", std::move(broker));
+    fields.emplace_back(field::kBroker, std::move(broker));
   }
   return Reply::success(std::move(fields));
 }
 
 Reply AdminService::computers(const Request& req) {
-  const int64_t limit = req.integer("limit", 100);
-  const std::string sort(req.str("sort", "name"));
+  const int64_t limit = req.integer(field::kLimit, 100);
+  const std::string sort(req.str(field::kSort, "name"));
   const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
   auto out = redis_.eval(admin::computers_script(), {kReservations, kActive, kLost, kMeta},
-                         {sort, std::string(req.str("cursor")), std::to_string(limit),
-                          std::string(req.str("state")), std::to_string(cutoff),
+                         {sort, std::string(req.str(field::kCursor)), std::to_string(limit),
+                          std::string(req.str(field::kState)), std::to_string(cutoff),
                           std::to_string(std::max<int64_t>(limit * 10, 1000))});
   if (!out) return unavailable(out.error());
   if (out->is_error()) {
@@ -246,14 +248,14 @@ Reply AdminService::computers(const Request& req) {
   Value::Array items;
   for (const auto& row : out->elements[0].elements)
     if (row.elements.size() == 8) items.push_back(Value(item_from_row(row)));
-  Value::Map fields{{"items", Value(std::move(items))}};
+  Value::Map fields{{field::kItems, Value(std::move(items))}};
   const std::string& next = out->elements[1].str;
-  fields.emplace_back("cursor", next.empty() ? Value() : Value(next));
+  fields.emplace_back(field::kCursor, next.empty() ? Value() : Value(next));
   return Reply::success(std::move(fields));
 }
 
 Reply AdminService::computer(const Request& req) {
-  const std::string name(req.str("computer"));
+  const std::string name(req.str(field::kComputer));
   const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
   auto out = redis_.eval(admin::computer_script(), {kReservations, kActive, kLost, kMeta, command_key(name)},
                          {name, std::to_string(cutoff)});
@@ -262,15 +264,15 @@ Reply AdminService::computer(const Request& req) {
   if (!out->is_array() || out->elements.size() != 9)
     return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   Value::Map item = item_from_row(*out);
-  item.emplace_back("commands_pending", Value(to_int(out->elements[8])));
+  item.emplace_back(field::kCommandsPending, Value(to_int(out->elements[8])));
   return Reply::success(std::move(item));
 }
 
 Reply AdminService::log(const Request& req) {
-  const int64_t limit = req.integer("limit", 100);
-  const std::string since(req.str("since"));
+  const int64_t limit = req.integer(field::kLimit, 100);
+  const std::string since(req.str(field::kSince));
   std::set<std::string> types;
-  if (const Value* t = req.get("types"))
+  if (const Value* t = req.get(field::kTypes))
     for (const auto& v : t->as_array()) types.insert(v.as_str());
   // Entries strictly after `since`; with a type filter, scan a bounded
   // number of entries per page and continue from the last one scanned.
@@ -295,17 +297,17 @@ Reply AdminService::log(const Request& req) {
       collected.type = RedisReply::Type::Array;
       collected.elements.push_back(entry.elements[0]);
       for (size_t k = 0; k + 1 < f.size(); k += 2)
-        if (f[k].str == "type" || f[k].str == "ts" || f[k].str == "data") collected.elements.push_back(f[k + 1]);
+        if (f[k].str == field::kType || f[k].str == field::kTs || f[k].str == field::kData) collected.elements.push_back(f[k + 1]);
       auto ev = event_from_entry(collected);
       if (!ev) continue;
-      if (!types.empty() && !types.count(ev->find("type")->as_str())) continue;
+      if (!types.empty() && !types.count(ev->find(field::kType)->as_str())) continue;
       items.push_back(std::move(*ev));
       if (static_cast<int64_t>(items.size()) >= limit) break;
     }
     if (static_cast<int64_t>(out->elements.size()) < count) break;
     start = "(" + next;
   }
-  return Reply::success({{"items", Value(std::move(items))}, {"next", Value(next)}});
+  return Reply::success({{field::kItems, Value(std::move(items))}, {field::kNext, Value(next)}});
 }
 
 Reply AdminService::firewall() {
@@ -326,8 +328,8 @@ Reply AdminService::firewall() {
     ufw += "ufw allow " + ps + "/tcp\n";
   }
   if (!firewalld.empty()) firewalld += "firewall-cmd --reload\n";
-  return Reply::success({{"ports", Value(std::move(port_list))},
-                         {"rules", Value(Value::Map{{"nftables", Value(nft)},
+  return Reply::success({{field::kPorts, Value(std::move(port_list))},
+                         {field::kRules, Value(Value::Map{{"nftables", Value(nft)},
                                                     {"iptables", Value(iptables)},
                                                     {"firewalld", Value(firewalld)},
                                                     {"ufw", Value(ufw)}})}});

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/names.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
 
@@ -119,7 +120,7 @@ std::string text_of(const Value& v) {
 
 // Fields an admin looks for first; the others follow by name.
 int rank(const std::string& key) {
-  static const std::array<std::string_view, 5> first = {"computer", "serial", "license", "reason", "peer"};
+  static const std::array<std::string_view, 5> first = {field::kComputer, field::kSerial, field::kLicense, field::kReason, field::kPeer};
   const auto it = std::find(first.begin(), first.end(), key);
   return static_cast<int>(it - first.begin());
 }
@@ -127,9 +128,9 @@ int rank(const std::string& key) {
 }  // namespace
 
 std::string format_event_line(const Value& event) {
-  const Value* ts = event.find("ts");
-  const Value* type = event.find("type");
-  const Value* id = event.find("id");
+  const Value* ts = event.find(field::kTs);
+  const Value* type = event.find(field::kType);
+  const Value* id = event.find(field::kId);
   std::string line = iso_time(ts && ts->is_int() ? ts->as_int() : 0);
   line += ' ';
   line += type && type->is_str() ? type->as_str() : std::string("event");
@@ -138,7 +139,7 @@ std::string format_event_line(const Value& event) {
   if (!event.is_map()) return line;
   std::vector<const std::pair<std::string, Value>*> fields;
   for (const auto& kv : event.as_map())
-    if (kv.first != "id" && kv.first != "ts" && kv.first != "type") fields.push_back(&kv);
+    if (kv.first != field::kId && kv.first != field::kTs && kv.first != field::kType) fields.push_back(&kv);
   std::stable_sort(fields.begin(), fields.end(), [](const auto* a, const auto* b) {
     const int ra = rank(a->first), rb = rank(b->first);
     return ra != rb ? ra < rb : a->first < b->first;
@@ -289,7 +290,7 @@ int64_t ActivityLogFile::write_events() {
         collected.type = RedisReply::Type::Array;
         collected.elements.push_back(entry.elements[0]);
         const auto& f = entry.elements[1].elements;
-        for (const char* name : {"type", "ts", "data"})
+        for (const char* name : {field::kType, field::kTs, field::kData})
           for (size_t k = 0; k + 1 < f.size(); k += 2)
             if (f[k].str == name) collected.elements.push_back(f[k + 1]);
         auto event = event_from_entry(collected);

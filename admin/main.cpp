@@ -11,6 +11,7 @@
 
 #include "admin/admin_service.hpp"
 #include "admin/log_file.hpp"
+#include "common/names.hpp"
 #include "common/client.hpp"
 #include "common/config.hpp"
 #include "common/curve.hpp"
@@ -106,8 +107,8 @@ int main(int argc, char** argv) {
     return broker.get();
   };
   AdminService service(redis, ac, unix_ms, [&](std::string_view op) -> Value {
-    auto r = connect_broker()->call("broker.control", std::string(op));
-    const Value* ok = r ? r->find("ok") : nullptr;
+    auto r = connect_broker()->call(svc::kBrokerControl, std::string(op));
+    const Value* ok = r ? r->find(field::kOk) : nullptr;
     if (!ok || !ok->is_bool() || !ok->as_bool()) return {};
     return *r;
   });

@@ -1,5 +1,8 @@
 #include "common/client.hpp"
 
+#include <cstdlib>
+#include <string_view>
+
 #include "common/codec.hpp"
 #include "common/mdp.hpp"
 #include "common/schema.hpp"
@@ -60,7 +63,23 @@ Result<std::string> MdpClient::request(const std::string& service, const std::st
 Result<Value> MdpClient::call(const std::string& service, const std::string& op, Value::Map fields) {
   auto reply = request(service, encode_request(op, std::move(fields)));
   if (!reply) return reply.error();
-  return unpack_map(*reply);
+  auto map = unpack_map(*reply);
+  if (map && checking_replies()) {
+    const Value* ok = map->find(field::kOk);
+    const OpSpec* spec = find_op(service, op);
+    if (spec && ok && ok->is_bool() && ok->as_bool())
+      if (auto bad = validate_reply(spec->id, *map))
+        return Error{Code::Internal, service + " " + op + " reply breaks its spec: " + bad->message};
+  }
+  return map;
+}
+
+bool MdpClient::checking_replies() {
+  static const bool on = [] {
+    const char* v = std::getenv("PRIMARY_CHECK_REPLIES");
+    return v && *v && std::string_view(v) != "0";
+  }();
+  return on;
 }
 
 }  // namespace primary

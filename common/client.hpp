@@ -31,8 +31,14 @@ class MdpClient {
   // Sends one body to `service`; returns the reply body, or UNAVAILABLE
   // when no attempt got an answer.
   Result<std::string> request(const std::string& service, const std::string& body);
-  // Encodes {op, ...fields}, decodes the reply map (ok or not).
+  // Encodes {op, ...fields}, decodes the reply map (ok or not). With
+  // PRIMARY_CHECK_REPLIES=1 in the environment (the test suite sets it), a
+  // success reply that breaks its operation's declared reply spec (schema.hpp)
+  // is returned as an INTERNAL error instead.
   Result<Value> call(const std::string& service, const std::string& op, Value::Map fields = {});
+
+  // True when PRIMARY_CHECK_REPLIES asks for the reply check above.
+  static bool checking_replies();
 
   const std::string& endpoint() const { return options_.endpoints[current_]; }
 

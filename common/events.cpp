@@ -1,3 +1,4 @@
+#include "common/names.hpp"
 #include "common/events.hpp"
 
 #include "common/codec.hpp"
@@ -30,13 +31,13 @@ std::optional<Value> event_from_entry(const RedisReply& e) {
   const auto& data = e.elements[3];
   if (!id.is_str() || !type.is_str() || !data.is_str()) return std::nullopt;
   Value event = Value(Value::Map{});
-  event.set("id", Value(id.str));
+  event.set(field::kId, Value(id.str));
   int64_t ms = ts.is_int() ? ts.integer : (ts.is_str() ? std::atoll(ts.str.c_str()) : 0);
-  event.set("ts", Value(ms));
-  event.set("type", Value(type.str));
+  event.set(field::kTs, Value(ms));
+  event.set(field::kType, Value(type.str));
   if (auto fields = unpack_value(data.str); fields && fields->is_map())
     for (auto& [k, v] : fields->as_map())
-      if (k != "id" && k != "ts" && k != "type") event.set(k, v);
+      if (k != field::kId && k != field::kTs && k != field::kType) event.set(k, v);
   return event;
 }
 
@@ -57,7 +58,7 @@ void EventPublisher::publish_entries(const RedisReply& entries) {
 
 void EventPublisher::publish(const Value& event) {
   if (!connected_) return;
-  const Value* type = event.find("type");
+  const Value* type = event.find(field::kType);
   mdp::Frames out;
   out.push_back(mdp::frame(type && type->is_str() ? type->as_str() : std::string("event")));
   out.push_back(mdp::frame(pack(event)));

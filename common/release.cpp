@@ -1,3 +1,4 @@
+#include "common/names.hpp"
 #include "common/release.hpp"
 
 #include <algorithm>
@@ -148,15 +149,15 @@ std::optional<std::string> release_problem(const Release& r) {
 
 Value release_to_value(const Release& r) {
   Value v(Value::Map{});
-  v.set("component", Value(r.component));
-  v.set("version", Value(r.version));
-  v.set("channel", Value(r.channel));
-  v.set("size", Value(r.size));
-  v.set("sha256", Value(r.sha256));
+  v.set(field::kComponent, Value(r.component));
+  v.set(field::kVersion, Value(r.version));
+  v.set(field::kChannel, Value(r.channel));
+  v.set(field::kSize, Value(r.size));
+  v.set(field::kSha256, Value(r.sha256));
   v.set("file", Value(r.file));
   if (!r.url.empty()) v.set("url", Value(r.url));
-  if (!r.notes.empty()) v.set("notes", Value(r.notes));
-  v.set("signature", Value(r.signature));
+  if (!r.notes.empty()) v.set(field::kNotes, Value(r.notes));
+  v.set(field::kSignature, Value(r.signature));
   return v;
 }
 
@@ -164,16 +165,16 @@ Result<Release> release_from_value(const Value& v) {
   if (!v.is_map()) return Error{Code::BadRequest, "release entry is not a map"};
   Release r;
   const std::pair<const char*, std::string*> strings[] = {
-      {"component", &r.component}, {"version", &r.version}, {"channel", &r.channel},
-      {"sha256", &r.sha256},       {"file", &r.file},       {"signature", &r.signature}};
+      {field::kComponent, &r.component}, {field::kVersion, &r.version}, {field::kChannel, &r.channel},
+      {field::kSha256, &r.sha256},       {"file", &r.file},       {field::kSignature, &r.signature}};
   for (auto [name, out] : strings) {
     const std::string* s = str_field(v, name);
     if (!s) return Error{Code::BadRequest, std::string("release entry without '") + name + "'"};
     *out = *s;
   }
   if (const std::string* s = str_field(v, "url")) r.url = *s;
-  if (const std::string* s = str_field(v, "notes")) r.notes = *s;
-  const Value* size = v.find("size");
+  if (const std::string* s = str_field(v, field::kNotes)) r.notes = *s;
+  const Value* size = v.find(field::kSize);
   if (!size || !size->is_int()) return Error{Code::BadRequest, "release entry without integer 'size'"};
   r.size = size->as_int();
   if (auto problem = release_problem(r)) return Error{Code::BadRequest, *problem};
@@ -191,7 +192,7 @@ std::string make_feed(const Manifest& m, std::string_view vendor_secret) {
   Value feed(Value::Map{});
   feed.set("format", Value(std::string(kFeedFormat)));
   feed.set("manifest", Value(Bin{bytes}));
-  feed.set("signature", Value(Bin{sign_detached(std::string(kFeedTag) + bytes, vendor_secret)}));
+  feed.set(field::kSignature, Value(Bin{sign_detached(std::string(kFeedTag) + bytes, vendor_secret)}));
   return pack(feed);
 }
 
@@ -204,7 +205,7 @@ Result<Manifest> open_feed(std::string_view bytes, std::string_view vendor_publi
   const std::string* format = str_field(*outer, "format");
   if (!format || *format != kFeedFormat) return bad("not a primary feed (format field)");
   const Value* manifest = outer->find("manifest");
-  const Value* signature = outer->find("signature");
+  const Value* signature = outer->find(field::kSignature);
   if (!manifest || manifest->kind() != Value::Kind::Bin || !signature ||
       signature->kind() != Value::Kind::Bin)
     return bad("feed without manifest or signature");

@@ -1,6 +1,7 @@
 #include "common/schema.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cctype>
 
 namespace primary {
@@ -15,80 +16,87 @@ using T = FieldType;
 // The catalog: PROTOCOL.md section 4, plus the diagnostic `echo` service used
 // by tests and benchmarks. Reply field lists name what a success carries.
 std::vector<OpSpec> build_catalog() {
-  const F computer{"computer", T::Name, true};
-  const F component{"component", T::Str, true, 1, 64};
-  const F version{"version", T::Str, true, 1, 64};
-  const F channel{"channel", T::Str, false, 1, 32};
+  namespace f = field;
+  namespace o = opname;
+  const F computer{f::kComputer, T::Name, true};
+  const F component{f::kComponent, T::Str, true, 1, 64};
+  const F version{f::kVersion, T::Str, true, 1, 64};
+  const F channel{f::kChannel, T::Str, false, 1, 32};
+  const std::vector<F> release_state = {{f::kComponent, T::Str, true}, {f::kVersion, T::Str, true},
+                                        {f::kState, T::Str, true}, {f::kRollout, T::Int, true}};
+  const std::vector<F> job = {{f::kJob, T::Str, true}, {f::kStarted, T::Bool, true}};
   return {
       // license (public)
-      {"license", "heartbeat",
-       {computer, {"license", T::Str, true, 1, 128}, {"version", T::Str, false, 0, 64},
-        {"results", T::Array, false, 0, 1000}},
-       {{"status", T::Str, true, 0, 0, {"licensed", "unlicensed"}},
-        {"next_check_s", T::Int, true},
-        {"upload", T::Bool, true},
-        {"lease", T::Str},
-        {"lease_expires", T::Int},
-        {"reason", T::Str},
-        {"commands", T::Array},
-        {"server_time", T::Int}}},
+      {Op::Heartbeat, svc::kLicense, o::kHeartbeat,
+       {computer, {f::kLicense, T::Str, true, 1, 128}, {f::kVersion, T::Str, false, 0, 64},
+        {f::kResults, T::Array, false, 0, 1000}},
+       {{f::kStatus, T::Str, true, 0, 0, {status::kLicensed, status::kUnlicensed}},
+        {f::kNextCheckS, T::Int, true},
+        {f::kUpload, T::Bool, true},
+        {f::kLease, T::Str},
+        {f::kLeaseExpires, T::Int},
+        {f::kReason, T::Str},
+        {f::kCommands, T::Array},
+        {f::kServerTime, T::Int}}},
       // license.control (privileged)
-      {"license.control", "reserve", {computer},
-       {{"license", T::Str, true}, {"computer", T::Str, true}, {"created", T::Bool, true},
-        {"reserved", T::Int, true}, {"purchased", T::Int, true}}},
-      {"license.control", "setup_info", {computer},
-       {{"computer", T::Str, true}, {"license", T::Str, true}, {"serial", T::Str, true},
-        {"endpoints", T::StrArray, true}, {"server_key", T::Str}, {"lease_key", T::Str, true}}},
-      {"license.control", "registration", {{"serial", T::Str, false, 1, 64}},
-       {{"serial", T::Str, true}, {"registration_code", T::Str, true}}},
-      {"license.control", "unlock", {{"unlock_code", T::Str, true, 1, 4096}},
-       {{"serial", T::Str, true}, {"purchased", T::Int, true}}},
-      {"license.control", "command",
-       {computer, {"command", T::Str, true, 1, 64}, {"args", T::Any, false}},
-       {{"id", T::Str, true}}},
+      {Op::Reserve, svc::kLicenseControl, o::kReserve, {computer},
+       {{f::kLicense, T::Str, true}, {f::kComputer, T::Str, true}, {f::kCreated, T::Bool, true},
+        {f::kReserved, T::Int, true}, {f::kPurchased, T::Int, true}}},
+      {Op::SetupInfo, svc::kLicenseControl, o::kSetupInfo, {computer},
+       {{f::kComputer, T::Str, true}, {f::kLicense, T::Str, true}, {f::kSerial, T::Str, true},
+        {f::kEndpoints, T::StrArray, true}, {f::kServerKey, T::Str}, {f::kLeaseKey, T::Str, true}}},
+      {Op::Registration, svc::kLicenseControl, o::kRegistration, {{f::kSerial, T::Str, false, 1, 64}},
+       {{f::kSerial, T::Str, true}, {f::kRegistrationCode, T::Str, true}}},
+      {Op::Unlock, svc::kLicenseControl, o::kUnlock, {{f::kUnlockCode, T::Str, true, 1, 4096}},
+       {{f::kSerial, T::Str, true}, {f::kPurchased, T::Int, true}}},
+      {Op::Command, svc::kLicenseControl, o::kCommand,
+       {computer, {f::kCommand, T::Str, true, 1, 64}, {f::kArgs, T::Any, false}},
+       {{f::kId, T::Str, true}}},
       // update (public)
-      {"update", "check", {component, {"version", T::Str, true, 1, 64}, channel, {"computer", T::Name, false}},
-       {{"update", T::Any, true}}},
-      {"update", "fetch",
-       {{"sha256", T::Str, true, 64, 64}, {"offset", T::Int, true, 0, kMaxSafeInt},
-        {"length", T::Int, true, 1, kMiB}},
-       {{"data", T::Bin, true}, {"offset", T::Int, true}, {"size", T::Int, true}}},
+      {Op::Check, svc::kUpdate, o::kCheck,
+       {component, {f::kVersion, T::Str, true, 1, 64}, channel, {f::kComputer, T::Name, false}},
+       {{f::kUpdate, T::Any, true}}},
+      {Op::Fetch, svc::kUpdate, o::kFetch,
+       {{f::kSha256, T::Str, true, 64, 64}, {f::kOffset, T::Int, true, 0, kMaxSafeInt},
+        {f::kLength, T::Int, true, 1, kMiB}},
+       {{f::kData, T::Bin, true}, {f::kOffset, T::Int, true}, {f::kSize, T::Int, true}}},
       // update.control (privileged)
-      {"update.control", "releases", {}, {{"items", T::Array, true}, {"feed", T::Map}, {"sync", T::Map}}},
-      {"update.control", "approve", {component, version, {"rollout", T::Int, false, 0, 100}},
-       {{"component", T::Str, true}, {"version", T::Str, true}, {"state", T::Str, true}, {"rollout", T::Int, true}}},
-      {"update.control", "hold", {component, version},
-       {{"component", T::Str, true}, {"version", T::Str, true}, {"state", T::Str, true}, {"rollout", T::Int, true}}},
-      {"update.control", "sync", {}, {{"job", T::Str, true}, {"started", T::Bool, true}}},
-      {"update.control", "import", {{"path", T::Str, true, 1, 4096}}, {{"job", T::Str, true}, {"started", T::Bool, true}}},
+      {Op::Releases, svc::kUpdateControl, o::kReleases, {},
+       {{f::kItems, T::Array, true}, {f::kFeed, T::Map}, {f::kSync, T::Map}}},
+      {Op::Approve, svc::kUpdateControl, o::kApprove, {component, version, {f::kRollout, T::Int, false, 0, 100}},
+       release_state},
+      {Op::Hold, svc::kUpdateControl, o::kHold, {component, version}, release_state},
+      {Op::Sync, svc::kUpdateControl, o::kSync, {}, job},
+      {Op::Import, svc::kUpdateControl, o::kImport, {{f::kPath, T::Str, true, 1, 4096}}, job},
       // admin (privileged)
-      {"admin", "status", {},
-       {{"serial", T::Str}, {"purchased", T::Int, true}, {"reserved", T::Int, true},
-        {"active", T::Int, true}, {"lost", T::Int, true}, {"never_seen", T::Int, true},
-        {"version", T::Str, true}, {"uptime_s", T::Int, true}, {"services", T::Map, true}}},
-      {"admin", "computers",
-       {{"cursor", T::Str, false, 0, 512}, {"limit", T::Int, false, 1, 1000},
-        {"state", T::Str, false, 0, 0, {"reserved", "active", "lost"}},
-        {"sort", T::Str, false, 0, 0, {"name", "last-seen"}}},
-       {{"items", T::Array, true}, {"cursor", T::Str}}},
-      {"admin", "computer", {computer},
-       {{"computer", T::Str, true}, {"license", T::Str, true}, {"state", T::Str, true},
-        {"reserved_at", T::Int, true}, {"first_seen", T::Int}, {"last_seen", T::Int},
-        {"version", T::Str}, {"peer", T::Str}, {"commands_pending", T::Int, true}}},
-      {"admin", "log",
-       {{"since", T::Str, false, 0, 64}, {"limit", T::Int, false, 1, 1000},
-        {"types", T::StrArray, false, 0, 64}},
-       {{"items", T::Array, true}, {"next", T::Str, true}}},
-      {"admin", "firewall", {}, {{"ports", T::Array, true}, {"rules", T::Map, true}}},
-      {"admin", "metrics", {},
-       {{"ops", T::Array, true}, {"counters", T::Map, true}, {"licenses", T::Map, true},
-        {"events_written", T::Int, true}, {"broker", T::Map}}},
+      {Op::Status, svc::kAdmin, o::kStatus, {},
+       {{f::kSerial, T::Str}, {f::kPurchased, T::Int, true}, {f::kReserved, T::Int, true},
+        {f::kActive, T::Int, true}, {f::kLost, T::Int, true}, {f::kNeverSeen, T::Int, true},
+        {f::kVersion, T::Str, true}, {f::kUptimeS, T::Int, true}, {f::kServices, T::Map, true}}},
+      {Op::Computers, svc::kAdmin, o::kComputers,
+       {{f::kCursor, T::Str, false, 0, 512}, {f::kLimit, T::Int, false, 1, 1000},
+        {f::kState, T::Str, false, 0, 0, {f::kReserved, f::kActive, f::kLost}},
+        {f::kSort, T::Str, false, 0, 0, {"name", "last-seen"}}},
+       {{f::kItems, T::Array, true}, {f::kCursor, T::Str}}},
+      {Op::Computer, svc::kAdmin, o::kComputer, {computer},
+       {{f::kComputer, T::Str, true}, {f::kLicense, T::Str, true}, {f::kState, T::Str, true},
+        {f::kReservedAt, T::Int, true}, {f::kFirstSeen, T::Int}, {f::kLastSeen, T::Int},
+        {f::kVersion, T::Str}, {f::kPeer, T::Str}, {f::kCommandsPending, T::Int, true}}},
+      {Op::Log, svc::kAdmin, o::kLog,
+       {{f::kSince, T::Str, false, 0, 64}, {f::kLimit, T::Int, false, 1, 1000},
+        {f::kTypes, T::StrArray, false, 0, 64}},
+       {{f::kItems, T::Array, true}, {f::kNext, T::Str, true}}},
+      {Op::Firewall, svc::kAdmin, o::kFirewall, {}, {{f::kPorts, T::Array, true}, {f::kRules, T::Map, true}}},
+      {Op::Metrics, svc::kAdmin, o::kMetrics, {},
+       {{f::kOps, T::Array, true}, {f::kCounters, T::Map, true}, {f::kLicenses, T::Map, true},
+        {f::kEventsWritten, T::Int, true}, {f::kBroker, T::Map}}},
       // broker.control (privileged; answered by the broker itself)
-      {"broker.control", "workers", {}, {{"services", T::Map, true}}},
-      {"broker.control", "stats", {}, {{"services", T::Map, true}, {"totals", T::Map, true}}},
+      {Op::Workers, svc::kBrokerControl, o::kWorkers, {}, {{f::kServices, T::Map, true}}},
+      {Op::Stats, svc::kBrokerControl, o::kStats, {}, {{f::kServices, T::Map, true}, {f::kTotals, T::Map, true}}},
       // echo (diagnostic; served only by the test/bench echo worker)
-      {"echo", "echo", {{"payload", T::Any, false}}, {{"payload", T::Any}}},
-      {"echo", "sleep", {{"ms", T::Int, true, 0, 600000}}, {{"slept_ms", T::Int, true}, {"pid", T::Int, true}}},
+      {Op::Echo, svc::kEcho, o::kEcho, {{f::kPayload, T::Any, false}}, {{f::kPayload, T::Any}}},
+      {Op::Sleep, svc::kEcho, o::kSleep, {{f::kMs, T::Int, true, 0, 600000}},
+       {{f::kSleptMs, T::Int, true}, {f::kPid, T::Int, true}}},
   };
 }
 
@@ -193,6 +201,19 @@ const std::vector<OpSpec>& catalog() {
   return ops;
 }
 
+const OpSpec& spec_of(Op op) {
+  // The catalog lists the operations in the enum's order.
+  const OpSpec& spec = catalog()[static_cast<size_t>(op)];
+  assert(spec.id == op);
+  return spec;
+}
+
+std::optional<Error> validate_reply(Op op, const Value& reply) {
+  if (!reply.is_map()) return Error{Code::BadRequest, "reply is not a map"};
+  Value copy = reply;
+  return validate_fields(spec_of(op).reply, copy);
+}
+
 const OpSpec* find_op(std::string_view service, std::string_view op) {
   for (const auto& spec : catalog())
     if (spec.service == service && spec.op == op) return &spec;
@@ -206,7 +227,7 @@ bool service_declared(std::string_view service) {
 
 bool service_privileged(std::string_view service) {
   constexpr std::string_view suffix = ".control";
-  return service == "admin" ||
+  return service == svc::kAdmin ||
          (service.size() > suffix.size() && service.ends_with(suffix));
 }
 
@@ -282,7 +303,9 @@ std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& bo
     Value* v = nullptr;
     for (auto& [k, e] : body.as_map())
       if (k == f.name) v = &e;
-    if (!v || v->is_nil()) {
+    // A required field of type Any may be nil, but must be there
+    // (`update: nil` in a check reply).
+    if (!v || (v->is_nil() && !(f.type == T::Any && f.required))) {
       if (f.required) return field_error(f.name, "missing");
       continue;
     }

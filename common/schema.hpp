@@ -12,6 +12,7 @@
 
 #include "common/codec.hpp"
 #include "common/errors.hpp"
+#include "common/names.hpp"
 #include "common/value.hpp"
 
 namespace primary {
@@ -38,6 +39,7 @@ struct Field {
 };
 
 struct OpSpec {
+  Op id;
   std::string_view service;
   std::string_view op;
   std::vector<Field> request;
@@ -47,6 +49,8 @@ struct OpSpec {
 // All operations of all services.
 const std::vector<OpSpec>& catalog();
 const OpSpec* find_op(std::string_view service, std::string_view op);
+// The catalog entry of an operation (every Op has one).
+const OpSpec& spec_of(Op op);
 bool service_declared(std::string_view service);
 // Privileged services answer only the admin role (PROTOCOL.md section 6).
 bool service_privileged(std::string_view service);
@@ -72,6 +76,7 @@ struct Request {
   Value rid;  // nil when absent
   Peer peer;
 
+  Op id() const { return spec->id; }
   std::string_view op() const { return spec->op; }
   const Value* get(std::string_view field) const;  // nullptr when absent or nil
   std::string_view str(std::string_view field, std::string_view def = {}) const;
@@ -110,6 +115,11 @@ std::string encode_error(Code code, std::string_view message, const Value& rid =
 
 // Encodes a request body {op, ...fields}; for clients and tests.
 std::string encode_request(std::string_view op, Value::Map fields = {});
+
+// Checks a success reply's fields against the operation's declared reply:
+// every required field present, every declared field of its type. Extra
+// fields are allowed (the contract only grows). For tests and debug checks.
+std::optional<Error> validate_reply(Op op, const Value& reply);
 
 // True for a valid computer name (before upper-casing).
 bool valid_computer_name(std::string_view name);

@@ -99,8 +99,8 @@ Result<std::string> ensure_signing_key(const std::string& path) {
 }
 
 std::string make_unlock_code(const UnlockCode& c, std::string_view vendor_secret) {
-  return sign_token(Value(Value::Map{{"serial", Value(c.serial)},
-                                     {"licenses", Value(c.licenses)},
+  return sign_token(Value(Value::Map{{field::kSerial, Value(c.serial)},
+                                     {field::kLicenses, Value(c.licenses)},
                                      {"registration", Value(c.registration)},
                                      {"issued", Value(c.issued)}}),
                     vendor_secret);
@@ -111,9 +111,9 @@ Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view ven
   if (!opened) return invalid("unlock code rejected: " + opened.error().message);
   const Value& m = *opened;
   UnlockCode c;
-  const std::string* serial = str_field(m, "serial");
+  const std::string* serial = str_field(m, field::kSerial);
   const std::string* reg = str_field(m, "registration");
-  auto licenses = int_field(m, "licenses");
+  auto licenses = int_field(m, field::kLicenses);
   auto issued = int_field(m, "issued");
   if (!serial || !reg || !licenses || !issued || *licenses < 0 || *licenses > 100000000)
     return invalid("unlock code has missing or bad fields");
@@ -182,9 +182,9 @@ void sign_tree(const std::vector<Lease>& leases, size_t from, size_t to, std::st
   std::vector<size_t> pos(n);
   for (size_t i = 0; i < n; ++i) {
     const Lease& l = leases[from + i];
-    payloads[i] = pack(Value(Value::Map{{"computer", Value(l.computer)},
-                                        {"license", Value(l.license)},
-                                        {"serial", Value(l.serial)},
+    payloads[i] = pack(Value(Value::Map{{field::kComputer, Value(l.computer)},
+                                        {field::kLicense, Value(l.license)},
+                                        {field::kSerial, Value(l.serial)},
                                         {"issued", Value(l.issued)},
                                         {"expires", Value(l.expires)}}));
     level[i] = leaf_hash(payloads[i]);
@@ -255,9 +255,9 @@ Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, i
   auto opened = batch ? open_batch_token(token, lease_key) : open_token(token, lease_key);
   if (!opened) return Error{Code::Unauthorized, "lease rejected: " + opened.error().message};
   const Value& m = *opened;
-  const std::string* computer = str_field(m, "computer");
-  const std::string* license = str_field(m, "license");
-  const std::string* serial = str_field(m, "serial");
+  const std::string* computer = str_field(m, field::kComputer);
+  const std::string* license = str_field(m, field::kLicense);
+  const std::string* serial = str_field(m, field::kSerial);
   auto issued = int_field(m, "issued");
   auto expires = int_field(m, "expires");
   if (!computer || !license || !serial || !issued || !expires)

@@ -1,3 +1,4 @@
+#include "common/names.hpp"
 #include "common/value.hpp"
 
 #include <cmath>
@@ -107,7 +108,7 @@ int64_t reply_int(const Value& map, std::string_view key, int64_t missing) {
 }
 
 bool reply_ok(const Value& reply) {
-  const Value* f = reply.find("ok");
+  const Value* f = reply.find(field::kOk);
   return f && f->is_bool() && f->as_bool();
 }
 

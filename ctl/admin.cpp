@@ -12,6 +12,8 @@
 
 #include "ctl/commands.hpp"
 
+#include "common/names.hpp"
+
 namespace primary::ctl {
 namespace {
 
@@ -40,20 +42,20 @@ struct LogPage {
 
 LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
                  const std::vector<std::string>& types = {}) {
-  Value::Map fields{{"limit", Value(limit)}};
-  if (!since.empty()) fields.emplace_back("since", Value(since));
+  Value::Map fields{{field::kLimit, Value(limit)}};
+  if (!since.empty()) fields.emplace_back(field::kSince, Value(since));
   if (!types.empty()) {
     Value::Array list;
     for (const auto& t : types) list.emplace_back(t);
-    fields.emplace_back("types", Value(std::move(list)));
+    fields.emplace_back(field::kTypes, Value(std::move(list)));
   }
   LogPage page;
   Answer a = ask(ctx, kService, "log", std::move(fields));
   page.exit = a.exit;
   if (!a) return page;
-  if (const Value* items = a.reply.find("items"); items && items->is_array())
+  if (const Value* items = a.reply.find(field::kItems); items && items->is_array())
     page.items = items->as_array();
-  page.next = reply_str(a.reply, "next");
+  page.next = reply_str(a.reply, field::kNext);
   return page;
 }
 
@@ -65,7 +67,7 @@ LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
 LogPage recent_entries(Context& ctx, int64_t scan) {
   LogPage oldest = log_page(ctx, "", 1);
   if (oldest.exit != kOk || oldest.items.empty()) return oldest;
-  const int64_t oldest_ms = reply_int(oldest.items.front(), "ts", 0);
+  const int64_t oldest_ms = reply_int(oldest.items.front(), field::kTs, 0);
   const int64_t now = ctx.host.now_ms();
   for (int64_t window = 60000;; window *= 4) {
     const bool whole = now - window <= oldest_ms;
@@ -126,7 +128,7 @@ class TableWriter {
 };
 
 int status(Context& ctx) {
-  Answer a = ask(ctx, kService, "status");
+  Answer a = ask(ctx, kService, field::kStatus);
   if (!a) return a.exit;
   if (ctx.json) {
     print_json(ctx, a.reply);
@@ -134,19 +136,19 @@ int status(Context& ctx) {
   }
   const Value& r = a.reply;
   std::string services;
-  if (const Value* s = r.find("services"); s && s->is_map())
+  if (const Value* s = r.find(field::kServices); s && s->is_map())
     for (const auto& [name, n] : s->as_map())
       services += (services.empty() ? "" : ", ") + name + " " + field_text(n);
-  const std::string serial = reply_str(r, "serial");
-  print_table(ctx.out, {{"serial", serial.empty() ? "(none registered)" : serial},
-                        {"purchased", std::to_string(reply_int(r, "purchased", 0))},
-                        {"reserved", std::to_string(reply_int(r, "reserved", 0))},
-                        {"active", std::to_string(reply_int(r, "active", 0))},
-                        {"lost", std::to_string(reply_int(r, "lost", 0))},
-                        {"never seen", std::to_string(reply_int(r, "never_seen", 0))},
-                        {"version", reply_str(r, "version")},
-                        {"uptime", duration_text(reply_int(r, "uptime_s", 0))},
-                        {"services", services.empty() ? "(none)" : services}});
+  const std::string serial = reply_str(r, field::kSerial);
+  print_table(ctx.out, {{field::kSerial, serial.empty() ? "(none registered)" : serial},
+                        {field::kPurchased, std::to_string(reply_int(r, field::kPurchased, 0))},
+                        {field::kReserved, std::to_string(reply_int(r, field::kReserved, 0))},
+                        {field::kActive, std::to_string(reply_int(r, field::kActive, 0))},
+                        {field::kLost, std::to_string(reply_int(r, field::kLost, 0))},
+                        {"never seen", std::to_string(reply_int(r, field::kNeverSeen, 0))},
+                        {field::kVersion, reply_str(r, field::kVersion)},
+                        {"uptime", duration_text(reply_int(r, field::kUptimeS, 0))},
+                        {field::kServices, services.empty() ? "(none)" : services}});
   return kOk;
 }
 
@@ -163,13 +165,13 @@ int computers(Context& ctx, const ComputersArgs& a) {
   std::string cursor;
   for (;;) {
     const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
-    Value::Map fields{{"limit", Value(want)}, {"sort", Value(a.sort)}};
-    if (!a.state.empty()) fields.emplace_back("state", Value(a.state));
-    if (!cursor.empty()) fields.emplace_back("cursor", Value(cursor));
+    Value::Map fields{{field::kLimit, Value(want)}, {field::kSort, Value(a.sort)}};
+    if (!a.state.empty()) fields.emplace_back(field::kState, Value(a.state));
+    if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
     Answer ans = ask(ctx, kService, "computers", std::move(fields));
     if (!ans) return ans.exit;
     std::vector<std::vector<std::string>> rows;
-    if (const Value* items = ans.reply.find("items"); items && items->is_array())
+    if (const Value* items = ans.reply.find(field::kItems); items && items->is_array())
       for (const Value& item : items->as_array()) {
         if (a.limit && printed >= a.limit) break;
         ++printed;
@@ -177,14 +179,14 @@ int computers(Context& ctx, const ComputersArgs& a) {
           array.add(item);
           continue;
         }
-        const Value* seen = item.find("last_seen");
-        const std::string version = reply_str(item, "version");
-        rows.push_back({reply_str(item, "computer"), reply_str(item, "state"),
+        const Value* seen = item.find(field::kLastSeen);
+        const std::string version = reply_str(item, field::kVersion);
+        rows.push_back({reply_str(item, field::kComputer), reply_str(item, field::kState),
                         seen && seen->is_int() ? iso_utc(seen->as_int(), false) : "-",
                         version.empty() ? "-" : version});
       }
     if (!rows.empty()) table.write(std::move(rows));
-    cursor = reply_str(ans.reply, "cursor");
+    cursor = reply_str(ans.reply, field::kCursor);
     if (cursor.empty() || (a.limit && printed >= a.limit)) {
       if (ctx.json) array.close();
       else table.write({});  // the header alone when nothing matched
@@ -194,44 +196,44 @@ int computers(Context& ctx, const ComputersArgs& a) {
 }
 
 int computer(Context& ctx, const std::string& name) {
-  Answer info = ask(ctx, "license.control", "setup_info", {{"computer", Value(name)}});
+  Answer info = ask(ctx, svc::kLicenseControl, opname::kSetupInfo, {{field::kComputer, Value(name)}});
   if (!info) return info.exit;
   const Value& r = info.reply;
   std::string endpoints;
-  if (const Value* eps = r.find("endpoints"); eps && eps->is_array())
+  if (const Value* eps = r.find(field::kEndpoints); eps && eps->is_array())
     for (const Value& ep : eps->as_array()) endpoints += (endpoints.empty() ? "" : ", ") + field_text(ep);
-  std::vector<std::vector<std::string>> rows = {{"computer", reply_str(r, "computer")},
-                                                {"license", reply_str(r, "license")},
-                                                {"serial", reply_str(r, "serial")},
-                                                {"endpoints", endpoints}};
-  if (r.find("server_key")) rows.push_back({"server key", reply_str(r, "server_key")});
-  rows.push_back({"lease key", reply_str(r, "lease_key")});
-  Answer state = ask(ctx, kService, "computer", {{"computer", Value(name)}});
+  std::vector<std::vector<std::string>> rows = {{field::kComputer, reply_str(r, field::kComputer)},
+                                                {field::kLicense, reply_str(r, field::kLicense)},
+                                                {field::kSerial, reply_str(r, field::kSerial)},
+                                                {field::kEndpoints, endpoints}};
+  if (r.find(field::kServerKey)) rows.push_back({"server key", reply_str(r, field::kServerKey)});
+  rows.push_back({"lease key", reply_str(r, field::kLeaseKey)});
+  Answer state = ask(ctx, kService, field::kComputer, {{field::kComputer, Value(name)}});
   if (!state) return state.exit;
   auto when = [&](const char* key) {
     const Value* v = state.reply.find(key);
     return v && v->is_int() ? iso_utc(v->as_int(), false) : std::string("-");
   };
-  rows.push_back({"state", reply_str(state.reply, "state")});
-  rows.push_back({"reserved at", when("reserved_at")});
-  rows.push_back({"first seen", when("first_seen")});
-  rows.push_back({"last seen", when("last_seen")});
-  rows.push_back({"version", state.reply.find("version") ? reply_str(state.reply, "version") : "-"});
-  rows.push_back({"peer", state.reply.find("peer") ? reply_str(state.reply, "peer") : "-"});
-  rows.push_back({"commands pending", std::to_string(reply_int(state.reply, "commands_pending", 0))});
+  rows.push_back({field::kState, reply_str(state.reply, field::kState)});
+  rows.push_back({"reserved at", when(field::kReservedAt)});
+  rows.push_back({"first seen", when(field::kFirstSeen)});
+  rows.push_back({"last seen", when(field::kLastSeen)});
+  rows.push_back({field::kVersion, state.reply.find(field::kVersion) ? reply_str(state.reply, field::kVersion) : "-"});
+  rows.push_back({field::kPeer, state.reply.find(field::kPeer) ? reply_str(state.reply, field::kPeer) : "-"});
+  rows.push_back({"commands pending", std::to_string(reply_int(state.reply, field::kCommandsPending, 0))});
 
   LogPage recent = recent_entries(ctx, kRecentScan);
   if (recent.exit != kOk) return recent.exit;
-  const std::string wanted = reply_str(r, "computer");
+  const std::string wanted = reply_str(r, field::kComputer);
   std::vector<const Value*> mine;
   for (const Value& e : recent.items)
-    if (reply_str(e, "computer") == wanted) mine.push_back(&e);
+    if (reply_str(e, field::kComputer) == wanted) mine.push_back(&e);
   if (ctx.json) {
     // {setup: setup_info, state: admin.computer, activity: [events], scanned: N}
     Value::Array activity;
     for (const Value* e : mine) activity.push_back(*e);
     print_json(ctx, Value(Value::Map{{"setup", without_envelope(r)},
-                                     {"state", without_envelope(state.reply)},
+                                     {field::kState, without_envelope(state.reply)},
                                      {"activity", Value(std::move(activity))},
                                      {"scanned", Value(static_cast<int64_t>(recent.items.size()))}}));
     return kOk;
@@ -318,7 +320,7 @@ int events(Context& ctx, const EventsArgs& a) {
         return true;
       }
       for (const Value& e : page.items) {
-        log_last = reply_str(e, "id");
+        log_last = reply_str(e, field::kId);
         if (print(e)) return true;
       }
       if (static_cast<int64_t>(page.items.size()) < kPage) return false;
@@ -337,7 +339,7 @@ int events(Context& ctx, const EventsArgs& a) {
       rejoined = true;
       if (catch_up(&exit)) return exit;
     }
-    if (!log_last.empty() && !event_id_less(log_last, reply_str(*e, "id"))) continue;
+    if (!log_last.empty() && !event_id_less(log_last, reply_str(*e, field::kId))) continue;
     if (print(*e)) return kOk;
   }
 }
@@ -374,7 +376,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 int firewall(Context& ctx, const FirewallArgs& a) {
   Answer ans = ask(ctx, kService, "firewall");
   if (!ans) return ans.exit;
-  const Value* rules = ans.reply.find("rules");
+  const Value* rules = ans.reply.find(field::kRules);
   auto rules_of = [&](const Tool& t) { return rules ? reply_str(*rules, t.rules_key) : std::string(); };
   const Tool* chosen = nullptr;
   for (const Tool& t : kTools)
@@ -382,13 +384,13 @@ int firewall(Context& ctx, const FirewallArgs& a) {
 
   if (!a.apply && ctx.json) {
     Value out = without_envelope(ans.reply);
-    if (chosen) out.set("rules", Value(Value::Map{{chosen->rules_key, Value(rules_of(*chosen))}}));
+    if (chosen) out.set(field::kRules, Value(Value::Map{{chosen->rules_key, Value(rules_of(*chosen))}}));
     print_json(ctx, out);
     return kOk;
   }
   if (!a.apply) {
     std::string ports;
-    if (const Value* p = ans.reply.find("ports"); p && p->is_array())
+    if (const Value* p = ans.reply.find(field::kPorts); p && p->is_array())
       for (const Value& port : p->as_array())
         ports += " " + std::to_string(reply_int(port, "port", 0)) + "/" + reply_str(port, "protocol");
     ctx.out << "ports:" << (ports.empty() ? " (none)" : ports) << "\n";
@@ -417,10 +419,10 @@ int firewall(Context& ctx, const FirewallArgs& a) {
   auto report = [&](int exit) {
     if (!ctx.json) return exit;
     if (!a.yes)
-      for (const auto& line : commands) ran.emplace_back(Value::Map{{"command", Value(line)}});
+      for (const auto& line : commands) ran.emplace_back(Value::Map{{field::kCommand, Value(line)}});
     print_json(ctx, Value(Value::Map{{"tool", Value(chosen->name)},
                                      {"dry_run", Value(!a.yes)},
-                                     {"commands", Value(std::move(ran))}}));
+                                     {field::kCommands, Value(std::move(ran))}}));
     return exit;
   };
   if (ctx.json && (!a.yes || commands.empty())) return report(kOk);
@@ -441,7 +443,7 @@ int firewall(Context& ctx, const FirewallArgs& a) {
     }
     // With --json the tool's own output goes to stderr: stdout is one document.
     const int rc = ctx.host.shell(ctx.json ? "(" + line + ") 1>&2" : line);
-    ran.emplace_back(Value::Map{{"command", Value(line)}, {"exit", Value(rc)}});
+    ran.emplace_back(Value::Map{{field::kCommand, Value(line)}, {"exit", Value(rc)}});
     if (rc != 0) {
       ctx.err << "primaryctl: '" << line << "' failed with exit status " << rc
               << "; the commands after it were not run\n";
@@ -481,19 +483,19 @@ std::string iso_utc(int64_t unix_ms, bool millis) {
 }
 
 std::string event_line(const Value& event) {
-  std::string line = iso_utc(reply_int(event, "ts", 0)) + " " + reply_str(event, "type");
+  std::string line = iso_utc(reply_int(event, field::kTs, 0)) + " " + reply_str(event, field::kType);
   // The server's field order is not stable (it comes from a Lua table):
   // `computer` first, then by name.
   std::vector<const Value::Map::value_type*> fields;
   if (event.is_map())
     for (const auto& kv : event.as_map())
-      if (kv.first != "id" && kv.first != "ts" && kv.first != "type") fields.push_back(&kv);
+      if (kv.first != field::kId && kv.first != field::kTs && kv.first != field::kType) fields.push_back(&kv);
   std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) {
-    return std::make_pair(a->first != "computer", a->first) <
-           std::make_pair(b->first != "computer", b->first);
+    return std::make_pair(a->first != field::kComputer, a->first) <
+           std::make_pair(b->first != field::kComputer, b->first);
   });
   for (const auto* kv : fields) line += " " + kv->first + "=" + field_text(kv->second);
-  return line + " id=" + reply_str(event, "id");
+  return line + " id=" + reply_str(event, field::kId);
 }
 
 Action declare_status(CLI::App&) { return status; }
@@ -501,7 +503,7 @@ Action declare_status(CLI::App&) { return status; }
 Action declare_computers(CLI::App& sub) {
   auto a = std::make_shared<ComputersArgs>();
   sub.add_option("--state", a->state, "Only computers in this state")
-      ->check(CLI::IsMember({"reserved", "active", "lost"}));
+      ->check(CLI::IsMember({field::kReserved, field::kActive, field::kLost}));
   sub.add_option("--sort", a->sort, "Order: name (default) or last-seen (newest first)")
       ->check(CLI::IsMember({"name", "last-seen"}));
   sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "server/backup.hpp"
+#include "common/names.hpp"
 #include "common/redis.hpp"
 #include "ctl/commands.hpp"
 
@@ -120,8 +121,8 @@ int backup(Context& ctx, const BackupArgs& a) {
       {"snapshot_ms", Value(snap->taken_ms)},
       {"redis_keys", Value(static_cast<int64_t>(snap->keys.size()))},
       {"reservations", Value(snap->reservations)},
-      {"purchased", Value(snap->purchased)},
-      {"serial", Value(snap->serial)},
+      {field::kPurchased, Value(snap->purchased)},
+      {field::kSerial, Value(snap->serial)},
       {"key_files", Value(std::move(key_names))},
   };
   if (auto ok = (*writer)->manifest(Value(std::move(manifest))); !ok) return failed(ok.error().message);
@@ -153,14 +154,14 @@ int backup(Context& ctx, const BackupArgs& a) {
     print_json(ctx, Value(Value::Map{
                         {"file", Value(a.out)},
                         {"bytes", Value(static_cast<int64_t>((*writer)->bytes()))},
-                        {"sha256", Value(*sha)},
+                        {field::kSha256, Value(*sha)},
                         {"seconds", Value(seconds)},
                         {"redis_keys", Value(static_cast<int64_t>(snap->keys.size()))},
                         {"snapshot_ms", Value(snap->taken_ms)},
                         {"redis_version", Value(snap->redis_version)},
                         {"reservations", Value(snap->reservations)},
-                        {"purchased", Value(snap->purchased)},
-                        {"serial", Value(snap->serial)},
+                        {field::kPurchased, Value(snap->purchased)},
+                        {field::kSerial, Value(snap->serial)},
                         {"key_files", Value(std::move(names))},
                         {"artifacts", Value(static_cast<int64_t>(stored))},
                         {"artifact_bytes", Value(static_cast<int64_t>(artifact_bytes))},

@@ -43,8 +43,8 @@ std::vector<std::string> declared_services() {
   for (const auto& spec : catalog())
     if (std::find(names.begin(), names.end(), spec.service) == names.end())
       names.emplace_back(spec.service);
-  if (std::find(names.begin(), names.end(), "broker.control") == names.end())
-    names.emplace_back("broker.control");
+  if (std::find(names.begin(), names.end(), svc::kBrokerControl) == names.end())
+    names.emplace_back(svc::kBrokerControl);
   return names;
 }
 
@@ -57,7 +57,7 @@ Action declare_call(CLI::App& sub) {
   };
   auto a = std::make_shared<Args>();
   sub.add_option("service", a->service, "Service name, e.g. license.control")->required();
-  sub.add_option("op", a->op, "Operation, e.g. reserve (for mmi.*: the raw body)")->required();
+  sub.add_option(field::kOp, a->op, "Operation, e.g. reserve (for mmi.*: the raw body)")->required();
   sub.add_option("fields", a->fields,
                  "Request fields as key=value (integers, true, false and null are typed; "
                  "anything else is a string)");
@@ -94,7 +94,7 @@ std::unique_ptr<zmq::socket_t> open_socket(zmq::context_t& zctx, zmq::socket_typ
 std::optional<size_t> reply_index(std::string_view body, size_t n) {
   auto reply = unpack_map(body);
   if (!reply) return std::nullopt;
-  const Value* rid = reply->find("rid");
+  const Value* rid = reply->find(field::kRid);
   if (!rid || !rid->is_int() || rid->as_int() < 0 || static_cast<uint64_t>(rid->as_int()) >= n)
     return std::nullopt;
   return static_cast<size_t>(rid->as_int());
@@ -181,7 +181,7 @@ Result<NextEvent> subscribe_events(zmq::context_t& zctx, const ClientOptions& o,
       mdp::recv_frames(*sub, in);
       if (in.size() != 2) continue;
       auto event = unpack_map(mdp::view(in[1]));
-      if (event && event->find("id")) return std::move(*event);
+      if (event && event->find(field::kId)) return std::move(*event);
     }
   });
 }
@@ -223,8 +223,8 @@ int report_transport_error(Context& ctx, const Error& e) {
 }
 
 int report_error_reply(Context& ctx, const Value& reply) {
-  const Value* code = reply.find("code");
-  const Value* message = reply.find("message");
+  const Value* code = reply.find(field::kCode);
+  const Value* message = reply.find(field::kMessage);
   ctx.err << "error: " << (code && code->is_str() ? code->as_str() : "ERROR") << ": "
           << (message && message->is_str() ? message->as_str() : "(no message)") << "\n";
   return kServerError;
@@ -254,7 +254,7 @@ Value without_envelope(const Value& reply) {
   Value::Map out;
   if (reply.is_map())
     for (const auto& [k, v] : reply.as_map())
-      if (k != "ok" && k != "rid") out.emplace_back(k, v);
+      if (k != field::kOk && k != field::kRid) out.emplace_back(k, v);
   return Value(std::move(out));
 }
 
@@ -322,7 +322,7 @@ const std::vector<Command>& commands() {
       {"call", "Send any request and print the reply as JSON", declare_call,
        "primaryctl call license.control reserve computer=ws-01\n"
        "primaryctl call mmi.service admin"},
-      {"services", "List the services with up/down and their worker counts", declare_services,
+      {field::kServices, "List the services with up/down and their worker counts", declare_services,
        "primaryctl --server tcp://10.0.0.5:16770 services"},
       {"keys", "Admin CURVE keys: `keys create --out DIR [--name NAME]`", declare_keys,
        "primaryctl keys create --out ~/.primary --name alice"},
@@ -338,14 +338,14 @@ const std::vector<Command>& commands() {
        "primaryctl reserve --from computers.txt --json"},
       {"setup-info", "Print a computer's setup file (JSON), or write it with --out FILE",
        declare_setup_info, "primaryctl setup-info ws-01 --out ws-01.json"},
-      {"command", "Queue COMMAND [key=value ...] for computer NAME; prints its id",
+      {field::kCommand, "Queue COMMAND [key=value ...] for computer NAME; prints its id",
        declare_command, "primaryctl command ws-01 collect-logs days=2"},
-      {"status", "Serial, license counts, version, uptime and workers", declare_status,
+      {field::kStatus, "Serial, license counts, version, uptime and workers", declare_status,
        "primaryctl status\n"
        "primaryctl status --json"},
       {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages",
        declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20"},
-      {"computer", "A computer's license and its recent activity", declare_computer,
+      {field::kComputer, "A computer's license and its recent activity", declare_computer,
        "primaryctl computer ws-01"},
       {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,
        "primaryctl log --type license.reserved,client.lost --limit 50\n"
@@ -453,11 +453,11 @@ int services(Context& ctx) {
   // Worker counts, when this peer may ask the broker for them.
   Value counts;
   bool broker_answered = false;
-  auto raw = ctx.send("broker.control", encode_request("workers"));
+  auto raw = ctx.send(svc::kBrokerControl, encode_request("workers"));
   if (!raw) return report_transport_error(ctx, raw.error());
   if (auto reply = unpack_map(*raw)) {
     broker_answered = reply_ok(*reply);
-    if (const Value* s = reply->find("services"); broker_answered && s) counts = *s;
+    if (const Value* s = reply->find(field::kServices); broker_answered && s) counts = *s;
   }
 
   std::vector<std::vector<std::string>> rows = {{"SERVICE", "STATE", "WORKERS"}};
@@ -465,15 +465,15 @@ int services(Context& ctx) {
   auto add = [&](const std::string& name, bool up, std::optional<int64_t> workers) {
     rows.push_back({name, up ? "up" : "down", workers ? std::to_string(*workers) : "-"});
     items.emplace_back(Value::Map{{"service", Value(name)},
-                                  {"state", Value(up ? "up" : "down")},
+                                  {field::kState, Value(up ? "up" : "down")},
                                   {"workers", workers ? Value(*workers) : Value()}});
   };
   for (const auto& name : declared_services()) {
-    if (name == "broker.control") {
+    if (name == svc::kBrokerControl) {
       add(name, broker_answered, std::nullopt);
       continue;
     }
-    auto status = ctx.send("mmi.service", name);
+    auto status = ctx.send(svc::kMmiService, name);
     if (!status) return report_transport_error(ctx, status.error());
     const Value* n = counts.find(name);
     std::optional<int64_t> workers;

@@ -19,7 +19,7 @@
 namespace primary::ctl {
 namespace {
 
-constexpr const char* kService = "license.control";
+constexpr const char* kService = svc::kLicenseControl;
 
 // Writes `text` to `path` with mode 0600, replacing it atomically.
 std::optional<std::string> write_private_file(const std::string& path, const std::string& text) {
@@ -56,7 +56,7 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
   bodies.reserve(names.size());
   for (size_t i = 0; i < names.size(); ++i)
     bodies.push_back(encode_request(
-        "reserve", {{"computer", Value(names[i])}, {"rid", Value(static_cast<int64_t>(i))}}));
+        "reserve", {{field::kComputer, Value(names[i])}, {field::kRid, Value(static_cast<int64_t>(i))}}));
   std::vector<Result<std::string>> replies;
   if (ctx.send_many) {
     replies = ctx.send_many(kService, bodies);
@@ -70,14 +70,14 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
   auto refuse = [&](const std::string& name, const std::string& code, const std::string& message) {
     ++refused;
     rows.push_back({name, "-", code + ": " + message});
-    items.emplace_back(Value::Map{{"name", Value(name)}, {"ok", Value(false)}, {"code", Value(code)},
-                                  {"message", Value(message)}});
+    items.emplace_back(Value::Map{{"name", Value(name)}, {field::kOk, Value(false)}, {field::kCode, Value(code)},
+                                  {field::kMessage, Value(message)}});
   };
   int64_t reserved = -1, purchased = 0;  // from the reply that saw the most reservations
   auto track = [&](const Value& r) {
-    if (r.find("reserved") && r.find("purchased") && reply_int(r, "reserved", 0) >= reserved) {
-      reserved = reply_int(r, "reserved", 0);
-      purchased = reply_int(r, "purchased", 0);
+    if (r.find(field::kReserved) && r.find(field::kPurchased) && reply_int(r, field::kReserved, 0) >= reserved) {
+      reserved = reply_int(r, field::kReserved, 0);
+      purchased = reply_int(r, field::kPurchased, 0);
     }
   };
   for (size_t i = 0; i < names.size(); ++i) {
@@ -96,25 +96,25 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
     }
     track(*reply);
     if (!reply_ok(*reply)) {
-      refuse(names[i], reply_str(*reply, "code"), reply_str(*reply, "message"));
+      refuse(names[i], reply_str(*reply, field::kCode), reply_str(*reply, field::kMessage));
       continue;
     }
-    const Value* c = reply->find("created");
+    const Value* c = reply->find(field::kCreated);
     const bool is_new = c && c->is_bool() && c->as_bool();
     ++(is_new ? created : existing);
-    rows.push_back({names[i], reply_str(*reply, "license"), is_new ? "created" : "existing"});
+    rows.push_back({names[i], reply_str(*reply, field::kLicense), is_new ? field::kCreated : "existing"});
     Value item = without_envelope(*reply);
     item.as_map().insert(item.as_map().begin(), {"name", Value(names[i])});
-    item.set("ok", Value(true));
+    item.set(field::kOk, Value(true));
     items.push_back(std::move(item));
   }
   if (ctx.json) {
-    print_json(ctx, Value(Value::Map{{"items", Value(std::move(items))},
-                                     {"created", Value(created)},
+    print_json(ctx, Value(Value::Map{{field::kItems, Value(std::move(items))},
+                                     {field::kCreated, Value(created)},
                                      {"existing", Value(existing)},
                                      {"refused", Value(refused)},
-                                     {"reserved", reserved >= 0 ? Value(reserved) : Value()},
-                                     {"purchased", reserved >= 0 ? Value(purchased) : Value()}}));
+                                     {field::kReserved, reserved >= 0 ? Value(reserved) : Value()},
+                                     {field::kPurchased, reserved >= 0 ? Value(purchased) : Value()}}));
   } else {
     print_table(ctx.out, rows);
     ctx.out << "reserved " << created << " new, " << existing << " existing, " << refused
@@ -135,10 +135,10 @@ int reserve(Context& ctx, const std::vector<std::string>& names) {
 
 Action declare_register(CLI::App& sub) {
   auto serial = std::make_shared<std::string>();
-  sub.add_option("serial", *serial, "The serial number bought from the vendor")->required();
+  sub.add_option(field::kSerial, *serial, "The serial number bought from the vendor")->required();
   return [serial](Context& ctx) {
-    Answer a = ask(ctx, kService, "registration", {{"serial", Value(*serial)}});
-    return print_reply(ctx, a, [&](const Value& r) { ctx.out << reply_str(r, "registration_code") << "\n"; });
+    Answer a = ask(ctx, kService, "registration", {{field::kSerial, Value(*serial)}});
+    return print_reply(ctx, a, [&](const Value& r) { ctx.out << reply_str(r, field::kRegistrationCode) << "\n"; });
   };
 }
 
@@ -146,20 +146,20 @@ Action declare_registration(CLI::App&) {
   return [](Context& ctx) {
     Answer a = ask(ctx, kService, "registration");
     return print_reply(ctx, a, [&](const Value& r) {
-      print_table(ctx.out, {{"serial", reply_str(r, "serial")},
-                            {"registration code", reply_str(r, "registration_code")}});
+      print_table(ctx.out, {{field::kSerial, reply_str(r, field::kSerial)},
+                            {"registration code", reply_str(r, field::kRegistrationCode)}});
     });
   };
 }
 
 Action declare_unlock(CLI::App& sub) {
   auto code = std::make_shared<std::string>();
-  sub.add_option("code", *code, "The unlock code the vendor issued for this server")->required();
+  sub.add_option(field::kCode, *code, "The unlock code the vendor issued for this server")->required();
   return [code](Context& ctx) {
-    Answer a = ask(ctx, kService, "unlock", {{"unlock_code", Value(*code)}});
+    Answer a = ask(ctx, kService, "unlock", {{field::kUnlockCode, Value(*code)}});
     return print_reply(ctx, a, [&](const Value& r) {
-      print_table(ctx.out, {{"serial", reply_str(r, "serial")},
-                            {"purchased", std::to_string(reply_int(r, "purchased", 0))}});
+      print_table(ctx.out, {{field::kSerial, reply_str(r, field::kSerial)},
+                            {field::kPurchased, std::to_string(reply_int(r, field::kPurchased, 0))}});
     });
   };
 }
@@ -209,11 +209,11 @@ Action declare_setup_info(CLI::App& sub) {
     std::string computer, out;
   };
   auto a = std::make_shared<Args>();
-  sub.add_option("computer", a->computer, "Computer name (it must have a reservation)")
+  sub.add_option(field::kComputer, a->computer, "Computer name (it must have a reservation)")
       ->required();
   sub.add_option("--out", a->out, "Write the setup file here (mode 0600) instead of stdout");
   return [a](Context& ctx) {
-    Answer ans = ask(ctx, kService, "setup_info", {{"computer", Value(a->computer)}});
+    Answer ans = ask(ctx, kService, "setup_info", {{field::kComputer, Value(a->computer)}});
     if (!ans) return ans.exit;
     // The setup file is the reply without its envelope fields.
     const std::string json = to_json(without_envelope(ans.reply)) + "\n";
@@ -226,10 +226,10 @@ Action declare_setup_info(CLI::App& sub) {
       return static_cast<int>(kServerError);
     }
     if (ctx.json)
-      print_json(ctx, Value(Value::Map{{"computer", Value(reply_str(ans.reply, "computer"))},
+      print_json(ctx, Value(Value::Map{{field::kComputer, Value(reply_str(ans.reply, field::kComputer))},
                                        {"file", Value(a->out)}}));
     else
-      ctx.out << "wrote " << a->out << " for " << reply_str(ans.reply, "computer") << "\n";
+      ctx.out << "wrote " << a->out << " for " << reply_str(ans.reply, field::kComputer) << "\n";
     return static_cast<int>(kOk);
   };
 }
@@ -240,9 +240,9 @@ Action declare_command(CLI::App& sub) {
     std::vector<std::string> args;
   };
   auto a = std::make_shared<Args>();
-  sub.add_option("computer", a->computer, "Computer name")->required();
-  sub.add_option("command", a->command, "Command name, as the Client knows it")->required();
-  sub.add_option("args", a->args,
+  sub.add_option(field::kComputer, a->computer, "Computer name")->required();
+  sub.add_option(field::kCommand, a->command, "Command name, as the Client knows it")->required();
+  sub.add_option(field::kArgs, a->args,
                  "Arguments as key=value (integers, true, false and null are typed)");
   return [a](Context& ctx) {
     auto args = parse_pairs(a->args);
@@ -250,10 +250,10 @@ Action declare_command(CLI::App& sub) {
       ctx.err << "primaryctl: " << args.error().message << "\n";
       return static_cast<int>(kUsage);
     }
-    Value::Map fields{{"computer", Value(a->computer)}, {"command", Value(a->command)}};
-    if (!args->empty()) fields.emplace_back("args", Value(std::move(*args)));
-    Answer ans = ask(ctx, kService, "command", std::move(fields));
-    return print_reply(ctx, ans, [&](const Value& r) { ctx.out << reply_str(r, "id") << "\n"; });
+    Value::Map fields{{field::kComputer, Value(a->computer)}, {field::kCommand, Value(a->command)}};
+    if (!args->empty()) fields.emplace_back(field::kArgs, Value(std::move(*args)));
+    Answer ans = ask(ctx, kService, field::kCommand, std::move(fields));
+    return print_reply(ctx, ans, [&](const Value& r) { ctx.out << reply_str(r, field::kId) << "\n"; });
   };
 }
 

@@ -19,7 +19,7 @@
 namespace primary::ctl {
 namespace {
 
-constexpr const char* kControl = "update.control";
+constexpr const char* kControl = svc::kUpdateControl;
 constexpr int64_t kChunk = 1024 * 1024;
 constexpr size_t kWindow = 8;  // chunk requests in flight
 
@@ -42,7 +42,7 @@ std::string size_text(int64_t bytes) {
 
 const Value::Array& items(const Value& reply) {
   static const Value::Array none;
-  const Value* v = reply.find("items");
+  const Value* v = reply.find(field::kItems);
   return v && v->is_array() ? v->as_array() : none;
 }
 
@@ -52,19 +52,19 @@ int list(Context& ctx) {
     std::vector<std::vector<std::string>> rows = {
         {"COMPONENT", "VERSION", "CHANNEL", "STATE", "ROLLOUT", "SIZE", "STORED", "SHA256"}};
     for (const Value& i : items(r))
-      rows.push_back({reply_str(i, "component"), reply_str(i, "version"), reply_str(i, "channel"), reply_str(i, "state"),
-                      reply_str(i, "state") == "approved" ? std::to_string(reply_int(i, "rollout", 0)) + "%" : "-",
-                      size_text(reply_int(i, "size", 0)),
+      rows.push_back({reply_str(i, field::kComponent), reply_str(i, field::kVersion), reply_str(i, field::kChannel), reply_str(i, field::kState),
+                      reply_str(i, field::kState) == "approved" ? std::to_string(reply_int(i, field::kRollout, 0)) + "%" : "-",
+                      size_text(reply_int(i, field::kSize, 0)),
                       i.find("stored") && i.find("stored")->is_bool() && i.find("stored")->as_bool() ? "yes" : "no",
-                      reply_str(i, "sha256").substr(0, 12)});
+                      reply_str(i, field::kSha256).substr(0, 12)});
     print_table(ctx.out, rows);
-    if (const Value* feed = r.find("feed"); feed && feed->is_map() && reply_int(*feed, "issued", 0))
+    if (const Value* feed = r.find(field::kFeed); feed && feed->is_map() && reply_int(*feed, "issued", 0))
       ctx.out << "feed: issued " << reply_int(*feed, "issued", 0) << " (Unix ms), synced "
               << reply_int(*feed, "synced_at", 0) << ", from " << reply_str(*feed, "source") << "\n";
-    if (const Value* sync = r.find("sync"); sync && sync->is_map() && !reply_str(*sync, "job").empty())
-      ctx.out << "last " << reply_str(*sync, "kind") << ": " << reply_str(*sync, "state") << " "
+    if (const Value* sync = r.find(field::kSync); sync && sync->is_map() && !reply_str(*sync, field::kJob).empty())
+      ctx.out << "last " << reply_str(*sync, "kind") << ": " << reply_str(*sync, field::kState) << " "
               << reply_str(*sync, "result")
-              << (reply_str(*sync, "message").empty() ? "" : ": " + reply_str(*sync, "message")) << "\n";
+              << (reply_str(*sync, field::kMessage).empty() ? "" : ": " + reply_str(*sync, field::kMessage)) << "\n";
   });
 }
 
@@ -72,7 +72,7 @@ int list(Context& ctx) {
 int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Map fields) {
   Answer started = ask(ctx, kControl, op, std::move(fields));
   if (!started) return started.exit;
-  const std::string job = reply_str(started.reply, "job");
+  const std::string job = reply_str(started.reply, field::kJob);
   if (a.no_wait) {
     return print_reply(ctx, started, [&](const Value&) { ctx.out << op << " started: job " << job << "\n"; });
   }
@@ -81,18 +81,18 @@ int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Ma
     ctx.host.sleep(std::chrono::milliseconds(250));
     Answer r = ask(ctx, kControl, "releases");
     if (!r) return r.exit;
-    const Value* sync = r.reply.find("sync");
-    if (!sync || !sync->is_map() || reply_str(*sync, "job") != job || reply_str(*sync, "state") != "done") continue;
+    const Value* sync = r.reply.find(field::kSync);
+    if (!sync || !sync->is_map() || reply_str(*sync, field::kJob) != job || reply_str(*sync, field::kState) != "done") continue;
     const std::string result = reply_str(*sync, "result");
     if (ctx.json) {
       print_json(ctx, *sync);
     } else {
       ctx.out << op << " " << result << ": " << reply_int(*sync, "added", 0) << " added, "
               << reply_int(*sync, "failed", 0) << " failed"
-              << (reply_str(*sync, "message").empty() ? "" : " (" + reply_str(*sync, "message") + ")") << "\n";
+              << (reply_str(*sync, field::kMessage).empty() ? "" : " (" + reply_str(*sync, field::kMessage) + ")") << "\n";
     }
-    if (result == "ok") return kOk;
-    ctx.err << "error: " << (result == "refused" ? "REFUSED" : "PARTIAL") << ": " << reply_str(*sync, "message")
+    if (result == field::kOk) return kOk;
+    ctx.err << "error: " << (result == "refused" ? "REFUSED" : "PARTIAL") << ": " << reply_str(*sync, field::kMessage)
             << "\n";
     return kServerError;
   }
@@ -101,12 +101,12 @@ int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Ma
 }
 
 int set_state(Context& ctx, const UpdatesArgs& a, bool approve) {
-  Value::Map f = {{"component", Value(a.component)}, {"version", Value(a.version)}};
-  if (approve) f.emplace_back("rollout", Value(static_cast<int64_t>(a.percent)));
+  Value::Map f = {{field::kComponent, Value(a.component)}, {field::kVersion, Value(a.version)}};
+  if (approve) f.emplace_back(field::kRollout, Value(static_cast<int64_t>(a.percent)));
   Answer r = ask(ctx, kControl, approve ? "approve" : "hold", std::move(f));
   return print_reply(ctx, r, [&](const Value& v) {
-    ctx.out << reply_str(v, "component") << " " << reply_str(v, "version") << ": " << reply_str(v, "state");
-    if (approve) ctx.out << " for " << reply_int(v, "rollout", 0) << "% of computers";
+    ctx.out << reply_str(v, field::kComponent) << " " << reply_str(v, field::kVersion) << ": " << reply_str(v, field::kState);
+    if (approve) ctx.out << " for " << reply_int(v, field::kRollout, 0) << "% of computers";
     ctx.out << "\n";
   });
 }
@@ -126,7 +126,7 @@ int download(Context& ctx, const UpdatesArgs& a) {
   if (!list) return list.exit;
   const Value* found = nullptr;
   for (const Value& i : items(list.reply))
-    if (reply_str(i, "component") == a.component && reply_str(i, "version") == a.version) found = &i;
+    if (reply_str(i, field::kComponent) == a.component && reply_str(i, field::kVersion) == a.version) found = &i;
   if (!found) {
     ctx.err << "error: NOT_FOUND: no release " << a.component << " " << a.version << "\n";
     return kServerError;
@@ -134,10 +134,10 @@ int download(Context& ctx, const UpdatesArgs& a) {
   Release rel;
   rel.component = a.component;
   rel.version = a.version;
-  rel.channel = reply_str(*found, "channel");
-  rel.size = reply_int(*found, "size", 0);
-  rel.sha256 = reply_str(*found, "sha256");
-  rel.signature = reply_str(*found, "signature");
+  rel.channel = reply_str(*found, field::kChannel);
+  rel.size = reply_int(*found, field::kSize, 0);
+  rel.sha256 = reply_str(*found, field::kSha256);
+  rel.signature = reply_str(*found, field::kSignature);
   if (!a.vendor_key.empty()) {
     auto key = read_key_file(a.vendor_key, 32, false);
     if (!key) {
@@ -170,16 +170,16 @@ int download(Context& ctx, const UpdatesArgs& a) {
     std::vector<std::string> bodies;
     std::vector<int64_t> offsets;
     for (int64_t off = have; off < rel.size && bodies.size() < kWindow; off += kChunk) {
-      bodies.push_back(encode_request("fetch", {{"sha256", Value(rel.sha256)},
-                                                {"offset", Value(off)},
-                                                {"length", Value(std::min(kChunk, rel.size - off))},
-                                                {"rid", Value(static_cast<int64_t>(bodies.size()))}}));
+      bodies.push_back(encode_request("fetch", {{field::kSha256, Value(rel.sha256)},
+                                                {field::kOffset, Value(off)},
+                                                {field::kLength, Value(std::min(kChunk, rel.size - off))},
+                                                {field::kRid, Value(static_cast<int64_t>(bodies.size()))}}));
       offsets.push_back(off);
     }
     std::vector<Result<std::string>> replies;
-    if (ctx.send_many) replies = ctx.send_many("update", bodies);
+    if (ctx.send_many) replies = ctx.send_many(field::kUpdate, bodies);
     else
-      for (const auto& b : bodies) replies.push_back(ctx.send("update", b));
+      for (const auto& b : bodies) replies.push_back(ctx.send(field::kUpdate, b));
     for (size_t i = 0; i < bodies.size() && exit == kOk; ++i) {
       if (i >= replies.size() || !replies[i]) {
         exit = report_transport_error(ctx, i < replies.size() ? replies[i].error() : Error{Code::Unavailable, "no reply"});
@@ -190,8 +190,8 @@ int download(Context& ctx, const UpdatesArgs& a) {
         exit = reply ? report_error_reply(ctx, *reply) : kServerError;
         break;
       }
-      const Value* data = reply->find("data");
-      if (!data || data->kind() != Value::Kind::Bin || reply_int(*reply, "offset", 0) != offsets[i] ||
+      const Value* data = reply->find(field::kData);
+      if (!data || data->kind() != Value::Kind::Bin || reply_int(*reply, field::kOffset, 0) != offsets[i] ||
           static_cast<int64_t>(data->as_bin().bytes.size()) != std::min(kChunk, rel.size - offsets[i])) {
         ctx.err << "error: INTERNAL: the server's chunk at " << offsets[i] << " does not match the release\n";
         exit = kServerError;
@@ -223,11 +223,11 @@ int download(Context& ctx, const UpdatesArgs& a) {
     ctx.err << "primaryctl: cannot rename to " << a.out << ": " << std::strerror(errno) << "\n";
     return kServerError;
   }
-  Value result(Value::Map{{"component", Value(rel.component)},
-                          {"version", Value(rel.version)},
+  Value result(Value::Map{{field::kComponent, Value(rel.component)},
+                          {field::kVersion, Value(rel.version)},
                           {"file", Value(a.out)},
-                          {"size", Value(rel.size)},
-                          {"sha256", Value(rel.sha256)},
+                          {field::kSize, Value(rel.size)},
+                          {field::kSha256, Value(rel.sha256)},
                           {"resumed_from", Value(resumed)},
                           {"signature_checked", Value(!a.vendor_key.empty())}});
   if (ctx.json) print_json(ctx, result);
@@ -243,7 +243,7 @@ Action declare_updates(CLI::App& sub) {
   auto a = std::make_shared<UpdatesArgs>();
   sub.require_subcommand(1);
   auto* ls = sub.add_subcommand("list", "Releases with state, rollout and whether this server stores them");
-  auto* sync = sub.add_subcommand("sync", "Fetch the vendor feed now; waits for the result unless --no-wait");
+  auto* sync = sub.add_subcommand(field::kSync, "Fetch the vendor feed now; waits for the result unless --no-wait");
   auto* import = sub.add_subcommand("import", "Import an offline bundle (a path on the updater's host)");
   import->add_option("BUNDLE", a->path, "Bundle file (absolute path on the server's host)")->required();
   for (auto* s : {sync, import}) {
@@ -263,14 +263,14 @@ Action declare_updates(CLI::App& sub) {
   dl->add_option("--vendor-key", a->vendor_key, "Vendor public key file: also check the vendor's signature");
   return [a, ls, sync, import, approve, hold, dl](Context& ctx) {
     if (ls->parsed()) return list(ctx);
-    if (sync->parsed()) return run_job(ctx, *a, "sync", {});
+    if (sync->parsed()) return run_job(ctx, *a, field::kSync, {});
     if (import->parsed()) {
       std::string path = a->path;
       if (!path.empty() && path[0] != '/') {
         char cwd[4096];
         if (::getcwd(cwd, sizeof cwd)) path = std::string(cwd) + "/" + path;
       }
-      return run_job(ctx, *a, "import", {{"path", Value(path)}});
+      return run_job(ctx, *a, "import", {{field::kPath, Value(path)}});
     }
     if (approve->parsed()) return set_state(ctx, *a, true);
     if (hold->parsed()) return set_state(ctx, *a, false);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/names.hpp"
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
@@ -35,9 +36,9 @@ constexpr size_t kReservationsPerCall = 128;
 
 // Fields of one entry of a heartbeat's `results`.
 const std::vector<Field>& result_fields() {
-  static const std::vector<Field> fields = {{"id", FieldType::Str, true, 1, 64},
-                                            {"ok", FieldType::Bool, true},
-                                            {"detail", FieldType::Str, false, 0, 1024}};
+  static const std::vector<Field> fields = {{field::kId, FieldType::Str, true, 1, 64},
+                                            {field::kOk, FieldType::Bool, true},
+                                            {field::kDetail, FieldType::Str, false, 0, 1024}};
   return fields;
 }
 
@@ -180,8 +181,8 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
   for (size_t i = 0; i < tokens.size(); ++i) signed_into[i]->token = std::move(tokens[i]);
   for (size_t i = 0; i < wanted.size(); ++i) {
     Value::Map& fields = replies[wanted[i].reply].fields.as_map();
-    fields.emplace_back("lease", Value(found[i]->token));
-    fields.emplace_back("lease_expires", Value(found[i]->expires));
+    fields.emplace_back(field::kLease, Value(found[i]->token));
+    fields.emplace_back(field::kLeaseExpires, Value(found[i]->expires));
   }
 }
 
@@ -195,7 +196,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   for (size_t i = 0; i < reqs.size(); ++i) {
     const Request& r = reqs[i];
     std::string results;
-    if (const Value* res = r.get("results")) {
+    if (const Value* res = r.get(field::kResults)) {
       Value clean = Value(Value::Array{});
       bool bad = false;
       for (const Value& item : res->as_array()) {
@@ -235,12 +236,12 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     args.reserve(args.size() + 3 * (to - from) + 2);
     for (size_t k = from; k < to; ++k) {
       const Request& r = reqs[heartbeats[k]];
-      const std::string name(r.str("computer"));
+      const std::string name(r.str(field::kComputer));
       keys.push_back(command_key(name));
       keys.push_back(reject_key(name));
       keys.push_back(sent_key(name));
       args.push_back(name);
-      args.push_back(heartbeat_fingerprint(r.str("license"), r.str("version"), r.peer.address, bucket));
+      args.push_back(heartbeat_fingerprint(r.str(field::kLicense), r.str(field::kVersion), r.peer.address, bucket));
       args.push_back(std::move(packed_results[k]));
     }
     keys.push_back(kEventStream);
@@ -261,8 +262,8 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   if (!serial_.empty()) {
     guesses.reserve(heartbeats.size());
     for (size_t i : heartbeats)
-      if (const Request& r = reqs[i]; rejected_.empty() || !rejected_.contains(r.str("computer")))
-        guesses.push_back({i, r.str("computer"), r.str("license"), serial_});
+      if (const Request& r = reqs[i]; rejected_.empty() || !rejected_.contains(r.str(field::kComputer)))
+        guesses.push_back({i, r.str(field::kComputer), r.str(field::kLicense), serial_});
   }
   std::vector<CachedLease> ahead;
   // The leases wanted point into `reqs` and `out` (the serial).
@@ -277,11 +278,11 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
                               if (licensed) {
                                 const RedisReply& serial = answer.elements[2];
                                 if (!serial.is_str()) return script_failure(answer);
-                                wanted.push_back({heartbeats[k], r.str("computer"), r.str("license"), serial.str});
-                                if (auto it = rejected_.find(r.str("computer")); it != rejected_.end())
+                                wanted.push_back({heartbeats[k], r.str(field::kComputer), r.str(field::kLicense), serial.str});
+                                if (auto it = rejected_.find(r.str(field::kComputer)); it != rejected_.end())
                                   rejected_.erase(it);
                               } else {
-                                rejected_.emplace(r.str("computer"));
+                                rejected_.emplace(r.str(field::kComputer));
                               }
                               return std::move(*reply);
                             });
@@ -329,22 +330,22 @@ std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64
   }
   if (!status->is_str()) return std::nullopt;
   if (status->str != "OK") {
-    return Reply::success({{"status", Value("unlicensed")},
-                           {"reason", Value(status->str)},
-                           {"server_time", Value(now / 1000)},
-                           {"next_check_s", Value(config_.unlicensed_interval_s)},
-                           {"upload", Value(false)}});
+    return Reply::success({{field::kStatus, Value(status::kUnlicensed)},
+                           {field::kReason, Value(status->str)},
+                           {field::kServerTime, Value(now / 1000)},
+                           {field::kNextCheckS, Value(config_.unlicensed_interval_s)},
+                           {field::kUpload, Value(false)}});
   }
   licensed = true;
-  Value::Map fields{{"status", Value("licensed")},
-                    {"next_check_s", Value(config_.check_interval_s)},
-                    {"server_time", Value(now / 1000)},
-                    {"upload", Value(true)}};  // lease and lease_expires: add_leases()
+  Value::Map fields{{field::kStatus, Value(status::kLicensed)},
+                    {field::kNextCheckS, Value(config_.check_interval_s)},
+                    {field::kServerTime, Value(now / 1000)},
+                    {field::kUpload, Value(true)}};  // lease and lease_expires: add_leases()
   if (rr.is_array() && rr.elements.size() > 1) {
     Value::Array cmds;
     for (size_t i = 1; i < rr.elements.size(); ++i)
       if (auto v = unpack_value(rr.elements[i].str); v && v->is_map()) cmds.push_back(std::move(*v));
-    fields.emplace_back("commands", Value(std::move(cmds)));
+    fields.emplace_back(field::kCommands, Value(std::move(cmds)));
   }
   return Reply::success(std::move(fields));
 }
@@ -354,20 +355,16 @@ std::vector<Reply> LicenseService::handle_control(const std::vector<Request>& re
   std::vector<const Request*> reserves;
   std::vector<size_t> reserve_at;
   for (size_t i = 0; i < reqs.size(); ++i) {
-    const auto op = reqs[i].op();
-    if (op == "reserve") {
-      reserves.push_back(&reqs[i]);
-      reserve_at.push_back(i);
-    } else if (op == "setup_info") {
-      replies[i] = setup_info(reqs[i]);
-    } else if (op == "registration") {
-      replies[i] = registration(reqs[i]);
-    } else if (op == "unlock") {
-      replies[i] = unlock(reqs[i]);
-    } else if (op == "command") {
-      replies[i] = command(reqs[i]);
-    } else {
-      replies[i] = Reply::failure(Code::UnknownOp, "operation not served");
+    switch (reqs[i].id()) {
+      case Op::Reserve:
+        reserves.push_back(&reqs[i]);
+        reserve_at.push_back(i);
+        break;
+      case Op::SetupInfo: replies[i] = setup_info(reqs[i]); break;
+      case Op::Registration: replies[i] = registration(reqs[i]); break;
+      case Op::Unlock: replies[i] = unlock(reqs[i]); break;
+      case Op::Command: replies[i] = command(reqs[i]); break;
+      default: replies[i] = Reply::failure(Code::UnknownOp, "operation not served");
     }
   }
   if (!reserves.empty()) {
@@ -386,7 +383,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
     const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
     Redis::Argv args;
     for (size_t k = from; k < to; ++k)
-      args.insert(args.end(), {std::string(reqs[k]->str("computer")), random_token(16)});
+      args.insert(args.end(), {std::string(reqs[k]->str(field::kComputer)), random_token(16)});
     args.insert(args.end(), {cap, now});
     calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, std::move(args)));
   }
@@ -400,19 +397,19 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
         if (status == "NO_LICENSES_LEFT")
           return Reply::failure(Code::NoLicensesLeft,
                                 "all " + std::to_string(purchased) + " licenses are reserved",
-                                {{"reserved", Value(reserved)}, {"purchased", Value(purchased)}});
-        return Reply::success({{"license", Value(str_of(one.elements[1]))},
-                               {"computer", Value(std::string(reqs[k]->str("computer")))},
-                               {"created", Value(status == "CREATED")},
-                               {"reserved", Value(reserved)},
-                               {"purchased", Value(purchased)}});
+                                {{field::kReserved, Value(reserved)}, {field::kPurchased, Value(purchased)}});
+        return Reply::success({{field::kLicense, Value(str_of(one.elements[1]))},
+                               {field::kComputer, Value(std::string(reqs[k]->str(field::kComputer)))},
+                               {field::kCreated, Value(status == "CREATED")},
+                               {field::kReserved, Value(reserved)},
+                               {field::kPurchased, Value(purchased)}});
       });
 }
 
 Reply LicenseService::setup_info(const Request& req) {
-  const std::string name(req.str("computer"));
+  const std::string name(req.str(field::kComputer));
   auto out = redis_.pipeline({redis_.script_call(license_of_script(), {kReservations}, {name}),
-                              {"HMGET", kSerial, "unlocked", "serial"}});
+                              {"HMGET", kSerial, "unlocked", field::kSerial}});
   if (!out) return redis_failure(out.error());
   for (const auto& r : *out)
     if (r.is_error()) return script_failure(r);
@@ -426,12 +423,12 @@ Reply LicenseService::setup_info(const Request& req) {
   Value::Array endpoints;
   for (auto& ep : with_bound_ports(config_.client_endpoints, config_.endpoints_file, "front"))
     endpoints.emplace_back(std::move(ep));
-  Value::Map fields{{"computer", Value(name)},
-                    {"license", Value((*out)[0].str)},
-                    {"serial", Value(s)},
-                    {"endpoints", Value(std::move(endpoints))},
-                    {"lease_key", Value(base64url_encode(lease_public_))}};
-  if (!config_.server_key.empty()) fields.emplace_back("server_key", Value(config_.server_key));
+  Value::Map fields{{field::kComputer, Value(name)},
+                    {field::kLicense, Value((*out)[0].str)},
+                    {field::kSerial, Value(s)},
+                    {field::kEndpoints, Value(std::move(endpoints))},
+                    {field::kLeaseKey, Value(base64url_encode(lease_public_))}};
+  if (!config_.server_key.empty()) fields.emplace_back(field::kServerKey, Value(config_.server_key));
   return Reply::success(std::move(fields));
 }
 
@@ -447,7 +444,7 @@ Result<std::string> LicenseService::install_id() {
 }
 
 Reply LicenseService::registration(const Request& req) {
-  const std::string serial(req.str("serial"));
+  const std::string serial(req.str(field::kSerial));
   std::string code;
   if (!serial.empty()) {
     if (!valid_serial(serial))
@@ -465,19 +462,19 @@ Reply LicenseService::registration(const Request& req) {
   if (status == "LOCKED")
     return Reply::failure(Code::BadRequest, "field 'serial': this server is already unlocked for serial " +
                                                 str_of(r.elements[1]));
-  return Reply::success({{"serial", Value(str_of(r.elements[1]))},
-                         {"registration_code", Value(str_of(r.elements[2]))}});
+  return Reply::success({{field::kSerial, Value(str_of(r.elements[1]))},
+                         {field::kRegistrationCode, Value(str_of(r.elements[2]))}});
 }
 
 Reply LicenseService::unlock(const Request& req) {
   if (config_.vendor_public.empty())
     return Reply::failure(Code::Unavailable,
                           "this server has no vendor key; start it with --vendor-key FILE");
-  auto code = parse_unlock_code(req.str("unlock_code"), config_.vendor_public);
+  auto code = parse_unlock_code(req.str(field::kUnlockCode), config_.vendor_public);
   if (!code) return Reply::failure(code.error());
   auto out = redis_.eval_replicated(unlock_script(), {kSerial, kEventStream},
                          {code->serial, code->registration, std::to_string(code->licenses),
-                          std::to_string(code->issued), std::string(req.str("unlock_code")),
+                          std::to_string(code->issued), std::string(req.str(field::kUnlockCode)),
                           std::to_string(config_.event_cap), std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error());
   const auto& r = *out;
@@ -486,19 +483,19 @@ Reply LicenseService::unlock(const Request& req) {
     return Reply::failure(Code::InvalidUnlockCode, str_of(r.elements[1]));
   if (r.elements.size() > 2) events_.publish_entries(r.elements[2]);
   spdlog::info("serial {} unlocked for {} licenses", code->serial, code->licenses);
-  return Reply::success({{"serial", Value(code->serial)}, {"purchased", Value(code->licenses)}});
+  return Reply::success({{field::kSerial, Value(code->serial)}, {field::kPurchased, Value(code->licenses)}});
 }
 
 Reply LicenseService::command(const Request& req) {
-  const std::string name(req.str("computer"));
+  const std::string name(req.str(field::kComputer));
   const std::string id = random_token(12);
-  Value entry = Value(Value::Map{{"id", Value(id)},
-                                 {"command", Value(std::string(req.str("command")))},
+  Value entry = Value(Value::Map{{field::kId, Value(id)},
+                                 {field::kCommand, Value(std::string(req.str(field::kCommand)))},
                                  {"queued", Value(now_ms_())}});
-  if (const Value* args = req.get("args")) entry.set("args", *args);
+  if (const Value* args = req.get(field::kArgs)) entry.set(field::kArgs, *args);
   auto out = redis_.eval(command_script(), {kReservations, command_key(name), kMeta, kEventStream},
                          {name, id, pack(entry), std::to_string(config_.command_queue_limit),
-                          std::string(req.str("command")), std::to_string(config_.event_cap),
+                          std::string(req.str(field::kCommand)), std::to_string(config_.event_cap),
                           std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error());
   const auto& r = *out;
@@ -507,9 +504,9 @@ Reply LicenseService::command(const Request& req) {
   if (status == "NOT_FOUND") return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   if (status == "FULL")
     return Reply::failure(Code::Busy, "command queue for " + name + " is full",
-                          {{"retry_after_s", Value(config_.unlicensed_interval_s)}});
+                          {{field::kRetryAfterS, Value(config_.unlicensed_interval_s)}});
   if (r.elements.size() > 1) events_.publish_entries(r.elements[1]);
-  return Reply::success({{"id", Value(id)}});
+  return Reply::success({{field::kId, Value(id)}});
 }
 
 int64_t LicenseService::sweep_interval_ms() const {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "common/names.hpp"
 #include "common/config.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
@@ -79,8 +80,8 @@ int main(int argc, char** argv) {
   WorkerRuntime rt(ctx, wopt);
   service.count_with([&rt](std::string_view name, int64_t n) { rt.metrics().add(name, n); });
   const int slots = static_cast<int>(cfg.integer("slots"));
-  rt.serve_batch("license", [&](const std::vector<Request>& r) { return service.handle_license(r); }, slots);
-  rt.serve_batch("license.control", [&](const std::vector<Request>& r) { return service.handle_control(r); },
+  rt.serve_batch(svc::kLicense, [&](const std::vector<Request>& r) { return service.handle_license(r); }, slots);
+  rt.serve_batch(svc::kLicenseControl, [&](const std::vector<Request>& r) { return service.handle_control(r); },
                  slots);
   rt.every(std::chrono::milliseconds(service.sweep_interval_ms()), [&] { service.sweep(); });
   rt.export_metrics(redis);

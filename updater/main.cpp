@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/names.hpp"
 #include "common/config.hpp"
 #include "common/process.hpp"
 #include "common/tokens.hpp"
@@ -68,20 +69,20 @@ int main(int argc, char** argv) {
   WorkerRuntime rt(ctx, wopt);
   const int slots = static_cast<int>(cfg.integer("slots"));
   rt.serve_batch(
-      "update",
+      svc::kUpdate,
       [&](const std::vector<Request>& r) {
         auto replies = service.handle_update(r);
         // Update bytes served: the data of every fetch answered.
         int64_t served = 0;
         for (size_t k = 0; k < r.size() && k < replies.size(); ++k)
-          if (replies[k].ok && r[k].op() == "fetch")
-            if (const Value* data = replies[k].fields.find("data"); data && data->kind() == Value::Kind::Bin)
+          if (replies[k].ok && r[k].id() == Op::Fetch)
+            if (const Value* data = replies[k].fields.find(field::kData); data && data->kind() == Value::Kind::Bin)
               served += static_cast<int64_t>(data->as_bin().bytes.size());
         if (served) rt.metrics().add("update_bytes_served", served);
         return replies;
       },
       slots);
-  rt.serve_batch("update.control", [&](const std::vector<Request>& r) { return service.handle_control(r); }, slots);
+  rt.serve_batch(svc::kUpdateControl, [&](const std::vector<Request>& r) { return service.handle_control(r); }, slots);
   if (uc.sync_interval_s > 0 && !uc.feed_url.empty()) {
     // Ticks once a minute; the runner syncs when the interval has passed
     // since the last sync on any instance (so the first tick syncs at start).

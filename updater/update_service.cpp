@@ -8,6 +8,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/names.hpp"
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
@@ -176,7 +177,7 @@ void SyncRunner::loop() {
       auto last = redis.command({"HGET", keys::kUpdSync, "finished_at"});
       const int64_t finished = last && last->is_str() ? std::atoll(last->str.c_str()) : 0;
       if (last && now_ms_() - finished >= config_.sync_interval_s * 1000) {
-        job = SyncJob{hex_encode(random_bytes(8)), "sync", ""};
+        job = SyncJob{hex_encode(random_bytes(8)), opname::kSync, ""};
         run(job, redis, events);
       }
     } else {
@@ -194,8 +195,8 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   // it), so a write that fails on a broken connection is tried again.
   auto record = [&](const std::string& state, const std::string& result, const std::string& message,
                     const Outcome& o) {
-    Redis::Argv argv = {"HSET", keys::kUpdSync, "job", job.id, "kind", job.kind, "state", state,
-                        "started_at", std::to_string(started), "result", result, "message", message,
+    Redis::Argv argv = {"HSET", keys::kUpdSync, field::kJob, job.id, "kind", job.kind, field::kState, state,
+                        "started_at", std::to_string(started), "result", result, field::kMessage, message,
                         "added", std::to_string(o.added), "failed", std::to_string(o.failed)};
     if (state == "done") argv.insert(argv.end(), {"finished_at", std::to_string(now_ms_())});
     for (int attempt = 0; attempt < 5; ++attempt) {
@@ -229,11 +230,11 @@ return 0
     return r && r->is_int() && r->integer == 1;
   };
   record("running", "", "", {});
-  const std::string source = job.kind == "import" ? job.path : redacted_url(config_.feed_url);
+  const std::string source = job.kind == opname::kImport ? job.path : redacted_url(config_.feed_url);
   auto refuse = [&](const std::string& why) {
     spdlog::warn("{} of {} refused: {}", job.kind, source, why);
-    emit(redis, events, config_.event_cap, now_ms_(), "update.refused",
-         map_of({{"source", Value(source)}, {"kind", Value(job.kind)}, {"reason", Value(why)}}));
+    emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateRefused,
+         map_of({{"source", Value(source)}, {"kind", Value(job.kind)}, {field::kReason, Value(why)}}));
     record("done", "refused", why, {});
   };
 
@@ -243,11 +244,11 @@ return 0
   std::string feed_bytes;
   if (config_.vendor_public.empty()) {
     refuse("no vendor key configured (--vendor-key): releases cannot be verified");
-  } else if (job.kind == "sync" && config_.feed_url.empty()) {
+  } else if (job.kind == opname::kSync && config_.feed_url.empty()) {
     refuse("no vendor feed configured (--update-feed URL)");
   } else {
     bool have = false;
-    if (job.kind == "sync") {
+    if (job.kind == opname::kSync) {
       auto fetched = fetch_url(config_.feed_url, config_.max_feed_bytes);
       if (!fetched) {
         refuse(fetched.error().message);
@@ -281,7 +282,7 @@ return 0
                  std::to_string(in_force) + "): possible rollback");
         } else {
           auto obtain = [&](const Release& r) -> std::optional<Error> {
-            if (job.kind == "sync") {
+            if (job.kind == opname::kSync) {
               const std::string url = r.url.empty() ? sibling_url(config_.feed_url, r.file) : r.url;
               auto got = store_.download(r, url, keepalive);
               if (!got) return got.error();
@@ -300,14 +301,14 @@ return 0
                                 {std::to_string(manifest->issued), std::to_string(manifest->expires),
                                  std::to_string(now_ms_()), source});
           if (!rec) spdlog::warn("could not record the feed: {}", rec.error().message);
-          emit(redis, events, config_.event_cap, now_ms_(), "update.synced",
+          emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateSynced,
                map_of({{"source", Value(source)},
                        {"kind", Value(job.kind)},
                        {"issued", Value(manifest->issued)},
                        {"releases", Value(static_cast<int64_t>(manifest->releases.size()))},
                        {"added", Value(outcome.added)},
                        {"failed", Value(outcome.failed)}}));
-          record("done", outcome.failed ? "partial" : "ok", outcome.first_failure, outcome);
+          record("done", outcome.failed ? "partial" : field::kOk, outcome.first_failure, outcome);
           spdlog::info("{} of {}: {} releases, {} added, {} failed", job.kind, source,
                        manifest->releases.size(), outcome.added, outcome.failed);
         }
@@ -339,12 +340,12 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
         ++o.failed;
         if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err->message;
         spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err->message);
-        emit(redis, events, config_.event_cap, now_ms_(), "update.download_failed",
-             map_of({{"component", Value(r.component)},
-                     {"version", Value(r.version)},
-                     {"sha256", Value(r.sha256)},
+        emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateDownloadFailed,
+             map_of({{field::kComponent, Value(r.component)},
+                     {field::kVersion, Value(r.version)},
+                     {field::kSha256, Value(r.sha256)},
                      {"source", Value(source)},
-                     {"reason", Value(err->message)}}));
+                     {field::kReason, Value(err->message)}}));
         continue;
       }
     }
@@ -441,15 +442,19 @@ std::vector<Reply> UpdateService::handle_update(const std::vector<Request>& requ
     return replies;
   }
   for (const Request& req : requests)
-    replies.push_back(req.op() == "check" ? check(req) : fetch(req));
+    switch (req.id()) {
+      case Op::Check: replies.push_back(check(req)); break;
+      case Op::Fetch: replies.push_back(fetch(req)); break;
+      default: replies.push_back(Reply::failure(Code::UnknownOp, "operation not served"));
+    }
   return replies;
 }
 
 Reply UpdateService::check(const Request& req) {
-  const std::string component(req.str("component"));
-  const std::string channel(req.str("channel", "stable"));
-  const std::string computer(req.str("computer"));
-  auto current = parse_semver(req.str("version"));
+  const std::string component(req.str(field::kComponent));
+  const std::string channel(req.str(field::kChannel, "stable"));
+  const std::string computer(req.str(field::kComputer));
+  auto current = parse_semver(req.str(field::kVersion));
   if (!current) return Reply::failure(Code::BadRequest, "field 'version': not a semantic version (1.2.3)");
   const int group = computer.empty() ? 100 : rollout_group(computer);
   for (const Entry& e : entries_) {  // newest first within a component
@@ -461,22 +466,22 @@ Reply UpdateService::check(const Request& req) {
     if (!(e.rollout >= 100 || group < e.rollout)) continue;
     if (!store_.has(r.sha256)) continue;
     Value u(Value::Map{});
-    u.set("component", Value(r.component));
-    u.set("version", Value(r.version));
-    u.set("channel", Value(r.channel));
-    u.set("size", Value(r.size));
-    u.set("sha256", Value(r.sha256));
-    u.set("signature", Value(r.signature));
-    if (!r.notes.empty()) u.set("notes", Value(r.notes));
-    return Reply::success({{"update", u}});
+    u.set(field::kComponent, Value(r.component));
+    u.set(field::kVersion, Value(r.version));
+    u.set(field::kChannel, Value(r.channel));
+    u.set(field::kSize, Value(r.size));
+    u.set(field::kSha256, Value(r.sha256));
+    u.set(field::kSignature, Value(r.signature));
+    if (!r.notes.empty()) u.set(field::kNotes, Value(r.notes));
+    return Reply::success({{field::kUpdate, u}});
   }
-  return Reply::success({{"update", Value()}});
+  return Reply::success({{field::kUpdate, Value()}});
 }
 
 Reply UpdateService::fetch(const Request& req) {
-  const std::string sha(req.str("sha256"));
-  const int64_t offset = req.integer("offset");
-  const int64_t length = req.integer("length");
+  const std::string sha(req.str(field::kSha256));
+  const int64_t offset = req.integer(field::kOffset);
+  const int64_t length = req.integer(field::kLength);
   if (!valid_sha256_hex(sha)) return Reply::failure(Code::BadRequest, "field 'sha256': expected 64 lowercase hex digits");
   bool known = false;
   for (const Entry& e : entries_) known = known || e.release.sha256 == sha;
@@ -489,9 +494,9 @@ Reply UpdateService::fetch(const Request& req) {
   // Built by moves: a 1 MiB chunk is not copied into the reply.
   Value::Map fields;
   fields.reserve(3);
-  fields.emplace_back("data", Value(Bin{std::move(*data)}));
-  fields.emplace_back("offset", Value(offset));
-  fields.emplace_back("size", Value(size));
+  fields.emplace_back(field::kData, Value(Bin{std::move(*data)}));
+  fields.emplace_back(field::kOffset, Value(offset));
+  fields.emplace_back(field::kSize, Value(size));
   return Reply::success(std::move(fields));
 }
 
@@ -499,11 +504,14 @@ std::vector<Reply> UpdateService::handle_control(const std::vector<Request>& req
   std::vector<Reply> replies;
   replies.reserve(requests.size());
   for (const Request& req : requests) {
-    const std::string_view op = req.op();
-    if (op == "releases") replies.push_back(releases(req));
-    else if (op == "approve") replies.push_back(set_state(req, true));
-    else if (op == "hold") replies.push_back(set_state(req, false));
-    else replies.push_back(queue_job(req, std::string(op)));
+    switch (req.id()) {
+      case Op::Releases: replies.push_back(releases(req)); break;
+      case Op::Approve: replies.push_back(set_state(req, true)); break;
+      case Op::Hold: replies.push_back(set_state(req, false)); break;
+      case Op::Sync: replies.push_back(queue_job(req, opname::kSync)); break;
+      case Op::Import: replies.push_back(queue_job(req, opname::kImport)); break;
+      default: replies.push_back(Reply::failure(Code::UnknownOp, "operation not served"));
+    }
   }
   return replies;
 }
@@ -516,8 +524,8 @@ Reply UpdateService::releases(const Request&) {
   Value::Array items;
   for (const Entry& e : entries_) {
     Value v = release_to_value(e.release);
-    v.set("state", Value(e.approved ? "approved" : "held"));
-    v.set("rollout", Value(static_cast<int64_t>(e.approved ? e.rollout : 0)));
+    v.set(field::kState, Value(e.approved ? "approved" : "held"));
+    v.set(field::kRollout, Value(static_cast<int64_t>(e.approved ? e.rollout : 0)));
     v.set("stored", Value(store_.has(e.release.sha256)));
     v.set("issued", Value(e.issued));
     v.set("added_at", Value(e.added_at));
@@ -541,17 +549,17 @@ Reply UpdateService::releases(const Request&) {
   };
   Value feed = as_map((*extra)[0]);
   if (!config_.feed_url.empty()) feed.set("url", Value(redacted_url(config_.feed_url)));
-  return Reply::success({{"items", Value(std::move(items))}, {"feed", feed}, {"sync", as_map((*extra)[1])}});
+  return Reply::success({{field::kItems, Value(std::move(items))}, {field::kFeed, feed}, {field::kSync, as_map((*extra)[1])}});
 }
 
 Reply UpdateService::set_state(const Request& req, bool approve) {
-  const std::string component(req.str("component"));
-  const std::string version(req.str("version"));
-  const int64_t rollout = req.get("rollout") ? req.integer("rollout") : 100;
-  if (!approve && req.get("rollout")) return Reply::failure(Code::BadRequest, "field 'rollout': only for approve");
+  const std::string component(req.str(field::kComponent));
+  const std::string version(req.str(field::kVersion));
+  const int64_t rollout = req.get(field::kRollout) ? req.integer(field::kRollout) : 100;
+  if (!approve && req.get(field::kRollout)) return Reply::failure(Code::BadRequest, "field 'rollout': only for approve");
   const std::string state = approve ? "approved:" + std::to_string(rollout) : "held";
   auto r = redis_.eval(set_state_script(), {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},
-                       {field_of(component, version), state, approve ? "update.approved" : "update.held", component,
+                       {field_of(component, version), state, approve ? event::kUpdateApproved : event::kUpdateHeld, component,
                         version, std::to_string(rollout), std::to_string(config_.event_cap),
                         std::to_string(now_ms_())});
   if (!r) {
@@ -564,15 +572,15 @@ Reply UpdateService::set_state(const Request& req, bool approve) {
   }
   if (r->elements[0].integer < 0) return Reply::failure(Code::NotFound, "no release " + component + " " + version);
   if (r->elements.size() > 1) events_.publish_entries(r->elements[1]);
-  return Reply::success({{"component", Value(component)},
-                         {"version", Value(version)},
-                         {"state", Value(approve ? "approved" : "held")},
-                         {"rollout", Value(approve ? rollout : int64_t{0})}});
+  return Reply::success({{field::kComponent, Value(component)},
+                         {field::kVersion, Value(version)},
+                         {field::kState, Value(approve ? "approved" : "held")},
+                         {field::kRollout, Value(approve ? rollout : int64_t{0})}});
 }
 
 Reply UpdateService::queue_job(const Request& req, const std::string& kind) {
-  SyncJob job{hex_encode(random_bytes(8)), kind, std::string(req.str("path"))};
-  if (kind == "import") {
+  SyncJob job{hex_encode(random_bytes(8)), kind, std::string(req.str(field::kPath))};
+  if (kind == opname::kImport) {
     if (job.path.empty() || job.path[0] != '/')
       return Reply::failure(Code::BadRequest, "field 'path': an absolute path on the updater's host");
     if (::access(job.path.c_str(), R_OK) != 0)
@@ -580,12 +588,12 @@ Reply UpdateService::queue_job(const Request& req, const std::string& kind) {
   }
   if (config_.vendor_public.empty())
     return Reply::failure(Code::Unavailable, "no vendor key configured (--vendor-key): releases cannot be verified");
-  if (kind == "sync" && config_.feed_url.empty())
+  if (kind == opname::kSync && config_.feed_url.empty())
     return Reply::failure(Code::Unavailable, "no vendor feed configured (--update-feed URL)");
   if (!runner_.submit(job))
     return Reply::failure(Code::Busy, "a sync or import is already running on this updater; retry later",
-                          {{"retry_after_s", Value(5)}});
-  return Reply::success({{"job", Value(job.id)}, {"started", Value(true)}});
+                          {{field::kRetryAfterS, Value(5)}});
+  return Reply::success({{field::kJob, Value(job.id)}, {field::kStarted, Value(true)}});
 }
 
 }  // namespace primary::updater

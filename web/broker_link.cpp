@@ -179,8 +179,8 @@ void EventFeed::run() {
     if (in.size() != 2) continue;
     auto event = unpack_map(mdp::view(in[1]));
     if (!event) continue;
-    const Value* id = event->find("id");
-    const Value* type = event->find("type");
+    const Value* id = event->find(field::kId);
+    const Value* type = event->find(field::kType);
     if (!id || !id->is_str() || !valid_event_id(id->as_str())) continue;
     std::lock_guard<std::mutex> lock(mu_);
     ring_.push_back(Entry{next_seq_++, id->as_str(), type && type->is_str() ? type->as_str() : "",

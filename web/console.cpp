@@ -35,20 +35,20 @@ constexpr size_t kActivityRows = 100;
 constexpr size_t kComputerScan = 1000;  // log entries the computer page looks through
 
 const std::vector<std::string> kEventTypes = {
-    "serial.unlocked", "license.reserved", "license.refused", "client.licensed",
-    "client.rejected", "client.lost",      "client.returned", "update.synced",
-    "update.available", "update.approved", "update.held",     "command.queued",
-    "command.done"};
+    event::kSerialUnlocked, event::kLicenseReserved, event::kLicenseRefused, event::kClientLicensed,
+    event::kClientRejected, event::kClientLost,      event::kClientReturned, event::kUpdateSynced,
+    event::kUpdateAvailable, event::kUpdateApproved, event::kUpdateHeld,     event::kCommandQueued,
+    event::kCommandDone};
 
 bool ok_reply(const Result<Value>& r) { return r && reply_ok(*r); }
 std::string code_of(const Result<Value>& r) {
   if (!r) return std::string(code_name(r.error().code));
-  const std::string c = reply_str(*r, "code");
+  const std::string c = reply_str(*r, field::kCode);
   return c.empty() ? "INTERNAL" : c;
 }
 std::string message_of(const Result<Value>& r) {
   if (!r) return r.error().message;
-  const std::string m = reply_str(*r, "message");
+  const std::string m = reply_str(*r, field::kMessage);
   return m.empty() ? "(no message)" : m;
 }
 // A value as the right-hand side of key=value.
@@ -102,12 +102,12 @@ std::string event_row(const Value& e) {
     auto fields = e.as_map();
     std::sort(fields.begin(), fields.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [k, v] : fields)
-      if (k != "id" && k != "ts" && k != "type" && k != "computer")
+      if (k != field::kId && k != field::kTs && k != field::kType && k != field::kComputer)
         details += (details.empty() ? "" : " ") + k + "=" + value_text(v);
   }
-  return "<tr><td>" + esc(time_text(reply_int(e, "ts", 0))) + "</td><td>" + esc(reply_str(e, "type")) +
-         "</td><td>" + esc(reply_str(e, "computer")) + "</td><td>" + esc(details) +
-         "</td><td class=\"code\">" + esc(reply_str(e, "id")) + "</td></tr>";
+  return "<tr><td>" + esc(time_text(reply_int(e, field::kTs, 0))) + "</td><td>" + esc(reply_str(e, field::kType)) +
+         "</td><td>" + esc(reply_str(e, field::kComputer)) + "</td><td>" + esc(details) +
+         "</td><td class=\"code\">" + esc(reply_str(e, field::kId)) + "</td></tr>";
 }
 
 std::string event_table(const std::vector<Value>& items, const std::string& stream_url) {
@@ -219,7 +219,7 @@ void Console::install(httplib::Server& svr) {
   svr.Get("/updates", [this](const Req& req, Res& res) { updates(req, res); });
   svr.Post("/updates/approve", [this](const Req& req, Res& res) { do_update(req, res, "approve"); });
   svr.Post("/updates/hold", [this](const Req& req, Res& res) { do_update(req, res, "hold"); });
-  svr.Post("/updates/sync", [this](const Req& req, Res& res) { do_update(req, res, "sync"); });
+  svr.Post("/updates/sync", [this](const Req& req, Res& res) { do_update(req, res, field::kSync); });
   svr.Post("/updates/import", [this](const Req& req, Res& res, const httplib::ContentReader& reader) {
     do_import(req, res, reader);
   });
@@ -396,29 +396,29 @@ Result<Value> Console::call(const std::string& service, const std::string& op, V
 }
 
 Result<Value> Console::update_call(const std::string& op, Value::Map fields) {
-  auto mmi = link_.request("mmi.service", "update.control");
+  auto mmi = link_.request(svc::kMmiService, svc::kUpdateControl);
   if (mmi && *mmi != "200")
-    return Value(Value::Map{{"ok", Value(false)},
-                            {"code", Value("UNAVAILABLE")},
-                            {"message", Value("no updater worker is running (update.control has no live worker)")}});
-  return call("update.control", op, std::move(fields));
+    return Value(Value::Map{{field::kOk, Value(false)},
+                            {field::kCode, Value("UNAVAILABLE")},
+                            {field::kMessage, Value("no updater worker is running (update.control has no live worker)")}});
+  return call(svc::kUpdateControl, op, std::move(fields));
 }
 
 Result<Console::LogPage> Console::log_page(const std::string& since, int64_t limit,
                                            const std::vector<std::string>& types) {
-  Value::Map fields{{"limit", Value(limit)}};
-  if (!since.empty()) fields.emplace_back("since", Value(since));
+  Value::Map fields{{field::kLimit, Value(limit)}};
+  if (!since.empty()) fields.emplace_back(field::kSince, Value(since));
   if (!types.empty()) {
     Value::Array list;
     for (const auto& t : types) list.emplace_back(t);
-    fields.emplace_back("types", Value(std::move(list)));
+    fields.emplace_back(field::kTypes, Value(std::move(list)));
   }
-  auto r = call("admin", "log", std::move(fields));
+  auto r = call(svc::kAdmin, opname::kLog, std::move(fields));
   if (!r) return r.error();
   if (!reply_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
   LogPage page;
-  if (const Value* items = r->find("items"); items && items->is_array()) page.items = items->as_array();
-  page.next = reply_str(*r, "next");
+  if (const Value* items = r->find(field::kItems); items && items->is_array()) page.items = items->as_array();
+  page.next = reply_str(*r, field::kNext);
   return page;
 }
 
@@ -431,7 +431,7 @@ Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<st
   auto oldest = log_page("", 1, {});
   if (!oldest) return oldest.error();
   if (oldest->items.empty()) return std::vector<Value>{};
-  const int64_t oldest_ms = reply_int(oldest->items.front(), "ts", 0);
+  const int64_t oldest_ms = reply_int(oldest->items.front(), field::kTs, 0);
   const int64_t now = unix_ms();
   int calls = 1;
   for (int64_t window = 60000;; window *= 4) {
@@ -458,26 +458,26 @@ Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<st
 void Console::overview(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
-  auto status = call("admin", "status");
+  auto status = call(svc::kAdmin, opname::kStatus);
   if (!ok_reply(status)) return failed(res, *s, "Reading the server status", status);
   const Value& st = *status;
   std::string body = "<div class=\"counts\">";
   for (const auto& [key, label] : std::vector<std::pair<std::string, std::string>>{
-           {"purchased", "Purchased"}, {"reserved", "Reserved"}, {"active", "Active"},
-           {"lost", "Lost"}, {"never_seen", "Never seen"}})
+           {field::kPurchased, "Purchased"}, {field::kReserved, "Reserved"}, {field::kActive, "Active"},
+           {field::kLost, "Lost"}, {field::kNeverSeen, "Never seen"}})
     body += "<div id=\"count-" + key + "\"><b>" + std::to_string(reply_int(st, key, 0)) + "</b>" + label + "</div>";
   body += "</div><section class=\"card\"><h2>Server</h2><table class=\"kv\">";
-  const std::string serial = reply_str(st, "serial");
+  const std::string serial = reply_str(st, field::kSerial);
   body += row("Serial", serial.empty() ? "<span class=\"muted\">none unlocked</span>"
                                        : "<span id=\"serial\" class=\"code\">" + esc(serial) + "</span>");
-  auto reg = call("license.control", "registration");
+  auto reg = call(svc::kLicenseControl, opname::kRegistration);
   if (ok_reply(reg))
-    body += row("Registered serial", "<span class=\"code\">" + esc(reply_str(*reg, "serial")) + "</span>") +
+    body += row("Registered serial", "<span class=\"code\">" + esc(reply_str(*reg, field::kSerial)) + "</span>") +
             row("Registration code", "<span id=\"registration\" class=\"code\">" +
-                                         esc(reply_str(*reg, "registration_code")) + "</span>");
-  body += row("Version", esc(reply_str(st, "version"))) + row("Uptime", esc(duration_text(reply_int(st, "uptime_s", 0))));
+                                         esc(reply_str(*reg, field::kRegistrationCode)) + "</span>");
+  body += row("Version", esc(reply_str(st, field::kVersion))) + row("Uptime", esc(duration_text(reply_int(st, field::kUptimeS, 0))));
   body += "</table><h2>Services</h2><table><thead><tr><th>Service</th><th>Workers</th></tr></thead><tbody>";
-  if (const Value* services = st.find("services"); services && services->is_map())
+  if (const Value* services = st.find(field::kServices); services && services->is_map())
     for (const auto& [name, n] : services->as_map())
       body += "<tr><td>" + esc(name) + "</td><td>" + esc(value_text(n)) + "</td></tr>";
   body += "</tbody></table></section>";
@@ -496,12 +496,12 @@ void Console::overview(const Req& req, Res& res) {
 void Console::do_register(const Req& req, Res& res) {
   auto s = form_session(req, res, req.get_param_value("csrf"));
   if (!s) return;
-  const std::string serial = req.get_param_value("serial");
-  auto r = call("license.control", "registration", {{"serial", Value(serial)}});
+  const std::string serial = req.get_param_value(field::kSerial);
+  auto r = call(svc::kLicenseControl, opname::kRegistration, {{field::kSerial, Value(serial)}});
   if (!ok_reply(r)) return failed(res, *s, "Registering the serial", r);
   sessions_.set_flash(s->id,
-                      "Serial " + reply_str(*r, "serial") + " registered. Send this registration code to the vendor: " +
-                          reply_str(*r, "registration_code"),
+                      "Serial " + reply_str(*r, field::kSerial) + " registered. Send this registration code to the vendor: " +
+                          reply_str(*r, field::kRegistrationCode),
                       false);
   res.set_redirect("/", 303);
 }
@@ -509,14 +509,14 @@ void Console::do_register(const Req& req, Res& res) {
 void Console::do_unlock(const Req& req, Res& res) {
   auto s = form_session(req, res, req.get_param_value("csrf"));
   if (!s) return;
-  std::string code = req.get_param_value("unlock_code");
+  std::string code = req.get_param_value(field::kUnlockCode);
   while (!code.empty() && std::isspace(static_cast<unsigned char>(code.back()))) code.pop_back();
   while (!code.empty() && std::isspace(static_cast<unsigned char>(code.front()))) code.erase(0, 1);
-  auto r = call("license.control", "unlock", {{"unlock_code", Value(code)}});
+  auto r = call(svc::kLicenseControl, opname::kUnlock, {{field::kUnlockCode, Value(code)}});
   if (!ok_reply(r)) return failed(res, *s, "Unlocking", r);
   sessions_.set_flash(s->id,
-                      "Unlocked serial " + reply_str(*r, "serial") + " for " +
-                          std::to_string(reply_int(*r, "purchased", 0)) + " licenses.",
+                      "Unlocked serial " + reply_str(*r, field::kSerial) + " for " +
+                          std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses.",
                       false);
   res.set_redirect("/", 303);
 }
@@ -526,20 +526,20 @@ void Console::do_unlock(const Req& req, Res& res) {
 void Console::computers(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
-  const std::string state = req.get_param_value("state");
-  const std::string sort = req.has_param("sort") ? req.get_param_value("sort") : "name";
-  const std::string cursor = req.get_param_value("cursor");
-  if (state != "" && state != "reserved" && state != "active" && state != "lost")
+  const std::string state = req.get_param_value(field::kState);
+  const std::string sort = req.has_param(field::kSort) ? req.get_param_value(field::kSort) : "name";
+  const std::string cursor = req.get_param_value(field::kCursor);
+  if (state != "" && state != field::kReserved && state != field::kActive && state != field::kLost)
     return error_page(res, *s, 400, "Bad request", "'state' must be reserved, active or lost");
   if (sort != "name" && sort != "last-seen")
     return error_page(res, *s, 400, "Bad request", "'sort' must be name or last-seen");
-  auto limit = int_param(req, "limit", 1, 1000);
+  auto limit = int_param(req, field::kLimit, 1, 1000);
   if (!limit) return error_page(res, *s, 400, "Bad request", limit.error().message);
   const int64_t page_size = limit->value_or(kComputersPage);
-  Value::Map fields{{"limit", Value(page_size)}, {"sort", Value(sort)}};
-  if (!state.empty()) fields.emplace_back("state", Value(state));
-  if (!cursor.empty()) fields.emplace_back("cursor", Value(cursor));
-  auto r = call("admin", "computers", std::move(fields));
+  Value::Map fields{{field::kLimit, Value(page_size)}, {field::kSort, Value(sort)}};
+  if (!state.empty()) fields.emplace_back(field::kState, Value(state));
+  if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
+  auto r = call(svc::kAdmin, opname::kComputers, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Listing computers", r);
 
   auto option = [](const std::string& value, const std::string& label, const std::string& current) {
@@ -547,34 +547,34 @@ void Console::computers(const Req& req, Res& res) {
   };
   std::string body =
       "<section class=\"card\"><form method=\"get\" action=\"/computers\">State <select name=\"state\">" +
-      option("", "all", state) + option("reserved", "never seen", state) + option("active", "active", state) +
-      option("lost", "lost", state) + "</select> Sort <select name=\"sort\">" + option("name", "by name", sort) +
+      option("", "all", state) + option(field::kReserved, "never seen", state) + option(field::kActive, field::kActive, state) +
+      option(field::kLost, field::kLost, state) + "</select> Sort <select name=\"sort\">" + option("name", "by name", sort) +
       option("last-seen", "last seen first", sort) +
       "</select> <button type=\"submit\">Show</button></form>"
       "<form method=\"get\" action=\"/computers/find\">Computer name <input name=\"name\" maxlength=\"63\" "
       "required> <button type=\"submit\">Open</button></form></section>";
   body += "<table id=\"computers\"><thead><tr><th>Computer</th><th>State</th><th>License</th><th>Reserved</th>"
           "<th>Last seen</th><th>Version</th></tr></thead><tbody>";
-  const Value* items = r->find("items");
+  const Value* items = r->find(field::kItems);
   size_t shown = 0;
   if (items && items->is_array())
     for (const Value& it : items->as_array()) {
       ++shown;
-      const std::string name = reply_str(it, "computer");
-      const std::string st = reply_str(it, "state");
+      const std::string name = reply_str(it, field::kComputer);
+      const std::string st = reply_str(it, field::kState);
       body += "<tr><td><a href=\"/computers/" + url_component(name) + "\">" + esc(name) +
-              "</a></td><td class=\"state-" + esc(st) + "\">" + esc(st == "reserved" ? "never seen" : st) +
-              "</td><td class=\"code\">" + esc(reply_str(it, "license")) + "</td><td>" +
-              esc(time_text(reply_int(it, "reserved_at", 0))) + "</td><td>" +
-              esc(time_text(reply_int(it, "last_seen", 0))) +
-              "</td><td>" + esc(reply_str(it, "version").empty() ? "-" : reply_str(it, "version")) + "</td></tr>";
+              "</a></td><td class=\"state-" + esc(st) + "\">" + esc(st == field::kReserved ? "never seen" : st) +
+              "</td><td class=\"code\">" + esc(reply_str(it, field::kLicense)) + "</td><td>" +
+              esc(time_text(reply_int(it, field::kReservedAt, 0))) + "</td><td>" +
+              esc(time_text(reply_int(it, field::kLastSeen, 0))) +
+              "</td><td>" + esc(reply_str(it, field::kVersion).empty() ? "-" : reply_str(it, field::kVersion)) + "</td></tr>";
     }
   if (shown == 0) body += "<tr><td colspan=\"6\" class=\"muted\">No computers on this page.</td></tr>";
   body += "</tbody></table><div class=\"pager\">";
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
                            "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) body += "<a href=\"" + esc(base) + "\">First page</a> ";
-  if (const std::string next = reply_str(*r, "cursor"); !next.empty())
+  if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
     body += "<a id=\"next\" href=\"" + esc(base + "&cursor=" + url_component(next)) + "\">Next page</a>";
   body += "</div>";
   body += "<section class=\"card\"><h2>Reserve a license for a new computer</h2><form method=\"post\" "
@@ -604,20 +604,20 @@ void Console::computer(const Req& req, Res& res) {
   const std::string name = req.matches[1];
   if (!valid_name(name))
     return error_page(res, *s, 400, "Bad request", "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .");
-  auto st = call("admin", "computer", {{"computer", Value(name)}});
+  auto st = call(svc::kAdmin, opname::kComputer, {{field::kComputer, Value(name)}});
   if (!ok_reply(st)) return failed(res, *s, "Looking up " + name, st);
   const Value& c = *st;
-  const std::string stored = reply_str(c, "computer");
+  const std::string stored = reply_str(c, field::kComputer);
   std::string body = "<section class=\"card\"><table class=\"kv\">";
   body += row("Computer", "<span id=\"computer\">" + esc(stored) + "</span>");
-  body += row("License", "<span id=\"license\" class=\"code\">" + esc(reply_str(c, "license")) + "</span>");
-  body += row("State", esc(reply_str(c, "state") == "reserved" ? "never seen" : reply_str(c, "state")));
-  body += row("Reserved", esc(time_text(reply_int(c, "reserved_at", 0))));
-  body += row("First seen", esc(time_text(reply_int(c, "first_seen", 0))));
-  body += row("Last seen", esc(time_text(reply_int(c, "last_seen", 0))));
-  body += row("Version", esc(reply_str(c, "version").empty() ? "-" : reply_str(c, "version")));
-  body += row("Address", esc(reply_str(c, "peer").empty() ? "-" : reply_str(c, "peer")));
-  body += row("Commands queued", std::to_string(reply_int(c, "commands_pending", 0)));
+  body += row("License", "<span id=\"license\" class=\"code\">" + esc(reply_str(c, field::kLicense)) + "</span>");
+  body += row("State", esc(reply_str(c, field::kState) == field::kReserved ? "never seen" : reply_str(c, field::kState)));
+  body += row("Reserved", esc(time_text(reply_int(c, field::kReservedAt, 0))));
+  body += row("First seen", esc(time_text(reply_int(c, field::kFirstSeen, 0))));
+  body += row("Last seen", esc(time_text(reply_int(c, field::kLastSeen, 0))));
+  body += row("Version", esc(reply_str(c, field::kVersion).empty() ? "-" : reply_str(c, field::kVersion)));
+  body += row("Address", esc(reply_str(c, field::kPeer).empty() ? "-" : reply_str(c, field::kPeer)));
+  body += row("Commands queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
   body += "</table><p><a id=\"setup\" href=\"/computers/" + url_component(stored) +
           "/setup.json\">Download the setup file</a> <span class=\"muted\">(for the Client installer; it "
           "holds this computer's license)</span></p></section>";
@@ -628,7 +628,7 @@ void Console::computer(const Req& req, Res& res) {
   } else {
     std::vector<Value> mine;
     for (auto& e : *recent)
-      if (reply_str(e, "computer") == stored) mine.push_back(std::move(e));
+      if (reply_str(e, field::kComputer) == stored) mine.push_back(std::move(e));
     body += "<p class=\"muted\">In the last " + std::to_string(recent->size()) + " log entries.</p>" +
             event_table(mine, "");
   }
@@ -641,29 +641,29 @@ void Console::setup_file(const Req& req, Res& res) {
   const std::string name = req.matches[1];
   if (!valid_name(name))
     return error_page(res, *s, 400, "Bad request", "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .");
-  auto r = call("license.control", "setup_info", {{"computer", Value(name)}});
+  auto r = call(svc::kLicenseControl, opname::kSetupInfo, {{field::kComputer, Value(name)}});
   if (!ok_reply(r)) return failed(res, *s, "Making the setup file of " + name, r);
   // The same file as `primaryctl setup-info NAME`: the reply without its envelope fields.
   Value::Map setup;
   for (const auto& [k, v] : r->as_map())
-    if (k != "ok" && k != "rid") setup.emplace_back(k, v);
-  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + reply_str(*r, "computer") + ".json\"");
+    if (k != field::kOk && k != field::kRid) setup.emplace_back(k, v);
+  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + reply_str(*r, field::kComputer) + ".json\"");
   res.set_content(to_json(Value(std::move(setup))) + "\n", "application/json");
 }
 
 void Console::do_reserve(const Req& req, Res& res) {
   auto s = form_session(req, res, req.get_param_value("csrf"));
   if (!s) return;
-  auto r = call("license.control", "reserve", {{"computer", Value(req.get_param_value("computer"))}});
+  auto r = call(svc::kLicenseControl, opname::kReserve, {{field::kComputer, Value(req.get_param_value(field::kComputer))}});
   if (!ok_reply(r)) return failed(res, *s, "Reserving a license", r);
-  const Value* created = r->find("created");
+  const Value* created = r->find(field::kCreated);
   const bool is_new = created && created->is_bool() && created->as_bool();
   sessions_.set_flash(s->id,
-                      (is_new ? "Reserved license " : "Already reserved: license ") + reply_str(*r, "license") +
-                          " for " + reply_str(*r, "computer") + " (" + std::to_string(reply_int(*r, "reserved", 0)) +
-                          " of " + std::to_string(reply_int(*r, "purchased", 0)) + " licenses in use).",
+                      (is_new ? "Reserved license " : "Already reserved: license ") + reply_str(*r, field::kLicense) +
+                          " for " + reply_str(*r, field::kComputer) + " (" + std::to_string(reply_int(*r, field::kReserved, 0)) +
+                          " of " + std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses in use).",
                       false);
-  res.set_redirect("/computers/" + url_component(reply_str(*r, "computer")), 303);
+  res.set_redirect("/computers/" + url_component(reply_str(*r, field::kComputer)), 303);
 }
 
 // ---------------------------------------------------------------- activity
@@ -672,12 +672,12 @@ void Console::activity(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
   std::vector<std::string> types;
-  for (size_t i = 0; i < req.get_param_value_count("type"); ++i) {
-    const std::string t = req.get_param_value("type", i);
+  for (size_t i = 0; i < req.get_param_value_count(field::kType); ++i) {
+    const std::string t = req.get_param_value(field::kType, i);
     if (!valid_type(t)) return error_page(res, *s, 400, "Bad request", "'type' must be an event type such as license.reserved");
     if (types.size() < 64 && std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
   }
-  const std::string since = req.get_param_value("since");
+  const std::string since = req.get_param_value(field::kSince);
   if (!since.empty() && !valid_event_id(since))
     return error_page(res, *s, 400, "Bad request", "'since' must be an event id (<ms>-<seq>)");
 
@@ -708,7 +708,7 @@ void Console::activity(const Req& req, Res& res) {
   std::string stream_url;
   if (since.empty() || next.empty()) {
     const std::string last = items.empty() ? (since.empty() ? std::to_string(unix_ms()) + "-0" : since)
-                                            : reply_str(items.back(), "id");
+                                            : reply_str(items.back(), field::kId);
     stream_url = "/events/stream?since=" + url_component(last) + type_query;
   }
   body += event_table(items, stream_url);
@@ -741,15 +741,15 @@ void Console::stream(const Req& req, Res& res) {
   };
   auto st = std::make_shared<State>();
   std::string since = req.get_header_value("Last-Event-ID");
-  if (since.empty()) since = req.get_param_value("since");
+  if (since.empty()) since = req.get_param_value(field::kSince);
   if (since.empty()) since = std::to_string(unix_ms()) + "-0";
   if (!valid_event_id(since)) {
     res.status = 400;
     res.set_content("bad event id: expected <ms>-<seq>\n", "text/plain");
     return;
   }
-  for (size_t i = 0; i < req.get_param_value_count("type"); ++i) {
-    const std::string t = req.get_param_value("type", i);
+  for (size_t i = 0; i < req.get_param_value_count(field::kType); ++i) {
+    const std::string t = req.get_param_value(field::kType, i);
     if (!valid_type(t)) {
       res.status = 400;
       res.set_content("bad event type\n", "text/plain");
@@ -775,10 +775,10 @@ void Console::stream(const Req& req, Res& res) {
           return sink.write(text.data(), text.size());
         };
         auto send = [&](const Value& e) {
-          const std::string id = reply_str(e, "id");
+          const std::string id = reply_str(e, field::kId);
           if (!event_id_less(st->last_id, id)) return true;
           if (!st->types.empty() &&
-              std::find(st->types.begin(), st->types.end(), reply_str(e, "type")) == st->types.end())
+              std::find(st->types.begin(), st->types.end(), reply_str(e, field::kType)) == st->types.end())
             return true;
           st->last_id = id;
           return write("id: " + id + "\ndata: " + to_json(e) + "\n\n");
@@ -830,22 +830,22 @@ void Console::updates(const Req& req, Res& res) {
   } else {
     body += "<table id=\"releases\"><thead><tr><th>Component</th><th>Version</th><th>Channel</th><th>Size</th>"
             "<th>State</th><th>Rollout</th><th>Issued</th><th>Notes</th><th></th></tr></thead><tbody>";
-    const Value* items = r->find("items");
+    const Value* items = r->find(field::kItems);
     size_t n = 0;
     if (items && items->is_array())
       for (const Value& it : items->as_array()) {
         ++n;
-        const std::string comp = reply_str(it, "component"), ver = reply_str(it, "version");
+        const std::string comp = reply_str(it, field::kComponent), ver = reply_str(it, field::kVersion);
         const std::string hidden = csrf_field(*s) + "<input type=\"hidden\" name=\"component\" value=\"" +
                                    esc(comp) + "\"><input type=\"hidden\" name=\"version\" value=\"" +
                                    esc(ver) + "\">";
-        const int64_t pct = reply_int(it, "rollout", 100);
+        const int64_t pct = reply_int(it, field::kRollout, 100);
         // A held release reports rollout 0: Approve offers all clients, as primaryctl does.
-        const int64_t offer = reply_str(it, "state") == "approved" ? pct : 100;
-        body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(reply_str(it, "channel")) +
-                "</td><td>" + std::to_string(reply_int(it, "size", 0)) + "</td><td>" + esc(reply_str(it, "state")) +
+        const int64_t offer = reply_str(it, field::kState) == "approved" ? pct : 100;
+        body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(reply_str(it, field::kChannel)) +
+                "</td><td>" + std::to_string(reply_int(it, field::kSize, 0)) + "</td><td>" + esc(reply_str(it, field::kState)) +
                 "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(reply_int(it, "issued", 0))) +
-                "</td><td>" + esc(reply_str(it, "notes")) + "</td><td><form class=\"inline\" method=\"post\" "
+                "</td><td>" + esc(reply_str(it, field::kNotes)) + "</td><td><form class=\"inline\" method=\"post\" "
                 "action=\"/updates/approve\">" + hidden +
                 "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(offer) +
                 "\"> <button type=\"submit\">Approve</button></form> <form class=\"inline\" method=\"post\" "
@@ -857,16 +857,16 @@ void Console::updates(const Req& req, Res& res) {
   // The last sync or import job, as releases.sync reports it: "Sync now"
   // only starts one, and this is where its outcome shows.
   std::string last_job;
-  if (const Value* job = ok_reply(r) ? r->find("sync") : nullptr; job && job->is_map()) {
-    const std::string kind = reply_str(*job, "kind") == "import" ? "import" : "sync";
-    last_job = "<p id=\"last-sync\">Last " + esc(kind) + " (job " + esc(reply_str(*job, "job")) + "): ";
-    if (reply_str(*job, "state") != "done") {
+  if (const Value* job = ok_reply(r) ? r->find(field::kSync) : nullptr; job && job->is_map()) {
+    const std::string kind = reply_str(*job, "kind") == "import" ? "import" : field::kSync;
+    last_job = "<p id=\"last-sync\">Last " + esc(kind) + " (job " + esc(reply_str(*job, field::kJob)) + "): ";
+    if (reply_str(*job, field::kState) != "done") {
       last_job += "running since " + esc(time_text(reply_int(*job, "started_at", 0))) + ".";
     } else {
       last_job += esc(reply_str(*job, "result")) + ", " + std::to_string(reply_int(*job, "added", 0)) + " added, " +
                   std::to_string(reply_int(*job, "failed", 0)) + " failed, finished " +
                   esc(time_text(reply_int(*job, "finished_at", 0)));
-      if (const std::string m = reply_str(*job, "message"); !m.empty()) last_job += ": " + esc(m);
+      if (const std::string m = reply_str(*job, field::kMessage); !m.empty()) last_job += ": " + esc(m);
       last_job += ".";
     }
     last_job += "</p>";
@@ -884,22 +884,22 @@ void Console::do_update(const Req& req, Res& res, const std::string& op) {
   auto s = form_session(req, res, req.get_param_value("csrf"));
   if (!s) return;
   Value::Map fields;
-  if (op != "sync") {
-    fields.emplace_back("component", Value(req.get_param_value("component")));
-    fields.emplace_back("version", Value(req.get_param_value("version")));
+  if (op != field::kSync) {
+    fields.emplace_back(field::kComponent, Value(req.get_param_value(field::kComponent)));
+    fields.emplace_back(field::kVersion, Value(req.get_param_value(field::kVersion)));
   }
   if (op == "approve") {
-    auto rollout = int_param(req, "rollout", 0, 100);
+    auto rollout = int_param(req, field::kRollout, 0, 100);
     if (!rollout) return error_page(res, *s, 400, "Bad request", rollout.error().message);
-    if (*rollout) fields.emplace_back("rollout", Value(**rollout));
+    if (*rollout) fields.emplace_back(field::kRollout, Value(**rollout));
   }
   auto r = update_call(op, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Update " + op, r);
   sessions_.set_flash(s->id,
-                      op == "sync" ? "Sync with the vendor feed started (job " + reply_str(*r, "job") +
+                      op == field::kSync ? "Sync with the vendor feed started (job " + reply_str(*r, field::kJob) +
                                          "); its outcome shows under Vendor feed once it is done."
-                                   : (op == "approve" ? "Approved " : "Held ") + req.get_param_value("component") +
-                                         " " + req.get_param_value("version") + ".",
+                                   : (op == "approve" ? "Approved " : "Held ") + req.get_param_value(field::kComponent) +
+                                         " " + req.get_param_value(field::kVersion) + ".",
                       false);
   res.set_redirect("/updates", 303);
 }
@@ -970,17 +970,17 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (too_big) return error_page(res, *s, 413, "Upload too large", "the bundle is larger than the console accepts");
   if (io_error) return error_page(res, *s, 507, "Upload failed", "cannot store the upload under " + dir + ": " + std::strerror(errno));
   if (!read_ok || written == 0) return error_page(res, *s, 400, "Bad request", "the upload was incomplete or empty");
-  auto r = update_call("import", {{"path", Value(path)}});
+  auto r = update_call("import", {{field::kPath, Value(path)}});
   if (!ok_reply(r)) return failed(res, *s, "Importing the bundle", r);
   // The updater runs the import as a job after answering, reading the file
   // then: it is removed only once the job is done (as primaryctl waits).
-  const std::string job = reply_str(*r, "job");
+  const std::string job = reply_str(*r, field::kJob);
   std::optional<Value> outcome;
   for (const auto deadline = Clock::now() + std::chrono::minutes(10); !stopping_ && Clock::now() < deadline;
        std::this_thread::sleep_for(200ms)) {
     auto st = update_call("releases");
-    const Value* sync = ok_reply(st) ? st->find("sync") : nullptr;
-    if (sync && reply_str(*sync, "job") == job && reply_str(*sync, "state") == "done") {
+    const Value* sync = ok_reply(st) ? st->find(field::kSync) : nullptr;
+    if (sync && reply_str(*sync, field::kJob) == job && reply_str(*sync, field::kState) == "done") {
       outcome = *sync;
       break;
     }
@@ -989,12 +989,12 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (!outcome) {
     remove.path.clear();  // still being read
     sessions_.set_flash(s->id, "The import of the bundle" + size + " is still running; see the activity log.", false);
-  } else if (reply_str(*outcome, "result") == "ok") {
+  } else if (reply_str(*outcome, "result") == field::kOk) {
     sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(reply_int(*outcome, "added", 0)) +
                                    " added, " + std::to_string(reply_int(*outcome, "failed", 0)) + " failed.", false);
   } else {
     sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + reply_str(*outcome, "result") + ": " +
-                                   reply_str(*outcome, "message"), true);
+                                   reply_str(*outcome, field::kMessage), true);
   }
   res.set_redirect("/updates", 303);
 }
@@ -1004,16 +1004,16 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
 void Console::firewall(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
-  auto r = call("admin", "firewall");
+  auto r = call(svc::kAdmin, opname::kFirewall);
   if (!ok_reply(r)) return failed(res, *s, "Reading the firewall rules", r);
   std::string ports;
-  if (const Value* p = r->find("ports"); p && p->is_array())
+  if (const Value* p = r->find(field::kPorts); p && p->is_array())
     for (const Value& port : p->as_array())
       ports += (ports.empty() ? "" : ", ") + std::to_string(reply_int(port, "port", 0)) + "/" +
                reply_str(port, "protocol");
   std::string body = "<section class=\"card\"><p>Ports to open: <b id=\"ports\">" +
                      esc(ports.empty() ? "none" : ports) + "</b></p></section>";
-  if (const Value* rules = r->find("rules"); rules && rules->is_map())
+  if (const Value* rules = r->find(field::kRules); rules && rules->is_map())
     for (const auto& [tool, text] : rules->as_map())
       body += "<h2>" + esc(tool) + "</h2><pre>" + esc(value_text(text)) + "</pre>";
   body += "<p class=\"muted\">To apply them on the server: <span class=\"code\">primaryctl firewall --apply "
@@ -1041,7 +1041,7 @@ void Console::metrics(const Req& req, Res& res) {
                       "text/plain; charset=utf-8");
       return;
   }
-  auto r = call("admin", "metrics");
+  auto r = call(svc::kAdmin, opname::kMetrics);
   if (!ok_reply(r)) {
     const std::string code = code_of(r);
     res.status = (!r || code == "UNAVAILABLE" || code == "BUSY") ? 503 : 502;

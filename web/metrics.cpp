@@ -7,6 +7,8 @@
 
 #include "web/sessions.hpp"
 
+#include "common/names.hpp"
+
 namespace primary::web {
 namespace {
 
@@ -107,11 +109,11 @@ std::string escape_label_value(std::string_view v) {
 std::string render_prometheus(const Value& reply) {
   Exposition x;
   using Labels = std::vector<std::pair<std::string, std::string>>;
-  const Value& ops = field(reply, "ops");
+  const Value& ops = field(reply, field::kOps);
   const Value::Array none;
   const Value::Array& op_list = ops.is_array() ? ops.as_array() : none;
   auto op_labels = [](const Value& op) {
-    return Labels{{"service", reply_str(op, "service")}, {"op", reply_str(op, "op")}};
+    return Labels{{"service", reply_str(op, "service")}, {field::kOp, reply_str(op, field::kOp)}};
   };
 
   x.family("primary_requests_total", "counter",
@@ -125,7 +127,7 @@ std::string render_prometheus(const Value& reply) {
     if (!errors.is_map()) continue;
     for (const auto& [code, n] : errors.as_map()) {
       Labels l = op_labels(op);
-      l.emplace_back("code", code);
+      l.emplace_back(field::kCode, code);
       x.sample("primary_request_errors_total", l, number(n));
     }
   }
@@ -147,8 +149,8 @@ std::string render_prometheus(const Value& reply) {
     x.sample("primary_request_duration_seconds_count", op_labels(op), number(field(op, "count")));
   }
 
-  const Value& broker = field(reply, "broker");
-  const Value& services = field(broker, "services");
+  const Value& broker = field(reply, field::kBroker);
+  const Value& services = field(broker, field::kServices);
   if (services.is_map()) {
     struct Family {
       const char* name;
@@ -173,13 +175,13 @@ std::string render_prometheus(const Value& reply) {
     }
   }
 
-  const Value& licenses = field(reply, "licenses");
+  const Value& licenses = field(reply, field::kLicenses);
   static const std::pair<const char*, const char*> license_gauges[] = {
-      {"purchased", "Licenses purchased (the unlock code in force)."},
-      {"reserved", "Licenses reserved (active + lost + never seen)."},
-      {"active", "Reserved computers seen within the check interval plus grace."},
-      {"lost", "Reserved computers not seen within the check interval plus grace."},
-      {"never_seen", "Reserved computers never seen."},
+      {field::kPurchased, "Licenses purchased (the unlock code in force)."},
+      {field::kReserved, "Licenses reserved (active + lost + never seen)."},
+      {field::kActive, "Reserved computers seen within the check interval plus grace."},
+      {field::kLost, "Reserved computers not seen within the check interval plus grace."},
+      {field::kNeverSeen, "Reserved computers never seen."},
   };
   for (const auto& [key, help] : license_gauges) {
     const std::string name = std::string("primary_licenses_") + key;
@@ -188,9 +190,9 @@ std::string render_prometheus(const Value& reply) {
   }
 
   x.family("primary_events_written_total", "counter", "Entries ever added to the activity log.");
-  x.sample("primary_events_written_total", {}, number(field(reply, "events_written")));
+  x.sample("primary_events_written_total", {}, number(field(reply, field::kEventsWritten)));
 
-  const Value& counters = field(reply, "counters");
+  const Value& counters = field(reply, field::kCounters);
   if (counters.is_map())
     for (const auto& [key, n] : counters.as_map()) {
       if (!metric_name_part(key)) continue;

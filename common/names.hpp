@@ -1,0 +1,202 @@
+// Every wire name of the contract (docs/contract.md) and of docs/protocol.md,
+// declared once: services, operations, fields and event types. Product code
+// spells a wire name only through these constants; the catalog in
+// schema.cpp binds each operation to its service, fields and reply. (Lua
+// scripts are the exception: they get names through their ARGV contract.)
+//
+// The constants are character arrays, so they serve wherever a string
+// literal did: a std::string key, a std::string_view, a Value.
+#pragma once
+
+#include <cstdint>
+
+namespace primary {
+
+// Every operation of every service. The catalog maps each to its service and
+// wire name; handlers dispatch on this, never on the op string.
+enum class Op : uint8_t {
+  // license
+  Heartbeat,
+  // license.control
+  Reserve,
+  SetupInfo,
+  Registration,
+  Unlock,
+  Command,
+  // update
+  Check,
+  Fetch,
+  // update.control
+  Releases,
+  Approve,
+  Hold,
+  Sync,
+  Import,
+  // admin
+  Status,
+  Computers,
+  Computer,
+  Log,
+  Firewall,
+  Metrics,
+  // broker.control (answered by the broker itself)
+  Workers,
+  Stats,
+  // echo (diagnostic)
+  Echo,
+  Sleep,
+};
+
+namespace svc {
+inline constexpr char kLicense[] = "license";
+inline constexpr char kLicenseControl[] = "license.control";
+inline constexpr char kUpdate[] = "update";
+inline constexpr char kUpdateControl[] = "update.control";
+inline constexpr char kAdmin[] = "admin";
+inline constexpr char kBrokerControl[] = "broker.control";
+inline constexpr char kEcho[] = "echo";
+inline constexpr char kMmiService[] = "mmi.service";
+}  // namespace svc
+
+namespace opname {
+inline constexpr char kHeartbeat[] = "heartbeat";
+inline constexpr char kReserve[] = "reserve";
+inline constexpr char kSetupInfo[] = "setup_info";
+inline constexpr char kRegistration[] = "registration";
+inline constexpr char kUnlock[] = "unlock";
+inline constexpr char kCommand[] = "command";
+inline constexpr char kCheck[] = "check";
+inline constexpr char kFetch[] = "fetch";
+inline constexpr char kReleases[] = "releases";
+inline constexpr char kApprove[] = "approve";
+inline constexpr char kHold[] = "hold";
+inline constexpr char kSync[] = "sync";
+inline constexpr char kImport[] = "import";
+inline constexpr char kStatus[] = "status";
+inline constexpr char kComputers[] = "computers";
+inline constexpr char kComputer[] = "computer";
+inline constexpr char kLog[] = "log";
+inline constexpr char kFirewall[] = "firewall";
+inline constexpr char kMetrics[] = "metrics";
+inline constexpr char kWorkers[] = "workers";
+inline constexpr char kStats[] = "stats";
+inline constexpr char kEcho[] = "echo";
+inline constexpr char kSleep[] = "sleep";
+}  // namespace opname
+
+// Field names of requests, replies and events.
+namespace field {
+// every body
+inline constexpr char kOp[] = "op";
+inline constexpr char kRid[] = "rid";
+inline constexpr char kOk[] = "ok";
+inline constexpr char kCode[] = "code";
+inline constexpr char kMessage[] = "message";
+inline constexpr char kRetryAfterS[] = "retry_after_s";
+// licensing
+inline constexpr char kComputer[] = "computer";
+inline constexpr char kLicense[] = "license";
+inline constexpr char kVersion[] = "version";
+inline constexpr char kResults[] = "results";
+inline constexpr char kStatus[] = "status";
+inline constexpr char kNextCheckS[] = "next_check_s";
+inline constexpr char kUpload[] = "upload";
+inline constexpr char kLease[] = "lease";
+inline constexpr char kLeaseExpires[] = "lease_expires";
+inline constexpr char kReason[] = "reason";
+inline constexpr char kCommands[] = "commands";
+inline constexpr char kServerTime[] = "server_time";
+inline constexpr char kCreated[] = "created";
+inline constexpr char kReserved[] = "reserved";
+inline constexpr char kPurchased[] = "purchased";
+inline constexpr char kSerial[] = "serial";
+inline constexpr char kEndpoints[] = "endpoints";
+inline constexpr char kServerKey[] = "server_key";
+inline constexpr char kLeaseKey[] = "lease_key";
+inline constexpr char kRegistrationCode[] = "registration_code";
+inline constexpr char kUnlockCode[] = "unlock_code";
+inline constexpr char kCommand[] = "command";
+inline constexpr char kArgs[] = "args";
+inline constexpr char kId[] = "id";
+inline constexpr char kDetail[] = "detail";
+// updates
+inline constexpr char kComponent[] = "component";
+inline constexpr char kChannel[] = "channel";
+inline constexpr char kUpdate[] = "update";
+inline constexpr char kSize[] = "size";
+inline constexpr char kSha256[] = "sha256";
+inline constexpr char kSignature[] = "signature";
+inline constexpr char kNotes[] = "notes";
+inline constexpr char kOffset[] = "offset";
+inline constexpr char kLength[] = "length";
+inline constexpr char kData[] = "data";
+inline constexpr char kRollout[] = "rollout";
+inline constexpr char kState[] = "state";
+inline constexpr char kJob[] = "job";
+inline constexpr char kStarted[] = "started";
+inline constexpr char kPath[] = "path";
+inline constexpr char kFeed[] = "feed";
+inline constexpr char kSync[] = "sync";
+// admin
+inline constexpr char kItems[] = "items";
+inline constexpr char kCursor[] = "cursor";
+inline constexpr char kLimit[] = "limit";
+inline constexpr char kSort[] = "sort";
+inline constexpr char kActive[] = "active";
+inline constexpr char kLost[] = "lost";
+inline constexpr char kNeverSeen[] = "never_seen";
+inline constexpr char kUptimeS[] = "uptime_s";
+inline constexpr char kServices[] = "services";
+inline constexpr char kReservedAt[] = "reserved_at";
+inline constexpr char kFirstSeen[] = "first_seen";
+inline constexpr char kLastSeen[] = "last_seen";
+inline constexpr char kPeer[] = "peer";
+inline constexpr char kCommandsPending[] = "commands_pending";
+inline constexpr char kSince[] = "since";
+inline constexpr char kTypes[] = "types";
+inline constexpr char kNext[] = "next";
+inline constexpr char kPorts[] = "ports";
+inline constexpr char kRules[] = "rules";
+inline constexpr char kOps[] = "ops";
+inline constexpr char kCounters[] = "counters";
+inline constexpr char kLicenses[] = "licenses";
+inline constexpr char kEventsWritten[] = "events_written";
+inline constexpr char kBroker[] = "broker";
+inline constexpr char kTotals[] = "totals";
+// events
+inline constexpr char kTs[] = "ts";
+inline constexpr char kType[] = "type";
+// echo
+inline constexpr char kPayload[] = "payload";
+inline constexpr char kMs[] = "ms";
+inline constexpr char kSleptMs[] = "slept_ms";
+inline constexpr char kPid[] = "pid";
+}  // namespace field
+
+// Event types: the topic of each event-stream message and the `type` of each
+// activity-log entry.
+namespace event {
+inline constexpr char kSerialUnlocked[] = "serial.unlocked";
+inline constexpr char kLicenseReserved[] = "license.reserved";
+inline constexpr char kLicenseRefused[] = "license.refused";
+inline constexpr char kClientLicensed[] = "client.licensed";
+inline constexpr char kClientRejected[] = "client.rejected";
+inline constexpr char kClientLost[] = "client.lost";
+inline constexpr char kClientReturned[] = "client.returned";
+inline constexpr char kUpdateSynced[] = "update.synced";
+inline constexpr char kUpdateAvailable[] = "update.available";
+inline constexpr char kUpdateApproved[] = "update.approved";
+inline constexpr char kUpdateHeld[] = "update.held";
+inline constexpr char kUpdateRefused[] = "update.refused";
+inline constexpr char kUpdateDownloadFailed[] = "update.download_failed";
+inline constexpr char kCommandQueued[] = "command.queued";
+inline constexpr char kCommandDone[] = "command.done";
+}  // namespace event
+
+// Values of `status` and `reason` in a heartbeat reply.
+namespace status {
+inline constexpr char kLicensed[] = "licensed";
+inline constexpr char kUnlicensed[] = "unlicensed";
+}  // namespace status
+
+}  // namespace primary
