@@ -110,6 +110,13 @@ std::optional<Error> Broker::reload_admin_keys() {
   return std::nullopt;
 }
 
+std::string Broker::meta_of(const zmq::message_t& body) const {
+  Peer peer;
+  peer.address = peer_address(body);
+  peer.admin = is_admin(zmq_msg_gets(body.handle(), "User-Id"));
+  return encode_peer(peer);
+}
+
 bool Broker::is_admin(const char* user) const {
   if (!user) return false;
   if (options_.insecure) return std::strcmp(user, "loopback") == 0;
@@ -318,10 +325,7 @@ void Broker::handle_client(mdp::Frames& f) {
   }
   if (service.starts_with(mdp::kMmiPrefix)) return handle_mmi(client, service, view(f[4]));
 
-  Peer peer;
-  peer.address = peer_address(f[4]);
-  peer.admin = is_admin(zmq_msg_gets(f[4].handle(), "User-Id"));
-  if (service_privileged(service) && !peer.admin) {
+  if (service_privileged(service) && !is_admin(zmq_msg_gets(f[4].handle(), "User-Id"))) {
     ++stats_.unauthorized;
     return reply_client(client, service,
                         frame(encode_error(Code::Unauthorized,
@@ -351,8 +355,7 @@ void Broker::handle_client(mdp::Frames& f) {
                                            rid_of(f[4], options_.max_body),
                                            {{"retry_after_s", Value(1)}})));
   }
-  svc.queue.push_back(Pending{client, it->first, std::move(f[4]), encode_peer(peer),
-                              Clock::now() + options_.request_timeout});
+  svc.queue.push_back(Pending{client, it->first, std::move(f[4]), Clock::now() + options_.request_timeout});
   mark(svc);
 }
 
@@ -409,7 +412,8 @@ void Broker::handle_worker(mdp::Frames& f) {
 
   switch (cmd) {
     case mdp::Command::Ready: {
-      // [id, "", MDPW01, READY, service, credit?, "batch"?]
+      // [id, "", MDPW01, READY, service]: plain RFC 7. [..., service,
+      // credit, "batch"?]: extended. Any other shape is refused.
       const std::string_view service = f.size() >= 5 && f.size() <= 7 ? view(f[4]) : std::string_view();
       const size_t credit = f.size() >= 6 ? parse_credit(view(f[5])) : 1;
       const bool batch = f.size() == 7 && view(f[6]) == mdp::kBatch;
@@ -429,24 +433,28 @@ void Broker::handle_worker(mdp::Frames& f) {
       w.service = sit->first;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
       w.credit = credit;
+      w.extended = f.size() >= 6;
       w.batch = batch;
       w.idle_since = ++turn_;
       sit->second.workers += credit;
       sit->second.members.push_back(&w);
-      spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
+      spdlog::debug("{} worker ready for '{}' with credit {} ({} now)", w.extended ? "extended" : "plain RFC 7",
+                    w.service, credit, sit->second.workers);
       return dispatch(sit->second);
     }
     case mdp::Command::Reply: {
-      // [id, "", MDPW01, REPLY, client, meta, tag, "", body]: the tag must
-      // name a request this connection holds, for that client. A worker of
-      // credit one may leave the tag out: [id, "", MDPW01, REPLY, client,
-      // ..., "", body], as before the extension.
+      // Plain: exactly [id, "", MDPW01, REPLY, client, "", body], for the
+      // one request the connection holds. Extended: [id, "", MDPW01, REPLY,
+      // client, meta, tag, "", body], the tag naming a request this
+      // connection holds, for that client; a connection of credit one may
+      // leave the tag out: [id, "", MDPW01, REPLY, client, ..., "", body].
       Pending* p = nullptr;
       uint64_t tag = 0;
-      if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0) {
+      const bool plain = it != worker_map_.end() && !it->second.extended;
+      if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0 && (!plain || f.size() == 7)) {
         auto& held = it->second.in_flight;
         auto pit = held.end();
-        if (f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(view(f[6])));
+        if (!plain && f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(view(f[6])));
         if (pit == held.end() && it->second.credit == 1 && held.size() == 1) pit = held.begin();
         if (pit != held.end() && view(f[4]) == pit->second.client) {
           tag = pit->first;
@@ -522,7 +530,8 @@ void Broker::dispatch(Service& svc) {
     svc.queue.pop_front();
     ++svc.routed;
     if (w.batch && p.body.size() <= cap) {
-      const mdp::BatchEntry e{p.client, p.meta,
+      const std::string meta = meta_of(p.body);
+      const mdp::BatchEntry e{p.client, meta,
                               std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag), view(p.body)};
       if (!w.outbox.empty() && w.outbox.size() + mdp::entry_size(e, true) > cap) flush_batch(w);
       mdp::append_entry(w.outbox, e, true);
@@ -537,8 +546,12 @@ void Broker::dispatch(Service& svc) {
     out.push_back(frame(mdp::kWorker));
     out.push_back(frame(mdp::Command::Request));
     out.push_back(frame(p.client));
-    out.push_back(frame(p.meta));
-    out.push_back(zmq::message_t(&tag, sizeof tag));
+    if (w.extended) {
+      // A plain RFC 7 worker gets neither: no role or peer address leaves
+      // the broker for a worker that did not ask for them.
+      out.push_back(frame(meta_of(p.body)));
+      out.push_back(zmq::message_t(&tag, sizeof tag));
+    }
     out.push_back(frame(""));
     out.push_back(std::move(body));
     mdp::send_frames(workers_, out, true);
