@@ -431,6 +431,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       Worker& w = worker_map_[id];
       w.id = id;
       w.service = sit->first;
+      w.svc = &sit->second;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
       w.credit = credit;
       w.extended = f.size() >= 6;
@@ -467,10 +468,14 @@ void Broker::handle_worker(mdp::Frames& f) {
       }
       Worker& w = it->second;
       ++stats_.replies;
-      reply_client(p->client, w.service, std::move(f.back()));
       w.in_flight.erase(tag);
       w.idle_since = ++turn_;
-      return mark(services_.find(w.service)->second);
+      // A worker that takes no batches gets its next request before the
+      // client gets this reply: with one request at a time (plain RFC 7),
+      // the worker idles until then, and the client has more in flight.
+      if (w.batch) mark(*w.svc);
+      else dispatch(*w.svc);
+      return reply_client(view(f[4]), w.service, std::move(f.back()));
     }
     case mdp::Command::Replies: {
       // [id, "", MDPW01, REPLIES, batch], from a connection that asked for
@@ -494,7 +499,7 @@ void Broker::handle_worker(mdp::Frames& f) {
         w.in_flight.erase(pit);
       }
       w.idle_since = ++turn_;
-      return mark(services_.find(w.service)->second);
+      return mark(*w.svc);
     }
     case mdp::Command::Heartbeat:
       if (it == worker_map_.end()) return delete_worker(id, true);
@@ -539,36 +544,24 @@ void Broker::dispatch(Service& svc) {
     }
     zmq::message_t body;
     body.copy(p.body);  // shared buffer: kept for an error reply's rid
-    mdp::Frames out;
-    out.reserve(9);
-    out.push_back(frame(id));
-    out.push_back(frame(""));
-    out.push_back(frame(mdp::kWorker));
-    out.push_back(frame(mdp::Command::Request));
-    out.push_back(frame(p.client));
+    worker_header(id, mdp::Command::Request);
+    part(workers_, p.client);
     if (w.extended) {
       // A plain RFC 7 worker gets neither: no role or peer address leaves
       // the broker for a worker that did not ask for them.
-      out.push_back(frame(meta_of(p.body)));
-      out.push_back(zmq::message_t(&tag, sizeof tag));
+      part(workers_, meta_of(p.body));
+      part(workers_, std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag));
     }
-    out.push_back(frame(""));
-    out.push_back(std::move(body));
-    mdp::send_frames(workers_, out, true);
+    part(workers_, {});
+    last_part(workers_, std::move(body));
   }
   for (Worker* m : svc.members)
     if (!m->outbox.empty()) flush_batch(*m);
 }
 
 void Broker::flush_batch(Worker& w) {
-  mdp::Frames out;
-  out.reserve(5);
-  out.push_back(frame(w.id));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kWorker));
-  out.push_back(frame(mdp::Command::Requests));
-  out.push_back(frame(w.outbox));
-  mdp::send_frames(workers_, out, true);
+  worker_header(w.id, mdp::Command::Requests);
+  last_part(workers_, frame(w.outbox));
   w.outbox.clear();
 }
 
@@ -586,25 +579,35 @@ void Broker::dispatch_marked() {
   marked_.clear();
 }
 
-void Broker::send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body) {
-  mdp::Frames out;
-  out.push_back(frame(w.id));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kWorker));
-  out.push_back(frame(cmd));
-  if (body) out.push_back(std::move(*body));
-  mdp::send_frames(workers_, out, true);
+void Broker::send_to_worker(Worker& w, mdp::Command cmd) {
+  part(workers_, w.id);
+  part(workers_, {});
+  part(workers_, mdp::kWorker);
+  last_part(workers_, frame(cmd));
 }
 
-void Broker::reply_client(const std::string& client, std::string_view service, zmq::message_t body) {
-  mdp::Frames out;
-  out.reserve(5);
-  out.push_back(frame(client));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kClient));
-  out.push_back(frame(service));
-  out.push_back(std::move(body));
-  mdp::send_frames(front_, out, true);
+void Broker::reply_client(std::string_view client, std::string_view service, zmq::message_t body) {
+  part(front_, client);
+  part(front_, {});
+  part(front_, mdp::kClient);
+  part(front_, service);
+  last_part(front_, std::move(body));
+}
+
+void Broker::part(zmq::socket_t& s, std::string_view bytes) {
+  (void)s.send(zmq::const_buffer(bytes.data(), bytes.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+}
+
+void Broker::last_part(zmq::socket_t& s, zmq::message_t m) {
+  (void)s.send(m, zmq::send_flags::dontwait);
+}
+
+void Broker::worker_header(std::string_view id, mdp::Command cmd) {
+  part(workers_, id);
+  part(workers_, {});
+  part(workers_, mdp::kWorker);
+  const auto b = static_cast<char>(cmd);
+  part(workers_, std::string_view(&b, 1));
 }
 
 void Broker::reply_error(const std::string& client, std::string_view service, Code code,

@@ -104,12 +104,14 @@ class Broker {
     zmq::message_t body;
     Clock::time_point deadline;
   };
+  struct Service;
   // One worker connection. It may hold up to `credit` requests at once
   // (READY's optional credit frame, docs/protocol.md "Worker credit"); each
   // goes out with a tag frame that the REPLY echoes.
   struct Worker {
     std::string id;       // routing id on the workers socket
     std::string service;  // set by READY
+    Service* svc = nullptr;  // services_[service] (map nodes do not move)
     Clock::time_point expiry;
     size_t credit = 1;
     // READY carried a credit frame: requests go out with the meta and tag
@@ -156,8 +158,16 @@ class Broker {
   void mark(Service& service);
   void dispatch_marked();
   void flush_batch(Worker& w);
-  void send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body = nullptr);
-  void reply_client(const std::string& client, std::string_view service, zmq::message_t body);
+  void send_to_worker(Worker& w, mdp::Command cmd);
+  void reply_client(std::string_view client, std::string_view service, zmq::message_t body);
+  // Frames are sent one by one as they are made, without a vector of
+  // messages in between; a send that would block drops the message (the
+  // sockets never block the broker). Frames of up to 33 bytes cost libzmq
+  // no allocation.
+  static void part(zmq::socket_t& s, std::string_view bytes);
+  static void last_part(zmq::socket_t& s, zmq::message_t m);
+  // id | "" | MDPW01 | cmd, all sent with more to follow.
+  void worker_header(std::string_view id, mdp::Command cmd);
   void reply_error(const std::string& client, std::string_view service, Code code,
                    std::string_view message);
   void delete_worker(const std::string& id, bool send_disconnect);
