@@ -6,7 +6,10 @@ The worker below speaks exactly RFC 7's worker protocol: a READY of four
 frames, REQUEST and REPLY as `client-address | "" | body`, HEARTBEAT both
 ways, DISCONNECT. It refuses any REQUEST of another shape (so a broker that
 sent it its extended frames fails the test). The client speaks RFC 7's
-client protocol over a DEALER.
+client protocol over a DEALER. The one call that is not RFC 7 or RFC 8 is
+the test's wait for its workers to register: it asks this broker's
+`broker.control workers` for the count, since mmi.service says only "at
+least one".
 
 Cases:
   - several clients, several requests each in flight: every reply is the
