@@ -110,6 +110,13 @@ std::optional<Error> Broker::reload_admin_keys() {
   return std::nullopt;
 }
 
+std::string Broker::meta_of(const zmq::message_t& body) const {
+  Peer peer;
+  peer.address = peer_address(body);
+  peer.admin = is_admin(zmq_msg_gets(body.handle(), "User-Id"));
+  return encode_peer(peer);
+}
+
 bool Broker::is_admin(const char* user) const {
   if (!user) return false;
   if (options_.insecure) return std::strcmp(user, "loopback") == 0;
@@ -318,10 +325,7 @@ void Broker::handle_client(mdp::Frames& f) {
   }
   if (service.starts_with(mdp::kMmiPrefix)) return handle_mmi(client, service, view(f[4]));
 
-  Peer peer;
-  peer.address = peer_address(f[4]);
-  peer.admin = is_admin(zmq_msg_gets(f[4].handle(), "User-Id"));
-  if (service_privileged(service) && !peer.admin) {
+  if (service_privileged(service) && !is_admin(zmq_msg_gets(f[4].handle(), "User-Id"))) {
     ++stats_.unauthorized;
     return reply_client(client, service,
                         frame(encode_error(Code::Unauthorized,
@@ -351,8 +355,7 @@ void Broker::handle_client(mdp::Frames& f) {
                                            rid_of(f[4], options_.max_body),
                                            {{"retry_after_s", Value(1)}})));
   }
-  svc.queue.push_back(Pending{client, it->first, std::move(f[4]), encode_peer(peer),
-                              Clock::now() + options_.request_timeout});
+  svc.queue.push_back(Pending{client, it->first, std::move(f[4]), Clock::now() + options_.request_timeout});
   mark(svc);
 }
 
@@ -409,7 +412,8 @@ void Broker::handle_worker(mdp::Frames& f) {
 
   switch (cmd) {
     case mdp::Command::Ready: {
-      // [id, "", MDPW01, READY, service, credit?, "batch"?]
+      // [id, "", MDPW01, READY, service]: plain RFC 7. [..., service,
+      // credit, "batch"?]: extended. Any other shape is refused.
       const std::string_view service = f.size() >= 5 && f.size() <= 7 ? view(f[4]) : std::string_view();
       const size_t credit = f.size() >= 6 ? parse_credit(view(f[5])) : 1;
       const bool batch = f.size() == 7 && view(f[6]) == mdp::kBatch;
@@ -427,26 +431,31 @@ void Broker::handle_worker(mdp::Frames& f) {
       Worker& w = worker_map_[id];
       w.id = id;
       w.service = sit->first;
+      w.svc = &sit->second;
       w.expiry = Clock::now() + options_.heartbeat * options_.liveness;
       w.credit = credit;
+      w.extended = f.size() >= 6;
       w.batch = batch;
       w.idle_since = ++turn_;
       sit->second.workers += credit;
       sit->second.members.push_back(&w);
-      spdlog::debug("worker ready for '{}' with credit {} ({} now)", w.service, credit, sit->second.workers);
+      spdlog::debug("{} worker ready for '{}' with credit {} ({} now)", w.extended ? "extended" : "plain RFC 7",
+                    w.service, credit, sit->second.workers);
       return dispatch(sit->second);
     }
     case mdp::Command::Reply: {
-      // [id, "", MDPW01, REPLY, client, meta, tag, "", body]: the tag must
-      // name a request this connection holds, for that client. A worker of
-      // credit one may leave the tag out: [id, "", MDPW01, REPLY, client,
-      // ..., "", body], as before the extension.
+      // Plain: exactly [id, "", MDPW01, REPLY, client, "", body], for the
+      // one request the connection holds. Extended: [id, "", MDPW01, REPLY,
+      // client, meta, tag, "", body], the tag naming a request this
+      // connection holds, for that client; a connection of credit one may
+      // leave the tag out: [id, "", MDPW01, REPLY, client, ..., "", body].
       Pending* p = nullptr;
       uint64_t tag = 0;
-      if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0) {
+      const bool plain = it != worker_map_.end() && !it->second.extended;
+      if (it != worker_map_.end() && f.size() >= 7 && f[f.size() - 2].size() == 0 && (!plain || f.size() == 7)) {
         auto& held = it->second.in_flight;
         auto pit = held.end();
-        if (f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(view(f[6])));
+        if (!plain && f.size() == 9 && f[6].size() == sizeof tag) pit = held.find(tag_of(view(f[6])));
         if (pit == held.end() && it->second.credit == 1 && held.size() == 1) pit = held.begin();
         if (pit != held.end() && view(f[4]) == pit->second.client) {
           tag = pit->first;
@@ -459,10 +468,14 @@ void Broker::handle_worker(mdp::Frames& f) {
       }
       Worker& w = it->second;
       ++stats_.replies;
-      reply_client(p->client, w.service, std::move(f.back()));
       w.in_flight.erase(tag);
       w.idle_since = ++turn_;
-      return mark(services_.find(w.service)->second);
+      // A worker that takes no batches gets its next request before the
+      // client gets this reply: with one request at a time (plain RFC 7),
+      // the worker idles until then, and the client has more in flight.
+      if (w.batch) mark(*w.svc);
+      else dispatch(*w.svc);
+      return reply_client(view(f[4]), w.service, std::move(f.back()));
     }
     case mdp::Command::Replies: {
       // [id, "", MDPW01, REPLIES, batch], from a connection that asked for
@@ -486,7 +499,7 @@ void Broker::handle_worker(mdp::Frames& f) {
         w.in_flight.erase(pit);
       }
       w.idle_since = ++turn_;
-      return mark(services_.find(w.service)->second);
+      return mark(*w.svc);
     }
     case mdp::Command::Heartbeat:
       if (it == worker_map_.end()) return delete_worker(id, true);
@@ -522,7 +535,8 @@ void Broker::dispatch(Service& svc) {
     svc.queue.pop_front();
     ++svc.routed;
     if (w.batch && p.body.size() <= cap) {
-      const mdp::BatchEntry e{p.client, p.meta,
+      const std::string meta = meta_of(p.body);
+      const mdp::BatchEntry e{p.client, meta,
                               std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag), view(p.body)};
       if (!w.outbox.empty() && w.outbox.size() + mdp::entry_size(e, true) > cap) flush_batch(w);
       mdp::append_entry(w.outbox, e, true);
@@ -530,32 +544,24 @@ void Broker::dispatch(Service& svc) {
     }
     zmq::message_t body;
     body.copy(p.body);  // shared buffer: kept for an error reply's rid
-    mdp::Frames out;
-    out.reserve(9);
-    out.push_back(frame(id));
-    out.push_back(frame(""));
-    out.push_back(frame(mdp::kWorker));
-    out.push_back(frame(mdp::Command::Request));
-    out.push_back(frame(p.client));
-    out.push_back(frame(p.meta));
-    out.push_back(zmq::message_t(&tag, sizeof tag));
-    out.push_back(frame(""));
-    out.push_back(std::move(body));
-    mdp::send_frames(workers_, out, true);
+    worker_header(id, mdp::Command::Request);
+    part(workers_, p.client);
+    if (w.extended) {
+      // A plain RFC 7 worker gets neither: no role or peer address leaves
+      // the broker for a worker that did not ask for them.
+      part(workers_, meta_of(p.body));
+      part(workers_, std::string_view(reinterpret_cast<const char*>(&tag), sizeof tag));
+    }
+    part(workers_, {});
+    last_part(workers_, std::move(body));
   }
   for (Worker* m : svc.members)
     if (!m->outbox.empty()) flush_batch(*m);
 }
 
 void Broker::flush_batch(Worker& w) {
-  mdp::Frames out;
-  out.reserve(5);
-  out.push_back(frame(w.id));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kWorker));
-  out.push_back(frame(mdp::Command::Requests));
-  out.push_back(frame(w.outbox));
-  mdp::send_frames(workers_, out, true);
+  worker_header(w.id, mdp::Command::Requests);
+  last_part(workers_, frame(w.outbox));
   w.outbox.clear();
 }
 
@@ -573,25 +579,35 @@ void Broker::dispatch_marked() {
   marked_.clear();
 }
 
-void Broker::send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body) {
-  mdp::Frames out;
-  out.push_back(frame(w.id));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kWorker));
-  out.push_back(frame(cmd));
-  if (body) out.push_back(std::move(*body));
-  mdp::send_frames(workers_, out, true);
+void Broker::send_to_worker(Worker& w, mdp::Command cmd) {
+  part(workers_, w.id);
+  part(workers_, {});
+  part(workers_, mdp::kWorker);
+  last_part(workers_, frame(cmd));
 }
 
-void Broker::reply_client(const std::string& client, std::string_view service, zmq::message_t body) {
-  mdp::Frames out;
-  out.reserve(5);
-  out.push_back(frame(client));
-  out.push_back(frame(""));
-  out.push_back(frame(mdp::kClient));
-  out.push_back(frame(service));
-  out.push_back(std::move(body));
-  mdp::send_frames(front_, out, true);
+void Broker::reply_client(std::string_view client, std::string_view service, zmq::message_t body) {
+  part(front_, client);
+  part(front_, {});
+  part(front_, mdp::kClient);
+  part(front_, service);
+  last_part(front_, std::move(body));
+}
+
+void Broker::part(zmq::socket_t& s, std::string_view bytes) {
+  (void)s.send(zmq::const_buffer(bytes.data(), bytes.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+}
+
+void Broker::last_part(zmq::socket_t& s, zmq::message_t m) {
+  (void)s.send(m, zmq::send_flags::dontwait);
+}
+
+void Broker::worker_header(std::string_view id, mdp::Command cmd) {
+  part(workers_, id);
+  part(workers_, {});
+  part(workers_, mdp::kWorker);
+  const auto b = static_cast<char>(cmd);
+  part(workers_, std::string_view(&b, 1));
 }
 
 void Broker::reply_error(const std::string& client, std::string_view service, Code code,

@@ -11,6 +11,13 @@
 // credit") holds up to that many, so the load of a batch-serving worker
 // spreads over every connection instead of filling the first one.
 //
+// Extensions are negotiated per connection by the READY: a READY of exactly
+// RFC 7's frames makes a plain connection, which gets exactly RFC 7's
+// REQUEST (client address, empty frame, body) and must answer exactly
+// RFC 7's REPLY; it never sees a client's role or peer address. Only a
+// READY that carries a credit frame opts into the extended REQUEST (meta
+// and tag frames) and, with "batch", into REQUESTS/REPLIES.
+//
 // The broker never leaves a request hanging. Every request is answered by
 // its worker or, failing that, by the broker itself: UNAVAILABLE when no
 // worker took it before its deadline or its worker died holding it, BUSY
@@ -95,17 +102,21 @@ class Broker {
     std::string client;   // routing id on the front socket
     std::string service;
     zmq::message_t body;
-    std::string meta;     // peer metadata frame handed to the worker
     Clock::time_point deadline;
   };
+  struct Service;
   // One worker connection. It may hold up to `credit` requests at once
   // (READY's optional credit frame, docs/protocol.md "Worker credit"); each
   // goes out with a tag frame that the REPLY echoes.
   struct Worker {
     std::string id;       // routing id on the workers socket
     std::string service;  // set by READY
+    Service* svc = nullptr;  // services_[service] (map nodes do not move)
     Clock::time_point expiry;
     size_t credit = 1;
+    // READY carried a credit frame: requests go out with the meta and tag
+    // frames. Otherwise the connection is plain RFC 7.
+    bool extended = false;
     uint64_t idle_since = 0;  // broker turn at which a credit of it last came free
     uint64_t next_tag = 0;
     std::unordered_map<uint64_t, Pending> in_flight;  // by tag
@@ -130,6 +141,9 @@ class Broker {
   int on_zap();
   // Whether a connection's User-Id (set by on_zap) has the admin role now.
   bool is_admin(const char* user) const;
+  // The meta frame of a request for an extended worker, "<peer address>
+  // <role>", from the metadata of the request's body frame.
+  std::string meta_of(const zmq::message_t& body) const;
   int on_front();
   int on_worker_socket();
   int relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
@@ -144,8 +158,16 @@ class Broker {
   void mark(Service& service);
   void dispatch_marked();
   void flush_batch(Worker& w);
-  void send_to_worker(Worker& w, mdp::Command cmd, zmq::message_t* body = nullptr);
-  void reply_client(const std::string& client, std::string_view service, zmq::message_t body);
+  void send_to_worker(Worker& w, mdp::Command cmd);
+  void reply_client(std::string_view client, std::string_view service, zmq::message_t body);
+  // Frames are sent one by one as they are made, without a vector of
+  // messages in between; a send that would block drops the message (the
+  // sockets never block the broker). Frames of up to 33 bytes cost libzmq
+  // no allocation.
+  static void part(zmq::socket_t& s, std::string_view bytes);
+  static void last_part(zmq::socket_t& s, zmq::message_t m);
+  // id | "" | MDPW01 | cmd, all sent with more to follow.
+  void worker_header(std::string_view id, mdp::Command cmd);
   void reply_error(const std::string& client, std::string_view service, Code code,
                    std::string_view message);
   void delete_worker(const std::string& id, bool send_disconnect);

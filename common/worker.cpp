@@ -192,6 +192,9 @@ void WorkerRuntime::open(Connection& c) {
   ready.push_back(frame(mdp::kWorker));
   ready.push_back(frame(mdp::Command::Ready));
   ready.push_back(frame(services_[c.service].name));
+  // Always sent, "1" included: the credit frame is what opts the connection
+  // into the extended REQUEST, whose meta frame carries the peer's role and
+  // address (a plain RFC 7 READY gets neither).
   ready.push_back(frame(std::to_string(c.credit)));
   c.batch = options_.batch;
   if (c.batch) ready.push_back(frame(mdp::kBatch));

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "common/codec.hpp"
+#include "common/mdp.hpp"
+#include "common/schema.hpp"
 #include "tools/bench/load.hpp"
 
 namespace primary::bench {
@@ -85,6 +87,52 @@ TEST(ReplyScanner, ReadsWhatAFullDecodeFindsAndRefusesTruncations) {
   TopFields top;
   EXPECT_FALSE(scan_top_fields(pack(Value(Value::Array{Value(1)})), top)) << "not a map";
   EXPECT_FALSE(scan_top_fields(std::string(1, '\xc1'), top)) << "the unused tag";
+}
+
+mdp::Frames frames_of(const std::vector<std::string>& parts) {
+  mdp::Frames out;
+  for (const auto& p : parts) out.push_back(mdp::frame(p));
+  return out;
+}
+
+std::vector<std::string> strings_of(const mdp::Frames& frames) {
+  std::vector<std::string> out;
+  for (const auto& f : frames) out.emplace_back(mdp::view(f));
+  return out;
+}
+
+// The bench's plain RFC 7 echo worker returns a REQUEST's envelope
+// unchanged: one client address frame from an RFC 7 broker, or more (as
+// our broker sends a worker that asked for its extensions).
+TEST(PlainEchoWorker, RepliesInRfc7ShapeWithTheEnvelopeUnchanged) {
+  const std::string body = encode_request("echo", {{"payload", Value("abc")}, {"rid", Value(5)}});
+  const std::string answer = echo_reply_body(body);
+  auto reply = unpack_map(answer);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(*reply->find("ok"), Value(true));
+  EXPECT_EQ(*reply->find("payload"), Value("abc"));
+  EXPECT_EQ(*reply->find("rid"), Value(5));
+  EXPECT_EQ(*unpack_map(echo_reply_body("\xc1"))->find("code"), Value("BAD_REQUEST"));
+
+  const std::string req(1, '\x02'), rep(1, '\x03');
+  mdp::Frames out;
+  auto plain = frames_of({"", "MDPW01", req, "client-1", "", body});
+  ASSERT_TRUE(plain_reply(plain, answer, out));
+  EXPECT_EQ(strings_of(out), (std::vector<std::string>{"", "MDPW01", rep, "client-1", "", answer}));
+  auto extended = frames_of({"", "MDPW01", req, "client-2", "meta", "tag45678", "", body});
+  ASSERT_TRUE(plain_reply(extended, answer, out));
+  EXPECT_EQ(strings_of(out), (std::vector<std::string>{"", "MDPW01", rep, "client-2", "meta", "tag45678", "", answer}));
+
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"", "MDPW01", req, "client", body},                  // no empty frame
+           {"", "MDPW01", req, "client", "x", body},             // not empty before the body
+           {"", "MDPW02", req, "client", "", body},              // another protocol
+           {"x", "MDPW01", req, "client", "", body},             // no leading empty frame
+           {"", "MDPW01", std::string(1, '\x04'), "c", "", body},  // not a REQUEST
+           {"", "MDPW01", req, ""}}) {
+    auto f = frames_of(bad);
+    EXPECT_FALSE(plain_reply(f, answer, out)) << bad.size() << " frames";
+  }
 }
 
 }  // namespace

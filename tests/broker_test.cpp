@@ -376,6 +376,83 @@ TEST_F(BrokerTest, CreditedWorkerHoldsSeveralRequestsAndRepliesFindTheirClients)
   EXPECT_EQ(test::str(clients[0]->recv_reply(5s, "echo"), "code"), "UNAVAILABLE");
 }
 
+// Negotiated extensions (docs/protocol.md "Plain and extended workers"): a
+// READY of exactly RFC 7's frames gets exactly RFC 7's REQUEST, without the
+// peer's role or address, and its RFC 7 REPLY reaches the client; a READY
+// with a credit frame, "1" included, gets the meta and tag frames.
+TEST_F(BrokerTest, PlainRfc7WorkerGetsExactlyRfc7Frames) {
+  // A 5 s heartbeat: these hand-made workers send none and must not expire.
+  ASSERT_NO_FATAL_FAILURE(start_broker({}, 5000ms, 10000ms));
+  RawWorker plain(ctx_, workers_ep_);
+  plain.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo"});
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  RawClient client(ctx_, front_);  // loopback, insecure: the admin role
+  for (int i = 0; i < 3; ++i) {
+    client.send("echo", encode_request("echo", {{"payload", Value(i * 10)}, {"rid", Value(i)}}));
+    // RFC 7 REQUEST: "", MDPW01, 0x02, client address, "", body
+    auto req = plain.recv(5s);
+    ASSERT_TRUE(req) << "request " << i;
+    ASSERT_EQ(req->size(), 6u) << "request " << i;
+    EXPECT_EQ((*req)[1], "MDPW01");
+    EXPECT_EQ((*req)[2], std::string(1, '\x02'));
+    EXPECT_FALSE((*req)[3].empty());
+    EXPECT_EQ((*req)[4], "");
+    for (const auto& frame : *req) {
+      EXPECT_EQ(frame.find("admin"), std::string::npos) << "a plain worker learnt the client's role";
+      EXPECT_EQ(frame.find("127.0.0.1"), std::string::npos) << "a plain worker learnt the client's address";
+    }
+    const Value body = decode((*req)[5]);
+    ASSERT_EQ(*body.find("payload"), Value(i * 10));
+    // RFC 7 REPLY: "", MDPW01, 0x03, client address, "", body
+    plain.send_frames({"", "MDPW01", std::string(1, '\x03'), (*req)[3], "",
+                       encode_reply(Reply::success({{"payload", Value(i * 10 + 1)}}), *body.find("rid"))});
+    Value r = client.recv_reply(5s, "echo");
+    ASSERT_TRUE(test::ok(r)) << to_json(r);
+    EXPECT_EQ(*r.find("rid"), Value(i));
+    EXPECT_EQ(*r.find("payload"), Value(i * 10 + 1));
+  }
+  // A plain worker's REPLY must be RFC 7's shape: one with extra envelope
+  // frames is a protocol error (DISCONNECT; the client gets UNAVAILABLE).
+  client.send("echo", encode_request("echo", {{"rid", Value(7)}}));
+  auto req = plain.recv(5s);
+  ASSERT_TRUE(req);
+  ASSERT_EQ(req->size(), 6u);
+  plain.send_frames({"", "MDPW01", std::string(1, '\x03'), (*req)[3], "meta", std::string(8, '\0'), "", (*req)[5]});
+  auto bye = plain.recv(5s);
+  ASSERT_TRUE(bye);
+  EXPECT_EQ(bye->back(), std::string(1, '\x05'));
+  EXPECT_EQ(test::str(client.recv_reply(5s, "echo"), "code"), "UNAVAILABLE");
+  ASSERT_TRUE(wait_for_echo_workers(0));
+
+  // An explicit credit of 1 opts in: meta ("<address> <role>") and tag.
+  RawWorker extended(ctx_, workers_ep_);
+  extended.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo", "1"});
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  client.send("echo", encode_request("echo", {{"rid", Value(8)}}));
+  auto ext = extended.recv(5s);
+  ASSERT_TRUE(ext);
+  ASSERT_EQ(ext->size(), 8u);
+  EXPECT_EQ(decode_peer((*ext)[4]).admin, true) << (*ext)[4];
+  EXPECT_EQ((*ext)[5].size(), 8u) << "tag frame";
+  extended.send_frames({"", "MDPW01", std::string(1, '\x03'), (*ext)[3], (*ext)[4], (*ext)[5], "",
+                        encode_reply(Reply::success({}), Value(8))});
+  EXPECT_TRUE(test::ok(client.recv_reply(5s, "echo")));
+}
+
+// A worker's READY is only heard on the workers endpoint, whatever its
+// kind: on the front door a plain RFC 7 READY registers nothing.
+TEST_F(BrokerTest, PlainReadyOnTheFrontDoorRegistersNothing) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  RawClient intruder(ctx_, front_);
+  intruder.send_frames({"", "MDPW01", std::string(1, '\x01'), "echo"});
+  auto f = intruder.recv(5s);
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->size(), 4u);
+  EXPECT_EQ(test::str(decode(f->back()), "code"), "BAD_REQUEST");
+  EXPECT_EQ(worker_count("echo"), 0);
+  EXPECT_EQ(mmi("mmi.service", "echo"), "404");
+}
+
 // Worker batches (docs/protocol.md): a worker whose READY ends with "batch"
 // gets requests many to a REQUESTS frame and answers many to a REPLIES
 // frame; every reply reaches its own client, in any order.

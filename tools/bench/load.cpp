@@ -13,6 +13,7 @@
 
 #include "common/codec.hpp"
 #include "common/mdp.hpp"
+#include "common/schema.hpp"
 
 namespace primary::bench {
 
@@ -434,5 +435,122 @@ DirectEcho::~DirectEcho() {
   state_->stop = true;
   state_->thread.join();
 }
+
+// ---------------------------------------------------------------- PlainEchoWorkers
+
+std::string echo_reply_body(std::string_view request_body) {
+  auto req = unpack_map(request_body);
+  if (!req) return encode_error(Code::BadRequest, req.error().message);
+  const Value* payload = req->find("payload");
+  const Value* rid = req->find("rid");
+  return encode_reply(Reply::success({{"payload", payload ? *payload : Value()}}), rid ? *rid : Value());
+}
+
+bool plain_reply(mdp::Frames& request, std::string_view reply_body, mdp::Frames& out) {
+  const size_t n = request.size();
+  if (n < 6 || request[0].size() != 0 || mdp::view(request[1]) != mdp::kWorker || request[2].size() != 1 ||
+      *static_cast<const uint8_t*>(request[2].data()) != static_cast<uint8_t>(mdp::Command::Request) ||
+      request[n - 2].size() != 0)
+    return false;
+  out.clear();
+  out.push_back(mdp::frame(""));
+  out.push_back(mdp::frame(mdp::kWorker));
+  out.push_back(mdp::frame(mdp::Command::Reply));
+  for (size_t k = 3; k + 2 < n; ++k) out.push_back(std::move(request[k]));
+  out.push_back(mdp::frame(""));
+  out.push_back(mdp::frame(reply_body));
+  return true;
+}
+
+struct PlainEchoWorkers::State {
+  zmq::context_t ctx{1};
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> served{0}, errors{0};
+  std::thread thread;
+};
+
+PlainEchoWorkers::PlainEchoWorkers(const std::string& endpoint, const std::string& service, int count,
+                                   std::chrono::milliseconds heartbeat)
+    : state_(std::make_unique<State>()) {
+  state_->thread = std::thread([s = state_.get(), endpoint, service, count, heartbeat] {
+    auto command = [](zmq::socket_t& sock, mdp::Command cmd, const std::string* svc) {
+      mdp::Frames f;
+      f.push_back(mdp::frame(""));
+      f.push_back(mdp::frame(mdp::kWorker));
+      f.push_back(mdp::frame(cmd));
+      if (svc) f.push_back(mdp::frame(*svc));
+      mdp::send_frames(sock, f, true);
+    };
+    std::vector<zmq::socket_t> socks;
+    std::vector<pollfd> fds;
+    for (int i = 0; i < count; ++i) {
+      socks.emplace_back(s->ctx, zmq::socket_type::dealer);
+      socks.back().set(zmq::sockopt::linger, 0);
+      socks.back().connect(endpoint);
+      command(socks.back(), mdp::Command::Ready, &service);
+    }
+    for (auto& sock : socks) fds.push_back({sock.get(zmq::sockopt::fd), POLLIN, 0});
+    // As the load generator: a socket is read until it runs dry after its
+    // last send, and only then left to its descriptor.
+    std::vector<char> ready(socks.size(), 1);
+    auto next_heartbeat = Clock::now() + heartbeat;
+    mdp::Frames in, out;
+    // The bench sends the same body again and again: its reply is made once.
+    std::string last_request, last_reply;
+    while (!s->stop.load(std::memory_order_relaxed)) {
+      const bool busy = std::find(ready.begin(), ready.end(), 1) != ready.end();
+      if (::poll(fds.data(), fds.size(), busy ? 0 : 50) < 0 && errno != EINTR) break;
+      for (size_t i = 0; i < socks.size(); ++i) {
+        if (fds[i].revents) ready[i] = 1;
+        if (!ready[i]) continue;
+        int n = 0;
+        for (; n < 64 && mdp::recv_frames(socks[i], in, zmq::recv_flags::dontwait); ++n) {
+          const bool header = in.size() >= 3 && in[0].size() == 0 && mdp::view(in[1]) == mdp::kWorker &&
+                              in[2].size() == 1;
+          const auto cmd = header ? static_cast<mdp::Command>(*static_cast<const uint8_t*>(in[2].data()))
+                                  : mdp::Command{};
+          if (header && cmd == mdp::Command::Heartbeat) continue;
+          if (header && cmd == mdp::Command::Disconnect) {
+            command(socks[i], mdp::Command::Ready, &service);
+            continue;
+          }
+          if (!header || cmd != mdp::Command::Request || in.size() < 6) {
+            s->errors.fetch_add(1, std::memory_order_relaxed);
+            continue;
+          }
+          const std::string_view body = mdp::view(in.back());
+          if (body != last_request) {
+            last_request = body;
+            last_reply = echo_reply_body(body);
+          }
+          if (!plain_reply(in, last_reply, out)) {
+            s->errors.fetch_add(1, std::memory_order_relaxed);
+            continue;
+          }
+          mdp::send_frames(socks[i], out, true);
+          s->served.fetch_add(1, std::memory_order_relaxed);
+        }
+        ready[i] = n == 64;
+      }
+      const auto now = Clock::now();
+      if (now >= next_heartbeat) {
+        for (size_t i = 0; i < socks.size(); ++i) {
+          command(socks[i], mdp::Command::Heartbeat, nullptr);
+          ready[i] = 1;
+        }
+        next_heartbeat = now + heartbeat;
+      }
+    }
+    for (auto& sock : socks) command(sock, mdp::Command::Disconnect, nullptr);
+  });
+}
+
+PlainEchoWorkers::~PlainEchoWorkers() {
+  state_->stop = true;
+  state_->thread.join();
+}
+
+int64_t PlainEchoWorkers::served() const { return state_->served.load(); }
+int64_t PlainEchoWorkers::protocol_errors() const { return state_->errors.load(); }
 
 }  // namespace primary::bench

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/mdp.hpp"
 #include "common/value.hpp"
 
 namespace primary::bench {
@@ -99,6 +100,40 @@ class DirectEcho {
   struct State;
   std::unique_ptr<State> state_;
   std::string endpoint_;
+};
+
+// The body a plain echo worker answers to `request_body`: {ok: true,
+// payload} with the request's payload and rid; an error body when the
+// request is not a MessagePack map.
+std::string echo_reply_body(std::string_view request_body);
+
+// The REPLY a plain RFC 7 worker sends for `request`, a message it received
+// ("" | MDPW01 | REQUEST | envelope... | "" | body): the envelope frames go
+// back unchanged, then "" and `reply_body`. So it answers an RFC 7 broker
+// (envelope: the client address) and any broker that adds frames to the
+// envelope alike. False when `request` is not a REQUEST of that shape.
+bool plain_reply(mdp::Frames& request, std::string_view reply_body, mdp::Frames& out);
+
+// `count` plain MDP/0.1 (ZeroMQ RFC 7) echo workers for `service`: one
+// DEALER each to a broker's workers endpoint, each announced by a READY of
+// exactly RFC 7's frames (no credit, no batch), so each holds one request at
+// a time. They heartbeat every `heartbeat`, answer a DISCONNECT with a new
+// READY, and reply with echo_reply_body(). One thread with its own context
+// polls them all.
+class PlainEchoWorkers {
+ public:
+  PlainEchoWorkers(const std::string& endpoint, const std::string& service, int count,
+                   std::chrono::milliseconds heartbeat = std::chrono::milliseconds(1000));
+  ~PlainEchoWorkers();
+  PlainEchoWorkers(const PlainEchoWorkers&) = delete;
+  PlainEchoWorkers& operator=(const PlainEchoWorkers&) = delete;
+  // Requests answered, and messages from the broker that were not RFC 7.
+  int64_t served() const;
+  int64_t protocol_errors() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace primary::bench

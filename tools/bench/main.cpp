@@ -30,6 +30,13 @@ int main(int argc, char** argv) {
               "two fleet sizes (0: the mode's default, 3)");
   cfg.add_int("payload", 32, 0, 1 << 20, "echo: payload bytes");
   cfg.add_int("workers", 1, 1, 64, "echo: echo worker processes");
+  cfg.add_int("plain-workers", 0, 0, 1024,
+              "echo: also measure this many plain RFC 7 echo workers (one request each, no credit, no batch; "
+              "threads of the bench) beside the credited path");
+  cfg.add_string("front", "",
+                 "echo: drive this already-running broker's front door instead of starting one (any RFC 7 "
+                 "broker; needs --workers-endpoint and --plain-workers)");
+  cfg.add_string("workers-endpoint", "", "echo: with --front, that broker's workers endpoint");
   cfg.add_int("slots", 64, 1, 1024,
               "echo: concurrent requests (credit) per echo worker (default: clients x window, at most "
               "1024); download: primary-updater --slots (8)");
@@ -57,7 +64,7 @@ int main(int argc, char** argv) {
   cfg.app().footer(
       "Mode defaults:\n"
       "  echo       --clients 4 --window 64 --seconds 5 --rounds 3 --payload 32 --workers 1 --slots 256\n"
-      "             (slots: clients x window unless given)\n"
+      "             (slots: clients x window unless given) --plain-workers 0\n"
       "  idle       --seconds 60\n"
       "  heartbeat  --clients 8 --window 24 --seconds 10 --rounds 3 --computers 10000\n"
       "  reserve    --clients 8 --window 16 --count 20000\n"
@@ -84,6 +91,9 @@ int main(int argc, char** argv) {
   pick("payload", s.payload);
   pick("workers", s.workers);
   pick("slots", s.slots);
+  pick("plain-workers", s.plain_workers);
+  s.front = cfg.str("front");
+  s.workers_endpoint = cfg.str("workers-endpoint");
   pick("computers", s.computers);
   pick("count", s.count);
   pick("license-workers", s.license_workers);

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/mdp.hpp"
 #include "common/schema.hpp"
 #include "tools/bench/admin_timing.hpp"
 #include "tools/bench/download.hpp"
@@ -170,7 +171,7 @@ BenchSettings mode_defaults(const std::string& mode) {
 
 std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s) {
   int64_t limit = 600;
-  if (mode == "echo") limit = 2 * s.rounds * (s.seconds + 1) + 120;
+  if (mode == "echo") limit = (s.plain_workers > 0 ? 3 : 2) * s.rounds * (s.seconds + 1) + 120;
   if (mode == "idle") limit = s.seconds + 180;
   if (mode == "heartbeat") limit = s.rounds * (s.seconds + 60) + s.computers / 200 + 900;
   if (mode == "reserve") limit = s.count / 200 + 300;
@@ -182,9 +183,34 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
 
 // ---------------------------------------------------------------- echo
 
+namespace {
+
+// mmi.service (RFC 8) for `service` on a fresh DEALER: "200", "404", or
+// "" when the broker did not answer within `timeout`.
+std::string mmi_service(zmq::context_t& ctx, const std::string& front, const std::string& service,
+                        std::chrono::milliseconds timeout) {
+  zmq::socket_t sock(ctx, zmq::socket_type::dealer);
+  sock.set(zmq::sockopt::linger, 0);
+  sock.connect(front);
+  mdp::Frames f;
+  f.push_back(mdp::frame(""));
+  f.push_back(mdp::frame(mdp::kClient));
+  f.push_back(mdp::frame("mmi.service"));
+  f.push_back(mdp::frame(service));
+  mdp::send_frames(sock, f, true);
+  zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) <= 0 || !mdp::recv_frames(sock, f) || f.size() != 4) return "";
+  return std::string(mdp::view(f[3]));
+}
+
+}  // namespace
+
 int run_echo(const BenchEnv& env, const BenchSettings& s) {
   auto dir = run_dir(env);
   if (!dir->ok()) return fail("cannot create a temp dir");
+  const bool external = !s.front.empty();
+  if (external && (s.workers_endpoint.empty() || s.plain_workers == 0))
+    return fail("--front needs --workers-endpoint and --plain-workers N (the broker's workers are not ours)");
   zmq::context_t ctx(1);
   const std::string payload(static_cast<size_t>(s.payload), 'x');
   const std::string body = encode_request("echo", {{"payload", Value(payload)}});
@@ -205,53 +231,131 @@ int run_echo(const BenchEnv& env, const BenchSettings& s) {
     const Value* p = r.find("payload");
     return p && p->is_str() && p->as_str() == payload;
   };
-  say("echo: {} clients x {} in flight, {} client thread(s), payload {} B, {} echo worker(s) x {} slots; "
-      "{} round(s), each {} s through the broker then {} s direct, measured after 1 s warm-up",
-      s.clients, s.window, s.threads, s.payload, s.workers, s.slots, s.rounds, s.seconds, s.seconds);
-  auto stack = EchoStack::start(ctx, env, *dir, s.workers, s.slots);
-  if (!stack) return fail(stack.error().message);
-  say("broker pid {} front {}", (*stack)->broker_pid(), (*stack)->front());
+  say("echo: {} clients x {} in flight, {} client thread(s), payload {} B, {}; "
+      "{} round(s), each {} s per path then {} s direct, measured after 1 s warm-up",
+      s.clients, s.window, s.threads, s.payload,
+      external ? fmt::format("{} plain RFC 7 echo worker(s) at {}", s.plain_workers, s.workers_endpoint)
+               : fmt::format("{} echo worker(s) x {} slots{}", s.workers, s.slots,
+                             s.plain_workers ? fmt::format(", and {} plain RFC 7 echo worker(s) on 'echo.plain'",
+                                                           s.plain_workers)
+                                             : std::string()),
+      s.rounds, s.seconds, s.seconds);
+  std::unique_ptr<EchoStack> stack;
+  std::string front = s.front, workers_ep = s.workers_endpoint;
+  if (!external) {
+    auto started = EchoStack::start(ctx, env, *dir, s.workers, s.slots);
+    if (!started) return fail(started.error().message);
+    stack = std::move(*started);
+    front = stack->front();
+    workers_ep = stack->workers_endpoint();
+    say("broker pid {} front {}", stack->broker_pid(), front);
+  } else {
+    say("broker: the one running at {} (workers {})", front, workers_ep);
+  }
+  // Plain RFC 7 workers, one thread in this process (not counted in the
+  // broker's CPU), on their own service so that the two paths never mix.
+  std::unique_ptr<PlainEchoWorkers> plain;
+  const std::string plain_service = "echo.plain";
+  if (s.plain_workers > 0) {
+    plain = std::make_unique<PlainEchoWorkers>(workers_ep, plain_service, s.plain_workers);
+    if (!external) {
+      if (!wait_workers(ctx, front, plain_service, s.plain_workers, 15s))
+        return fail("the plain echo workers did not register with the broker");
+    } else {
+      // Any RFC 7 broker: MMI says when the first one is in; the rest
+      // connected at the same time.
+      const auto until = Clock::now() + 15s;
+      while (mmi_service(ctx, front, plain_service, 1000ms) != "200")
+        if (Clock::now() >= until) return fail("mmi.service never answered 200 for the plain echo workers");
+      std::this_thread::sleep_for(500ms);
+    }
+  }
   DirectEcho server;
   say("direct: DEALER->ROUTER echo, an in-process server thread at {}", server.endpoint());
-  const auto workers = (*stack)->worker_pids();
-  std::vector<double> broker_rps, direct_rps, ratios;
+  const auto workers = stack ? stack->worker_pids() : std::vector<pid_t>();
+  const pid_t broker_pid = stack ? stack->broker_pid() : 0;
+  std::vector<double> broker_rps, plain_rps, direct_rps, ratios, plain_ratios;
   bool all_clean = true;
   for (int round = 1; round <= s.rounds; ++round) {
-    o.endpoint = (*stack)->front();
-    uint64_t b0 = cpu_ticks((*stack)->broker_pid()), w0 = 0, c0 = cpu_ticks(::getpid());
-    for (pid_t w : workers) w0 += cpu_ticks(w);
-    auto t0 = Clock::now();
-    const LoadResult broker = run_load(ctx, o, make, via_broker_ok);
-    double secs = since(t0);
-    uint64_t w1 = 0;
-    for (pid_t w : workers) w1 += cpu_ticks(w);
-    say("round {}: through the broker: {}", round, describe(broker));
-    say("  CPU ({:.1f} s): broker {:.0f}%, echo workers {:.0f}%, bench clients {:.0f}% of one core", secs,
-        pct_of_core(cpu_ticks((*stack)->broker_pid()) - b0, secs), pct_of_core(w1 - w0, secs),
-        pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+    if (!external) {
+      o.endpoint = front;
+      o.service = "echo";
+      uint64_t b0 = cpu_ticks(broker_pid), w0 = 0, c0 = cpu_ticks(::getpid());
+      for (pid_t w : workers) w0 += cpu_ticks(w);
+      auto t0 = Clock::now();
+      const LoadResult broker = run_load(ctx, o, make, via_broker_ok);
+      double secs = since(t0);
+      uint64_t w1 = 0;
+      for (pid_t w : workers) w1 += cpu_ticks(w);
+      say("round {}: through the broker: {}", round, describe(broker));
+      say("  CPU ({:.1f} s): broker {:.0f}%, echo workers {:.0f}%, bench clients {:.0f}% of one core", secs,
+          pct_of_core(cpu_ticks(broker_pid) - b0, secs), pct_of_core(w1 - w0, secs),
+          pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+      all_clean = all_clean && clean(broker);
+      broker_rps.push_back(broker.rps);
+    }
+    if (plain) {
+      o.endpoint = front;
+      o.service = plain_service;
+      uint64_t b0 = broker_pid ? cpu_ticks(broker_pid) : 0, c0 = cpu_ticks(::getpid());
+      const int64_t errors0 = plain->protocol_errors();
+      auto t0 = Clock::now();
+      const LoadResult r = run_load(ctx, o, make, via_broker_ok);
+      double secs = since(t0);
+      say("round {}: plain RFC 7 workers: {}", round, describe(r));
+      if (broker_pid)
+        say("  CPU ({:.1f} s): broker {:.0f}%, bench clients + plain workers {:.0f}% of one core", secs,
+            pct_of_core(cpu_ticks(broker_pid) - b0, secs), pct_of_core(cpu_ticks(::getpid()) - c0, secs));
+      if (plain->protocol_errors() != errors0) {
+        say("  the plain workers got {} message(s) that are not RFC 7", plain->protocol_errors() - errors0);
+        all_clean = false;
+      }
+      all_clean = all_clean && clean(r);
+      plain_rps.push_back(r.rps);
+    }
     o.endpoint = server.endpoint();
-    c0 = cpu_ticks(::getpid());
-    t0 = Clock::now();
+    o.service = "echo";
+    const uint64_t c0 = cpu_ticks(::getpid());
+    const auto t0 = Clock::now();
     const LoadResult direct = run_load(ctx, o, make, direct_ok);
-    secs = since(t0);
+    const double secs = since(t0);
     say("round {}: direct: {}", round, describe(direct));
     say("  CPU ({:.1f} s): bench clients + echo thread {:.0f}% of one core", secs,
         pct_of_core(cpu_ticks(::getpid()) - c0, secs));
-    all_clean = all_clean && clean(broker) && clean(direct);
-    broker_rps.push_back(broker.rps);
+    all_clean = all_clean && clean(direct);
     direct_rps.push_back(direct.rps);
-    ratios.push_back(direct.rps > 0 ? broker.rps / direct.rps : 0);
-    say("round {}: ratio {:.3f}", round, ratios.back());
+    if (!external) {
+      ratios.push_back(direct.rps > 0 ? broker_rps.back() / direct.rps : 0);
+      say("round {}: ratio {:.3f}", round, ratios.back());
+    }
+    if (plain) {
+      plain_ratios.push_back(direct.rps > 0 ? plain_rps.back() / direct.rps : 0);
+      say("round {}: plain ratio {:.3f}", round, plain_ratios.back());
+    }
   }
   // Each round's ratio compares two figures taken seconds apart; the median
   // round stands for the run.
-  const double ratio = median(ratios), broker_mid = median(broker_rps), direct_mid = median(direct_rps);
-  say("medians of {} round(s): broker {:.0f}/s, direct {:.0f}/s, ratio {:.3f} (rounds: {:.3f} to {:.3f})",
-      s.rounds, broker_mid, direct_mid, ratio, *std::min_element(ratios.begin(), ratios.end()),
-      *std::max_element(ratios.begin(), ratios.end()));
-  say("targets: broker >= 100000/s: {}; broker >= 30% of direct: {}", broker_mid >= 100000 ? "met" : "NOT met",
-      ratio >= 0.30 ? "met" : "NOT met");
-  say("broker_rps={:.0f} direct_rps={:.0f} ratio={:.3f}", broker_mid, direct_mid, ratio);
+  const double direct_mid = median(direct_rps);
+  std::string figures;
+  if (!external) {
+    const double ratio = median(ratios), broker_mid = median(broker_rps);
+    say("medians of {} round(s): broker {:.0f}/s, direct {:.0f}/s, ratio {:.3f} (rounds: {:.3f} to {:.3f})",
+        s.rounds, broker_mid, direct_mid, ratio, *std::min_element(ratios.begin(), ratios.end()),
+        *std::max_element(ratios.begin(), ratios.end()));
+    say("targets: broker >= 100000/s: {}; broker >= 30% of direct: {}", broker_mid >= 100000 ? "met" : "NOT met",
+        ratio >= 0.30 ? "met" : "NOT met");
+    figures = fmt::format("broker_rps={:.0f} direct_rps={:.0f} ratio={:.3f}", broker_mid, direct_mid, ratio);
+  } else {
+    figures = fmt::format("direct_rps={:.0f}", direct_mid);
+  }
+  if (plain) {
+    const double plain_mid = median(plain_rps);
+    say("plain RFC 7 workers ({}): median {:.0f}/s, {:.3f} of direct{}", s.plain_workers, plain_mid,
+        median(plain_ratios),
+        external ? std::string() : fmt::format(", {:.3f} of the credited path", plain_mid / std::max(1.0, median(broker_rps))));
+    figures += fmt::format(" plain_rps={:.0f} plain_ratio={:.3f}", plain_mid, median(plain_ratios));
+  }
+  say("{}", figures);
   return all_clean ? 0 : 1;
 }
 

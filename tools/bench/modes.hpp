@@ -15,6 +15,11 @@ struct BenchSettings {
   int clients = 4, window = 64, threads = 1, seconds = 5;
   int rounds = 1;  // echo, heartbeat, scale: measurements alternated with their reference
   int payload = 32, workers = 1, slots = 64;  // echo
+  // echo: plain RFC 7 echo workers measured beside the credited ones (0:
+  // none); a running broker to drive instead of starting one (then only
+  // the plain workers are measured).
+  int plain_workers = 0;
+  std::string front, workers_endpoint;
   int64_t computers = 10000, count = 20000;   // licensing
   int license_workers = 0;                    // 0: primary-server's default
   int64_t last_seen_quantum_ms = -1;          // primary-licensed's; -1: its default

@@ -93,6 +93,7 @@ Result<std::unique_ptr<EchoStack>> EchoStack::start(zmq::context_t& ctx, const B
   auto front = wait_front(s->broker_, dir.file("endpoints"), log, env.broker_prefix.empty() ? 10s : 60s);
   if (!front) return failure("primary-broker " + front.error().message);
   s->front_ = *front;
+  s->workers_ep_ = workers_ep;
   for (int i = 0; i < workers; ++i)
     s->workers_.push_back(Child::start({env.bin("primary-echo-worker"), "--broker", workers_ep,
                                         "--slots", std::to_string(slots),

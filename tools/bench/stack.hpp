@@ -48,6 +48,7 @@ class EchoStack {
                                                   TempDir& dir, int workers, int slots);
   ~EchoStack();
   const std::string& front() const { return front_; }
+  const std::string& workers_endpoint() const { return workers_ep_; }
   pid_t broker_pid() const { return broker_.pid(); }
   std::vector<pid_t> worker_pids() const;
 
@@ -55,7 +56,7 @@ class EchoStack {
   EchoStack() = default;
   Child broker_;
   std::vector<Child> workers_;
-  std::string front_;
+  std::string front_, workers_ep_;
 };
 
 struct ServerOptions {
