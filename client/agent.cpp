@@ -147,6 +147,13 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
     }
     if (!(*conn)->send({"", std::string(mdp::kClient), "license", body})) {
       last_error = "cannot send to " + ep;
+      // Already gone without having reached a server (refused at once, or
+      // closed by whatever listens there): not worth another attempt.
+      if (!(*conn)->reached()) {
+        last_error += " (no connection)";
+        unreached[at] = true;
+        --reachable;
+      }
       continue;
     }
     auto frames = (*conn)->receive(options_.timeout);

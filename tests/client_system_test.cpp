@@ -549,8 +549,17 @@ class ConnectionCounter {
         while (!stop.stop_requested()) {
           pollfd p{fd_, POLLIN, 0};
           if (::poll(&p, 1, 50) <= 0) continue;
-          const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+          sockaddr_in peer{};
+          socklen_t len = sizeof peer;
+          const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
           if (c < 0) continue;
+          {
+            std::lock_guard lock(mu_);
+            seen_ += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - started_)
+                                        .count()) +
+                     " ms from port " + std::to_string(ntohs(peer.sin_port)) + "\n";
+          }
           ++count_;
           ::close(c);
         }
@@ -565,11 +574,20 @@ class ConnectionCounter {
   }
   bool ok() const { return ok_; }
   int count() const { return count_.load(); }
+  // One line per connection: when (since the counter started) and from
+  // which port.
+  std::string seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
 
  private:
   int fd_ = -1;
   bool ok_ = false;
   std::atomic<int> count_{0};
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::mutex mu_;
+  std::string seen_;
   std::jthread thread_;
 };
 
@@ -654,7 +672,8 @@ TEST(ClientSystem, AtRestTheClientSleepsAndConnectsOnlyOnSchedule) {
   };
   const int scheduled = std::max(due_in(licensed), due_in(licensed - 1s));
   EXPECT_GE(attempts, 1) << "no connection attempt while the server was down";
-  EXPECT_LE(attempts, scheduled) << "connection attempts while the server was down, against contacts due";
+  EXPECT_LE(attempts, scheduled) << "connection attempts while the server was down, against contacts due:\n"
+                                 << counter.seen() << read_file(out);
   EXPECT_TRUE(wait_until([&] { return read_file(out).find(" WS-01 licensed -> lost ") != std::string::npos; }, 10s))
       << read_file(out);
   client.signal(SIGTERM);

@@ -663,7 +663,7 @@ class UnreachedNet {
  public:
   struct Conn final : public Connection {
     explicit Conn(UnreachedNet& n) : net(n) {}
-    bool send(const std::vector<std::string>&) override { return true; }
+    bool send(const std::vector<std::string>&) override { return !net.closed_at_once; }
     std::optional<std::vector<std::string>> receive(std::chrono::milliseconds timeout) override {
       net.clock->advance(timeout);
       return std::nullopt;
@@ -681,6 +681,7 @@ class UnreachedNet {
   };
   std::shared_ptr<ManualClock> clock;
   std::vector<std::string> connections;
+  bool closed_at_once = false;  // the connection is gone before anything is sent
 };
 
 TEST_F(LicenseAgentTest, AnEndpointNobodyAnswersCostsOneConnectionPerContact) {
@@ -702,6 +703,16 @@ TEST_F(LicenseAgentTest, AnEndpointNobodyAnswersCostsOneConnectionPerContact) {
   clock->advance_to(a.next_wakeup());
   ASSERT_TRUE(a.step());
   EXPECT_EQ(down.connections.size(), 4u);
+
+  // Refused (or closed by the listener) before the request could go out:
+  // the same, without waiting.
+  down.closed_at_once = true;
+  clock->advance_to(a.next_wakeup());
+  const TimePoint t2 = clock->now();
+  ASSERT_TRUE(a.step());
+  EXPECT_EQ(down.connections.size(), 6u);
+  EXPECT_EQ(clock->now(), t2);
+  EXPECT_NE(a.reason().find("cannot send"), std::string::npos) << a.reason();
 }
 
 // ---- verify_lease (the Data Vault's view) ----
