@@ -144,7 +144,7 @@ int run(int argc, char** argv) {
   app.add_flag("--reserve", a.reserve, "For --simulate: reserve the licenses first (admin peers only)");
   app.add_option("--time-scale", a.time_scale, "Multiply every interval by F (0.001: 4 h -> 14.4 s)")
       ->check(CLI::Range(1e-6, 1e6));
-  app.add_option("--duration", a.duration_s, "Stop after S seconds (0: on SIGINT/SIGTERM)")->check(CLI::Range(0.0, 1e9));
+  app.add_option("--duration", a.duration_s, "Stop after S seconds (0: on SIGINT, SIGTERM or SIGHUP)")->check(CLI::Range(0.0, 1e9));
   app.add_option("--jitter", a.jitter, "Random spread of each interval, as a fraction")->check(CLI::Range(0.0, 0.5));
   app.add_option("--ramp", a.ramp_s, "For --simulate: spread first contacts over S seconds")->check(CLI::Range(0.0, 1e6));
   app.add_option("--timeout-ms", a.timeout_ms, "Per-attempt request timeout")->check(CLI::Range(10, 600000));
