@@ -1,7 +1,6 @@
 #include "primary/client/agent.hpp"
 
 #include <algorithm>
-#include <thread>
 
 #include "common/codec.hpp"
 #include "common/mdp.hpp"
@@ -127,22 +126,44 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
   }
   Outcome out;
   std::string last_error;
-  for (int attempt = 0; attempt < attempts; ++attempt, at = (at + 1) % n) {
+  // Endpoints not to try again in this contact: their connection never
+  // reached a server, and another attempt would only be another connection
+  // attempt to nobody.
+  std::vector<bool> unreached(n, false);
+  size_t reachable = n;
+  int made = 0;
+  for (int attempt = 0; attempt < attempts && reachable > 0; ++attempt, at = (at + 1) % n) {
+    while (unreached[at]) at = (at + 1) % n;
     const std::string& ep = options_.endpoints[at];
+    ++made;
     // Lazy Pirate: every attempt on a fresh connection, so a late reply to
     // an abandoned attempt can never be taken for the answer to this one.
     auto conn = transport_->connect(ep);
     if (!conn) {
       last_error = conn.error();
+      unreached[at] = true;
+      --reachable;
       continue;
     }
     if (!(*conn)->send({"", std::string(mdp::kClient), "license", body})) {
       last_error = "cannot send to " + ep;
+      // Already gone without having reached a server (refused at once, or
+      // closed by whatever listens there): not worth another attempt.
+      if (!(*conn)->reached()) {
+        last_error += " (no connection)";
+        unreached[at] = true;
+        --reachable;
+      }
       continue;
     }
     auto frames = (*conn)->receive(options_.timeout);
     if (!frames) {
       last_error = "no reply from " + ep + " within " + std::to_string(options_.timeout.count()) + " ms";
+      if (!(*conn)->reached()) {
+        last_error += " (no connection)";
+        unreached[at] = true;
+        --reachable;
+      }
       continue;
     }
     const auto& f = *frames;
@@ -178,7 +199,7 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
     return out;
   }
   out.kind = Outcome::NoReply;
-  out.reason = last_error + (attempts > 1 ? " (" + std::to_string(attempts) + " attempts)" : "");
+  out.reason = last_error + (made > 1 ? " (" + std::to_string(made) + " attempts)" : "");
   out.endpoint = at;  // where the next round of attempts begins
   return out;
 }
@@ -306,12 +327,44 @@ std::chrono::steady_clock::time_point LicenseAgent::next_wakeup() const {
   return next_;
 }
 
+void LicenseAgent::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    step();
+    sleep_until_due(stop, nullptr);
+  }
+}
+
 void LicenseAgent::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     step();
-    const auto wait = std::min<SteadyDuration>(next_wakeup() - clock_->now(), milliseconds(100));
-    if (wait > SteadyDuration::zero()) std::this_thread::sleep_for(wait);
+    sleep_until_due({}, &stop);
   }
+}
+
+void LicenseAgent::sleep_until_due(const std::stop_token& stop, const std::atomic<bool>* flag) {
+  // The schedule is in the clock's time base; the wait is in real time.
+  const auto wait = std::min<SteadyDuration>(next_wakeup() - clock_->now(), std::chrono::hours(24 * 366));
+  const auto due = std::chrono::steady_clock::now() + wait;
+  std::unique_lock lock(wake_mu_);
+  const auto woken = [&] { return woken_ || (flag && flag->load()); };
+  if (stop.stop_possible())
+    wake_cv_.wait_until(lock, stop, due, woken);
+  else
+    wake_cv_.wait_until(lock, due, woken);
+  woken_ = false;
+}
+
+void LicenseAgent::wake() {
+  {
+    std::lock_guard lock(mu_);
+    next_ = std::min(next_, clock_->now());
+  }
+  {
+    std::lock_guard lock(wake_mu_);
+    woken_ = true;
+  }
+  wake_cv_.notify_all();
+  if (options_.on_wake) options_.on_wake();
 }
 
 LicenseState LicenseAgent::state() const {

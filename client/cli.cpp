@@ -2,7 +2,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -141,7 +144,7 @@ int run(int argc, char** argv) {
   app.add_flag("--reserve", a.reserve, "For --simulate: reserve the licenses first (admin peers only)");
   app.add_option("--time-scale", a.time_scale, "Multiply every interval by F (0.001: 4 h -> 14.4 s)")
       ->check(CLI::Range(1e-6, 1e6));
-  app.add_option("--duration", a.duration_s, "Stop after S seconds (0: on SIGINT/SIGTERM)")->check(CLI::Range(0.0, 1e9));
+  app.add_option("--duration", a.duration_s, "Stop after S seconds (0: on SIGINT, SIGTERM or SIGHUP)")->check(CLI::Range(0.0, 1e9));
   app.add_option("--jitter", a.jitter, "Random spread of each interval, as a fraction")->check(CLI::Range(0.0, 0.5));
   app.add_option("--ramp", a.ramp_s, "For --simulate: spread first contacts over S seconds")->check(CLI::Range(0.0, 1e6));
   app.add_option("--timeout-ms", a.timeout_ms, "Per-attempt request timeout")->check(CLI::Range(10, 600000));
@@ -232,28 +235,52 @@ int run(int argc, char** argv) {
     agents.push_back({std::make_unique<LicenseAgent>(std::move(o), transport, clock), false});
   }
 
-  // Threads drive their share of the agents; the main thread waits for the end.
+  // Threads drive their share of the agents, each asleep until the first
+  // of its agents' next contacts; the main thread sleeps in sigtimedwait()
+  // until a stop signal or the end of --duration. Nothing polls: an idle
+  // primary-client wakes only for its agents' contacts.
   std::atomic<bool> stop{false};
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
   const size_t nthreads = std::min<size_t>(static_cast<size_t>(a.threads), agents.size());
   std::vector<std::thread> threads;
   for (size_t t = 0; t < nthreads; ++t)
     threads.emplace_back([&, t] {
       while (!stop.load()) {
-        auto wake = clock->now() + 100ms;
+        auto wake = clock->now() + std::chrono::hours(24 * 366);
         for (size_t i = t; i < agents.size() && !stop.load(); i += nthreads) {
           step(agents[i], clock);
           wake = std::min(wake, agents[i].agent->next_wakeup());
         }
-        const auto wait = wake - clock->now();
-        if (wait > wait.zero()) std::this_thread::sleep_for(wait);
+        std::unique_lock lock(stop_mu);
+        stop_cv.wait_until(lock, wake, [&] { return stop.load(); });
       }
     });
-  unblock_stop_signals();
+  // SIGINT, SIGTERM and SIGHUP stay blocked in every thread
+  // (install_stop_signals()); this thread takes them synchronously.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   const auto deadline = clock->now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                            std::chrono::duration<double>(a.duration_s));
-  while (!stop_requested().load() && (a.duration_s <= 0 || clock->now() < deadline))
-    std::this_thread::sleep_for(20ms);
-  stop = true;
+  for (;;) {
+    if (a.duration_s <= 0) {
+      if (sigwaitinfo(&stop_signals, nullptr) > 0) break;
+      continue;  // EINTR
+    }
+    const auto left = deadline - clock->now();
+    if (left <= left.zero()) break;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    if (sigtimedwait(&stop_signals, nullptr, &ts) > 0) break;
+  }
+  {
+    std::lock_guard lock(stop_mu);
+    stop = true;
+  }
+  stop_cv.notify_all();
   for (auto& th : threads) th.join();
 
   size_t counts[3] = {0, 0, 0};

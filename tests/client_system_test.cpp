@@ -3,9 +3,16 @@
 // process; its simulated fleet also against primary-server restarted under it.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -506,6 +513,171 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
       << read_file(out);
   server.signal(SIGTERM);
   server.wait_exit(20s);
+}
+
+// Context switches so far of every thread of `pid` (voluntary and not):
+// how often the process has woken.
+int64_t context_switches(pid_t pid) {
+  int64_t sum = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "status");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        sum += std::stoll(line.substr(line.find(':') + 1));
+  }
+  return sum;
+}
+
+// A TCP listener on 127.0.0.1:`port` that counts the connections made to
+// it, closing each at once: where the server was, to see how often a
+// Client tries to connect while it is down.
+class ConnectionCounter {
+ public:
+  explicit ConnectionCounter(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = wait_until([&] { return ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0; }, 5s, 50ms) &&
+          ::listen(fd_, 64) == 0;
+    if (ok_)
+      thread_ = std::jthread([this](std::stop_token stop) {
+        while (!stop.stop_requested()) {
+          pollfd p{fd_, POLLIN, 0};
+          if (::poll(&p, 1, 50) <= 0) continue;
+          sockaddr_in peer{};
+          socklen_t len = sizeof peer;
+          const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+          if (c < 0) continue;
+          {
+            std::lock_guard lock(mu_);
+            seen_ += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now() - started_)
+                                        .count()) +
+                     " ms from port " + std::to_string(ntohs(peer.sin_port)) + "\n";
+          }
+          ++count_;
+          ::close(c);
+        }
+      });
+  }
+  ~ConnectionCounter() {
+    if (thread_.joinable()) {
+      thread_.request_stop();
+      thread_.join();
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return ok_; }
+  int count() const { return count_.load(); }
+  // One line per connection: when (since the counter started) and from
+  // which port.
+  std::string seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+  std::atomic<int> count_{0};
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::mutex mu_;
+  std::string seen_;
+  std::jthread thread_;
+};
+
+int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
+
+
+// A licensed primary-client at rest: it does not wake between contacts, and
+// while the server is down it makes one connection attempt per scheduled
+// contact. --time-scale 0.002 makes the server's 5000 s check 10 s and the
+// 1 h retry 7.2 s.
+TEST(ClientSystem, AtRestTheClientSleepsAndConnectsOnlyOnSchedule) {
+  constexpr double kScale = 0.002, kCheckS = 5000 * kScale, kRetryS = 3600 * kScale;
+  TempDir dir("crest");
+  int rc = -1;
+  run_capture({bin("primary-vendor"), "keygen", "--out", dir.file("vendor")}, &rc);
+  ASSERT_EQ(rc, 0);
+  Process server = start_server(dir, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  const std::string front = front_of(dir);
+  const std::string setup_file = dir.file("ws-01.json");
+  {
+    zmq::context_t ctx(1);
+    ClientOptions co;
+    co.endpoints = {front};
+    co.timeout_ms = 5000;
+    MdpClient admin(ctx, co);
+    Value reg;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto r = admin.call("license.control", "registration", {{"serial", Value("SN-REST")}});
+          if (r && r->find("registration_code")) reg = *r;
+          return r && r->find("registration_code");
+        },
+        15s, 100ms));
+    const std::string code = run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"),
+                                          "--registration", str(reg, "registration_code"), "--licenses", "1"});
+    auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
+    ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+    auto reserved = admin.call("license.control", "reserve", {{"computer", Value("ws-01")}});
+    ASSERT_TRUE(reserved && ok(*reserved));
+    auto info = admin.call("license.control", "setup_info", {{"computer", Value("ws-01")}});
+    ASSERT_TRUE(info && ok(*info));
+    Value file = Value(Value::Map{});
+    for (const auto& [k, v] : info->as_map())
+      if (k != "ok" && k != "rid") file.set(k, v);
+    file.set("endpoints", Value(Value::Array{Value(front)}));
+    std::ofstream(setup_file) << to_json(file) << "\n";
+  }  // the admin connection is closed: from here on only the Client connects to the front door
+
+  const std::string out = dir.file("client.out");
+  Process client = Process::start({bin("primary-client"), "--setup", setup_file, "--time-scale",
+                                   std::to_string(kScale), "--jitter", "0", "--timeout-ms", "1000"},
+                                  {}, out);
+  ASSERT_TRUE(wait_until([&] { return read_file(out).find(" licensed verified") != std::string::npos; }, 15s))
+      << read_file(out);
+  const auto licensed = std::chrono::steady_clock::now();
+
+  std::this_thread::sleep_for(500ms);  // the first contact's socket closes
+  const int64_t before = context_switches(client.pid());
+  std::this_thread::sleep_for(5s);
+  const int64_t woke = context_switches(client.pid()) - before;
+  EXPECT_LE(woke, 10) << "context switches in 5 s between two contacts";
+
+  // The server goes; its front door's port now counts connection attempts.
+  server.signal(SIGTERM);
+  ASSERT_TRUE(server.wait_exit(20s).has_value());
+  ConnectionCounter counter(port_of(front));
+  ASSERT_TRUE(counter.ok());
+  const auto counting = std::chrono::steady_clock::now();
+  std::this_thread::sleep_until(licensed + std::chrono::milliseconds(static_cast<int>((kCheckS + kRetryS + 1.5) * 1000)));
+  const int attempts = counter.count();
+  const auto end = std::chrono::steady_clock::now();
+  // Contacts are due at first + check + k * retry, the first contact a
+  // little before its line was read (a second at most).
+  auto due_in = [&](std::chrono::steady_clock::time_point first) {
+    int n = 0;
+    for (int k = 0; k < 100; ++k) {
+      const auto at = first + std::chrono::milliseconds(static_cast<int>((kCheckS + k * kRetryS) * 1000));
+      if (at >= counting && at <= end) ++n;
+    }
+    return n;
+  };
+  const int scheduled = std::max(due_in(licensed), due_in(licensed - 1s));
+  EXPECT_GE(attempts, 1) << "no connection attempt while the server was down";
+  EXPECT_LE(attempts, scheduled) << "connection attempts while the server was down, against contacts due:\n"
+                                 << counter.seen() << read_file(out);
+  EXPECT_TRUE(wait_until([&] { return read_file(out).find(" WS-01 licensed -> lost ") != std::string::npos; }, 10s))
+      << read_file(out);
+  client.signal(SIGTERM);
+  EXPECT_EQ(client.wait_exit(10s).value_or(-1), 1);  // ended lost
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
@@ -540,6 +541,178 @@ TEST_F(LicenseAgentTest, FirstContactDelay) {
   auto a = make(o);
   EXPECT_EQ(a->next_wakeup() - t0, 90s);
   EXPECT_FALSE(a->step());
+}
+
+// ---- at rest: run() sleeps until it has something to do ----
+
+// The fake clock, counting how often the agent reads it: an agent that
+// polled would read it every time it woke.
+class CountingClock final : public Clock {
+ public:
+  explicit CountingClock(std::shared_ptr<ManualClock> inner) : inner_(std::move(inner)) {}
+  std::chrono::steady_clock::time_point now() const override {
+    ++reads_;
+    return inner_->now();
+  }
+  std::chrono::system_clock::time_point wall() const override { return inner_->wall(); }
+  int reads() const { return reads_.load(); }
+
+ private:
+  std::shared_ptr<ManualClock> inner_;
+  mutable std::atomic<int> reads_{0};
+};
+
+// Real-time polling for what another thread does (bounded).
+bool eventually(const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// The clock reads once the agent has finished with its contact (no read for
+// 200 ms).
+int settled_reads(const CountingClock& clock) {
+  int last = clock.reads();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(200ms);
+    if (clock.reads() == last) break;
+    last = clock.reads();
+  }
+  return last;
+}
+
+TEST_F(LicenseAgentTest, RunSleepsUntilTheNextContactWakesOnRequestAndStopsAtOnce) {
+  std::atomic<int> heard{0};
+  const auto server = unlicensed("NOT_RESERVED");  // next contact in 60 s (of real time, in run())
+  net.servers[kLive] = [&](const Value& req) {
+    ++heard;
+    return server(req);
+  };
+  auto counting = std::make_shared<CountingClock>(clock);
+  LicenseAgent a(options(), std::make_shared<FakeTransport>(net), counting);
+  std::jthread runner([&](std::stop_token stop) { a.run(stop); });
+  ASSERT_TRUE(eventually([&] { return heard == 1; }));
+
+  // Between contacts: no step(), not even a look at the clock.
+  const int reads = settled_reads(*counting);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(counting->reads(), reads);
+  EXPECT_EQ(heard, 1);
+
+  // wake(): a contact at once, then asleep again.
+  a.wake();
+  ASSERT_TRUE(eventually([&] { return heard == 2; }));
+  const int after = settled_reads(*counting);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(counting->reads(), after);
+
+  // A stop request returns at once, 60 s before the next contact.
+  const auto t = std::chrono::steady_clock::now();
+  runner.request_stop();
+  runner.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t, 1s);
+  EXPECT_EQ(heard, 2);
+  EXPECT_EQ(net.connections, 2);
+}
+
+TEST_F(LicenseAgentTest, RunWithAStopFlagReturnsOnWakeWithoutAContact) {
+  std::atomic<int> heard{0};
+  const auto server = licensed();  // next contact in 4 h
+  net.servers[kLive] = [&](const Value& req) {
+    ++heard;
+    return server(req);
+  };
+  auto a = make(options());
+  std::atomic<bool> stop{false};
+  std::thread runner([&] { a->run(stop); });
+  EXPECT_TRUE(eventually([&] { return heard == 1; }));
+  const auto t = std::chrono::steady_clock::now();
+  stop = true;
+  a->wake();
+  runner.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t, 1s);
+  EXPECT_EQ(heard, 1);
+  EXPECT_EQ(net.connections, 1);
+}
+
+TEST_F(LicenseAgentTest, WakeMakesAContactDueAndTellsTheApplicationsLoop) {
+  net.servers[kLive] = licensed();
+  int woken = 0;
+  AgentOptions o = options();
+  o.on_wake = [&] { ++woken; };
+  auto a = make(o);
+  contact(*a);
+  clock->advance(10min);
+  EXPECT_FALSE(a->step());
+  a->report("c1", {true, "done"});
+  a->wake();
+  EXPECT_EQ(woken, 1);
+  EXPECT_EQ(a->next_wakeup(), clock->now());
+  const TimePoint t = clock->now();
+  EXPECT_TRUE(a->step());
+  ASSERT_EQ(net.sent.size(), 2u);
+  EXPECT_NE(net.sent[1].request.find("results"), nullptr);  // the result did not wait 4 h
+  EXPECT_EQ(a->next_wakeup() - t, 14400s);                  // and the schedule goes on from there
+}
+
+// A connection that never reached its server (refused, no handshake).
+class UnreachedNet {
+ public:
+  struct Conn final : public Connection {
+    explicit Conn(UnreachedNet& n) : net(n) {}
+    bool send(const std::vector<std::string>&) override { return !net.closed_at_once; }
+    std::optional<std::vector<std::string>> receive(std::chrono::milliseconds timeout) override {
+      net.clock->advance(timeout);
+      return std::nullopt;
+    }
+    bool reached() override { return false; }
+    UnreachedNet& net;
+  };
+  struct Dialer final : public Transport {
+    explicit Dialer(UnreachedNet& n) : net(n) {}
+    Expected<std::unique_ptr<Connection>> connect(const std::string& endpoint) override {
+      net.connections.push_back(endpoint);
+      return std::unique_ptr<Connection>(std::make_unique<Conn>(net));
+    }
+    UnreachedNet& net;
+  };
+  std::shared_ptr<ManualClock> clock;
+  std::vector<std::string> connections;
+  bool closed_at_once = false;  // the connection is gone before anything is sent
+};
+
+TEST_F(LicenseAgentTest, AnEndpointNobodyAnswersCostsOneConnectionPerContact) {
+  UnreachedNet down{clock, {}};
+  AgentOptions o = options();
+  o.endpoints = {kDead, kLive};
+  o.attempts = 6;
+  LicenseAgent a(o, std::make_shared<UnreachedNet::Dialer>(down), clock);
+  clock->advance_to(a.next_wakeup());
+  const TimePoint t = clock->now();
+  ASSERT_TRUE(a.step());
+  // One connection attempt per endpoint, each after its timeout, then the
+  // contact is over: not 6 attempts.
+  EXPECT_EQ(down.connections, (std::vector<std::string>{kDead, kLive}));
+  EXPECT_EQ(clock->now() - t, 10s);
+  EXPECT_NE(a.reason().find("(no connection)"), std::string::npos) << a.reason();
+  EXPECT_NE(a.reason().find("(2 attempts)"), std::string::npos) << a.reason();
+  EXPECT_EQ(a.next_wakeup() - t, 60s);  // never licensed: every minute
+  clock->advance_to(a.next_wakeup());
+  ASSERT_TRUE(a.step());
+  EXPECT_EQ(down.connections.size(), 4u);
+
+  // Refused (or closed by the listener) before the request could go out:
+  // the same, without waiting.
+  down.closed_at_once = true;
+  clock->advance_to(a.next_wakeup());
+  const TimePoint t2 = clock->now();
+  ASSERT_TRUE(a.step());
+  EXPECT_EQ(down.connections.size(), 6u);
+  EXPECT_EQ(clock->now(), t2);
+  EXPECT_NE(a.reason().find("cannot send"), std::string::npos) << a.reason();
 }
 
 // ---- verify_lease (the Data Vault's view) ----

@@ -18,9 +18,9 @@ int main(int argc, char** argv) {
                               "figures");
   std::string mode;
   cfg.app()
-      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download | chaos")
+      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download | chaos | client-idle")
       ->required()
-      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download", "chaos"}));
+      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download", "chaos", "client-idle"}));
   cfg.add_int("clients", 0, 0, 4096, "Client connections (0: the mode's default)");
   cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
       "             reserve shapes unless --clients/--window are given; --count reservations per size)\n"
       "  download   --clients 20 --window 8 --size 64 --slots 8 (chunks of 1 MiB; window = chunks in\n"
       "             flight per client)\n"
+      "  client-idle --seconds 120 (per phase: licensed with the server up, then with it stopped)\n"
       "  chaos      --minutes 10 --clients 50 --kill-min-ms 2000 --kill-max-ms 6000 --heartbeat-ms 200\n"
       "             --computers 100 per second of faults (licenses; clients = simulated Clients)\n"
       "Exit codes: 0 measured; 1 the stack did not start or requests failed; 2 bad arguments;\n"
@@ -130,5 +131,6 @@ int main(int argc, char** argv) {
   if (mode == "reserve") return run_reserve(env, s);
   if (mode == "download") return run_download(env, s);
   if (mode == "chaos") return run_chaos(env, s);
+  if (mode == "client-idle") return run_client_idle(env, s);
   return run_scale(env, s);
 }

@@ -1,19 +1,27 @@
 #include "tools/bench/modes.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/fmt/fmt.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "common/codec.hpp"
 #include "common/mdp.hpp"
+#include "common/process.hpp"
 #include "common/schema.hpp"
 #include "tools/bench/admin_timing.hpp"
 #include "tools/bench/download.hpp"
@@ -143,6 +151,7 @@ std::optional<double> redis_benchmark_set(TempDir& dir) {
 BenchSettings mode_defaults(const std::string& mode) {
   BenchSettings s;
   if (mode == "idle") s.seconds = 60;
+  if (mode == "client-idle") s.seconds = 120;
   // Three rounds, each the measurement right after (or before) its
   // reference: this host's speed moves by 15 to 20% from one minute to the
   // next, and a ratio of two figures taken seconds apart moves less than
@@ -173,6 +182,7 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
   int64_t limit = 600;
   if (mode == "echo") limit = (s.plain_workers > 0 ? 3 : 2) * s.rounds * (s.seconds + 1) + 120;
   if (mode == "idle") limit = s.seconds + 180;
+  if (mode == "client-idle") limit = 2 * s.seconds + 240;
   if (mode == "heartbeat") limit = s.rounds * (s.seconds + 60) + s.computers / 200 + 900;
   if (mode == "reserve") limit = s.count / 200 + 300;
   if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 50 + 2 * (s.rounds + 1) * (s.seconds + 5) + 900;
@@ -829,6 +839,186 @@ int run_download(const BenchEnv& env, const BenchSettings& s) {
   say("target: broker >= 50% of direct: {}", ratio >= 0.5 ? "met" : "NOT met");
   say("broker_mb_s={:.1f} direct_mb_s={:.1f} ratio={:.3f} {}", broker.mb_s, direct.mb_s, ratio, memory);
   return broker.verified == s.clients && direct.verified == s.clients ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- client-idle
+
+namespace {
+
+// Context switches so far of every thread of `pid`, voluntary and not: how
+// often it woke (threads that already exited are not counted).
+int64_t context_switches(pid_t pid) {
+  int64_t sum = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::istringstream in(read_text_file(task.path().string() + "/status"));
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        sum += std::strtoll(line.c_str() + line.find(':') + 1, nullptr, 10);
+  }
+  return sum;
+}
+
+// A TCP listener on 127.0.0.1:`port` counting the connections made to it,
+// each closed at once.
+class ConnectionCounter {
+ public:
+  explicit ConnectionCounter(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 100 && !ok_; ++i) {
+      ok_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      if (!ok_) std::this_thread::sleep_for(50ms);
+    }
+    ok_ = ok_ && ::listen(fd_, 64) == 0;
+    if (ok_)
+      thread_ = std::jthread([this](std::stop_token stop) {
+        while (!stop.stop_requested()) {
+          pollfd p{fd_, POLLIN, 0};
+          if (::poll(&p, 1, 100) <= 0) continue;
+          const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+          if (c < 0) continue;
+          ++count_;
+          ::close(c);
+        }
+      });
+  }
+  ~ConnectionCounter() {
+    if (thread_.joinable()) {
+      thread_.request_stop();
+      thread_.join();
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return ok_; }
+  int count() const { return count_.load(); }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+  std::atomic<int> count_{0};
+  std::jthread thread_;
+};
+
+// What a phase cost the Client process.
+struct ClientPhase {
+  double seconds = 0;
+  int64_t switches = 0;
+  uint64_t ticks = 0;
+  double rss_mib = 0;
+};
+
+struct ClientSample {
+  Clock::time_point at;
+  int64_t switches = 0;
+  uint64_t ticks = 0;
+};
+ClientSample sample_client(pid_t pid) { return {Clock::now(), context_switches(pid), cpu_ticks(pid)}; }
+ClientPhase phase_between(pid_t pid, const ClientSample& a, const ClientSample& b) {
+  return {std::chrono::duration<double>(b.at - a.at).count(), b.switches - a.switches, b.ticks - a.ticks,
+          status_mib(pid, "VmRSS")};
+}
+
+}  // namespace
+
+int run_client_idle(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  auto licensed = licensed_stack(ctx, env, *dir, s, 10);
+  if (!licensed.stack) return fail(licensed.error);
+  ServerStack& stack = *licensed.stack;
+  const std::string front = stack.front();
+
+  // One reserved computer and its setup file, as primaryctl setup-info writes it.
+  auto reserved = call(ctx, front, "license.control", "reserve", {{"computer", Value("BENCH-CLIENT")}});
+  if (!reserved || !reply_ok(*reserved)) return fail("reserve: " + (reserved ? to_json(*reserved) : reserved.error().message));
+  auto info = call(ctx, front, "license.control", "setup_info", {{"computer", Value("BENCH-CLIENT")}});
+  if (!info || !reply_ok(*info)) return fail("setup_info: " + (info ? to_json(*info) : info.error().message));
+  Value setup = Value(Value::Map{});
+  for (const auto& [k, v] : info->as_map())
+    if (k != "ok" && k != "rid") setup.set(k, v);
+  setup.set("endpoints", Value(Value::Array{Value(front)}));
+  const std::string setup_file = dir->file("bench-client.json");
+  if (!write_file_atomic(setup_file, to_json(setup) + "\n", 0644)) return fail("cannot write " + setup_file);
+
+  // The 4 h check stretched or shrunk to come due `margin` after the
+  // licensed phase, so the server-down phase starts with it and the 1 h
+  // retries (a quarter of it) follow; no jitter, so they can be counted.
+  const double margin = std::max(10.0, s.seconds / 10.0);
+  const double check_s = s.seconds + margin, retry_s = check_s / 4;
+  const std::string scale = fmt::format("{:.9f}", check_s / 14400);
+  const std::vector<std::string> argv = {env.bin("primary-client"), "--setup", setup_file, "--time-scale", scale,
+                                         "--jitter", "0"};
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  say("running: {}", cmd);
+  say("(check every {:.1f} s instead of 4 h, retry every {:.2f} s instead of 1 h, as --time-scale {})", check_s,
+      retry_s, scale);
+  const std::string out = dir->file("client.out");
+  Child client = Child::start(argv, out);
+  const auto t0 = Clock::now();
+  while (read_text_file(out).find(" licensed verified") == std::string::npos) {
+    if (!client.alive() || since(t0) > 30) return fail("primary-client did not become licensed:\n" + log_tail(out));
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto licensed_at = Clock::now();  // the first contact ended just before
+  std::this_thread::sleep_for(1s);        // its socket is gone
+  const pid_t pid = client.pid();
+
+  say("phase 1: licensed, server up, {} s", s.seconds);
+  const ClientSample a1 = sample_client(pid);
+  std::this_thread::sleep_for(std::chrono::seconds(s.seconds));
+  const ClientSample b1 = sample_client(pid);
+  const ClientPhase p1 = phase_between(pid, a1, b1);
+
+  const auto code = stack.stop();
+  say("primary-server stopped with SIGTERM: {}", code ? "exit " + std::to_string(*code) : std::string("killed"));
+  ConnectionCounter counter(std::stoi(front.substr(front.rfind(':') + 1)));
+  if (!counter.ok()) return fail("cannot listen on the front door's port " + front);
+  say("phase 2: server down, connections to {} counted, {} s", front, s.seconds);
+  const ClientSample a2 = sample_client(pid);
+  std::this_thread::sleep_for(std::chrono::seconds(s.seconds));
+  const ClientSample b2 = sample_client(pid);
+  const int attempts = counter.count();
+  const ClientPhase p2 = phase_between(pid, a2, b2);
+  // Contacts due at licensed_at + check + k * retry during the count.
+  int scheduled = 0;
+  for (int k = 0; k < 100000; ++k) {
+    const auto due = licensed_at + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(check_s + k * retry_s));
+    if (due > b2.at) break;
+    if (due >= a2.at) ++scheduled;
+  }
+  const bool went_lost = read_text_file(out).find(" licensed -> lost ") != std::string::npos;
+  client.signal(SIGTERM);
+  client.wait_exit(10s);
+
+  const double tick_ms = 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  say("{:<22} {:>8} {:>9} {:>11} {:>13} {:>10} {:>9} {:>8}", "phase", "seconds", "wake-ups", "wake-ups/s",
+      "wake-ups/min", "cpu_ticks", "cpu_pct", "rss_mib");
+  for (const auto& [name, p] : {std::pair<const char*, const ClientPhase&>{"licensed, server up", p1},
+                                {"server down", p2}})
+    say("{:<22} {:>8.1f} {:>9} {:>11.4f} {:>13.2f} {:>10} {:>9.4f} {:>8.1f}", name, p.seconds, p.switches,
+        static_cast<double>(p.switches) / p.seconds, 60.0 * static_cast<double>(p.switches) / p.seconds, p.ticks,
+        pct_of_core(p.ticks, p.seconds), p.rss_mib);
+  say("server down: {} connection attempt(s) counted, {} contact(s) scheduled in the phase; the Client {} "
+      "(clock tick {:.0f} ms)",
+      attempts, scheduled, went_lost ? "went lost" : "did NOT go lost", tick_ms);
+  const double idle_per_min = 60.0 * static_cast<double>(p1.switches) / p1.seconds;
+  const double rss = std::max(p1.rss_mib, p2.rss_mib);
+  say("targets: <= 1 wake-up/min licensed idle: {}; one connection attempt per scheduled contact: {}; RSS <= 8 MiB: {}",
+      idle_per_min <= 1.0 ? "met" : "NOT met", attempts == scheduled ? "met" : "NOT met", rss <= 8.0 ? "met" : "NOT met");
+  say("idle_wakeups_per_min={:.3f} idle_cpu_ticks={} down_wakeups_per_min={:.3f} down_cpu_ticks={} attempts={} "
+      "scheduled={} rss_mib={:.1f}",
+      idle_per_min, p1.ticks, 60.0 * static_cast<double>(p2.switches) / p2.seconds, p2.ticks, attempts, scheduled,
+      rss);
+  return went_lost ? 0 : 1;
 }
 
 }  // namespace primary::bench

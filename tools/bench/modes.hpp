@@ -40,5 +40,9 @@ int run_reserve(const BenchEnv& env, const BenchSettings& s);
 int run_scale(const BenchEnv& env, const BenchSettings& s);
 int run_download(const BenchEnv& env, const BenchSettings& s);
 int run_chaos(const BenchEnv& env, const BenchSettings& s);  // chaos.cpp
+// One primary-client --setup at rest: licensed for --seconds, then as long
+// with the server stopped; its wake-ups, CPU and RSS, and the connection
+// attempts counted on the server's port against the contacts scheduled.
+int run_client_idle(const BenchEnv& env, const BenchSettings& s);
 
 }  // namespace primary::bench

@@ -29,7 +29,17 @@
 // A contact is one heartbeat request, retried the way the zguide's Lazy
 // Pirate retries: no reply within the timeout, and the connection is dropped
 // and a fresh one opened to the next endpoint of the list (client-side
-// failover). The endpoint that answered is tried first next time.
+// failover). The endpoint that answered is tried first next time. An
+// endpoint whose connection never reached a server (refused, unreachable, no
+// handshake within the timeout) is not tried again in the same contact.
+//
+// At rest: between two contacts the agent holds no connection and does
+// nothing; run() sleeps until the next contact is due (or wake(), or a stop
+// request) and is not woken otherwise. A connection is opened only for a
+// contact and closed at its end, and each one makes a single connection
+// attempt (no background reconnects), so while the server is down a contact
+// costs one connection attempt per endpoint of the list: one an hour when
+// lost, with the single default endpoint.
 //
 // Each lease is verified offline with the setup info's lease_key, and must
 // name this computer and license; one that fails is treated as no lease
@@ -43,19 +53,21 @@
 // timed-out heartbeat may still have reached the server, so a result can
 // arrive there twice; never zero times while the agent runs.
 //
-// Threads: step()/run() drive the agent from one thread; the accessors and
-// report() may be called from any thread; callbacks run on the driving
-// thread without any agent lock held.
+// Threads: step()/run() drive the agent from one thread; the accessors,
+// report() and wake() may be called from any thread; callbacks run on the
+// driving thread (on_wake: on wake()'s caller) without any agent lock held.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,6 +126,10 @@ struct AgentOptions {
   // then given through LicenseAgent::report(). Without a callback every
   // command is answered {ok: false, detail: "no command handler"}.
   std::function<std::optional<CommandResult>(const Command&)> on_command;
+  // Called by wake(), on its caller's thread, for an application that drives
+  // step() from a loop of its own: wake that loop (its eventfd, its condition
+  // variable) so that it reads next_wakeup() again.
+  std::function<void()> on_wake;
 };
 
 // The options a setup file gives (computer, license, endpoints, keys).
@@ -134,9 +150,18 @@ class LicenseAgent {
   bool step();
   // When the next contact is due (clock->now() time base).
   std::chrono::steady_clock::time_point next_wakeup() const;
-  // Steps until `stop` becomes true, sleeping in real time in between
-  // (checking `stop` at least every 100 ms).
+  // Steps until a stop is requested, sleeping in real time in between: the
+  // thread wakes only when a contact is due, on wake(), or on the stop
+  // request, which makes run() return at once.
+  void run(std::stop_token stop);
+  // The same until `stop` is true. run() sees the flag when it wakes: set
+  // it, then call wake() to have run() return at once (without a contact).
   void run(const std::atomic<bool>& stop);
+  // Makes a contact due now (next_wakeup() becomes clock->now()), wakes
+  // run() to make it (or to return, if its stop flag is set) and calls
+  // on_wake. E.g. after report(), for a result that should not wait for the
+  // next scheduled contact.
+  void wake();
 
   LicenseState state() const;
   // Recording is allowed: licensed, or lost after having been licensed.
@@ -161,6 +186,8 @@ class LicenseAgent {
   Outcome contact(const std::string& body);
   void finish(const Outcome& outcome, std::chrono::steady_clock::time_point started);
   std::chrono::steady_clock::duration interval(std::chrono::seconds base);
+  // Sleeps until the next contact is due, wake(), `stop` or `*flag`.
+  void sleep_until_due(const std::stop_token& stop, const std::atomic<bool>* flag);
 
   AgentOptions options_;
   std::shared_ptr<Transport> transport_;
@@ -179,6 +206,10 @@ class LicenseAgent {
     CommandResult result;
   };
   std::vector<PendingResult> results_;
+
+  std::mutex wake_mu_;  // guards woken_
+  std::condition_variable_any wake_cv_;
+  bool woken_ = false;  // wake() since run() last slept
 };
 
 }  // namespace primary::client

@@ -54,6 +54,11 @@ class Connection {
   virtual bool send(const std::vector<std::string>& frames) = 0;
   // Waits up to `timeout` for one multipart message; nullopt on timeout.
   virtual std::optional<std::vector<std::string>> receive(std::chrono::milliseconds timeout) = 0;
+  // False while the connection has not reached a server (for ZeroMQ: no
+  // completed handshake; refused, unreachable or still connecting). An
+  // agent does not retry, within one contact, an endpoint whose connection
+  // timed out unreached. Transports that cannot tell answer true.
+  virtual bool reached() { return true; }
 };
 
 class Transport {
@@ -73,6 +78,10 @@ struct ZmqTransportOptions {
 
 // ZeroMQ DEALER sockets (linger 0) on one context shared by every
 // connection of this transport; safe to share between agents and threads.
+// Each connection makes one connection attempt: libzmq's reconnects are off
+// (ZMQ_RECONNECT_IVL -1), so a refused or broken connection stays down until
+// the caller drops it and opens another. An idle transport (no connection
+// open) holds no socket and wakes no thread.
 std::shared_ptr<Transport> zmq_transport(ZmqTransportOptions options = {});
 
 }  // namespace primary::client
