@@ -61,7 +61,7 @@ Value rid_of(const zmq::message_t& body, size_t max_body) {
   lim.max_body = max_body;
   auto decoded = unpack_map(view(body), lim);
   if (!decoded) return {};
-  const Value* rid = decoded->find("rid");
+  const Value* rid = decoded->find(field::kRid);
   return rid ? *rid : Value();
 }
 
@@ -333,7 +333,7 @@ void Broker::handle_client(mdp::Frames& f) {
                                                "' needs the admin role",
                                            rid_of(f[4], options_.max_body))));
   }
-  if (service == "broker.control") return handle_broker_service(client, view(f[4]));
+  if (service == svc::kBrokerControl) return handle_broker_service(client, view(f[4]));
 
   auto it = services_.find(service);
   if (it == services_.end()) {
@@ -353,7 +353,7 @@ void Broker::handle_client(mdp::Frames& f) {
     return reply_client(client, service,
                         frame(encode_error(Code::Busy, "queue of '" + it->first + "' is full",
                                            rid_of(f[4], options_.max_body),
-                                           {{"retry_after_s", Value(1)}})));
+                                           {{field::kRetryAfterS, Value(1)}})));
   }
   svc.queue.push_back(Pending{client, it->first, std::move(f[4]), Clock::now() + options_.request_timeout});
   mark(svc);
@@ -361,9 +361,9 @@ void Broker::handle_client(mdp::Frames& f) {
 
 void Broker::handle_mmi(const std::string& client, std::string_view service, std::string_view body) {
   std::string answer = "501";
-  if (service == "mmi.service") {
+  if (service == svc::kMmiService) {
     auto it = services_.find(body);
-    answer = (body == "broker.control" || (it != services_.end() && it->second.workers > 0)) ? "200" : "404";
+    answer = (body == svc::kBrokerControl || (it != services_.end() && it->second.workers > 0)) ? "200" : "404";
   }
   reply_client(client, service, frame(answer));
 }
@@ -372,8 +372,8 @@ void Broker::handle_broker_service(const std::string& client, std::string_view b
   Value rid;
   CodecLimits lim;
   lim.max_body = options_.max_body;
-  auto req = decode_request("broker.control", body, lim, &rid);
-  if (!req) return reply_client(client, "broker.control", frame(encode_reply(Reply::failure(req.error()), rid)));
+  auto req = decode_request(svc::kBrokerControl, body, lim, &rid);
+  if (!req) return reply_client(client, svc::kBrokerControl, frame(encode_reply(Reply::failure(req.error()), rid)));
   auto n = [](uint64_t v) { return Value(static_cast<int64_t>(v)); };
   Value::Map services;
   if (req->op() == "stats") {
@@ -387,14 +387,14 @@ void Broker::handle_broker_service(const std::string& client, std::string_view b
                       {"unavailable", n(stats_.unavailable)},   {"busy", n(stats_.busy)},
                       {"bad_requests", n(stats_.bad_requests)}, {"unauthorized", n(stats_.unauthorized)},
                       {"events", n(stats_.events)}};
-    return reply_client(client, "broker.control",
-                        frame(encode_reply(Reply::success({{"services", Value(std::move(services))},
-                                                           {"totals", Value(std::move(totals))}}),
+    return reply_client(client, svc::kBrokerControl,
+                        frame(encode_reply(Reply::success({{field::kServices, Value(std::move(services))},
+                                                           {field::kTotals, Value(std::move(totals))}}),
                                            rid)));
   }
   for (const auto& [name, s] : services_) services.emplace_back(name, n(s.workers));
-  reply_client(client, "broker.control",
-               frame(encode_reply(Reply::success({{"services", Value(std::move(services))}}), rid)));
+  reply_client(client, svc::kBrokerControl,
+               frame(encode_reply(Reply::success({{field::kServices, Value(std::move(services))}}), rid)));
 }
 
 void Broker::handle_worker(mdp::Frames& f) {
@@ -418,7 +418,7 @@ void Broker::handle_worker(mdp::Frames& f) {
       const size_t credit = f.size() >= 6 ? parse_credit(view(f[5])) : 1;
       const bool batch = f.size() == 7 && view(f[6]) == mdp::kBatch;
       if (it != worker_map_.end() || service.empty() || service.size() > kMaxServiceName ||
-          service.starts_with(mdp::kMmiPrefix) || service == "broker.control" || credit == 0 ||
+          service.starts_with(mdp::kMmiPrefix) || service == svc::kBrokerControl || credit == 0 ||
           (f.size() == 7 && !batch)) {
         spdlog::warn("refused READY for '{}'", service.substr(0, 64));
         return delete_worker(id, true);

@@ -66,8 +66,8 @@ int64_t unix_seconds(std::chrono::system_clock::time_point t) {
 
 std::string_view to_string(LicenseState s) {
   switch (s) {
-    case LicenseState::unlicensed: return "unlicensed";
-    case LicenseState::licensed: return "licensed";
+    case LicenseState::unlicensed: return status::kUnlicensed;
+    case LicenseState::licensed: return status::kLicensed;
     case LicenseState::lost: return "lost";
   }
   return "?";
@@ -145,7 +145,7 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       --reachable;
       continue;
     }
-    if (!(*conn)->send({"", std::string(mdp::kClient), "license", body})) {
+    if (!(*conn)->send({"", std::string(mdp::kClient), svc::kLicense, body})) {
       last_error = "cannot send to " + ep;
       // Already gone without having reached a server (refused at once, or
       // closed by whatever listens there): not worth another attempt.
@@ -167,7 +167,7 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       continue;
     }
     const auto& f = *frames;
-    if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != "license") {
+    if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != svc::kLicense) {
       last_error = "malformed MDP reply from " + ep;
       continue;
     }
@@ -177,23 +177,23 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       continue;
     }
     if (!reply_ok(*reply)) {
-      const std::string code = reply_str(*reply, "code");
-      last_error = (code.empty() ? "ERROR" : code) + " from " + ep + ": " + reply_str(*reply, "message");
+      const std::string code = reply_str(*reply, field::kCode);
+      last_error = (code.empty() ? "ERROR" : code) + " from " + ep + ": " + reply_str(*reply, field::kMessage);
       // No worker behind this broker: another broker of the list may have one.
       if (code == "UNAVAILABLE" && n > 1 && attempt + 1 < attempts) continue;
       out.kind = Outcome::ErrorReply;
       out.reason = last_error;
-      out.retry_after_s = int_field(*reply, "retry_after_s");
+      out.retry_after_s = int_field(*reply, field::kRetryAfterS);
       out.endpoint = at;
       return out;
     }
-    const std::string status = reply_str(*reply, "status");
-    if (status != "licensed" && status != "unlicensed") {
+    const std::string status = reply_str(*reply, field::kStatus);
+    if (status != status::kLicensed && status != status::kUnlicensed) {
       last_error = "reply from " + ep + " without a valid status";
       continue;
     }
-    out.kind = status == "licensed" ? Outcome::Licensed : Outcome::Unlicensed;
-    out.reason = reply_str(*reply, "reason");
+    out.kind = status == status::kLicensed ? Outcome::Licensed : Outcome::Unlicensed;
+    out.reason = reply_str(*reply, field::kReason);
     out.reply = std::move(*reply);
     out.endpoint = at;
     return out;
@@ -211,20 +211,20 @@ bool LicenseAgent::step() {
   {
     std::lock_guard lock(mu_);
     if (started < next_) return false;
-    Value::Map fields{{"computer", Value(options_.computer)}, {"license", Value(options_.license)}};
-    if (!options_.version.empty()) fields.emplace_back("version", Value(options_.version));
+    Value::Map fields{{field::kComputer, Value(options_.computer)}, {field::kLicense, Value(options_.license)}};
+    if (!options_.version.empty()) fields.emplace_back(field::kVersion, Value(options_.version));
     if (!results_.empty()) {
       Value::Array results;
       sending = std::min(results_.size(), kMaxResults);
       for (size_t i = 0; i < sending; ++i) {
-        Value::Map r{{"id", Value(results_[i].id)}, {"ok", Value(results_[i].result.ok)}};
+        Value::Map r{{field::kId, Value(results_[i].id)}, {field::kOk, Value(results_[i].result.ok)}};
         if (!results_[i].result.detail.empty())
-          r.emplace_back("detail", Value(clean_utf8(results_[i].result.detail, kMaxDetail)));
+          r.emplace_back(field::kDetail, Value(clean_utf8(results_[i].result.detail, kMaxDetail)));
         results.emplace_back(std::move(r));
       }
-      fields.emplace_back("results", Value(std::move(results)));
+      fields.emplace_back(field::kResults, Value(std::move(results)));
     }
-    body = encode_request("heartbeat", std::move(fields));
+    body = encode_request(opname::kHeartbeat, std::move(fields));
   }
   Outcome outcome = contact(body);
   outcome.results_sent = sending;
@@ -247,16 +247,16 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
     switch (o.kind) {
       case Outcome::Licensed: {
         state_ = LicenseState::licensed;
-        const Value* upload = field(o.reply, "upload");
+        const Value* upload = field(o.reply, field::kUpload);
         upload_ = upload && upload->is_bool() && upload->as_bool();
-        const std::string token = reply_str(o.reply, "lease");
+        const std::string token = reply_str(o.reply, field::kLease);
         reason_ = "verified";
         lease_.reset();
         if (token.empty()) {
           reason_ += "; no lease";
         } else if (options_.lease_key.empty()) {
           // Nothing to check it with: trust the server's word on expiry.
-          if (auto expires = int_field(o.reply, "lease_expires")) {
+          if (auto expires = int_field(o.reply, field::kLeaseExpires)) {
             lease_ = LeaseInfo{options_.computer, options_.license, {}, 0, *expires, token};
             reason_ += "; lease not checked (no lease key)";
           } else {
@@ -273,29 +273,29 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
         }
         results_.erase(results_.begin(), results_.begin() + static_cast<std::ptrdiff_t>(
                                                                 std::min(o.results_sent, results_.size())));
-        if (const Value* cmds = field(o.reply, "commands"); cmds && cmds->is_array()) {
+        if (const Value* cmds = field(o.reply, field::kCommands); cmds && cmds->is_array()) {
           for (const Value& c : cmds->as_array()) {
             if (!c.is_map()) continue;
             Command cmd;
-            cmd.id = reply_str(c, "id");
-            cmd.command = reply_str(c, "command");
-            const Value* args = field(c, "args");
+            cmd.id = reply_str(c, field::kId);
+            cmd.command = reply_str(c, field::kCommand);
+            const Value* args = field(c, field::kArgs);
             cmd.args_json = args ? to_json(*args) : "null";
             cmd.queued_ms = int_field(c, "queued").value_or(0);
             if (cmd.id.empty() || cmd.id.size() > kMaxId) continue;  // could never be reported
             commands.push_back(std::move(cmd));
           }
         }
-        wait = interval(server_interval(int_field(o.reply, "next_check_s"), options_.licensed_interval));
+        wait = interval(server_interval(int_field(o.reply, field::kNextCheckS), options_.licensed_interval));
         break;
       }
       case Outcome::Unlicensed:
         // Verification refused or withdrawn: no lease, no recording.
         state_ = LicenseState::unlicensed;
-        reason_ = o.reason.empty() ? "unlicensed" : o.reason;
+        reason_ = o.reason.empty() ? status::kUnlicensed : o.reason;
         lease_.reset();
         upload_ = false;
-        wait = interval(server_interval(int_field(o.reply, "next_check_s"), options_.unlicensed_interval));
+        wait = interval(server_interval(int_field(o.reply, field::kNextCheckS), options_.unlicensed_interval));
         break;
       case Outcome::NoReply:
       case Outcome::ErrorReply:

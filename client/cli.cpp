@@ -92,19 +92,19 @@ bool reserve_all(const Args& a, const std::vector<std::string>& endpoints, const
   o.server_key = a.server_key;
   MdpClient mdp(ctx, o);
   auto fail = [](const std::string& what, const Result<Value>& r) {
-    const std::string why = !r ? r.error().message : reply_str(*r, "code") + ": " + reply_str(*r, "message");
+    const std::string why = !r ? r.error().message : reply_str(*r, field::kCode) + ": " + reply_str(*r, field::kMessage);
     std::fprintf(stderr, "primary-client: %s: %s\n", what.c_str(), why.c_str());
     return false;
   };
   for (const auto& name : names) {
-    auto r = mdp.call("license.control", "reserve", {{"computer", Value(name)}});
-    if (!r || reply_str(*r, "license").empty()) return fail("reserve " + name, r);
-    licenses[name] = reply_str(*r, "license");
+    auto r = mdp.call(svc::kLicenseControl, opname::kReserve, {{field::kComputer, Value(name)}});
+    if (!r || reply_str(*r, field::kLicense).empty()) return fail("reserve " + name, r);
+    licenses[name] = reply_str(*r, field::kLicense);
   }
   if (lease_key.empty() && !names.empty()) {
-    auto r = mdp.call("license.control", "setup_info", {{"computer", Value(names.front())}});
-    if (!r || reply_str(*r, "lease_key").empty()) return fail("setup_info " + names.front(), r);
-    lease_key = reply_str(*r, "lease_key");
+    auto r = mdp.call(svc::kLicenseControl, opname::kSetupInfo, {{field::kComputer, Value(names.front())}});
+    if (!r || reply_str(*r, field::kLeaseKey).empty()) return fail("setup_info " + names.front(), r);
+    lease_key = reply_str(*r, field::kLeaseKey);
   }
   return true;
 }

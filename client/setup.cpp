@@ -31,9 +31,9 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
   const json::Object& o = doc->object();
   SetupInfo info;
   for (auto [key, dest, required] :
-       {std::tuple{"computer", &info.computer, true}, std::tuple{"license", &info.license, true},
-        std::tuple{"serial", &info.serial, false}, std::tuple{"server_key", &info.server_key, false},
-        std::tuple{"lease_key", &info.lease_key, true}}) {
+       {std::tuple{field::kComputer, &info.computer, true}, std::tuple{field::kLicense, &info.license, true},
+        std::tuple{field::kSerial, &info.serial, false}, std::tuple{field::kServerKey, &info.server_key, false},
+        std::tuple{field::kLeaseKey, &info.lease_key, true}}) {
     auto v = string_field(o, key, required);
     if (!v) return Failure{v.error()};
     *dest = std::move(*v);
@@ -46,7 +46,7 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
   if (!key || key->size() != 32) return Failure{"'lease_key' is not the base64url text of 32 bytes"};
   if (!info.server_key.empty() && !valid_z85_key(info.server_key))
     return Failure{"'server_key' is not a Z85 CURVE key (40 characters)"};
-  auto eps = o.find("endpoints");
+  auto eps = o.find(field::kEndpoints);
   if (eps == o.end() || !eps->second.is_array() || eps->second.array().empty())
     return Failure{"'endpoints' must be a non-empty array of strings"};
   for (const auto& ep : eps->second.array()) {

@@ -36,7 +36,7 @@ struct Answer {
 
 Answer decode(const std::vector<std::string>& f, const std::string& ep) {
   Answer a;
-  if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != "update") {
+  if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != svc::kUpdate) {
     a.error = "malformed MDP reply from " + ep;
     return a;
   }
@@ -48,9 +48,9 @@ Answer decode(const std::vector<std::string>& f, const std::string& ep) {
   a.body = std::move(*body);
   a.ok = reply_ok(a.body);
   if (!a.ok) {
-    a.code = reply_str(a.body, "code");
-    a.error = (a.code.empty() ? "ERROR" : a.code) + ": " + reply_str(a.body, "message");
-    a.retry_after_s = std::max<int64_t>(reply_int(a.body, "retry_after_s"), 0);
+    a.code = reply_str(a.body, field::kCode);
+    a.error = (a.code.empty() ? "ERROR" : a.code) + ": " + reply_str(a.body, field::kMessage);
+    a.retry_after_s = std::max<int64_t>(reply_int(a.body, field::kRetryAfterS), 0);
   }
   return a;
 }
@@ -100,16 +100,16 @@ Expected<std::optional<UpdateInfo>> UpdateAgent::check(const std::string& compon
                                                         const std::string& channel, const std::string& computer) {
   if (options_.endpoints.empty()) return Failure{"no server endpoint"};
   if (vendor_key_.empty()) return Failure{"no usable vendor key"};
-  Value::Map fields = {{"component", Value(component)}, {"version", Value(version)}, {"channel", Value(channel)}};
-  if (!computer.empty()) fields.emplace_back("computer", Value(computer));
-  const std::string body = encode_request("check", std::move(fields));
+  Value::Map fields = {{field::kComponent, Value(component)}, {field::kVersion, Value(version)}, {field::kChannel, Value(channel)}};
+  if (!computer.empty()) fields.emplace_back(field::kComputer, Value(computer));
+  const std::string body = encode_request(opname::kCheck, std::move(fields));
   const size_t n = options_.endpoints.size();
   const int attempts = options_.attempts > 0 ? options_.attempts : static_cast<int>(std::max<size_t>(3, 2 * n));
   std::string last = "no attempt made";
   for (int attempt = 0; attempt < attempts; ++attempt) {
     const std::string& ep = options_.endpoints[current_ % n];
     auto conn = transport_->connect(ep);
-    if (!conn || !(*conn)->send({"", std::string(mdp::kClient), "update", body})) {
+    if (!conn || !(*conn)->send({"", std::string(mdp::kClient), svc::kUpdate, body})) {
       last = conn ? "cannot send to " + ep : conn.error();
       current_ = (current_ + 1) % n;
       continue;
@@ -129,12 +129,12 @@ Expected<std::optional<UpdateInfo>> UpdateAgent::check(const std::string& compon
       }
       return Failure{last};
     }
-    const Value* u = a.body.find("update");
+    const Value* u = a.body.find(field::kUpdate);
     if (!u || u->is_nil()) return std::optional<UpdateInfo>{};
     if (!u->is_map()) return Failure{"malformed update offer from " + ep};
-    UpdateInfo info{reply_str(*u, "component"), reply_str(*u, "version"),   reply_str(*u, "channel"),
-                    reply_int(*u, "size"),       reply_str(*u, "sha256"),    reply_str(*u, "signature"),
-                    reply_str(*u, "notes")};
+    UpdateInfo info{reply_str(*u, field::kComponent), reply_str(*u, field::kVersion),   reply_str(*u, field::kChannel),
+                    reply_int(*u, field::kSize),       reply_str(*u, field::kSha256),    reply_str(*u, field::kSignature),
+                    reply_str(*u, field::kNotes)};
     if (!verify_release(as_release(info), vendor_key_))
       return Failure{"offer of " + info.component + " " + info.version + " is not signed by the vendor key"};
     return std::optional<UpdateInfo>(std::move(info));
@@ -187,8 +187,8 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
         const int64_t len = std::min(options_.chunk, u.size - next);
         const std::string rid = std::to_string(++rid_seq);
         const std::string body = encode_request(
-            "fetch", {{"sha256", Value(u.sha256)}, {"offset", Value(next)}, {"length", Value(len)}, {"rid", Value(rid)}});
-        if (!(*conn)->send({"", std::string(mdp::kClient), "update", body})) {
+            opname::kFetch, {{field::kSha256, Value(u.sha256)}, {field::kOffset, Value(next)}, {field::kLength, Value(len)}, {field::kRid, Value(rid)}});
+        if (!(*conn)->send({"", std::string(mdp::kClient), svc::kUpdate, body})) {
           broken = true;
           last = "cannot send to " + ep;
           break;
@@ -204,7 +204,7 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
         break;
       }
       Answer a = decode(*frames, ep);
-      const std::string rid = reply_str(a.body, "rid");
+      const std::string rid = reply_str(a.body, field::kRid);
       auto it = in_flight.find(rid);
       if (it == in_flight.end()) continue;  // a stray reply
       const int64_t offset = it->second;
@@ -219,10 +219,10 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
         }
         return Failure{"fetch at byte " + std::to_string(offset) + ": " + a.error};
       }
-      const Value* data = a.body.find("data");
+      const Value* data = a.body.find(field::kData);
       const int64_t expect = std::min(options_.chunk, u.size - offset);
-      if (!data || data->kind() != Value::Kind::Bin || reply_int(a.body, "offset") != offset ||
-          reply_int(a.body, "size") != u.size || static_cast<int64_t>(data->as_bin().bytes.size()) != expect)
+      if (!data || data->kind() != Value::Kind::Bin || reply_int(a.body, field::kOffset) != offset ||
+          reply_int(a.body, field::kSize) != u.size || static_cast<int64_t>(data->as_bin().bytes.size()) != expect)
         return Failure{"fetch at byte " + std::to_string(offset) + ": the server's copy does not match the release"};
       ready[offset] = data->as_bin().bytes;
       while (!ready.empty() && ready.begin()->first == have) {

@@ -453,7 +453,7 @@ int services(Context& ctx) {
   // Worker counts, when this peer may ask the broker for them.
   Value counts;
   bool broker_answered = false;
-  auto raw = ctx.send(svc::kBrokerControl, encode_request("workers"));
+  auto raw = ctx.send(svc::kBrokerControl, encode_request(opname::kWorkers));
   if (!raw) return report_transport_error(ctx, raw.error());
   if (auto reply = unpack_map(*raw)) {
     broker_answered = reply_ok(*reply);

@@ -170,7 +170,7 @@ int download(Context& ctx, const UpdatesArgs& a) {
     std::vector<std::string> bodies;
     std::vector<int64_t> offsets;
     for (int64_t off = have; off < rel.size && bodies.size() < kWindow; off += kChunk) {
-      bodies.push_back(encode_request("fetch", {{field::kSha256, Value(rel.sha256)},
+      bodies.push_back(encode_request(opname::kFetch, {{field::kSha256, Value(rel.sha256)},
                                                 {field::kOffset, Value(off)},
                                                 {field::kLength, Value(std::min(kChunk, rel.size - off))},
                                                 {field::kRid, Value(static_cast<int64_t>(bodies.size()))}}));
