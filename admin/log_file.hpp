@@ -32,10 +32,8 @@ struct LogFileConfig {
   size_t max_files = 5;                  // rotated files kept (activity.1.log ...)
   std::string owner;                     // this writer's lock value (unique per process)
   int64_t lock_ms = 10000;               // lock expiry
-  // Events read per Redis round trip. A catch-up reads full batches back to
-  // back, and a batch is held at once in hiredis's reply, its copy and the
-  // lines: 500 peaked ~0.7 MiB above a steady poll (~100 events a poll under
-  // the chaos bench's load; docs/benchmarks.md section 7).
+  // Events read per Redis round trip. A batch is held at once in hiredis's
+  // reply, its copy and the lines, so this bounds the writer's memory peak.
   size_t batch = 100;
   std::chrono::milliseconds budget{50};  // time one poll may spend writing
 };

@@ -23,9 +23,8 @@ namespace {
 
 // Leases kept for reuse within the current quantum, per worker. An entry is
 // about 600 bytes (the token is most of it), so this bounds the cache near
-// 40 MiB; at 500,000 a million-computer fleet heartbeating at 15,000/s grew
-// each worker to 305 MiB. A Client heartbeats once per check interval, so
-// only retries and the per-minute unlicensed ones come back within a quantum.
+// 40 MiB. A Client heartbeats once per check interval, so only retries and
+// the per-minute unlicensed ones come back within a quantum.
 constexpr size_t kLeaseCacheMax = 65536;
 // How long a computer answered unlicensed gets no lease signed ahead.
 constexpr int64_t kRejectedForgetMs = 600000;
