@@ -145,7 +145,7 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       --reachable;
       continue;
     }
-    if (!(*conn)->send({"", std::string(mdp::kClient), svc::kLicense, body})) {
+    if (!(*conn)->send(mdp::request_frames(svc::kLicense, body))) {
       last_error = "cannot send to " + ep;
       // Already gone without having reached a server (refused at once, or
       // closed by whatever listens there): not worth another attempt.
@@ -166,12 +166,12 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       }
       continue;
     }
-    const auto& f = *frames;
-    if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != svc::kLicense) {
+    const auto body_in = mdp::reply_body(*frames, svc::kLicense);
+    if (!body_in) {
       last_error = "malformed MDP reply from " + ep;
       continue;
     }
-    auto reply = unpack_map(f[3]);
+    auto reply = unpack_map(*body_in);
     if (!reply) {
       last_error = "undecodable reply from " + ep + ": " + reply.error().message;
       continue;

@@ -36,11 +36,12 @@ struct Answer {
 
 Answer decode(const std::vector<std::string>& f, const std::string& ep) {
   Answer a;
-  if (f.size() != 4 || !f[0].empty() || f[1] != mdp::kClient || f[2] != svc::kUpdate) {
+  const auto raw = mdp::reply_body(f, svc::kUpdate);
+  if (!raw) {
     a.error = "malformed MDP reply from " + ep;
     return a;
   }
-  auto body = unpack_map(f[3]);
+  auto body = unpack_map(*raw);
   if (!body) {
     a.error = "undecodable reply from " + ep + ": " + body.error().message;
     return a;
@@ -109,7 +110,7 @@ Expected<std::optional<UpdateInfo>> UpdateAgent::check(const std::string& compon
   for (int attempt = 0; attempt < attempts; ++attempt) {
     const std::string& ep = options_.endpoints[current_ % n];
     auto conn = transport_->connect(ep);
-    if (!conn || !(*conn)->send({"", std::string(mdp::kClient), svc::kUpdate, body})) {
+    if (!conn || !(*conn)->send(mdp::request_frames(svc::kUpdate, body))) {
       last = conn ? "cannot send to " + ep : conn.error();
       current_ = (current_ + 1) % n;
       continue;
@@ -188,7 +189,7 @@ Expected<int64_t> UpdateAgent::download(const UpdateInfo& u, const std::string& 
         const std::string rid = std::to_string(++rid_seq);
         const std::string body = encode_request(
             opname::kFetch, {{field::kSha256, Value(u.sha256)}, {field::kOffset, Value(next)}, {field::kLength, Value(len)}, {field::kRid, Value(rid)}});
-        if (!(*conn)->send({"", std::string(mdp::kClient), svc::kUpdate, body})) {
+        if (!(*conn)->send(mdp::request_frames(svc::kUpdate, body))) {
           broken = true;
           last = "cannot send to " + ep;
           break;

@@ -36,20 +36,13 @@ void MdpClient::connect() {
 
 Result<std::string> MdpClient::request(const std::string& service, const std::string& body) {
   for (int attempt = 0; attempt < std::max(1, options_.attempts); ++attempt) {
-    mdp::Frames out;
-    out.push_back(mdp::frame(""));
-    out.push_back(mdp::frame(mdp::kClient));
-    out.push_back(mdp::frame(service));
-    out.push_back(mdp::frame(body));
-    mdp::send_frames(*socket_, out);
+    mdp::send_request(*socket_, service, body);
     zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(options_.timeout_ms));
     if (item.revents & ZMQ_POLLIN) {
       mdp::Frames in;
       mdp::recv_frames(*socket_, in);
-      if (in.size() == 4 && in[0].size() == 0 && mdp::view(in[1]) == mdp::kClient &&
-          mdp::view(in[2]) == service)
-        return std::string(mdp::view(in[3]));
+      if (auto reply = mdp::reply_body(in, service)) return std::string(*reply);
       return Error{Code::BadRequest, "malformed reply from the server"};
     }
     // Lazy Pirate: abandon this socket (and any late reply) and move on.

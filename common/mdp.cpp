@@ -73,4 +73,25 @@ bool send_frames(zmq::socket_ref s, Frames& frames, bool dontwait) {
   return true;
 }
 
+bool send_request(zmq::socket_ref s, std::string_view service, std::string_view body, bool dontwait) {
+  const auto more = dontwait ? (zmq::send_flags::sndmore | zmq::send_flags::dontwait) : zmq::send_flags::sndmore;
+  return s.send(zmq::message_t(), more) && s.send(zmq::buffer(kClient), more) &&
+         s.send(zmq::buffer(service), more) &&
+         s.send(zmq::buffer(body), dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none);
+}
+
+std::vector<std::string> request_frames(std::string_view service, std::string_view body) {
+  return {std::string(), std::string(kClient), std::string(service), std::string(body)};
+}
+
+std::optional<std::string_view> reply_body(const Frames& in, std::string_view service) {
+  if (in.size() != 4 || in[0].size() != 0 || view(in[1]) != kClient || view(in[2]) != service) return std::nullopt;
+  return view(in[3]);
+}
+
+std::optional<std::string_view> reply_body(const std::vector<std::string>& in, std::string_view service) {
+  if (in.size() != 4 || !in[0].empty() || in[1] != kClient || in[2] != service) return std::nullopt;
+  return in[3];
+}
+
 }  // namespace primary::mdp

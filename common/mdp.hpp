@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,5 +65,18 @@ bool parse_batch(std::string_view frame, bool with_meta, std::vector<BatchEntry>
 bool recv_frames(zmq::socket_ref s, Frames& out, zmq::recv_flags flags = zmq::recv_flags::none);
 // Sends every frame; frames are consumed. False if the socket would block.
 bool send_frames(zmq::socket_ref s, Frames& frames, bool dontwait = false);
+
+// The client side of RFC 7's envelope, for every MDP client here (the
+// client library, primaryctl, the console, the bench): a request and its
+// reply are both "" | MDPC01 | service | body, on a DEALER.
+//
+// Sends one request; false if the socket would not take it (with dontwait).
+bool send_request(zmq::socket_ref s, std::string_view service, std::string_view body, bool dontwait = false);
+// The same request as frames, for transports that carry strings.
+std::vector<std::string> request_frames(std::string_view service, std::string_view body);
+// A reply's body when `in` is a reply from `service`; nullopt for any other
+// shape (wrong header, service or frame count).
+std::optional<std::string_view> reply_body(const Frames& in, std::string_view service);
+std::optional<std::string_view> reply_body(const std::vector<std::string>& in, std::string_view service);
 
 }  // namespace primary::mdp

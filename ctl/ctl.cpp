@@ -118,12 +118,7 @@ std::vector<Result<std::string>> send_pipelined(zmq::context_t& zctx, const Clie
     auto send_next = [&] {
       const size_t i = queue.front();
       queue.pop_front();
-      mdp::Frames out;
-      out.push_back(mdp::frame(""));
-      out.push_back(mdp::frame(mdp::kClient));
-      out.push_back(mdp::frame(service));
-      out.push_back(mdp::frame(bodies[i]));
-      mdp::send_frames(*socket, out);
+      mdp::send_request(*socket, service, bodies[i]);
       ++in_flight;
     };
     while (in_flight < kWindow && !queue.empty()) send_next();
@@ -137,12 +132,11 @@ std::vector<Result<std::string>> send_pipelined(zmq::context_t& zctx, const Clie
       }
       mdp::Frames in;
       mdp::recv_frames(*socket, in);
-      if (in.size() != 4 || in[0].size() != 0 || mdp::view(in[1]) != mdp::kClient ||
-          mdp::view(in[2]) != service)
-        continue;
-      auto i = reply_index(mdp::view(in[3]), n);
+      const auto body = mdp::reply_body(in, service);
+      if (!body) continue;
+      auto i = reply_index(*body, n);
       if (!i || got[*i]) continue;
-      got[*i] = std::string(mdp::view(in[3]));
+      got[*i] = std::string(*body);
       ++answered;
       --in_flight;
       if (!queue.empty()) send_next();

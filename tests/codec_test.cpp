@@ -492,3 +492,54 @@ TEST(MdpBatch, EntriesRoundTripAndEveryTruncationIsRefused) {
   EXPECT_FALSE(mdp::parse_batch(long_client, false, out));
 }
 }  // namespace primary
+
+TEST(MdpEnvelope, RequestFramesAndReplyBodyAgreeAndEveryOtherShapeIsRefused) {
+  namespace mdp = primary::mdp;
+  const auto frames = mdp::request_frames("license", "BODY");
+  ASSERT_EQ(frames.size(), 4u);
+  EXPECT_EQ(frames[0], "");
+  EXPECT_EQ(frames[1], "MDPC01");
+  EXPECT_EQ(frames[2], "license");
+  auto body = mdp::reply_body(frames, "license");
+  ASSERT_TRUE(body.has_value());
+  EXPECT_EQ(*body, "BODY");
+  EXPECT_FALSE(mdp::reply_body(frames, "update").has_value());
+  auto bad = frames;
+  bad[1] = "MDPW01";
+  EXPECT_FALSE(mdp::reply_body(bad, "license").has_value());
+  bad = frames;
+  bad[0] = "x";
+  EXPECT_FALSE(mdp::reply_body(bad, "license").has_value());
+  bad = frames;
+  bad.push_back("extra");
+  EXPECT_FALSE(mdp::reply_body(bad, "license").has_value());
+
+  // The same envelope over a real DEALER/ROUTER pair.
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("inproc://envelope");
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect("inproc://envelope");
+  ASSERT_TRUE(mdp::send_request(dealer, "admin", "PING"));
+  mdp::Frames in;
+  ASSERT_TRUE(mdp::recv_frames(router, in));
+  ASSERT_EQ(in.size(), 5u);  // routing id first
+  EXPECT_EQ(mdp::view(in[3]), "admin");
+  EXPECT_EQ(mdp::view(in[4]), "PING");
+  // The router answers with the same envelope: [id, "", MDPC01, service, body].
+  mdp::Frames out;
+  out.push_back(std::move(in[0]));
+  out.push_back(mdp::frame(""));
+  out.push_back(mdp::frame(mdp::kClient));
+  out.push_back(mdp::frame("admin"));
+  out.push_back(mdp::frame("PONG"));
+  ASSERT_TRUE(mdp::send_frames(router, out));
+  mdp::Frames got;
+  ASSERT_TRUE(mdp::recv_frames(dealer, got));
+  auto reply = mdp::reply_body(got, "admin");
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(*reply, "PONG");
+  EXPECT_FALSE(mdp::reply_body(got, "license").has_value());
+}

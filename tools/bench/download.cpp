@@ -193,10 +193,7 @@ class Downloader {
                                                       {"offset", Value(offset)},
                                                       {"length", Value(std::min(o_.chunk, o_.size - offset))},
                                                       {"rid", Value(idx)}});
-    sock_.send(zmq::message_t(), zmq::send_flags::sndmore);
-    sock_.send(zmq::buffer(mdp::kClient), zmq::send_flags::sndmore);
-    sock_.send(zmq::buffer(o_.service), zmq::send_flags::sndmore);
-    sock_.send(zmq::buffer(body), zmq::send_flags::none);
+    mdp::send_request(sock_, o_.service, body);
     ++inflight_;
   }
 
@@ -211,10 +208,10 @@ class Downloader {
   }
 
   bool on_reply(mdp::Frames& f) {
-    if (f.size() != 4 || f[0].size() != 0 || mdp::view(f[1]) != mdp::kClient || mdp::view(f[2]) != o_.service)
-      return fail("malformed reply envelope (" + std::to_string(f.size()) + " frames)");
+    const auto reply = mdp::reply_body(f, o_.service);
+    if (!reply) return fail("malformed reply envelope (" + std::to_string(f.size()) + " frames)");
     --inflight_;
-    auto v = unpack_map(mdp::view(f[3]));
+    auto v = unpack_map(*reply);
     if (!v) return fail("reply body: " + v.error().message);
     const Value* rid = v->find("rid");
     if (!rid || !rid->is_int() || rid->as_int() < 0 || rid->as_int() >= chunks_)

@@ -228,10 +228,7 @@ class PollLoop {
       return;
     }
     const std::string body = sh_.make(seq, slot);
-    c.sock.send(zmq::message_t(), zmq::send_flags::sndmore);
-    c.sock.send(zmq::buffer(mdp::kClient), zmq::send_flags::sndmore);
-    c.sock.send(zmq::buffer(sh_.o.service), zmq::send_flags::sndmore);
-    c.sock.send(zmq::buffer(body), zmq::send_flags::none);
+    mdp::send_request(c.sock, sh_.o.service, body);
     c.seq[static_cast<size_t>(slot)] = seq;
     c.sent_at[static_cast<size_t>(slot)] = Clock::now();
     ++c.outstanding;
@@ -245,13 +242,13 @@ class PollLoop {
 
   void on_reply(Conn& c, mdp::Frames& f) {
     const auto now = Clock::now();
-    if (f.size() != 4 || f[0].size() != 0 || mdp::view(f[1]) != mdp::kClient ||
-        mdp::view(f[2]) != sh_.o.service) {
+    const auto reply = mdp::reply_body(f, sh_.o.service);
+    if (!reply) {
       error("malformed reply envelope (" + std::to_string(f.size()) + " frames)");
       if (!sh_.o.decode && c.outstanding > 0) finish(c, 0, now, false);
       return;
     }
-    const std::string_view body = mdp::view(f[3]);
+    const std::string_view body = *reply;
     if (!sh_.o.decode) {
       // One reply in 256 is decoded and checked, the rest only counted.
       bool good = true;

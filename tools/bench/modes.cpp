@@ -203,14 +203,11 @@ std::string mmi_service(zmq::context_t& ctx, const std::string& front, const std
   sock.set(zmq::sockopt::linger, 0);
   sock.connect(front);
   mdp::Frames f;
-  f.push_back(mdp::frame(""));
-  f.push_back(mdp::frame(mdp::kClient));
-  f.push_back(mdp::frame("mmi.service"));
-  f.push_back(mdp::frame(service));
-  mdp::send_frames(sock, f, true);
+  mdp::send_request(sock, svc::kMmiService, service, true);
   zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) <= 0 || !mdp::recv_frames(sock, f) || f.size() != 4) return "";
-  return std::string(mdp::view(f[3]));
+  if (zmq::poll(&item, 1, timeout) <= 0 || !mdp::recv_frames(sock, f)) return "";
+  const auto body = mdp::reply_body(f, svc::kMmiService);
+  return body ? std::string(*body) : std::string();
 }
 
 }  // namespace
