@@ -1,6 +1,5 @@
 #include "licensed/license_service.hpp"
 
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <msgpack.hpp>
@@ -21,11 +20,8 @@ using namespace keys;
 
 namespace {
 
-// Leases kept for reuse within the current quantum, per worker. An entry is
-// about 600 bytes (the token is most of it), so this bounds the cache near
-// 40 MiB. A Client heartbeats once per check interval, so only retries and
-// the per-minute unlicensed ones come back within a quantum.
-constexpr size_t kLeaseCacheMax = 65536;
+// Computers remembered as answered unlicensed, at most.
+constexpr size_t kRejectedMax = 65536;
 // How long a computer answered unlicensed gets no lease signed ahead.
 constexpr int64_t kRejectedForgetMs = 600000;
 // Heartbeats per script call (a call of 128 holds Redis about 2 ms).
@@ -57,7 +53,11 @@ int64_t int_of(const RedisReply& r) {
 
 LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events,
                                Clock now_ms)
-    : redis_(redis), config_(std::move(config)), events_(events), now_ms_(std::move(now_ms)) {
+    : redis_(redis),
+      config_(std::move(config)),
+      events_(events),
+      now_ms_(std::move(now_ms)),
+      leases_(config_.lease_secret, config_.check_interval_s + config_.grace_s, lease_quantum_s()) {
   // libsodium's secret key carries the public key in its last 32 bytes.
   if (config_.lease_secret.size() == 64) lease_public_ = config_.lease_secret.substr(32);
 }
@@ -107,82 +107,6 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
     pk.pack_int64(*bucket);
   }
   return std::string(buf.data(), buf.size());
-}
-
-Lease LicenseService::new_lease(const LeaseWanted& w, int64_t issued) const {
-  return Lease{std::string(w.computer), std::string(w.license), std::string(w.serial), issued,
-               issued + config_.check_interval_s + config_.grace_s};
-}
-
-std::vector<LicenseService::CachedLease> LicenseService::sign_ahead(const std::vector<LeaseWanted>& guesses,
-                                                                   size_t replies, int64_t now_s) {
-  const int64_t issued = lease_issued(now_s);
-  std::vector<Lease> to_sign;
-  std::vector<size_t> at;
-  for (const auto& g : guesses) {
-    if (auto it = leases_.find(g.computer); it != leases_.end() && it->second.serves(g, issued)) continue;
-    to_sign.push_back(new_lease(g, issued));
-    at.push_back(g.reply);
-  }
-  std::vector<CachedLease> ahead;
-  if (to_sign.empty()) return ahead;
-  auto tokens = make_leases(to_sign, config_.lease_secret);
-  count_("leases_signed_ahead", static_cast<int64_t>(tokens.size()));
-  ahead.resize(replies);
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    Lease& l = to_sign[i];
-    ahead[at[i]] = CachedLease{std::move(l.license), std::move(l.serial), std::move(tokens[i]), l.issued, l.expires};
-  }
-  return ahead;
-}
-
-void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies,
-                                int64_t now_s, std::vector<CachedLease>& ahead) {
-  // Leases are issued on a time grid: every heartbeat within one quantum
-  // gets the same signed lease, so a busy server signs at most one lease
-  // per computer per quantum. A lease still proves the same thing: this
-  // computer held this license at `issued`, valid until check + grace later.
-  const int64_t issued = lease_issued(now_s);
-  // Only leases of the current quantum can be handed out again, so the cache
-  // holds just those: the computers seen in the last minute at most, not the
-  // whole fleet (at 1,000,000 computers a cache of every lease grew each
-  // worker to 268 MiB). A fresh map gives the old one's memory back.
-  if (issued != cache_quantum_ || leases_.size() + wanted.size() > kLeaseCacheMax) {
-    const bool large = leases_.size() > 10000;
-    decltype(leases_)().swap(leases_);
-    if (large) ::malloc_trim(0);  // freed entries are scattered; hand back what can be
-    cache_quantum_ = issued;
-  }
-  std::vector<Lease> to_sign;
-  std::vector<CachedLease*> signed_into;  // map nodes do not move
-  std::vector<const CachedLease*> found;  // per wanted lease
-  found.reserve(wanted.size());
-  int64_t taken = 0;
-  for (const auto& w : wanted) {
-    auto it = leases_.find(w.computer);
-    if (it == leases_.end()) it = leases_.emplace(std::string(w.computer), CachedLease{}).first;
-    CachedLease& c = it->second;
-    found.push_back(&c);
-    if (c.serves(w, issued)) continue;
-    if (!ahead.empty() && ahead[w.reply].serves(w, issued)) {
-      c = std::move(ahead[w.reply]);
-      ++taken;
-      continue;
-    }
-    to_sign.push_back(new_lease(w, issued));
-    const Lease& l = to_sign.back();
-    // Token "-": queued below; a repeat in this batch finds it.
-    c = CachedLease{l.license, l.serial, "-", l.issued, l.expires};
-    signed_into.push_back(&c);
-  }
-  if (taken > 0) count_("leases_signed_ahead_used", taken);
-  auto tokens = make_leases(to_sign, config_.lease_secret);
-  for (size_t i = 0; i < tokens.size(); ++i) signed_into[i]->token = std::move(tokens[i]);
-  for (size_t i = 0; i < wanted.size(); ++i) {
-    Value::Map& fields = replies[wanted[i].reply].fields.as_map();
-    fields.emplace_back(field::kLease, Value(found[i]->token));
-    fields.emplace_back(field::kLeaseExpires, Value(found[i]->expires));
-  }
 }
 
 std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
@@ -253,21 +177,21 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   // most heartbeats need a new lease (a Client comes back once per check
   // interval), and signing after the answer kept this worker's next call
   // out of Redis for that long.
-  if (now - rejected_since_ms_ > kRejectedForgetMs || rejected_.size() > kLeaseCacheMax) {
+  if (now - rejected_since_ms_ > kRejectedForgetMs || rejected_.size() > kRejectedMax) {
     rejected_.clear();
     rejected_since_ms_ = now;
   }
-  std::vector<LeaseWanted> guesses;
+  std::vector<LeaseCache::Wanted> guesses;
   if (!serial_.empty()) {
     guesses.reserve(heartbeats.size());
     for (size_t i : heartbeats)
       if (const Request& r = reqs[i]; rejected_.empty() || !rejected_.contains(r.str(field::kComputer)))
         guesses.push_back({i, r.str(field::kComputer), r.str(field::kLicense), serial_});
   }
-  std::vector<CachedLease> ahead;
+  std::vector<LeaseCache::Cached> ahead;
   // The leases wanted point into `reqs` and `out` (the serial).
-  const auto out = redis_.pipeline(calls, [&] { ahead = sign_ahead(guesses, reqs.size(), now / 1000); });
-  std::vector<LeaseWanted> wanted;
+  const auto out = redis_.pipeline(calls, [&] { ahead = leases_.sign_ahead(guesses, reqs.size(), now / 1000); });
+  std::vector<LeaseCache::Wanted> wanted;
   auto done = batch_replies(out, heartbeats.size(), kHeartbeatsPerCall, 3, 0,
                             [&](size_t k, const RedisReply& entry, const RedisReply& answer) {
                               bool licensed = false;
@@ -290,7 +214,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
     for (const RedisReply& answer : *out)
       if (answer.is_array() && answer.elements.size() > 2 && answer.elements[2].is_str())
         serial_ = answer.elements[2].str;
-  add_leases(wanted, replies, now / 1000, ahead);
+  leases_.add_leases(wanted, replies, now / 1000, ahead);
   return replies;
 }
 
@@ -339,7 +263,7 @@ std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64
   Value::Map fields{{field::kStatus, Value(status::kLicensed)},
                     {field::kNextCheckS, Value(config_.check_interval_s)},
                     {field::kServerTime, Value(now / 1000)},
-                    {field::kUpload, Value(true)}};  // lease and lease_expires: add_leases()
+                    {field::kUpload, Value(true)}};  // lease and lease_expires: LeaseCache::add_leases()
   if (rr.is_array() && rr.elements.size() > 1) {
     Value::Array cmds;
     for (size_t i = 1; i < rr.elements.size(); ++i)

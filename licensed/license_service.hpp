@@ -18,6 +18,7 @@
 #include "common/redis.hpp"
 #include "common/schema.hpp"
 #include "common/tokens.hpp"
+#include "licensed/lease_cache.hpp"
 
 namespace primary {
 
@@ -63,44 +64,9 @@ class LicenseService {
   int64_t lease_quantum_s() const;
   // --last-seen-quantum-ms, or the lease quantum when it is -1.
   int64_t last_seen_quantum_ms() const;
-  // Where the lease counters go: leases_signed_ahead (sign_ahead()) and
-  // leases_signed_ahead_used (of those, handed out). The worker adds them
-  // to its metrics; their ratio says how well the guesses hold.
-  void count_with(std::function<void(std::string_view, int64_t)> add) { count_ = std::move(add); }
-
-  // A licensed heartbeat's reply still waiting for its lease.
-  // The views must outlive the add_leases() call.
-  struct LeaseWanted {
-    size_t reply;  // index into the replies given to add_leases
-    std::string_view computer, license, serial;
-  };
-  struct CachedLease {
-    std::string license, serial, token;
-    int64_t issued = 0, expires = 0;
-    // Whether this is the lease `w` wants in the quantum starting at `issued`.
-    bool serves(const LeaseWanted& w, int64_t at) const {
-      return issued == at && license == w.license && serial == w.serial && !token.empty();
-    }
-  };
-  // Adds `lease` and `lease_expires` to each wanted reply: the lease of this
-  // quantum from the cache, and the ones not cached signed together, with
-  // one signature (make_leases). A computer gets at most one lease per
-  // quantum from this worker. `ahead`, when not empty, holds leases signed
-  // before the answer (sign_ahead), by reply index; one that is what a
-  // wanted reply needs is taken (moved out) instead of signing it again.
-  void add_leases(const std::vector<LeaseWanted>& wanted, std::vector<Reply>& replies, int64_t now_s,
-                  std::vector<CachedLease>& ahead);
-  // Signs, while Redis runs a batch, the leases its heartbeats will want if
-  // they are licensed as `guesses` say (the serial of the last answer, the
-  // license each Client sent) and the cache has none of: the result by
-  // reply index, for add_leases(); empty when there was nothing to sign.
-  // A guess that turns out wrong costs a wasted hash-tree leaf; its lease
-  // is never handed out.
-  std::vector<CachedLease> sign_ahead(const std::vector<LeaseWanted>& guesses, size_t replies, int64_t now_s);
-  // The lease `w` wants, not signed yet, issued at `issued`.
-  Lease new_lease(const LeaseWanted& w, int64_t issued) const;
-  // The start of the lease quantum holding `now_s`: a lease's `issued`.
-  int64_t lease_issued(int64_t now_s) const { return now_s - now_s % lease_quantum_s(); }
+  // Where the lease counters go (LeaseCache::count_with); the worker adds
+  // them to its metrics.
+  void count_with(std::function<void(std::string_view, int64_t)> add) { leases_.count_with(std::move(add)); }
 
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
@@ -132,19 +98,12 @@ class LicenseService {
   Clock now_ms_;
   std::string lease_public_;
   std::string install_id_;
-  struct NameHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  // Of quantum cache_quantum_ only; looked up by view, without a copy of the name.
-  std::unordered_map<std::string, CachedLease, NameHash, std::equal_to<>> leases_;
-  int64_t cache_quantum_ = 0;
+  LeaseCache leases_;
   // What sign_ahead() guesses from: the unlocked serial as the last answer
   // had it, and the computers recently answered unlicensed (no lease is
   // signed ahead for them; forgotten after kRejectedForgetMs or when full).
   std::string serial_;
-  std::function<void(std::string_view, int64_t)> count_ = [](std::string_view, int64_t) {};
-  std::unordered_set<std::string, NameHash, std::equal_to<>> rejected_;
+  std::unordered_set<std::string, LeaseCache::NameHash, std::equal_to<>> rejected_;
   int64_t rejected_since_ms_ = 0;
 };
 

@@ -1,0 +1,354 @@
+#include "updater/sync_runner.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "common/codec.hpp"
+#include "common/crypto.hpp"
+#include "common/keys.hpp"
+#include "common/names.hpp"
+#include "updater/bundle.hpp"
+#include "updater/net.hpp"
+
+namespace primary::updater {
+
+std::string release_field(const std::string& component, const std::string& version) {
+  return component + " " + version;
+}
+
+std::string redacted_url(const std::string& url) {
+  // user:password@ in a feed URL stays out of logs and events.
+  auto scheme = url.find("://");
+  auto at = url.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  auto slash = url.find('/', scheme + 3);
+  if (slash != std::string::npos && slash < at) return url;
+  return url.substr(0, scheme + 3) + "***" + url.substr(at);
+}
+
+namespace {
+
+constexpr int64_t kLockMs = 60000;
+
+// Adds a release once: a second sync of the same feed changes nothing.
+// KEYS: releases, state, gen, events
+// ARGV: field, record, state, component, version, channel, size, cap, now
+const Script& add_release_script() {
+  static const Script s(lua_with_events(R"lua(
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0, EV} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('INCR', KEYS[3])
+emit('update.available', {component = ARGV[4], version = ARGV[5], channel = ARGV[6],
+                          size = tonumber(ARGV[7])})
+if ARGV[3] ~= 'held' then
+  emit('update.approved', {component = ARGV[4], version = ARGV[5], rollout = 100, auto = true})
+end
+return {1, EV}
+)lua"));
+  return s;
+}
+
+// Appends one event with MessagePack fields. KEYS: events  ARGV: type, fields, cap, now
+const Script& emit_script() {
+  static const Script s(lua_with_events(R"lua(
+emit(ARGV[1], cmsgpack.unpack(ARGV[2]))
+return {1, EV}
+)lua"));
+  return s;
+}
+
+// Records the feed in force unless a newer one already is.
+// KEYS: feed  ARGV: issued, expires, now, source. Returns 1 if recorded.
+const Script& record_feed_script() {
+  static const Script s(R"lua(
+local cur = tonumber(redis.call('HGET', KEYS[1], 'issued') or '-1')
+if tonumber(ARGV[1]) < cur then return 0 end
+redis.call('HSET', KEYS[1], 'issued', ARGV[1], 'expires', ARGV[2], 'synced_at', ARGV[3], 'source', ARGV[4])
+return 1
+)lua");
+  return s;
+}
+
+bool emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
+          Value fields) {
+  auto r = redis.eval(emit_script(), {keys::kEvents}, {type, pack(fields), std::to_string(cap), std::to_string(now)});
+  if (!r || !r->is_array() || r->elements.size() < 2) {
+    spdlog::warn("could not log {}: {}", type, r ? r->str : r.error().message);
+    return false;
+  }
+  events.publish_entries(r->elements[1]);
+  return true;
+}
+
+Value map_of(std::initializer_list<std::pair<const char*, Value>> items) {
+  Value v(Value::Map{});
+  for (const auto& [k, val] : items) v.set(k, val);
+  return v;
+}
+
+}  // namespace
+
+struct SyncRunner::Outcome {
+  int64_t added = 0, failed = 0, present = 0;
+  std::string first_failure;
+};
+
+SyncRunner::SyncRunner(RedisUrl url, ArtifactStore& store, UpdateConfig config, zmq::context_t& ctx,
+                       std::vector<std::string> event_sinks, Clock now_ms)
+    : url_(std::move(url)),
+      store_(store),
+      config_(std::move(config)),
+      ctx_(ctx),
+      sinks_(std::move(event_sinks)),
+      now_ms_(std::move(now_ms)) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+SyncRunner::~SyncRunner() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+bool SyncRunner::submit(const SyncJob& job) {
+  {
+    std::lock_guard lock(mu_);
+    if (busy_ || !queue_.empty()) return false;
+    queue_.push_back(job);
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void SyncRunner::periodic() {
+  if (config_.sync_interval_s <= 0 || config_.feed_url.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (busy_ || !queue_.empty()) return;
+  }
+  // Checked on the serving side's Redis would need a connection per thread;
+  // the runner thread checks the time of the last sync itself (loop()).
+  submit(SyncJob{"periodic", "periodic", ""});
+}
+
+void SyncRunner::loop() {
+  Redis redis(url_);
+  EventPublisher events(ctx_, sinks_);
+  while (true) {
+    SyncJob job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+    }
+    if (job.kind == "periodic") {
+      // Every instance ticks; only one syncs per interval.
+      auto last = redis.command({"HGET", keys::kUpdSync, "finished_at"});
+      const int64_t finished = last && last->is_str() ? std::atoll(last->str.c_str()) : 0;
+      if (last && now_ms_() - finished >= config_.sync_interval_s * 1000) {
+        job = SyncJob{hex_encode(random_bytes(8)), opname::kSync, ""};
+        run(job, redis, events);
+      }
+    } else {
+      run(job, redis, events);
+    }
+    std::lock_guard lock(mu_);
+    busy_ = false;
+  }
+}
+
+void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
+  const int64_t started = now_ms_();
+  const std::string token = job.id + "." + hex_encode(random_bytes(4));
+  // The job's outcome must reach ps:upd:sync (admins and primaryctl wait on
+  // it), so a write that fails on a broken connection is tried again.
+  auto record = [&](const std::string& state, const std::string& result, const std::string& message,
+                    const Outcome& o) {
+    Redis::Argv argv = {"HSET", keys::kUpdSync, field::kJob, job.id, "kind", job.kind, field::kState, state,
+                        "started_at", std::to_string(started), "result", result, field::kMessage, message,
+                        "added", std::to_string(o.added), "failed", std::to_string(o.failed)};
+    if (state == "done") argv.insert(argv.end(), {"finished_at", std::to_string(now_ms_())});
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto r = redis.command(argv);
+      if (r && !r->is_error()) return;
+      spdlog::warn("could not record the {} job: {}", job.kind, r ? r->str : r.error().message);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    }
+  };
+  Result<RedisReply> lock = Error{Code::Unavailable, "not tried"};
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    lock = redis.command({"SET", keys::kUpdLock, token, "NX", "PX", std::to_string(kLockMs)});
+    if (lock && !lock->is_error()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+  }
+  if (!lock || !lock->is_status("OK")) {
+    const std::string why = lock ? (lock->is_error() ? "the update store answered " + lock->str
+                                                     : "another updater instance is syncing")
+                                 : "the update store is unavailable: " + lock.error().message;
+    spdlog::info("{} {} skipped: {}", job.kind, job.id, why);
+    record("done", "skipped", why, {});
+    return;
+  }
+  // Renews the lock while a long transfer runs; false if another took it.
+  auto keepalive = [&]() {
+    static const Script renew(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+)lua");
+    auto r = redis.eval(renew, {keys::kUpdLock}, {token, std::to_string(kLockMs)});
+    return r && r->is_int() && r->integer == 1;
+  };
+  record("running", "", "", {});
+  const std::string source = job.kind == opname::kImport ? job.path : redacted_url(config_.feed_url);
+  auto refuse = [&](const std::string& why) {
+    spdlog::warn("{} of {} refused: {}", job.kind, source, why);
+    emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateRefused,
+         map_of({{"source", Value(source)}, {"kind", Value(job.kind)}, {field::kReason, Value(why)}}));
+    record("done", "refused", why, {});
+  };
+
+  Outcome outcome;
+  std::string staging;
+  UnpackedBundle bundle;
+  std::string feed_bytes;
+  if (config_.vendor_public.empty()) {
+    refuse("no vendor key configured (--vendor-key): releases cannot be verified");
+  } else if (job.kind == opname::kSync && config_.feed_url.empty()) {
+    refuse("no vendor feed configured (--update-feed URL)");
+  } else {
+    bool have = false;
+    if (job.kind == opname::kSync) {
+      auto fetched = fetch_url(config_.feed_url, config_.max_feed_bytes);
+      if (!fetched) {
+        refuse(fetched.error().message);
+      } else {
+        feed_bytes = std::move(*fetched);
+        have = true;
+      }
+    } else {
+      auto net = net_api();
+      auto unpacked = net ? (*net)->read_bundle(job.path, store_.dir() + "/partial")
+                          : Result<UnpackedBundle>(net.error());
+      if (!unpacked) {
+        refuse(unpacked.error().message);
+      } else {
+        bundle = std::move(*unpacked);
+        feed_bytes = bundle.feed;
+        have = true;
+      }
+    }
+    if (have) {
+      auto manifest = open_feed(feed_bytes, config_.vendor_public, now_ms_());
+      if (!manifest) {
+        refuse(manifest.error().message);
+      } else {
+        auto current = redis.command({"HGET", keys::kUpdFeed, "issued"});
+        const int64_t in_force = current && current->is_str() ? std::atoll(current->str.c_str()) : -1;
+        if (!current) {
+          refuse("the update store is unavailable: " + current.error().message);
+        } else if (manifest->issued < in_force) {
+          refuse("older than the feed in force (issued " + std::to_string(manifest->issued) + " < " +
+                 std::to_string(in_force) + "): possible rollback");
+        } else {
+          auto obtain = [&](const Release& r) -> std::optional<Error> {
+            if (job.kind == opname::kSync) {
+              const std::string url = r.url.empty() ? sibling_url(config_.feed_url, r.file) : r.url;
+              auto got = store_.download(r, url, keepalive);
+              if (!got) return got.error();
+              if (got->resumed_from > 0)
+                spdlog::info("{} {}: resumed at byte {} of {}", r.component, r.version, got->resumed_from, r.size);
+              return std::nullopt;
+            }
+            auto it = bundle.files.find(r.file);
+            if (it == bundle.files.end()) return Error{Code::NotFound, "file '" + r.file + "' is not in the bundle"};
+            auto err = store_.adopt(r, it->second);
+            bundle.files.erase(it);
+            return err;
+          };
+          outcome = apply(*manifest, source, redis, events, obtain);
+          auto rec = redis.eval(record_feed_script(), {keys::kUpdFeed},
+                                {std::to_string(manifest->issued), std::to_string(manifest->expires),
+                                 std::to_string(now_ms_()), source});
+          if (!rec) spdlog::warn("could not record the feed: {}", rec.error().message);
+          emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateSynced,
+               map_of({{"source", Value(source)},
+                       {"kind", Value(job.kind)},
+                       {"issued", Value(manifest->issued)},
+                       {"releases", Value(static_cast<int64_t>(manifest->releases.size()))},
+                       {"added", Value(outcome.added)},
+                       {"failed", Value(outcome.failed)}}));
+          record("done", outcome.failed ? "partial" : field::kOk, outcome.first_failure, outcome);
+          spdlog::info("{} of {}: {} releases, {} added, {} failed", job.kind, source,
+                       manifest->releases.size(), outcome.added, outcome.failed);
+        }
+      }
+    }
+  }
+  for (auto& [name, staged] : bundle.files) ::unlink(staged.c_str());
+  static const Script release_lock(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua");
+  redis.eval(release_lock, {keys::kUpdLock}, {token});
+}
+
+SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& source, Redis& redis,
+                                      EventPublisher& events,
+                                      const std::function<std::optional<Error>(const Release&)>& obtain) {
+  Outcome o;
+  for (const Release& r : m.releases) {
+    const std::string field = release_field(r.component, r.version);
+    auto known = redis.command({"HEXISTS", keys::kUpdReleases, field});
+    const bool catalogued = known && known->is_int() && known->integer == 1;
+    if (catalogued && store_.has(r.sha256)) {
+      ++o.present;
+      continue;
+    }
+    if (!store_.has(r.sha256)) {
+      if (auto err = obtain(r)) {
+        ++o.failed;
+        if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err->message;
+        spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err->message);
+        emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateDownloadFailed,
+             map_of({{field::kComponent, Value(r.component)},
+                     {field::kVersion, Value(r.version)},
+                     {field::kSha256, Value(r.sha256)},
+                     {"source", Value(source)},
+                     {field::kReason, Value(err->message)}}));
+        continue;
+      }
+    }
+    if (catalogued) continue;
+    Value record = release_to_value(r);
+    record.set("issued", Value(m.issued));
+    record.set("added_at", Value(now_ms_()));
+    const std::string state = config_.auto_approve.count(r.channel) ? "approved:100" : "held";
+    auto added = redis.eval(add_release_script(),
+                            {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},
+                            {field, pack(record), state, r.component, r.version, r.channel,
+                             std::to_string(r.size), std::to_string(config_.event_cap), std::to_string(now_ms_())});
+    if (!added || !added->is_array() || added->elements.size() < 2) {
+      ++o.failed;
+      if (o.first_failure.empty())
+        o.first_failure = "cannot record " + field + ": " + (added ? added->str : added.error().message);
+      continue;
+    }
+    events.publish_entries(added->elements[1]);
+    if (added->elements[0].integer == 1) ++o.added;
+  }
+  return o;
+}
+
+}  // namespace primary::updater
