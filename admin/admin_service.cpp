@@ -320,7 +320,7 @@ Reply AdminService::firewall() {
   std::string nft, iptables, firewalld, ufw;
   for (int p : ports) {
     const std::string ps = std::to_string(p);
-    port_list.push_back(Value(Value::Map{{"port", Value(p)}, {"protocol", Value("tcp")}}));
+    port_list.push_back(Value(Value::Map{{field::kPort, Value(p)}, {field::kProtocol, Value("tcp")}}));
     nft += "nft add rule inet filter input tcp dport " + ps + " accept\n";
     iptables += "iptables -A INPUT -p tcp --dport " + ps + " -j ACCEPT\n";
     iptables += "ip6tables -A INPUT -p tcp --dport " + ps + " -j ACCEPT\n";

@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
   if (!cfg.str("endpoints-file").empty()) {
     const std::string text = "front=" + bound->front + "\nevents=" + bound->events +
                              "\nworkers=" + bound->workers + "\nevent-sink=" + bound->event_sink + "\n";
-    if (!write_file_atomic(cfg.str("endpoints-file"), text, 0644))
-      cfg.fail("cannot write endpoints file " + cfg.str("endpoints-file"));
+    if (auto written = write_file_atomic(cfg.str("endpoints-file"), text, 0644); !written)
+      cfg.fail("endpoints file: " + written.error().message);
   }
   std::atomic<bool>& reload = install_reload_signal();
   unblock_stop_signals();

@@ -12,14 +12,14 @@
 namespace primary::client {
 namespace {
 
-Expected<std::string> string_field(const json::Object& o, const std::string& key, bool required) {
+Expected<std::string> string_field(const nlohmann::json& o, const std::string& key, bool required) {
   auto it = o.find(key);
-  if (it == o.end() || std::holds_alternative<std::nullptr_t>(it->second.v)) {
+  if (it == o.end() || it->is_null()) {
     if (required) return Failure{"missing '" + key + "'"};
     return std::string();
   }
-  if (!it->second.is_string()) return Failure{"'" + key + "' is not a string"};
-  return it->second.str();
+  if (!it->is_string()) return Failure{"'" + key + "' is not a string"};
+  return it->get<std::string>();
 }
 
 }  // namespace
@@ -28,7 +28,7 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
   auto doc = json::parse(text);
   if (!doc) return Failure{doc.error()};
   if (!doc->is_object()) return Failure{"not a JSON object"};
-  const json::Object& o = doc->object();
+  const nlohmann::json& o = *doc;
   SetupInfo info;
   for (auto [key, dest, required] :
        {std::tuple{field::kComputer, &info.computer, true}, std::tuple{field::kLicense, &info.license, true},
@@ -47,11 +47,12 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
   if (!info.server_key.empty() && !valid_z85_key(info.server_key))
     return Failure{"'server_key' is not a Z85 CURVE key (40 characters)"};
   auto eps = o.find(field::kEndpoints);
-  if (eps == o.end() || !eps->second.is_array() || eps->second.array().empty())
+  if (eps == o.end() || !eps->is_array() || eps->empty())
     return Failure{"'endpoints' must be a non-empty array of strings"};
-  for (const auto& ep : eps->second.array()) {
-    if (!ep.is_string() || ep.str().empty()) return Failure{"'endpoints' must be a non-empty array of strings"};
-    info.endpoints.push_back(ep.str());
+  for (const auto& ep : *eps) {
+    if (!ep.is_string() || ep.get_ref<const std::string&>().empty())
+      return Failure{"'endpoints' must be a non-empty array of strings"};
+    info.endpoints.push_back(ep.get<std::string>());
   }
   return info;
 }

@@ -1,8 +1,8 @@
-#include "common/names.hpp"
 #include "common/events.hpp"
 
 #include "common/codec.hpp"
 #include "common/mdp.hpp"
+#include "common/names.hpp"
 
 namespace primary {
 

@@ -1,10 +1,12 @@
 #include "common/process.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pthread.h>
 
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <csignal>
@@ -54,23 +56,23 @@ std::atomic<bool>& install_reload_signal() {
   return g_reload;
 }
 
-bool write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return false;
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return false;
-    }
-    done += static_cast<size_t>(n);
+Result<bool> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
+  std::string tmp = path + ".XXXXXX";
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);  // mode 0600 until fchmod
+  if (fd < 0) return Error{Code::Internal, "cannot create a file next to " + path + ": " + std::strerror(errno)};
+  bool ok = ::fchmod(fd, mode) == 0;
+  for (size_t done = 0; ok && done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+  ok = ok && ::fsync(fd) == 0;
+  const int saved = errno;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(ok ? errno : saved);
     ::unlink(tmp.c_str());
-    return false;
+    return Error{Code::Internal, "cannot write " + path + ": " + why};
   }
   return true;
 }

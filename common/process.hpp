@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <vector>
 
+#include "common/errors.hpp"
+
 namespace primary {
 
 // SIGTERM and SIGINT set the stop flag (and interrupt blocking polls);
@@ -20,9 +22,10 @@ void unblock_stop_signals();
 std::atomic<bool>& install_reload_signal();
 const std::atomic<bool>& stop_requested();
 
-// Writes `text` to `path` through a temporary file and rename, so readers
-// never see a partial file. False on any I/O error.
-bool write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
+// Writes `text` to `path` with `mode` through a uniquely named temporary
+// file beside it, fsync and rename, so readers never see a partial file and
+// concurrent writers never share a temporary. The error says what failed.
+Result<bool> write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
 
 // The value of a `key=value` line of a file such as the broker's endpoints
 // file (front=, events=, workers=, event-sink=); nullopt when absent.

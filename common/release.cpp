@@ -1,4 +1,3 @@
-#include "common/names.hpp"
 #include "common/release.hpp"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "common/names.hpp"
 
 namespace primary {
 namespace {

@@ -1,10 +1,12 @@
-#include "common/names.hpp"
 #include "common/value.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
 
 #include "common/crypto.hpp"
+#include "common/names.hpp"
 
 namespace primary {
 
@@ -25,76 +27,34 @@ Value& Value::set(std::string_view key, Value v) {
 
 namespace {
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-void json(std::string& out, const Value& v) {
+nlohmann::ordered_json document(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::Nil: out += "null"; break;
-    case Value::Kind::Bool: out += v.as_bool() ? "true" : "false"; break;
-    case Value::Kind::Int: out += std::to_string(v.as_int()); break;
-    case Value::Kind::UInt: out += std::to_string(v.as_uint()); break;
-    case Value::Kind::Float: {
-      if (!std::isfinite(v.as_float())) { out += "null"; break; }
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.17g", v.as_float());
-      out += buf;
-      break;
-    }
-    case Value::Kind::Str: json_string(out, v.as_str()); break;
-    case Value::Kind::Bin: json_string(out, base64url_encode(v.as_bin().bytes)); break;
+    case Value::Kind::Nil: return nullptr;
+    case Value::Kind::Bool: return v.as_bool();
+    case Value::Kind::Int: return v.as_int();
+    case Value::Kind::UInt: return v.as_uint();
+    case Value::Kind::Float: return v.as_float();  // NaN and infinities dump as null
+    case Value::Kind::Str: return v.as_str();
+    case Value::Kind::Bin: return base64url_encode(v.as_bin().bytes);
     case Value::Kind::Array: {
-      out += '[';
-      bool first = true;
-      for (const auto& e : v.as_array()) {
-        if (!first) out += ',';
-        first = false;
-        json(out, e);
-      }
-      out += ']';
-      break;
+      auto out = nlohmann::ordered_json::array();
+      for (const auto& e : v.as_array()) out.push_back(document(e));
+      return out;
     }
     case Value::Kind::Map: {
-      out += '{';
-      bool first = true;
-      for (const auto& [k, e] : v.as_map()) {
-        if (!first) out += ',';
-        first = false;
-        json_string(out, k);
-        out += ':';
-        json(out, e);
-      }
-      out += '}';
-      break;
+      auto out = nlohmann::ordered_json::object();
+      for (const auto& [k, e] : v.as_map()) out[k] = document(e);
+      return out;
     }
   }
+  return nullptr;
 }
 
 }  // namespace
 
 std::string to_json(const Value& v) {
-  std::string out;
-  json(out, v);
-  return out;
+  // Bytes that are not UTF-8 (a MessagePack str may hold any) become U+FFFD.
+  return document(v).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string reply_str(const Value& map, std::string_view key) {

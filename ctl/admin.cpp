@@ -13,6 +13,7 @@
 #include "ctl/commands.hpp"
 
 #include "common/names.hpp"
+#include "common/text.hpp"
 
 namespace primary::ctl {
 namespace {
@@ -50,7 +51,7 @@ LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
     fields.emplace_back(field::kTypes, Value(std::move(list)));
   }
   LogPage page;
-  Answer a = ask(ctx, kService, "log", std::move(fields));
+  Answer a = ask(ctx, kService, opname::kLog, std::move(fields));
   page.exit = a.exit;
   if (!a) return page;
   if (const Value* items = a.reply.find(field::kItems); items && items->is_array())
@@ -168,7 +169,7 @@ int computers(Context& ctx, const ComputersArgs& a) {
     Value::Map fields{{field::kLimit, Value(want)}, {field::kSort, Value(a.sort)}};
     if (!a.state.empty()) fields.emplace_back(field::kState, Value(a.state));
     if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
-    Answer ans = ask(ctx, kService, "computers", std::move(fields));
+    Answer ans = ask(ctx, kService, opname::kComputers, std::move(fields));
     if (!ans) return ans.exit;
     std::vector<std::vector<std::string>> rows;
     if (const Value* items = ans.reply.find(field::kItems); items && items->is_array())
@@ -374,7 +375,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 int firewall(Context& ctx, const FirewallArgs& a) {
-  Answer ans = ask(ctx, kService, "firewall");
+  Answer ans = ask(ctx, kService, opname::kFirewall);
   if (!ans) return ans.exit;
   const Value* rules = ans.reply.find(field::kRules);
   auto rules_of = [&](const Tool& t) { return rules ? reply_str(*rules, t.rules_key) : std::string(); };
@@ -392,7 +393,7 @@ int firewall(Context& ctx, const FirewallArgs& a) {
     std::string ports;
     if (const Value* p = ans.reply.find(field::kPorts); p && p->is_array())
       for (const Value& port : p->as_array())
-        ports += " " + std::to_string(reply_int(port, "port", 0)) + "/" + reply_str(port, "protocol");
+        ports += " " + std::to_string(reply_int(port, field::kPort, 0)) + "/" + reply_str(port, field::kProtocol);
     ctx.out << "ports:" << (ports.empty() ? " (none)" : ports) << "\n";
     for (const Tool& t : kTools) {
       if (chosen && chosen != &t) continue;

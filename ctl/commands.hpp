@@ -55,7 +55,6 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
 // A value as a key=value right-hand side: plain when it has no blanks, else JSON.
 std::string field_text(const Value& v);
 // "3d 4h 5m 6s", leading zero units left out.
-std::string duration_text(int64_t seconds);
 
 // A command gets --json and its --help example from its table line in ctl.cpp,
 // {"name", "help", declare_name, "primaryctl name ARGS"}; its action honours ctx.json.

@@ -298,17 +298,6 @@ std::string field_text(const Value& v) {
   return to_json(v);
 }
 
-std::string duration_text(int64_t seconds) {
-  if (seconds < 0) seconds = 0;
-  const int64_t parts[] = {seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60};
-  const char* units[] = {"d", "h", "m", "s"};
-  std::string out;
-  for (int i = 0; i < 4; ++i)
-    if (parts[i] || !out.empty() || i == 3)
-      out += (out.empty() ? "" : " ") + std::to_string(parts[i]) + units[i];
-  return out;
-}
-
 // ---- the table ----
 
 const std::vector<Command>& commands() {

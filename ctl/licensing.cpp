@@ -13,6 +13,7 @@
 #include <ostream>
 
 #include "common/codec.hpp"
+#include "common/process.hpp"
 #include "common/schema.hpp"
 #include "ctl/commands.hpp"
 
@@ -20,22 +21,6 @@ namespace primary::ctl {
 namespace {
 
 constexpr const char* kService = svc::kLicenseControl;
-
-// Writes `text` to `path` with mode 0600, replacing it atomically.
-std::optional<std::string> write_private_file(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".XXXXXX";
-  const int fd = ::mkstemp(tmp.data());  // mode 0600
-  if (fd < 0) return "cannot create a file next to " + path + ": " + std::strerror(errno);
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fchmod(fd, 0600) == 0 && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return "cannot write " + path + ": " + why;
-  }
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -144,7 +129,7 @@ Action declare_register(CLI::App& sub) {
 
 Action declare_registration(CLI::App&) {
   return [](Context& ctx) {
-    Answer a = ask(ctx, kService, "registration");
+    Answer a = ask(ctx, kService, opname::kRegistration);
     return print_reply(ctx, a, [&](const Value& r) {
       print_table(ctx.out, {{field::kSerial, reply_str(r, field::kSerial)},
                             {"registration code", reply_str(r, field::kRegistrationCode)}});
@@ -221,8 +206,8 @@ Action declare_setup_info(CLI::App& sub) {
       ctx.out << json;
       return static_cast<int>(kOk);
     }
-    if (auto err = write_private_file(a->out, json)) {
-      ctx.err << "primaryctl: " << *err << "\n";
+    if (auto written = write_file_atomic(a->out, json, 0600); !written) {
+      ctx.err << "primaryctl: " << written.error().message << "\n";
       return static_cast<int>(kServerError);
     }
     if (ctx.json)

@@ -47,7 +47,7 @@ const Value::Array& items(const Value& reply) {
 }
 
 int list(Context& ctx) {
-  Answer a = ask(ctx, kControl, "releases");
+  Answer a = ask(ctx, kControl, opname::kReleases);
   return print_reply(ctx, a, [&](const Value& r) {
     std::vector<std::vector<std::string>> rows = {
         {"COMPONENT", "VERSION", "CHANNEL", "STATE", "ROLLOUT", "SIZE", "STORED", "SHA256"}};
@@ -55,15 +55,15 @@ int list(Context& ctx) {
       rows.push_back({reply_str(i, field::kComponent), reply_str(i, field::kVersion), reply_str(i, field::kChannel), reply_str(i, field::kState),
                       reply_str(i, field::kState) == "approved" ? std::to_string(reply_int(i, field::kRollout, 0)) + "%" : "-",
                       size_text(reply_int(i, field::kSize, 0)),
-                      i.find("stored") && i.find("stored")->is_bool() && i.find("stored")->as_bool() ? "yes" : "no",
+                      i.find(field::kStored) && i.find(field::kStored)->is_bool() && i.find(field::kStored)->as_bool() ? "yes" : "no",
                       reply_str(i, field::kSha256).substr(0, 12)});
     print_table(ctx.out, rows);
-    if (const Value* feed = r.find(field::kFeed); feed && feed->is_map() && reply_int(*feed, "issued", 0))
-      ctx.out << "feed: issued " << reply_int(*feed, "issued", 0) << " (Unix ms), synced "
-              << reply_int(*feed, "synced_at", 0) << ", from " << reply_str(*feed, "source") << "\n";
+    if (const Value* feed = r.find(field::kFeed); feed && feed->is_map() && reply_int(*feed, field::kIssued, 0))
+      ctx.out << "feed: issued " << reply_int(*feed, field::kIssued, 0) << " (Unix ms), synced "
+              << reply_int(*feed, field::kSyncedAt, 0) << ", from " << reply_str(*feed, field::kSource) << "\n";
     if (const Value* sync = r.find(field::kSync); sync && sync->is_map() && !reply_str(*sync, field::kJob).empty())
       ctx.out << "last " << reply_str(*sync, "kind") << ": " << reply_str(*sync, field::kState) << " "
-              << reply_str(*sync, "result")
+              << reply_str(*sync, field::kResult)
               << (reply_str(*sync, field::kMessage).empty() ? "" : ": " + reply_str(*sync, field::kMessage)) << "\n";
   });
 }
@@ -79,16 +79,16 @@ int run_job(Context& ctx, const UpdatesArgs& a, const std::string& op, Value::Ma
   const int64_t deadline = ctx.host.now_ms() + int64_t{a.wait_s} * 1000;
   while (ctx.host.now_ms() < deadline) {
     ctx.host.sleep(std::chrono::milliseconds(250));
-    Answer r = ask(ctx, kControl, "releases");
+    Answer r = ask(ctx, kControl, opname::kReleases);
     if (!r) return r.exit;
     const Value* sync = r.reply.find(field::kSync);
     if (!sync || !sync->is_map() || reply_str(*sync, field::kJob) != job || reply_str(*sync, field::kState) != "done") continue;
-    const std::string result = reply_str(*sync, "result");
+    const std::string result = reply_str(*sync, field::kResult);
     if (ctx.json) {
       print_json(ctx, *sync);
     } else {
-      ctx.out << op << " " << result << ": " << reply_int(*sync, "added", 0) << " added, "
-              << reply_int(*sync, "failed", 0) << " failed"
+      ctx.out << op << " " << result << ": " << reply_int(*sync, field::kAdded, 0) << " added, "
+              << reply_int(*sync, field::kFailed, 0) << " failed"
               << (reply_str(*sync, field::kMessage).empty() ? "" : " (" + reply_str(*sync, field::kMessage) + ")") << "\n";
     }
     if (result == field::kOk) return kOk;
@@ -122,7 +122,7 @@ void progress(Context& ctx, int64_t done, int64_t total, bool tty) {
 }
 
 int download(Context& ctx, const UpdatesArgs& a) {
-  Answer list = ask(ctx, kControl, "releases");
+  Answer list = ask(ctx, kControl, opname::kReleases);
   if (!list) return list.exit;
   const Value* found = nullptr;
   for (const Value& i : items(list.reply))

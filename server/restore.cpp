@@ -118,14 +118,14 @@ Result<bool> Supervisor::prepare_restore() {
   }
 
   const std::string source = fs::absolute(settings_.restore_file).string();
-  if (!write_file_atomic(marker, source + "\n", 0600)) return refuse("cannot write " + marker);
+  if (auto written = write_file_atomic(marker, source + "\n", 0600); !written)
+    return refuse(written.error().message);
   std::error_code ec;
   fs::create_directories(keys_dir(layout_), ec);
   ::chmod(keys_dir(layout_).c_str(), 0700);
   for (const auto& [name, data] : restore_->key_files) {
     const std::string path = keys_dir(layout_) + "/" + name;
-    if (!write_file_atomic(path, data, 0600)) return refuse("cannot write " + path);
-    ::chmod(path.c_str(), 0600);  // also when the file was there before
+    if (auto written = write_file_atomic(path, data, 0600); !written) return refuse(written.error().message);
   }
   if (!restore_->artifacts.empty()) {
     for (const auto& dir : {layout_.root + "/updates", objects_dir(layout_)}) {

@@ -92,15 +92,7 @@ Result<bool> make_private_dir(const std::string& path) {
 
 // Writes `text` to `path` atomically with the given mode.
 Result<bool> write_file(const std::string& path, const std::string& text, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return refuse("cannot write " + tmp + ": " + errno_text());
-  ::fchmod(fd, mode);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-    return refuse("cannot write " + path + ": " + errno_text());
+  if (auto written = write_file_atomic(path, text, mode); !written) return refuse(written.error().message);
   return true;
 }
 

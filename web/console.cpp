@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/crypto.hpp"
+#include "common/text.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
 #include "web/html.hpp"
@@ -820,7 +821,7 @@ void Console::stream(const Req& req, Res& res) {
 void Console::updates(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
-  auto r = update_call("releases");
+  auto r = update_call(opname::kReleases);
   std::string body;
   int status = 200;
   if (!ok_reply(r)) {
@@ -844,7 +845,7 @@ void Console::updates(const Req& req, Res& res) {
         const int64_t offer = reply_str(it, field::kState) == "approved" ? pct : 100;
         body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(reply_str(it, field::kChannel)) +
                 "</td><td>" + std::to_string(reply_int(it, field::kSize, 0)) + "</td><td>" + esc(reply_str(it, field::kState)) +
-                "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(reply_int(it, "issued", 0))) +
+                "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(reply_int(it, field::kIssued, 0))) +
                 "</td><td>" + esc(reply_str(it, field::kNotes)) + "</td><td><form class=\"inline\" method=\"post\" "
                 "action=\"/updates/approve\">" + hidden +
                 "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(offer) +
@@ -861,11 +862,11 @@ void Console::updates(const Req& req, Res& res) {
     const std::string kind = reply_str(*job, "kind") == "import" ? "import" : field::kSync;
     last_job = "<p id=\"last-sync\">Last " + esc(kind) + " (job " + esc(reply_str(*job, field::kJob)) + "): ";
     if (reply_str(*job, field::kState) != "done") {
-      last_job += "running since " + esc(time_text(reply_int(*job, "started_at", 0))) + ".";
+      last_job += "running since " + esc(time_text(reply_int(*job, field::kStartedAt, 0))) + ".";
     } else {
-      last_job += esc(reply_str(*job, "result")) + ", " + std::to_string(reply_int(*job, "added", 0)) + " added, " +
-                  std::to_string(reply_int(*job, "failed", 0)) + " failed, finished " +
-                  esc(time_text(reply_int(*job, "finished_at", 0)));
+      last_job += esc(reply_str(*job, field::kResult)) + ", " + std::to_string(reply_int(*job, field::kAdded, 0)) + " added, " +
+                  std::to_string(reply_int(*job, field::kFailed, 0)) + " failed, finished " +
+                  esc(time_text(reply_int(*job, field::kFinishedAt, 0)));
       if (const std::string m = reply_str(*job, field::kMessage); !m.empty()) last_job += ": " + esc(m);
       last_job += ".";
     }
@@ -978,7 +979,7 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   std::optional<Value> outcome;
   for (const auto deadline = Clock::now() + std::chrono::minutes(10); !stopping_ && Clock::now() < deadline;
        std::this_thread::sleep_for(200ms)) {
-    auto st = update_call("releases");
+    auto st = update_call(opname::kReleases);
     const Value* sync = ok_reply(st) ? st->find(field::kSync) : nullptr;
     if (sync && reply_str(*sync, field::kJob) == job && reply_str(*sync, field::kState) == "done") {
       outcome = *sync;
@@ -989,11 +990,11 @@ void Console::do_import(const Req& req, Res& res, const httplib::ContentReader& 
   if (!outcome) {
     remove.path.clear();  // still being read
     sessions_.set_flash(s->id, "The import of the bundle" + size + " is still running; see the activity log.", false);
-  } else if (reply_str(*outcome, "result") == field::kOk) {
-    sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(reply_int(*outcome, "added", 0)) +
-                                   " added, " + std::to_string(reply_int(*outcome, "failed", 0)) + " failed.", false);
+  } else if (reply_str(*outcome, field::kResult) == "ok") {
+    sessions_.set_flash(s->id, "Imported the bundle" + size + ": " + std::to_string(reply_int(*outcome, field::kAdded, 0)) +
+                                   " added, " + std::to_string(reply_int(*outcome, field::kFailed, 0)) + " failed.", false);
   } else {
-    sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + reply_str(*outcome, "result") + ": " +
+    sessions_.set_flash(s->id, "Importing the bundle" + size + " failed: " + reply_str(*outcome, field::kResult) + ": " +
                                    reply_str(*outcome, field::kMessage), true);
   }
   res.set_redirect("/updates", 303);
@@ -1009,8 +1010,8 @@ void Console::firewall(const Req& req, Res& res) {
   std::string ports;
   if (const Value* p = r->find(field::kPorts); p && p->is_array())
     for (const Value& port : p->as_array())
-      ports += (ports.empty() ? "" : ", ") + std::to_string(reply_int(port, "port", 0)) + "/" +
-               reply_str(port, "protocol");
+      ports += (ports.empty() ? "" : ", ") + std::to_string(reply_int(port, field::kPort, 0)) + "/" +
+               reply_str(port, field::kProtocol);
   std::string body = "<section class=\"card\"><p>Ports to open: <b id=\"ports\">" +
                      esc(ports.empty() ? "none" : ports) + "</b></p></section>";
   if (const Value* rules = r->find(field::kRules); rules && rules->is_map())

@@ -46,16 +46,6 @@ std::string time_text(int64_t unix_ms) {
   return buf;
 }
 
-std::string duration_text(int64_t seconds) {
-  if (seconds < 0) seconds = 0;
-  const int64_t parts[] = {seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60};
-  const char* units[] = {"d", "h", "m", "s"};
-  std::string out;
-  for (int i = 0; i < 4; ++i)
-    if (parts[i] || !out.empty() || i == 3) out += (out.empty() ? "" : " ") + std::to_string(parts[i]) + units[i];
-  return out;
-}
-
 const std::string_view kStyleCss = R"css(
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;background:#f4f6f9}

@@ -15,8 +15,6 @@ std::string esc(std::string_view text);
 std::string url_component(std::string_view text);
 // Unix ms -> "2024-05-01 12:00:00Z"; "-" for 0 or less.
 std::string time_text(int64_t unix_ms);
-// "3d 4h 5m 6s", leading zero units left out.
-std::string duration_text(int64_t seconds);
 
 // The embedded stylesheet and script (served as /static/style.css and /static/app.js).
 extern const std::string_view kStyleCss;

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 
 namespace primary::web {
 
@@ -42,18 +43,7 @@ std::optional<Error> set_password(const std::string& path, const std::string& pa
   for (const auto& dir : {keys.parent_path(), keys})
     if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       return Error{Code::Internal, "cannot create " + dir.string() + ": " + std::strerror(errno)};
-  std::string tmp = path + ".XXXXXX";
-  const int fd = ::mkstemp(tmp.data());  // mode 0600
-  if (fd < 0) return Error{Code::Internal, "cannot write next to " + path + ": " + std::strerror(errno)};
-  const std::string text = *hash + "\n";
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fchmod(fd, 0600) == 0 && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return Error{Code::Internal, "cannot write " + path + ": " + why};
-  }
+  if (auto written = write_file_atomic(path, *hash + "\n", 0600); !written) return written.error();
   return std::nullopt;
 }
 
