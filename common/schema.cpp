@@ -29,7 +29,7 @@ std::vector<OpSpec> build_catalog() {
       // license (public)
       {Op::Heartbeat, svc::kLicense, o::kHeartbeat,
        {computer, {f::kLicense, T::Str, true, 1, 128}, {f::kVersion, T::Str, false, 0, 64},
-        {f::kResults, T::Array, false, 0, 1000}},
+        {f::kResults, T::Array, false, 0, 1000}, {f::kClientTime, T::Int, false, -kMaxSafeInt, kMaxSafeInt}},
        {{f::kStatus, T::Str, true, 0, 0, {status::kLicensed, status::kUnlicensed}},
         {f::kNextCheckS, T::Int, true},
         {f::kUpload, T::Bool, true},
