@@ -15,6 +15,7 @@ inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> las
 inline constexpr const char* kStats = "ps:stats";           // hash of counters
 inline constexpr const char* kEvents = "ps:events";        // stream: the activity log
 inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry
+inline constexpr const char* kClockJump = "ps:clock_jump";  // string with expiry: ms of silence the sweep forgives
 inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
 inline constexpr const char* kMetricsOps = "ps:metrics:ops";    // hash: per-op counters of every worker (common/metrics.hpp)

@@ -35,6 +35,9 @@ struct LicenseConfig {
   int64_t reject_window_s = 3600;      // one client.rejected per computer per window
   int64_t command_queue_limit = 100;
   int64_t sweep_limit = 1000;
+  // The sweep skips a run whose wall-clock progress since the last one
+  // differs from the steady clock's by more than this.
+  int64_t clock_jump_s = 300;
 };
 
 // The bytes a heartbeat script compares with a computer's meta entry: the
@@ -46,8 +49,11 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
 class LicenseService {
  public:
   using Clock = std::function<int64_t()>;  // Unix time in ms
+  using SteadyClock = std::function<int64_t()>;  // monotonic ms, any origin
 
-  LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events, Clock now_ms);
+  // `steady_ms` defaults to std::chrono::steady_clock.
+  LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events, Clock now_ms,
+                 SteadyClock steady_ms = {});
 
   // `license` service: heartbeats, pipelined to Redis in one round trip.
   std::vector<Reply> handle_license(const std::vector<Request>& requests);
@@ -55,6 +61,15 @@ class LicenseService {
   std::vector<Reply> handle_control(const std::vector<Request>& requests);
   // Marks computers silent for longer than check + grace as lost, if no
   // other worker holds the sweep lock. Returns how many were marked.
+  //
+  // Guarded against jumps of the wall clock: when its progress since this
+  // worker's previous call differs from the steady clock's by more than
+  // clock_jump_s, the run is skipped, the jump logged, and (once, whichever
+  // worker sees it first) server.clock_jump {wall_delta_s, steady_delta_s}
+  // emitted. Last-seen times recorded before a forward jump are in the old
+  // clock, so for one check + grace after it the sweep forgives the jump's
+  // length of silence: no computer is lost because of the jump, and one
+  // silent since before it is lost on time in the new clock.
   int64_t sweep();
   // Milliseconds between sweep attempts.
   int64_t sweep_interval_ms() const;
@@ -130,6 +145,12 @@ class LicenseService {
   LicenseConfig config_;
   EventPublisher& events_;
   Clock now_ms_;
+  SteadyClock steady_ms_;
+  // This worker's previous sweep() call, for the clock-jump guard.
+  int64_t last_sweep_wall_ms_ = 0, last_sweep_steady_ms_ = 0;
+  bool swept_ = false;
+  // A forward jump seen by this worker: silence forgiven until (wall ms).
+  int64_t forgive_ms_ = 0, forgive_until_ms_ = 0;
   std::string lease_public_;
   std::string install_id_;
   struct NameHash {

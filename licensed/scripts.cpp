@@ -288,6 +288,20 @@ return {#due / 2, EV}
   return s;
 }
 
+// Records a jump of the server's wall clock, once: the silence the sweep
+// forgives (the jump, in ms) for one check + grace, and the event.
+// KEYS: clock-jump, events
+// ARGV: forgiven ms, for how long (ms), event type, wall delta s, steady delta s, cap, now
+// Returns {1, EV} when recorded, {0, EV} when a jump is on record already.
+const Script& clock_jump_script() {
+  static const Script s(lua_with_events(R"lua(
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return {0, EV} end
+emit(ARGV[3], {wall_delta_s = tonumber(ARGV[4]), steady_delta_s = tonumber(ARGV[5])})
+return {1, EV}
+)lua"));
+  return s;
+}
+
 const Script& license_of_script() {
   static const Script s(std::string(kLuaLicenseOf) + "return license_of(KEYS[1], ARGV[1])");
   return s;
