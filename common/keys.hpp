@@ -12,6 +12,7 @@ inline constexpr const char* kReservations = "ps:res";      // zset (scores 0): 
 inline constexpr const char* kMeta = "ps:meta";             // hash: NAME -> msgpack {r, l, f, v, p}
 inline constexpr const char* kActive = "ps:active";         // zset: NAME -> last seen (ms)
 inline constexpr const char* kLost = "ps:lost";             // zset: NAME -> last seen (ms)
+inline constexpr const char* kSkewed = "ps:skewed";         // set: NAMEs whose last heartbeat's clock was skewed
 inline constexpr const char* kStats = "ps:stats";           // hash of counters
 inline constexpr const char* kEvents = "ps:events";        // stream: the activity log
 inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expiry

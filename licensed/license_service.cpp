@@ -102,7 +102,7 @@ int64_t LicenseService::last_seen_quantum_ms() const {
 }
 
 std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
-                                  std::optional<int64_t> bucket) {
+                                  std::optional<int64_t> bucket, std::optional<int64_t> skew_s) {
   msgpack::sbuffer buf(64 + license.size() + version.size() + peer.size());
   msgpack::packer<msgpack::sbuffer> pk(buf);
   const auto str = [&](std::string_view v) {
@@ -115,6 +115,10 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
   str(version);
   str("p");
   str(peer);
+  if (skew_s) {
+    str("k");
+    pk.pack_int64(*skew_s);
+  }
   if (bucket) {
     str("s");
     pk.pack_int64(*bucket);
@@ -198,6 +202,16 @@ void LicenseService::add_leases(const std::vector<LeaseWanted>& wanted, std::vec
   }
 }
 
+std::optional<int64_t> LicenseService::skew_of(const Request& r, int64_t now_ms) const {
+  const Value* client_time = r.get(field::kClientTime);
+  if (!client_time || !client_time->is_int()) return std::nullopt;
+  const int64_t skew = client_time->as_int() - now_ms / 1000;
+  if (std::abs(skew) <= config_.clock_skew_s) return std::nullopt;
+  spdlog::warn("{}: clock off by {} s (client_time {}, server {})", r.str(field::kComputer), skew,
+               client_time->as_int(), now_ms / 1000);
+  return skew;
+}
+
 std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
   std::vector<Reply> replies(reqs.size());
   std::vector<size_t> heartbeats;  // indexes of the well-formed requests
@@ -242,7 +256,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
-    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats};
+    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats, kSkewed};
     Redis::Argv args{reject_window, bucket ? std::to_string(*bucket) : std::string()};
     keys.reserve(keys.size() + 3 * (to - from) + 1);
     args.reserve(args.size() + 3 * (to - from) + 2);
@@ -253,7 +267,8 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
       keys.push_back(reject_key(name));
       keys.push_back(sent_key(name));
       args.push_back(name);
-      args.push_back(heartbeat_fingerprint(r.str(field::kLicense), r.str(field::kVersion), r.peer.address, bucket));
+      args.push_back(
+          heartbeat_fingerprint(r.str(field::kLicense), r.str(field::kVersion), r.peer.address, bucket, skew_of(r, now)));
       args.push_back(std::move(packed_results[k]));
     }
     keys.push_back(kEventStream);

@@ -38,13 +38,17 @@ struct LicenseConfig {
   // The sweep skips a run whose wall-clock progress since the last one
   // differs from the steady clock's by more than this.
   int64_t clock_jump_s = 300;
+  // A heartbeat whose client_time is further than this from the server's
+  // clock is skewed: recorded, reported (client.clock_skew), never refused.
+  int64_t clock_skew_s = 300;
 };
 
 // The bytes a heartbeat script compares with a computer's meta entry: the
-// MessagePack of the keys l, v, p (and s, the last-seen bucket, when there
-// is one) with their values, as the script's pack_meta() writes them.
+// MessagePack of the keys l, v, p (k, the clock skew in s, when the
+// Client's clock is skewed; s, the last-seen bucket, when there is one) with
+// their values, as the script's pack_meta() writes them.
 std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
-                                  std::optional<int64_t> bucket);
+                                  std::optional<int64_t> bucket, std::optional<int64_t> skew_s = std::nullopt);
 
 class LicenseService {
  public:
@@ -133,6 +137,10 @@ class LicenseService {
   // licensed one (`licensed` says whether it is); nullopt when the entry is
   // none of those.
   std::optional<Reply> heartbeat_reply(const RedisReply& entry, int64_t now, bool& licensed);
+  // The skew (client_time - server time, s) of a heartbeat whose Client
+  // clock is off by more than clock_skew_s; nullopt otherwise or without
+  // client_time. Logs a skewed one.
+  std::optional<int64_t> skew_of(const Request& r, int64_t now_ms) const;
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
