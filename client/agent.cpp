@@ -281,7 +281,7 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
             reason_ += "; lease without expiry ignored";
           }
         } else {
-          auto lease = verify_lease(token, options_.lease_key, server_s);
+          auto lease = verify_lease(token, options_.lease_key, server_s, 0);  // server time: no tolerance
           if (!lease)
             reason_ += "; lease refused: " + lease.error();
           else if (lease->computer != options_.computer || lease->license != options_.license)

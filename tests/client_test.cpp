@@ -810,7 +810,7 @@ TEST(ClientVerifyLease, AcceptsAGoodLeaseWithEitherKeyForm) {
 TEST(ClientVerifyLease, RefusalsSayWhy) {
   const SignKeypair k = sign_keypair();
   const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
-  auto expired = verify_lease(token, k.public_key, 5000);
+  auto expired = verify_lease(token, k.public_key, 5000, 0);
   ASSERT_FALSE(expired.ok());
   EXPECT_EQ(expired.error(), "lease expired");
   auto forged = verify_lease(token, sign_keypair().public_key, 2000);
@@ -820,6 +820,23 @@ TEST(ClientVerifyLease, RefusalsSayWhy) {
   ASSERT_FALSE(badkey.ok());
   EXPECT_NE(badkey.error().find("lease key"), std::string::npos);
   EXPECT_FALSE(verify_lease("", k.public_key, 2000).ok());
+}
+
+// A Data Vault's clock may drift: by default a lease is accepted up to
+// 300 s past its expiry by the verifier's clock, and not a second more.
+TEST(ClientVerifyLease, ToleranceForTheVerifiersClock) {
+  const SignKeypair k = sign_keypair();
+  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
+  EXPECT_EQ(kLeaseToleranceS, 300);
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5000).ok());
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5299).ok());
+  EXPECT_EQ(verify_lease(token, k.public_key, 5300).error(), "lease expired");
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5599, 600).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5600, 600).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5000, 0).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5000, -100).ok());  // a negative tolerance counts as 0
+  EXPECT_FALSE(::primary::verify_lease(token, k.public_key, 5300).ok());
+  EXPECT_TRUE(::primary::verify_lease(token, k.public_key, 5299).ok());
 }
 
 // Leases signed in a batch (one signature over a hash tree, each token with
