@@ -325,7 +325,10 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
         break;
     }
     next_ = started + wait;
-    if (old != state_) change = StateChange{clock_->wall(), options_.computer, old, state_, reason_};
+    if (old != state_) {
+      const std::string off = upload_off_locked();
+      change = StateChange{clock_->wall(), options_.computer, old, state_, reason_, off.empty(), off};
+    }
   }
   if (change && options_.on_state_change) options_.on_state_change(*change);
   for (const Command& cmd : commands) {
@@ -397,7 +400,20 @@ bool LicenseAgent::can_record() const {
 
 bool LicenseAgent::can_upload() const {
   std::lock_guard lock(mu_);
-  return state_ != LicenseState::unlicensed && upload_ && lease_ && server_now_s() < lease_->expires;
+  return upload_off_locked().empty();
+}
+
+std::string LicenseAgent::upload_off() const {
+  std::lock_guard lock(mu_);
+  return upload_off_locked();
+}
+
+std::string LicenseAgent::upload_off_locked() const {
+  if (state_ == LicenseState::unlicensed) return "unlicensed";
+  if (!upload_) return "server said no upload";
+  if (!lease_) return "no valid lease";
+  if (server_now_s() >= lease_->expires) return "lease expired";
+  return {};
 }
 
 int64_t LicenseAgent::server_now_s() const {

@@ -171,6 +171,7 @@ TEST_F(LicenseAgentTest, UnlicensedContactsEveryMinuteAndDoesNotRecord) {
   EXPECT_EQ(a->reason(), "NOT_RESERVED");
   EXPECT_FALSE(a->can_record());
   EXPECT_FALSE(a->can_upload());
+  EXPECT_EQ(a->upload_off(), "unlicensed");
   EXPECT_TRUE(changes.empty());
   EXPECT_EQ(net.sent.size(), 10u);
   EXPECT_EQ(str(net.sent[0].request, "op"), "heartbeat");
@@ -329,6 +330,9 @@ TEST_F(LicenseAgentTest, AWrongWallClockDecidesNothingLeasesRunInServerTime) {
     EXPECT_EQ(a.reason(), "verified");  // not "lease refused: lease expired"
     ASSERT_TRUE(a.lease());
     EXPECT_TRUE(a.can_upload());
+    EXPECT_EQ(a.upload_off(), "");
+    ASSERT_FALSE(changes.empty());
+    EXPECT_TRUE(changes.back().upload);  // what primary-client prints as "upload on"
     ASSERT_TRUE(a.server_time());
     EXPECT_EQ(*a.server_time(), wall_s());
     // The heartbeat told the server the Client's wall clock.
@@ -350,6 +354,7 @@ TEST_F(LicenseAgentTest, AWrongWallClockDecidesNothingLeasesRunInServerTime) {
     EXPECT_EQ(*a.server_time(), expires - 1);
     clock->advance(1s);
     EXPECT_FALSE(a.can_upload());
+    EXPECT_EQ(a.upload_off(), "lease expired");
     EXPECT_TRUE(a.can_record());
 
     // Back in touch: a fresh lease, valid again in server time.

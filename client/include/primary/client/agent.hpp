@@ -98,6 +98,8 @@ struct StateChange {
   std::string computer;
   LicenseState from, to;
   std::string reason;  // e.g. "verified", "NOT_RESERVED", "no reply from tcp://..."
+  bool upload = false;     // can_upload() after the change
+  std::string no_upload;   // when !upload, why (LicenseAgent::upload_off())
 };
 
 // A management command from the server, as queued by `license.control command`.
@@ -181,6 +183,9 @@ class LicenseAgent {
   // Uploads are allowed: licensed or lost, with a lease valid in server time
   // that the server said may be used for uploads.
   bool can_upload() const;
+  // Why uploads are not allowed ("unlicensed", "no valid lease", "lease
+  // expired", "server said no upload"); empty when can_upload().
+  std::string upload_off() const;
   // The server's clock now (Unix seconds) as the last verifying reply gave
   // it, advanced by the steady clock; nullopt before any such reply.
   std::optional<int64_t> server_time() const;
@@ -205,6 +210,8 @@ class LicenseAgent {
   void sleep_until_due(const std::stop_token& stop, const std::atomic<bool>* flag);
   // server_time(), or the wall clock without a reference. Needs mu_.
   int64_t server_now_s() const;
+  // upload_off(). Needs mu_.
+  std::string upload_off_locked() const;
 
   AgentOptions options_;
   std::shared_ptr<Transport> transport_;
