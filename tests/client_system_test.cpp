@@ -527,7 +527,7 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   };
   ASSERT_TRUE(all_in(reserved, "licensed")) << log.count(reserved, "licensed") << " licensed\n" << read_file(out);
   EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size()) << read_file(out);
-  for (const auto& name : unreserved) EXPECT_EQ(log.first_reason[name], " NOT_RESERVED") << name;
+  for (const auto& name : unreserved) EXPECT_EQ(log.first_reason[name], " NOT_RESERVED; upload off (unlicensed)") << name;
 
   // The whole server goes: at their next check the licensed agents are lost.
   server.signal(SIGTERM);
