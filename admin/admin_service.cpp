@@ -27,7 +27,7 @@ int64_t to_int(const RedisReply& r) {
 }
 
 // A computers-script row {name, license, state, reserved_at, first_seen,
-// last_seen, version, peer} as the protocol's item map.
+// last_seen, version, peer, clock_skew} as the protocol's item map.
 Value::Map item_from_row(const RedisReply& row) {
   const auto& e = row.elements;
   Value::Map item{{field::kComputer, Value(e[0].str)},
@@ -38,6 +38,7 @@ Value::Map item_from_row(const RedisReply& row) {
   if (!e[5].str.empty()) item.emplace_back(field::kLastSeen, Value(to_int(e[5])));
   if (!e[6].str.empty()) item.emplace_back(field::kVersion, Value(e[6].str));
   if (!e[7].str.empty()) item.emplace_back(field::kPeer, Value(e[7].str));
+  if (!e[8].str.empty()) item.emplace_back(field::kClockSkewS, Value(to_int(e[8])));
   return item;
 }
 
@@ -149,11 +150,12 @@ std::vector<Redis::Argv> AdminService::license_commands(int64_t now) const {
           {"ZCARD", kReservations},
           {"ZCOUNT", kActive, cutoff, "+inf"},
           {"ZCOUNT", kActive, "-inf", "(" + cutoff},
-          {"ZCARD", kLost}};
+          {"ZCARD", kLost},
+          {"SCARD", kSkewed}};
 }
 
-// serial?, purchased, reserved, active, lost, never_seen from the replies
-// of license_commands().
+// serial?, purchased, reserved, active, lost, never_seen, clock_skewed from
+// the replies of license_commands().
 Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
   const auto& serial = out[0].elements;
   const int64_t reserved = to_int(out[1]);
@@ -167,6 +169,7 @@ Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
   fields.emplace_back(field::kActive, Value(active));
   fields.emplace_back(field::kLost, Value(lost));
   fields.emplace_back(field::kNeverSeen, Value(std::max<int64_t>(0, reserved - active - lost)));
+  fields.emplace_back(field::kClockSkewed, Value(to_int(out[5])));
   return fields;
 }
 
@@ -247,7 +250,7 @@ Reply AdminService::computers(const Request& req) {
   if (!out->is_array() || out->elements.size() != 2) return Reply::failure(Code::Internal, "bad script reply");
   Value::Array items;
   for (const auto& row : out->elements[0].elements)
-    if (row.elements.size() == 8) items.push_back(Value(item_from_row(row)));
+    if (row.elements.size() == 9) items.push_back(Value(item_from_row(row)));
   Value::Map fields{{field::kItems, Value(std::move(items))}};
   const std::string& next = out->elements[1].str;
   fields.emplace_back(field::kCursor, next.empty() ? Value() : Value(next));
@@ -261,10 +264,10 @@ Reply AdminService::computer(const Request& req) {
                          {name, std::to_string(cutoff)});
   if (!out) return unavailable(out.error());
   if (out->is_error()) return redis_error(*out);
-  if (!out->is_array() || out->elements.size() != 9)
+  if (!out->is_array() || out->elements.size() != 10)
     return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   Value::Map item = item_from_row(*out);
-  item.emplace_back(field::kCommandsPending, Value(to_int(out->elements[8])));
+  item.emplace_back(field::kCommandsPending, Value(to_int(out->elements[9])));
   return Reply::success(std::move(item));
 }
 

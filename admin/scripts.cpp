@@ -6,7 +6,9 @@ namespace primary::admin {
 namespace {
 
 // One computer's row: {name, license, state, reserved_at, first_seen,
-// last_seen, version, peer}, '' for unknown. Needs KEYS[1..4] = reservations,
+// last_seen, version, peer, clock_skew}, '' for unknown (clock_skew: the
+// skew of its last heartbeat, s, while beyond the licensing service's
+// setting). Needs KEYS[1..4] = reservations,
 // active, lost, meta and a local `cutoff` (ms; active = seen since).
 const char* const kLuaDescribe = R"lua(
 local function describe(name, lic)
@@ -21,7 +23,8 @@ local function describe(name, lic)
   end
   local metaraw = redis.call('HGET', KEYS[4], name)
   local m = metaraw and cmsgpack.unpack(metaraw) or {}
-  return {name, lic, state, tostring(m.r or ''), tostring(m.f or ''), last, m.v or '', m.p or ''}
+  return {name, lic, state, tostring(m.r or ''), tostring(m.f or ''), last, m.v or '', m.p or '',
+          tostring(m.k or '')}
 end
 
 local function license_of(name)

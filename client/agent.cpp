@@ -91,6 +91,9 @@ struct LicenseAgent::Outcome {
   std::optional<int64_t> retry_after_s;
   size_t endpoint = 0;        // the endpoint to try first next time
   size_t results_sent = 0;
+  // Licensed/Unlicensed: when the answered request went out and its reply
+  // came back (clock->now() time base).
+  std::chrono::steady_clock::time_point sent_at, received_at;
 };
 
 LicenseAgent::LicenseAgent(AgentOptions options, std::shared_ptr<Transport> transport,
@@ -145,6 +148,7 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
       --reachable;
       continue;
     }
+    const auto sent_at = clock_->now();
     if (!(*conn)->send(mdp::request_frames(svc::kLicense, body))) {
       last_error = "cannot send to " + ep;
       // Already gone without having reached a server (refused at once, or
@@ -196,6 +200,8 @@ LicenseAgent::Outcome LicenseAgent::contact(const std::string& body) {
     out.reason = reply_str(*reply, field::kReason);
     out.reply = std::move(*reply);
     out.endpoint = at;
+    out.sent_at = sent_at;
+    out.received_at = clock_->now();
     return out;
   }
   out.kind = Outcome::NoReply;
@@ -213,6 +219,7 @@ bool LicenseAgent::step() {
     if (started < next_) return false;
     Value::Map fields{{field::kComputer, Value(options_.computer)}, {field::kLicense, Value(options_.license)}};
     if (!options_.version.empty()) fields.emplace_back(field::kVersion, Value(options_.version));
+    fields.emplace_back(field::kClientTime, Value(unix_seconds(clock_->wall())));
     if (!results_.empty()) {
       Value::Array results;
       sending = std::min(results_.size(), kMaxResults);
@@ -247,6 +254,17 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
     switch (o.kind) {
       case Outcome::Licensed: {
         state_ = LicenseState::licensed;
+        // The server's clock as of the reply's arrival: its `server_time`
+        // plus half the round trip. Without one (an older server), the
+        // agent's own wall clock stands in.
+        if (auto server_s = int_field(o.reply, field::kServerTime)) {
+          const auto half_trip = (o.received_at - o.sent_at) / 2;
+          server_ref_ = ServerRef{o.received_at, std::chrono::milliseconds(*server_s * 1000) +
+                                                     std::chrono::duration_cast<milliseconds>(half_trip)};
+        } else {
+          server_ref_.reset();
+        }
+        const int64_t server_s = server_now_s();
         const Value* upload = field(o.reply, field::kUpload);
         upload_ = upload && upload->is_bool() && upload->as_bool();
         const std::string token = reply_str(o.reply, field::kLease);
@@ -263,7 +281,7 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
             reason_ += "; lease without expiry ignored";
           }
         } else {
-          auto lease = verify_lease(token, options_.lease_key, unix_seconds(clock_->wall()));
+          auto lease = verify_lease(token, options_.lease_key, server_s, 0);  // server time: no tolerance
           if (!lease)
             reason_ += "; lease refused: " + lease.error();
           else if (lease->computer != options_.computer || lease->license != options_.license)
@@ -307,7 +325,10 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
         break;
     }
     next_ = started + wait;
-    if (old != state_) change = StateChange{clock_->wall(), options_.computer, old, state_, reason_};
+    if (old != state_) {
+      const std::string off = upload_off_locked();
+      change = StateChange{clock_->wall(), options_.computer, old, state_, reason_, off.empty(), off};
+    }
   }
   if (change && options_.on_state_change) options_.on_state_change(*change);
   for (const Command& cmd : commands) {
@@ -379,8 +400,32 @@ bool LicenseAgent::can_record() const {
 
 bool LicenseAgent::can_upload() const {
   std::lock_guard lock(mu_);
-  return state_ != LicenseState::unlicensed && upload_ && lease_ &&
-         unix_seconds(clock_->wall()) < lease_->expires;
+  return upload_off_locked().empty();
+}
+
+std::string LicenseAgent::upload_off() const {
+  std::lock_guard lock(mu_);
+  return upload_off_locked();
+}
+
+std::string LicenseAgent::upload_off_locked() const {
+  if (state_ == LicenseState::unlicensed) return "unlicensed";
+  if (!upload_) return "server said no upload";
+  if (!lease_) return "no valid lease";
+  if (server_now_s() >= lease_->expires) return "lease expired";
+  return {};
+}
+
+int64_t LicenseAgent::server_now_s() const {
+  if (!server_ref_) return unix_seconds(clock_->wall());
+  const auto since = std::chrono::duration_cast<milliseconds>(clock_->now() - server_ref_->steady);
+  return std::chrono::duration_cast<seconds>(server_ref_->server + since).count();
+}
+
+std::optional<int64_t> LicenseAgent::server_time() const {
+  std::lock_guard lock(mu_);
+  if (!server_ref_) return std::nullopt;
+  return server_now_s();
 }
 
 std::optional<LeaseInfo> LicenseAgent::lease() const {

@@ -52,10 +52,12 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
 }
 
 std::mutex print_mu;
-// One line per state change: time, computer, old -> new, reason.
+// One line per state change: time, computer, old -> new, reason, and
+// whether the agent may upload ("upload on", "upload off (why)").
 void print_change(const StateChange& c) {
   const std::string line = iso_time(c.at) + " " + c.computer + " " + std::string(to_string(c.from)) +
-                           " -> " + std::string(to_string(c.to)) + " " + c.reason + "\n";
+                           " -> " + std::string(to_string(c.to)) + " " + c.reason + "; " +
+                           (c.upload ? "upload on" : "upload off (" + c.no_upload + ")") + "\n";
   std::lock_guard lock(print_mu);
   std::fputs(line.c_str(), stdout);
   std::fflush(stdout);
@@ -121,8 +123,10 @@ void step(Tracked& t, const std::shared_ptr<Clock>& clock) {
   if (!t.agent->step()) return;
   if (!t.first_contact_done) {
     t.first_contact_done = true;
-    if (t.agent->state() == before)
-      print_change({clock->wall(), t.agent->computer(), before, before, t.agent->reason()});
+    if (t.agent->state() == before) {
+      const std::string off = t.agent->upload_off();
+      print_change({clock->wall(), t.agent->computer(), before, before, t.agent->reason(), off.empty(), off});
+    }
   }
 }
 

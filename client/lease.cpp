@@ -3,9 +3,12 @@
 #include "common/crypto.hpp"
 #include "common/tokens.hpp"
 
+static_assert(primary::client::kLeaseToleranceS == primary::kLeaseToleranceS);
+
 namespace primary::client {
 
-Expected<LeaseInfo> verify_lease(std::string_view token, std::string_view lease_key, int64_t now) {
+Expected<LeaseInfo> verify_lease(std::string_view token, std::string_view lease_key, int64_t now,
+                                 int64_t tolerance_s) {
   std::string key(lease_key);
   if (key.size() != 32) {
     auto raw = base64url_decode(lease_key);
@@ -13,7 +16,7 @@ Expected<LeaseInfo> verify_lease(std::string_view token, std::string_view lease_
       return Failure{"lease key is not 32 bytes (raw) or their base64url text"};
     key = std::move(*raw);
   }
-  auto lease = ::primary::verify_lease(token, key, now);
+  auto lease = ::primary::verify_lease(token, key, now, tolerance_s);
   if (!lease) return Failure{lease.error().message};
   return LeaseInfo{lease->computer, lease->license, lease->serial, lease->issued, lease->expires,
                    std::string(token)};

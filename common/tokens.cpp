@@ -250,7 +250,7 @@ std::string make_lease(const Lease& l, std::string_view server_secret) {
   return std::move(make_leases({l}, server_secret)[0]);
 }
 
-Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now) {
+Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now, int64_t tolerance_s) {
   const bool batch = std::count(token.begin(), token.end(), '.') == 2;
   auto opened = batch ? open_batch_token(token, lease_key) : open_token(token, lease_key);
   if (!opened) return Error{Code::Unauthorized, "lease rejected: " + opened.error().message};
@@ -262,7 +262,7 @@ Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, i
   auto expires = int_field(m, "expires");
   if (!computer || !license || !serial || !issued || !expires)
     return Error{Code::Unauthorized, "lease rejected: missing fields"};
-  if (now >= *expires) return Error{Code::Unauthorized, "lease expired"};
+  if (now >= *expires + std::max<int64_t>(tolerance_s, 0)) return Error{Code::Unauthorized, "lease expired"};
   return Lease{*computer, *license, *serial, *issued, *expires};
 }
 

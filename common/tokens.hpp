@@ -62,9 +62,16 @@ struct Lease {
 // proves exactly its own payload. Returns one token per lease, in order.
 std::vector<std::string> make_leases(const std::vector<Lease>& leases, std::string_view server_secret);
 std::string make_lease(const Lease& lease, std::string_view server_secret);
+// How far a verifier's own clock may be behind or ahead of the server's
+// without refusing a good lease or taking an expired one for long: a
+// lease is accepted until `expires + tolerance` by the verifier's clock.
+inline constexpr int64_t kLeaseToleranceS = 300;
 // What a Data Vault or Client calls: signature, shape and expiry at `now`
-// (Unix seconds), for batch tokens and for the plain signed tokens of
-// earlier versions alike. The error message is the reason it is refused.
-Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now);
+// (Unix seconds, the verifier's clock), for batch tokens and for the plain
+// signed tokens of earlier versions alike: valid while now < expires +
+// tolerance_s. A verifier that knows the server's time (the client
+// library) passes 0. The error message is the reason it is refused.
+Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now,
+                           int64_t tolerance_s = kLeaseToleranceS);
 
 }  // namespace primary

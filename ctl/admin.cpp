@@ -147,6 +147,7 @@ int status(Context& ctx) {
                         {field::kActive, std::to_string(reply_int(r, field::kActive, 0))},
                         {field::kLost, std::to_string(reply_int(r, field::kLost, 0))},
                         {"never seen", std::to_string(reply_int(r, field::kNeverSeen, 0))},
+                        {"clock skewed", std::to_string(reply_int(r, field::kClockSkewed, 0))},
                         {field::kVersion, reply_str(r, field::kVersion)},
                         {"uptime", duration_text(reply_int(r, field::kUptimeS, 0))},
                         {field::kServices, services.empty() ? "(none)" : services}});
@@ -221,6 +222,9 @@ int computer(Context& ctx, const std::string& name) {
   rows.push_back({"last seen", when(field::kLastSeen)});
   rows.push_back({field::kVersion, state.reply.find(field::kVersion) ? reply_str(state.reply, field::kVersion) : "-"});
   rows.push_back({field::kPeer, state.reply.find(field::kPeer) ? reply_str(state.reply, field::kPeer) : "-"});
+  rows.push_back({"clock skew", state.reply.find(field::kClockSkewS)
+                                    ? std::to_string(reply_int(state.reply, field::kClockSkewS, 0)) + " s"
+                                    : "-"});
   rows.push_back({"commands pending", std::to_string(reply_int(state.reply, field::kCommandsPending, 0))});
 
   LogPage recent = recent_entries(ctx, kRecentScan);

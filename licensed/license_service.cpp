@@ -5,6 +5,8 @@
 #include <msgpack.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 
 #include "common/names.hpp"
 #include "common/codec.hpp"
@@ -52,12 +54,19 @@ int64_t int_of(const RedisReply& r) {
 }  // namespace
 
 LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events,
-                               Clock now_ms)
+                               Clock now_ms, SteadyClock steady_ms)
     : redis_(redis),
       config_(std::move(config)),
       events_(events),
       now_ms_(std::move(now_ms)),
+      steady_ms_(std::move(steady_ms)),
       leases_(config_.lease_secret, config_.check_interval_s + config_.grace_s, lease_quantum_s()) {
+  if (!steady_ms_)
+    steady_ms_ = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+    };
   // libsodium's secret key carries the public key in its last 32 bytes.
   if (config_.lease_secret.size() == 64) lease_public_ = config_.lease_secret.substr(32);
 }
@@ -89,7 +98,7 @@ int64_t LicenseService::last_seen_quantum_ms() const {
 }
 
 std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
-                                  std::optional<int64_t> bucket) {
+                                  std::optional<int64_t> bucket, std::optional<int64_t> skew_s) {
   msgpack::sbuffer buf(64 + license.size() + version.size() + peer.size());
   msgpack::packer<msgpack::sbuffer> pk(buf);
   const auto str = [&](std::string_view v) {
@@ -102,6 +111,10 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
   str(version);
   str("p");
   str(peer);
+  if (skew_s) {
+    str("k");
+    pk.pack_int64(*skew_s);
+  }
   if (bucket) {
     str("s");
     pk.pack_int64(*bucket);
@@ -153,7 +166,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
-    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats};
+    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats, kSkewed};
     Redis::Argv args{reject_window, bucket ? std::to_string(*bucket) : std::string()};
     keys.reserve(keys.size() + 3 * (to - from) + 1);
     args.reserve(args.size() + 3 * (to - from) + 2);
@@ -164,7 +177,8 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
       keys.push_back(reject_key(name));
       keys.push_back(sent_key(name));
       args.push_back(name);
-      args.push_back(heartbeat_fingerprint(r.str(field::kLicense), r.str(field::kVersion), r.peer.address, bucket));
+      args.push_back(
+          heartbeat_fingerprint(r.str(field::kLicense), r.str(field::kVersion), r.peer.address, bucket, skew_of(r, now)));
       args.push_back(std::move(packed_results[k]));
     }
     keys.push_back(kEventStream);
@@ -437,11 +451,44 @@ int64_t LicenseService::sweep_interval_ms() const {
 }
 
 int64_t LicenseService::sweep() {
-  const int64_t now = now_ms_();
+  const int64_t now = now_ms_(), steady = steady_ms_();
+  const int64_t window_ms = (config_.check_interval_s + config_.grace_s) * 1000;
+  if (swept_) {
+    const int64_t wall_delta = now - last_sweep_wall_ms_, steady_delta = steady - last_sweep_steady_ms_;
+    const int64_t jump = wall_delta - steady_delta;
+    last_sweep_wall_ms_ = now;
+    last_sweep_steady_ms_ = steady;
+    if (std::abs(jump) > config_.clock_jump_s * 1000) {
+      spdlog::warn("sweep skipped: the wall clock moved {} s while the steady clock moved {} s", wall_delta / 1000,
+                   steady_delta / 1000);
+      if (jump > 0) {
+        forgive_ms_ = now < forgive_until_ms_ ? forgive_ms_ + jump : jump;
+        forgive_until_ms_ = now + window_ms;
+      }
+      auto out = redis_.eval(clock_jump_script(), {kClockJump, kEventStream},
+                             {std::to_string(std::max<int64_t>(forgive_ms_, 0)), std::to_string(window_ms),
+                              event::kServerClockJump, std::to_string(wall_delta / 1000),
+                              std::to_string(steady_delta / 1000), std::to_string(config_.event_cap),
+                              std::to_string(now)});
+      if (out && out->is_array() && out->elements.size() == 2)
+        events_.publish_entries(out->elements[1]);
+      else
+        spdlog::warn("could not log {}: {}", event::kServerClockJump, out ? out->str : out.error().message);
+      return 0;
+    }
+  }
+  swept_ = true;
+  last_sweep_wall_ms_ = now;
+  last_sweep_steady_ms_ = steady;
   auto lock = redis_.command({"SET", kSweepLock, install_id_.empty() ? "w" : install_id_, "PX",
                               std::to_string(sweep_interval_ms()), "NX"});
   if (!lock || !lock->is_status("OK")) return 0;
-  const int64_t cutoff = now - (config_.check_interval_s + config_.grace_s) * 1000;
+  // The silence forgiven after a jump: this worker's own record, or what
+  // another worker recorded (for one that started after the jump).
+  int64_t forgiven = now < forgive_until_ms_ ? forgive_ms_ : 0;
+  if (auto rec = redis_.command({"GET", kClockJump}); rec && rec->is_str())
+    forgiven = std::max<int64_t>(forgiven, std::atoll(rec->str.c_str()));
+  const int64_t cutoff = now - window_ms - forgiven;
   int64_t total = 0;
   for (int round = 0; round < 10; ++round) {
     auto out = redis_.eval(sweep_script(), {kActive, kLost, kMeta, kEventStream},

@@ -36,19 +36,29 @@ struct LicenseConfig {
   int64_t reject_window_s = 3600;      // one client.rejected per computer per window
   int64_t command_queue_limit = 100;
   int64_t sweep_limit = 1000;
+  // The sweep skips a run whose wall-clock progress since the last one
+  // differs from the steady clock's by more than this.
+  int64_t clock_jump_s = 300;
+  // A heartbeat whose client_time is further than this from the server's
+  // clock is skewed: recorded, reported (client.clock_skew), never refused.
+  int64_t clock_skew_s = 300;
 };
 
 // The bytes a heartbeat script compares with a computer's meta entry: the
-// MessagePack of the keys l, v, p (and s, the last-seen bucket, when there
-// is one) with their values, as the script's pack_meta() writes them.
+// MessagePack of the keys l, v, p (k, the clock skew in s, when the
+// Client's clock is skewed; s, the last-seen bucket, when there is one) with
+// their values, as the script's pack_meta() writes them.
 std::string heartbeat_fingerprint(std::string_view license, std::string_view version, std::string_view peer,
-                                  std::optional<int64_t> bucket);
+                                  std::optional<int64_t> bucket, std::optional<int64_t> skew_s = std::nullopt);
 
 class LicenseService {
  public:
   using Clock = std::function<int64_t()>;  // Unix time in ms
+  using SteadyClock = std::function<int64_t()>;  // monotonic ms, any origin
 
-  LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events, Clock now_ms);
+  // `steady_ms` defaults to std::chrono::steady_clock.
+  LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events, Clock now_ms,
+                 SteadyClock steady_ms = {});
 
   // `license` service: heartbeats, pipelined to Redis in one round trip.
   std::vector<Reply> handle_license(const std::vector<Request>& requests);
@@ -56,6 +66,15 @@ class LicenseService {
   std::vector<Reply> handle_control(const std::vector<Request>& requests);
   // Marks computers silent for longer than check + grace as lost, if no
   // other worker holds the sweep lock. Returns how many were marked.
+  //
+  // Guarded against jumps of the wall clock: when its progress since this
+  // worker's previous call differs from the steady clock's by more than
+  // clock_jump_s, the run is skipped, the jump logged, and (once, whichever
+  // worker sees it first) server.clock_jump {wall_delta_s, steady_delta_s}
+  // emitted. Last-seen times recorded before a forward jump are in the old
+  // clock, so for one check + grace after it the sweep forgives the jump's
+  // length of silence: no computer is lost because of the jump, and one
+  // silent since before it is lost on time in the new clock.
   int64_t sweep();
   // Milliseconds between sweep attempts.
   int64_t sweep_interval_ms() const;
@@ -84,6 +103,10 @@ class LicenseService {
   // licensed one (`licensed` says whether it is); nullopt when the entry is
   // none of those.
   std::optional<Reply> heartbeat_reply(const RedisReply& entry, int64_t now, bool& licensed);
+  // The skew (client_time - server time, s) of a heartbeat whose Client
+  // clock is off by more than clock_skew_s; nullopt otherwise or without
+  // client_time. Logs a skewed one.
+  std::optional<int64_t> skew_of(const Request& r, int64_t now_ms) const;
   Reply setup_info(const Request& req);
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
@@ -96,6 +119,12 @@ class LicenseService {
   LicenseConfig config_;
   EventPublisher& events_;
   Clock now_ms_;
+  SteadyClock steady_ms_;
+  // This worker's previous sweep() call, for the clock-jump guard.
+  int64_t last_sweep_wall_ms_ = 0, last_sweep_steady_ms_ = 0;
+  bool swept_ = false;
+  // A forward jump seen by this worker: silence forgiven until (wall ms).
+  int64_t forgive_ms_ = 0, forgive_until_ms_ = 0;
   std::string lease_public_;
   std::string install_id_;
   LeaseCache leases_;

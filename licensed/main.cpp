@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
   cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
+  cfg.add_int("clock-skew-s", 300, 1, 365 * 86400,
+              "Report a Client whose clock is further than this from the server's (never refused)");
+  cfg.add_int("clock-jump-s", 300, 1, 7 * 86400,
+              "Skip a lost-client sweep when the wall clock and the steady clock disagree by more than this");
   cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
   cfg.add_int("last-seen-quantum-ms", -1, -1, 3600000,
               "Rewrite a computer's last-seen time only when the recorded one is this old "
@@ -69,6 +73,8 @@ int main(int argc, char** argv) {
   lc.check_interval_s = cfg.integer("check-interval-s");
   lc.unlicensed_interval_s = cfg.integer("unlicensed-interval-s");
   lc.grace_s = cfg.integer("grace-s");
+  lc.clock_jump_s = cfg.integer("clock-jump-s");
+  lc.clock_skew_s = cfg.integer("clock-skew-s");
   lc.event_cap = cfg.integer("event-log-cap");
   lc.last_seen_quantum_ms = cfg.integer("last-seen-quantum-ms");
   lc.server_key = cfg.str("server-public");

@@ -19,15 +19,17 @@ end
 )lua";
 
 // A computer's meta entry (ps:meta) is a MessagePack map written with its
-// keys in one fixed order: l (license), v (Client version), p (peer), s
-// (last-seen bucket), f (first seen), r (reserved), then any others sorted.
+// keys in one fixed order: l (license), v (Client version), p (peer), k
+// (clock skew in s, only while the Client's clock is off by more than the
+// setting), s (last-seen bucket), f (first seen), r (reserved), then any
+// others sorted (kt: when the last client.clock_skew was emitted, ms).
 // Readers see an ordinary map; the heartbeat script also compares the bytes
 // from l to s with the ones the worker sends (heartbeat_fingerprint()), so a
 // computer that changed nothing since its last write this bucket costs one
 // hash lookup and a string comparison.
 const char* const kLuaMeta = R"lua(
-local META_ORDER = {'l', 'v', 'p', 's', 'f', 'r'}
-local META_RANK = {l = 1, v = 2, p = 3, s = 4, f = 5, r = 6}
+local META_ORDER = {'l', 'v', 'p', 'k', 's', 'f', 'r'}
+local META_RANK = {l = 1, v = 2, p = 3, k = 4, s = 5, f = 6, r = 7}
 local function pack_meta(m)
   local parts, extra = {}, {}
   for _, key in ipairs(META_ORDER) do
@@ -137,7 +139,15 @@ return {out, EV}
 // (queuing one takes `s` away), and the serial is unlocked (checked once per
 // call). A heartbeat carrying results always takes the full path. With a
 // quantum of 0 there are no buckets: every heartbeat writes last seen.
-// KEYS: serial, reservations, meta, active, lost, stats,
+//
+// Clock skew: the fingerprint of a heartbeat whose Client clock is off by
+// more than the setting carries k (the skew, s); the others carry none. A
+// change of k takes the full path, which records it in the meta and keeps
+// the skewed set (the computers whose last heartbeat was skewed) in step,
+// and emits client.clock_skew at most once per reject window per computer.
+// A heartbeat without k whose meta has one mismatches at k, so it takes the
+// full path and clears it; others pay nothing.
+// KEYS: serial, reservations, meta, active, lost, stats, skewed,
 //       then per heartbeat: commands, reject-marker, sent; last: events
 // ARGV: reject window s, bucket ('' with quantum 0),
 //       then per heartbeat: name, fingerprint, results (msgpack or '');
@@ -148,19 +158,19 @@ const Script& heartbeat_script() {
   static const Script s(with_events(R"lua(
 local rejwin, bucket = ARGV[1], ARGV[2]
 bucket = bucket ~= '' and tonumber(bucket) or nil
-local head = bucket and '\132' or '\131'
 local n = (#ARGV - 4) / 3
 local serial = redis.call('HGET', KEYS[1], 'unlocked')
 local rejected = 0
 local function one(i)
-  local a, k = 2 + (i - 1) * 3, 6 + (i - 1) * 3
+  local a, k = 2 + (i - 1) * 3, 7 + (i - 1) * 3
   local name, pre, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local metaraw = redis.call('HGET', KEYS[3], name)
   if bucket and serial and results == '' and metaraw and string.sub(metaraw, 2, #pre + 1) == pre then
     return 'OK'
   end
-  local hb = cmsgpack.unpack(head .. pre)
-  local lic, version, peer = hb.l, hb.v, hb.p
+  local kv, hb = {cmsgpack.unpack(pre)}, {}
+  for j = 1, #kv - 1, 2 do hb[kv[j]] = kv[j + 1] end
+  local lic, version, peer, skew = hb.l, hb.v, hb.p, hb.k
   local kcmds, kreject, ksent = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local reason = nil
   local meta = metaraw and cmsgpack.unpack(metaraw) or {}
@@ -188,6 +198,18 @@ local function one(i)
       end
     end
     if bucket or meta.s ~= nil then meta.s, changed = bucket, true end
+  end
+  if meta.k ~= skew then
+    if skew then
+      redis.call('SADD', KEYS[7], name)
+      if not meta.kt or EV_NOW - meta.kt >= tonumber(rejwin) * 1000 then
+        meta.kt = EV_NOW
+        emit('client.clock_skew', {computer = name, skew_s = skew})
+      end
+    else
+      redis.call('SREM', KEYS[7], name)
+    end
+    meta.k, changed = skew, true
   end
   if meta.l ~= lic or meta.v ~= version or meta.p ~= peer or changed then
     meta.l, meta.v, meta.p = lic, version, peer  -- reservations made before meta kept the license
@@ -284,6 +306,20 @@ for i = 1, #due, 2 do
   emit('client.lost', {computer = due[i], last_seen = tonumber(due[i + 1])})
 end
 return {#due / 2, EV}
+)lua"));
+  return s;
+}
+
+// Records a jump of the server's wall clock, once: the silence the sweep
+// forgives (the jump, in ms) for one check + grace, and the event.
+// KEYS: clock-jump, events
+// ARGV: forgiven ms, for how long (ms), event type, wall delta s, steady delta s, cap, now
+// Returns {1, EV} when recorded, {0, EV} when a jump is on record already.
+const Script& clock_jump_script() {
+  static const Script s(lua_with_events(R"lua(
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return {0, EV} end
+emit(ARGV[3], {wall_delta_s = tonumber(ARGV[4]), steady_delta_s = tonumber(ARGV[5])})
+return {1, EV}
 )lua"));
   return s;
 }

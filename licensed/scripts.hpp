@@ -13,6 +13,7 @@ const Script& unlock_script();
 const Script& registration_script();
 const Script& command_script();
 const Script& sweep_script();
+const Script& clock_jump_script();
 // KEYS: reservations   ARGV: name   Returns the license or nil.
 const Script& license_of_script();
 

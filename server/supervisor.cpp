@@ -198,6 +198,8 @@ void add_supervisor_settings(Config& cfg) {
   cfg.add_int("check-interval-s", 0, 0, 7 * 86400, "Licensed Client interval (0: 14400)");
   cfg.add_int("unlicensed-interval-s", 0, 0, 86400, "Unlicensed Client interval (0: 60)");
   cfg.add_int("grace-s", 0, 0, 7 * 86400, "Grace before a silent Client is lost (0: 3600)");
+  cfg.add_int("clock-skew-s", 0, 0, 365 * 86400, "Client clock skew reported beyond this (0: 300)");
+  cfg.add_int("clock-jump-s", 0, 0, 7 * 86400, "Server clock jump the lost-client sweep skips (0: 300)");
   cfg.add_int("restart-max-ms", 5000, 100, 3600000, "Longest delay before restarting a child");
   cfg.add_int("stop-timeout-ms", 3000, 100, 60000, "Per-stage wait on shutdown before SIGKILL");
   cfg.add_string("web", "127.0.0.1:16772", "Web console listen address HOST:PORT (primary-web)");
@@ -245,6 +247,8 @@ SupervisorSettings supervisor_settings(Config& cfg) {
   s.check_interval_s = static_cast<int>(cfg.integer("check-interval-s"));
   s.unlicensed_interval_s = static_cast<int>(cfg.integer("unlicensed-interval-s"));
   s.grace_s = static_cast<int>(cfg.integer("grace-s"));
+  s.clock_skew_s = static_cast<int>(cfg.integer("clock-skew-s"));
+  s.clock_jump_s = static_cast<int>(cfg.integer("clock-jump-s"));
   s.web = cfg.str("web");
   s.no_web = cfg.flag("no-web");
   s.web_idle_exit_s = static_cast<int>(cfg.integer("web-idle-exit-s"));
@@ -489,6 +493,10 @@ void Supervisor::plan_children() {
                                        "--client-endpoints", public_endpoints(),
                                        "--endpoints-file", layout_.endpoints_file()};
   licensed.insert(licensed.end(), intervals.begin(), intervals.end());
+  if (settings_.clock_skew_s > 0)
+    licensed.insert(licensed.end(), {"--clock-skew-s", std::to_string(settings_.clock_skew_s)});
+  if (settings_.clock_jump_s > 0)
+    licensed.insert(licensed.end(), {"--clock-jump-s", std::to_string(settings_.clock_jump_s)});
   if (settings_.unlicensed_interval_s > 0)
     licensed.insert(licensed.end(),
                     {"--unlicensed-interval-s", std::to_string(settings_.unlicensed_interval_s)});

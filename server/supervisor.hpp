@@ -38,6 +38,7 @@ struct SupervisorSettings {
   std::string public_endpoints;  // what Clients are told to use; empty: front, this host's name
   std::string admin_keys;        // allow-list file; empty: DATA/keys/admins
   int check_interval_s = 0, unlicensed_interval_s = 0, grace_s = 0;  // 0: workers' defaults
+  int clock_skew_s = 0, clock_jump_s = 0;                             // 0: primary-licensed's defaults
   std::string web = "127.0.0.1:16772";  // primary-web's listen address
   bool no_web = false;                   // --no-web: no console
   int web_idle_exit_s = 1800;            // 0: the console runs all the time

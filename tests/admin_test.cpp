@@ -257,6 +257,57 @@ TEST(Admin, OneComputerEverythingKnown) {
   EXPECT_EQ(str(admin(s, "computer", {{"computer", Value("nobody")}}), "code"), "NOT_FOUND");
 }
 
+// A Client whose clock is hours off is licensed all the same; the skew of
+// its heartbeat is recorded on the computer, counted in status and reported
+// once per window (client.clock_skew); a heartbeat on time clears it.
+TEST(Admin, ClockSkewIsRecordedCountedAndReportedNeverRefused) {
+  StackOptions o;
+  o.admin_workers = 1;
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-SKEW", 5)));
+  auto licenses = reserve_all(s, {pc(1), pc(2)}, 1);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  auto beat = [&](const std::string& name, int64_t client_time) {
+    return s.call("license", "heartbeat", {{"computer", Value(name)}, {"license", Value(licenses.at(name))},
+                                           {"client_time", Value(client_time)}});
+  };
+  for (int i = 0; i < 3; ++i) {
+    Value hb = beat(pc(1), now + 6 * 3600 + i);  // 6 h ahead
+    ASSERT_EQ(str(hb, "status"), "licensed") << to_json(hb);
+    EXPECT_FALSE(str(hb, "lease").empty());
+  }
+  ASSERT_EQ(str(beat(pc(2), now + 10), "status"), "licensed");  // within 300 s: not skewed
+  Value one = admin(s, "computer", {{"computer", Value(pc(1))}});
+  ASSERT_TRUE(ok(one)) << to_json(one);
+  const int64_t skew = num(one, "clock_skew_s");
+  EXPECT_GE(skew, 6 * 3600 + 2 - 5);
+  EXPECT_LE(skew, 6 * 3600 + 2 + 5);
+  EXPECT_EQ(admin(s, "computer", {{"computer", Value(pc(2))}}).find("clock_skew_s"), nullptr);
+  EXPECT_EQ(num(admin(s, "status"), "clock_skewed"), 1);
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto skew_events = [&] {
+    int n = 0;
+    auto log = redis.command({"XRANGE", "ps:events", "-", "+"});
+    for (const auto& entry : log->elements)
+      for (const auto& f : entry.elements[1].elements)
+        if (f.str == "client.clock_skew") ++n;
+    return n;
+  };
+  EXPECT_EQ(skew_events(), 1);  // three skewed heartbeats, one event per window
+
+  ASSERT_EQ(str(beat(pc(1), now), "status"), "licensed");  // the clock was fixed
+  EXPECT_EQ(admin(s, "computer", {{"computer", Value(pc(1))}}).find("clock_skew_s"), nullptr);
+  EXPECT_EQ(num(admin(s, "status"), "clock_skewed"), 0);
+  // Behind, by as much: the same.
+  ASSERT_EQ(str(beat(pc(2), now - 6 * 3600), "status"), "licensed");
+  Value two = admin(s, "computer", {{"computer", Value(pc(2))}});
+  EXPECT_LE(num(two, "clock_skew_s"), -6 * 3600 + 5) << to_json(two);
+  EXPECT_EQ(num(admin(s, "status"), "clock_skewed"), 1);
+  EXPECT_EQ(skew_events(), 2);
+}
+
 TEST(Admin, SweptComputersCountAsLost) {
   StackOptions o;
   o.admin_workers = 1;

@@ -23,6 +23,7 @@
 #include "common/crypto.hpp"
 #include "common/mdp.hpp"
 #include "common/process.hpp"
+#include "common/redis.hpp"
 #include "primary/client/agent.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
@@ -304,7 +305,7 @@ TEST(ClientSystem, OneAgentFromASetupFile) {
   EXPECT_EQ(rc, 0) << out;
   const auto lines = lines_of(out);
   ASSERT_EQ(lines.size(), 1u) << out;
-  EXPECT_NE(lines[0].find(" WS-01 unlicensed -> licensed verified"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find(" WS-01 unlicensed -> licensed verified; upload on"), std::string::npos) << lines[0];
 
   // Not reserved: says why once, and exits 1.
   const std::string nobody = run_capture({bin("primary-client"), "--server", s.front(), "--computer", "ghost",
@@ -316,6 +317,49 @@ TEST(ClientSystem, OneAgentFromASetupFile) {
   // A bad command line: one line, exit 2.
   run_capture({bin("primary-client"), "--server", s.front()}, &rc);
   EXPECT_EQ(rc, 2);
+}
+
+// primary-client with a wall clock 6 h ahead of the server's, and 6 h
+// behind (faketime, Debian package faketime, moves the wall clock only):
+// licensed and uploading all the same, each reported as client.clock_skew.
+TEST(ClientSystem, AClientClockSixHoursOffIsLicensedAndUploads) {
+  ASSERT_EQ(access("/usr/bin/faketime", X_OK), 0) << "needs /usr/bin/faketime (scripts/debian-packages.txt)";
+  Stack s;
+  ASSERT_TRUE(s.ok());
+  reserve(s, {"ws-ahead", "ws-behind"});
+  for (const auto& [name, offset] : {std::pair<std::string, std::string>{"ws-ahead", "+6h"}, {"ws-behind", "-6h"}}) {
+    SCOPED_TRACE(name);
+    int rc = -1;
+    const std::string out =
+        run_capture({"/usr/bin/env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "/usr/bin/faketime", "-f", offset,
+                     bin("primary-client"), "--setup", write_setup(s, name), "--duration", "1.5", "--timeout-ms",
+                     "1500"},
+                    &rc);
+    EXPECT_EQ(rc, 0) << out;
+    const auto lines = lines_of(out);
+    ASSERT_EQ(lines.size(), 1u) << out;
+    EXPECT_NE(lines[0].find(" unlicensed -> licensed verified; upload on"), std::string::npos) << lines[0];
+  }
+  Redis redis(*parse_redis_url(s.redis().url()));
+  auto log = redis.command({"XRANGE", "ps:events", "-", "+"});
+  ASSERT_TRUE(log.ok());
+  std::map<std::string, int64_t> skew;  // computer -> skew_s
+  for (const auto& entry : log->elements) {
+    const auto& f = entry.elements[1].elements;
+    bool is_skew = false;
+    std::string data;
+    for (size_t i = 0; i + 1 < f.size(); i += 2) {
+      if (f[i].str == "type" && f[i + 1].str == "client.clock_skew") is_skew = true;
+      if (f[i].str == "data") data = f[i + 1].str;
+    }
+    if (!is_skew) continue;
+    auto fields = unpack_map(data);
+    ASSERT_TRUE(fields.ok());
+    skew[str(*fields, "computer")] = fields->find("skew_s")->as_int();
+  }
+  ASSERT_EQ(skew.size(), 2u);
+  EXPECT_NEAR(static_cast<double>(skew["WS-AHEAD"]), 6 * 3600, 60);
+  EXPECT_NEAR(static_cast<double>(skew["WS-BEHIND"]), -6 * 3600, 60);
 }
 
 int count_licensed(const std::string& out, const std::string& prefix, int n) {
@@ -483,7 +527,7 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   };
   ASSERT_TRUE(all_in(reserved, "licensed")) << log.count(reserved, "licensed") << " licensed\n" << read_file(out);
   EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size()) << read_file(out);
-  for (const auto& name : unreserved) EXPECT_EQ(log.first_reason[name], " NOT_RESERVED") << name;
+  for (const auto& name : unreserved) EXPECT_EQ(log.first_reason[name], " NOT_RESERVED; upload off (unlicensed)") << name;
 
   // The whole server goes: at their next check the licensed agents are lost.
   server.signal(SIGTERM);

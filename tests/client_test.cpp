@@ -135,7 +135,8 @@ class LicenseAgentTest : public ::testing::Test {
                    {"next_check_s", Value(next_check_s)},
                    {"upload", Value(true)},
                    {"lease", Value(lease(str(req, "computer"), str(req, "license"), expires))},
-                   {"lease_expires", Value(expires)}};
+                   {"lease_expires", Value(expires)},
+                   {"server_time", Value(wall_s())}};
       return Value(std::move(m));
     };
   }
@@ -170,6 +171,7 @@ TEST_F(LicenseAgentTest, UnlicensedContactsEveryMinuteAndDoesNotRecord) {
   EXPECT_EQ(a->reason(), "NOT_RESERVED");
   EXPECT_FALSE(a->can_record());
   EXPECT_FALSE(a->can_upload());
+  EXPECT_EQ(a->upload_off(), "unlicensed");
   EXPECT_TRUE(changes.empty());
   EXPECT_EQ(net.sent.size(), 10u);
   EXPECT_EQ(str(net.sent[0].request, "op"), "heartbeat");
@@ -299,6 +301,84 @@ TEST_F(LicenseAgentTest, ServerUnreachableAfterLicensedGoesLostAndKeepsRecording
   ASSERT_EQ(changes.size(), 3u);
   EXPECT_EQ(changes[2].from, LicenseState::lost);
   EXPECT_EQ(changes[2].to, LicenseState::licensed);
+}
+
+// The fake clock as a Client whose wall clock is `offset` off the fake
+// server's (which reads the inner clock); its steady clock is the same.
+class SkewedClock final : public Clock {
+ public:
+  SkewedClock(std::shared_ptr<ManualClock> inner, std::chrono::seconds offset)
+      : inner_(std::move(inner)), offset_(offset) {}
+  std::chrono::steady_clock::time_point now() const override { return inner_->now(); }
+  std::chrono::system_clock::time_point wall() const override { return inner_->wall() + offset_; }
+  void set_offset(std::chrono::seconds offset) { offset_ = offset; }
+
+ private:
+  std::shared_ptr<ManualClock> inner_;
+  std::chrono::seconds offset_;
+};
+
+TEST_F(LicenseAgentTest, AWrongWallClockDecidesNothingLeasesRunInServerTime) {
+  for (const auto offset : {6h, -6h}) {
+    SCOPED_TRACE(offset.count());
+    net.servers[kLive] = licensed();  // lease: server time + 4 h + 1 h
+    auto skewed = std::make_shared<SkewedClock>(clock, std::chrono::duration_cast<seconds>(offset));
+    LicenseAgent a(options(), std::make_shared<FakeTransport>(net), skewed);
+    clock->advance_to(a.next_wakeup());
+    ASSERT_TRUE(a.step());
+    ASSERT_EQ(a.state(), LicenseState::licensed);
+    EXPECT_EQ(a.reason(), "verified");  // not "lease refused: lease expired"
+    ASSERT_TRUE(a.lease());
+    EXPECT_TRUE(a.can_upload());
+    EXPECT_EQ(a.upload_off(), "");
+    ASSERT_FALSE(changes.empty());
+    EXPECT_TRUE(changes.back().upload);  // what primary-client prints as "upload on"
+    ASSERT_TRUE(a.server_time());
+    EXPECT_EQ(*a.server_time(), wall_s());
+    // The heartbeat told the server the Client's wall clock.
+    const Value* client_time = net.sent.back().request.find("client_time");
+    ASSERT_TRUE(client_time && client_time->is_int());
+    EXPECT_EQ(client_time->as_int(), wall_s() + std::chrono::duration_cast<seconds>(offset).count());
+    const int64_t expires = a.lease()->expires;
+
+    // The server goes silent; uploads go on exactly until the lease expires
+    // in the server's time, whatever the Client's wall clock says, and even
+    // when it jumps.
+    net.servers[kLive] = silent();
+    clock->advance_to(a.next_wakeup());
+    ASSERT_TRUE(a.step());
+    ASSERT_EQ(a.state(), LicenseState::lost);
+    skewed->set_offset(-std::chrono::duration_cast<seconds>(offset) * 2);
+    clock->advance(seconds(expires - wall_s() - 1));
+    EXPECT_TRUE(a.can_upload());
+    EXPECT_EQ(*a.server_time(), expires - 1);
+    clock->advance(1s);
+    EXPECT_FALSE(a.can_upload());
+    EXPECT_EQ(a.upload_off(), "lease expired");
+    EXPECT_TRUE(a.can_record());
+
+    // Back in touch: a fresh lease, valid again in server time.
+    net.servers[kLive] = licensed();
+    clock->advance_to(a.next_wakeup());
+    ASSERT_TRUE(a.step());
+    EXPECT_EQ(a.state(), LicenseState::licensed);
+    EXPECT_TRUE(a.can_upload());
+  }
+}
+
+TEST_F(LicenseAgentTest, ServerTimeCountsHalfTheRoundTrip) {
+  // The round trip takes 4 s: the agent takes the reply's server_time as
+  // read half-way, 2 s before the reply arrived.
+  net.servers[kLive] = [this](const Value& req) -> std::optional<Value> {
+    Value v = *licensed()(req);
+    clock->advance(4s);
+    return v;
+  };
+  auto a = make(options());
+  const int64_t at = wall_s();
+  contact(*a);
+  ASSERT_TRUE(a->server_time());
+  EXPECT_EQ(*a->server_time(), at + 2);  // this fake server read its clock at the start
 }
 
 TEST_F(LicenseAgentTest, ErrorRepliesCountAsNotAnsweringAndRetryAfterWins) {
@@ -735,7 +815,7 @@ TEST(ClientVerifyLease, AcceptsAGoodLeaseWithEitherKeyForm) {
 TEST(ClientVerifyLease, RefusalsSayWhy) {
   const SignKeypair k = sign_keypair();
   const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
-  auto expired = verify_lease(token, k.public_key, 5000);
+  auto expired = verify_lease(token, k.public_key, 5000, 0);
   ASSERT_FALSE(expired.ok());
   EXPECT_EQ(expired.error(), "lease expired");
   auto forged = verify_lease(token, sign_keypair().public_key, 2000);
@@ -745,6 +825,23 @@ TEST(ClientVerifyLease, RefusalsSayWhy) {
   ASSERT_FALSE(badkey.ok());
   EXPECT_NE(badkey.error().find("lease key"), std::string::npos);
   EXPECT_FALSE(verify_lease("", k.public_key, 2000).ok());
+}
+
+// A Data Vault's clock may drift: by default a lease is accepted up to
+// 300 s past its expiry by the verifier's clock, and not a second more.
+TEST(ClientVerifyLease, ToleranceForTheVerifiersClock) {
+  const SignKeypair k = sign_keypair();
+  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
+  EXPECT_EQ(kLeaseToleranceS, 300);
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5000).ok());
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5299).ok());
+  EXPECT_EQ(verify_lease(token, k.public_key, 5300).error(), "lease expired");
+  EXPECT_TRUE(verify_lease(token, k.public_key, 5599, 600).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5600, 600).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5000, 0).ok());
+  EXPECT_FALSE(verify_lease(token, k.public_key, 5000, -100).ok());  // a negative tolerance counts as 0
+  EXPECT_FALSE(::primary::verify_lease(token, k.public_key, 5300).ok());
+  EXPECT_TRUE(::primary::verify_lease(token, k.public_key, 5299).ok());
 }
 
 // Leases signed in a batch (one signature over a hash tree, each token with

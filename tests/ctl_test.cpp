@@ -773,13 +773,14 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   const std::string license = words(lines_of(r.out).at(1)).at(1);  // WS-10
   Value hb = stack_->call("license", "heartbeat",
                           {{"computer", Value("ws-10")}, {"license", Value(license)},
-                           {"version", Value("7.1")}});
+                           {"version", Value("7.1")}, {"client_time", Value(int64_t{86400})}});  // a clock in 1970
   const Value* status = hb.find("status");
   ASSERT_TRUE(status && status->is_str() && status->as_str() == "licensed") << to_json(hb);
 
   r = ctl({"status"});
   ASSERT_EQ(r.code, 0) << r.err;
   auto st = key_values(r.out);
+  EXPECT_EQ(st["clock skewed"], "1") << r.out;
   EXPECT_EQ(st["serial"], "SN-ADM") << r.out;
   EXPECT_EQ(st["purchased"], "50") << r.out;
   EXPECT_EQ(st["reserved"], "12") << r.out;
@@ -848,6 +849,7 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   auto info = key_values(r.out);
   EXPECT_EQ(info["license"], license) << r.out;
   EXPECT_EQ(info["serial"], "SN-ADM") << r.out;
+  EXPECT_EQ(info["clock skew"].rfind("-", 0), 0u) << r.out;  // far behind
   EXPECT_NE(r.out.find(" license.reserved computer=WS-10 "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" client.licensed computer=WS-10 "), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("computer=WS-11"), std::string::npos) << r.out;

@@ -594,6 +594,7 @@ TEST_F(MetricsSystem, ScrapeAgreesWithWhatTheTestDid) {
   EXPECT_EQ(m.value("primary_licenses_active"), kHeartbeats);
   EXPECT_EQ(m.value("primary_licenses_never_seen"), kReserved - kHeartbeats);
   EXPECT_EQ(m.value("primary_licenses_lost"), 0);
+  EXPECT_EQ(m.value("primary_licenses_clock_skewed"), 0);
   // serial.unlocked, 7 license.reserved, 5 client.licensed at least.
   EXPECT_GE(m.value("primary_events_written_total"), 1 + kReserved + kHeartbeats);
   for (const std::string svc : {"license", "license.control", "admin", "update", "update.control"})

@@ -401,6 +401,16 @@ TEST_F(WebConsole, ReserveThroughTheFormThenComputerPageAndSetupFile) {
   EXPECT_NE(page.body.find("Reserved license " + str(info, "license")), std::string::npos) << "flash";
   EXPECT_NE(page.body.find("<td>license.reserved</td><td>WEB-PC-1</td>"), std::string::npos) << "recent events";
   EXPECT_EQ(count_of(b.get("/").body, "reserved"), before + 1);
+  EXPECT_EQ(page.body.find("id=\"clock-skew\""), std::string::npos);  // never seen: no skew
+  // A heartbeat from a clock 2 h behind: licensed, and the page says so.
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  const Value hb = stack_->call("license", "heartbeat", {{"computer", Value("WEB-PC-1")},
+                                                         {"license", Value(str(info, "license"))},
+                                                         {"client_time", Value(now_s - 7200)}});
+  ASSERT_EQ(str(hb, "status"), "licensed");
+  page = b.get("/computers/WEB-PC-1");
+  EXPECT_NE(page.body.find("<span id=\"clock-skew\">-7"), std::string::npos) << page.body;
   Http listing = b.get("/computers?sort=name&limit=1000");
   EXPECT_NE(listing.body.find(">WEB-PC-1</a>"), std::string::npos);
   EXPECT_EQ(b.get("/computers/find?name=web-pc-1").header("location"), "/computers/WEB-PC-1");

@@ -618,6 +618,9 @@ void Console::computer(const Req& req, Res& res) {
   body += row("Last seen", esc(time_text(reply_int(c, field::kLastSeen, 0))));
   body += row("Version", esc(reply_str(c, field::kVersion).empty() ? "-" : reply_str(c, field::kVersion)));
   body += row("Address", esc(reply_str(c, field::kPeer).empty() ? "-" : reply_str(c, field::kPeer)));
+  if (c.find(field::kClockSkewS))
+    body += row("Clock skew", "<span id=\"clock-skew\">" + std::to_string(reply_int(c, field::kClockSkewS, 0)) +
+                                  " s</span> (the Client's clock; it is not refused for it)");
   body += row("Commands queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
   body += "</table><p><a id=\"setup\" href=\"/computers/" + url_component(stored) +
           "/setup.json\">Download the setup file</a> <span class=\"muted\">(for the Client installer; it "

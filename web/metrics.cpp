@@ -182,6 +182,7 @@ std::string render_prometheus(const Value& reply) {
       {field::kActive, "Reserved computers seen within the check interval plus grace."},
       {field::kLost, "Reserved computers not seen within the check interval plus grace."},
       {field::kNeverSeen, "Reserved computers never seen."},
+      {field::kClockSkewed, "Computers whose last heartbeat's clock was off beyond --clock-skew-s."},
   };
   for (const auto& [key, help] : license_gauges) {
     const std::string name = std::string("primary_licenses_") + key;

@@ -41,8 +41,12 @@ int main() {
         "a genuine lease verifies" + (genuine.ok() ? std::string() : ": " + genuine.error()));
   auto forged = pc::verify_lease(kForged, kLeaseKey, kNow);
   check(!forged.ok(), "a forged lease is refused" + (forged.ok() ? std::string() : ": " + forged.error()));
-  auto expired = pc::verify_lease(kGenuine, kLeaseKey, 4102444800);
+  // Expiry is 4102444800; a verifier's clock may be kLeaseToleranceS off.
+  check(pc::verify_lease(kGenuine, kLeaseKey, 4102444800 + pc::kLeaseToleranceS - 1).ok(),
+        "a lease just expired passes within the tolerance");
+  auto expired = pc::verify_lease(kGenuine, kLeaseKey, 4102444800 + pc::kLeaseToleranceS);
   check(!expired.ok(), "an expired lease is refused");
+  check(!pc::verify_lease(kGenuine, kLeaseKey, 4102444800, 0).ok(), "without tolerance, expired at expiry");
 
   auto setup = pc::parse_setup(R"({"computer":"WS-01","license":"LIC-CONSUMER-TEST","serial":"SN-CONSUMER",)"
                                R"("endpoints":["tcp://127.0.0.1:1"],"lease_key":")" +

@@ -41,6 +41,18 @@
 // costs one connection attempt per endpoint of the list: one an hour when
 // lost, with the single default endpoint.
 //
+// Time: the server's clock decides, the Client's wall clock decides
+// nothing. Every reply that verifies the Client carries `server_time`
+// (Unix seconds); the agent pins it, plus half the request's round trip, to
+// its steady clock, and from then on reads the server's time as that
+// reference plus the steady clock's progress. Lease validity (at
+// verification and in can_upload()) is judged in that time, and contacts
+// are scheduled on the steady clock alone, so a Client whose wall clock is
+// hours off (or jumps) uploads exactly while its lease is valid in server
+// time. Only before any such reply, or against a server that sends no
+// `server_time`, does the agent fall back to its wall clock. Each heartbeat
+// carries the wall clock as `client_time`, so the server can report skew.
+//
 // Each lease is verified offline with the setup info's lease_key, and must
 // name this computer and license; one that fails is treated as no lease
 // (still licensed, but can_upload() is false). Without a lease_key the
@@ -86,6 +98,8 @@ struct StateChange {
   std::string computer;
   LicenseState from, to;
   std::string reason;  // e.g. "verified", "NOT_RESERVED", "no reply from tcp://..."
+  bool upload = false;     // can_upload() after the change
+  std::string no_upload;   // when !upload, why (LicenseAgent::upload_off())
 };
 
 // A management command from the server, as queued by `license.control command`.
@@ -166,9 +180,15 @@ class LicenseAgent {
   LicenseState state() const;
   // Recording is allowed: licensed, or lost after having been licensed.
   bool can_record() const;
-  // Uploads are allowed: licensed or lost, with a lease valid at the clock's
-  // wall time that the server said may be used for uploads.
+  // Uploads are allowed: licensed or lost, with a lease valid in server time
+  // that the server said may be used for uploads.
   bool can_upload() const;
+  // Why uploads are not allowed ("unlicensed", "no valid lease", "lease
+  // expired", "server said no upload"); empty when can_upload().
+  std::string upload_off() const;
+  // The server's clock now (Unix seconds) as the last verifying reply gave
+  // it, advanced by the steady clock; nullopt before any such reply.
+  std::optional<int64_t> server_time() const;
   // The lease in hand (verified, or on trust without a lease_key), if any;
   // it may have expired since.
   std::optional<LeaseInfo> lease() const;
@@ -188,6 +208,10 @@ class LicenseAgent {
   std::chrono::steady_clock::duration interval(std::chrono::seconds base);
   // Sleeps until the next contact is due, wake(), `stop` or `*flag`.
   void sleep_until_due(const std::stop_token& stop, const std::atomic<bool>* flag);
+  // server_time(), or the wall clock without a reference. Needs mu_.
+  int64_t server_now_s() const;
+  // upload_off(). Needs mu_.
+  std::string upload_off_locked() const;
 
   AgentOptions options_;
   std::shared_ptr<Transport> transport_;
@@ -199,6 +223,12 @@ class LicenseAgent {
   std::string reason_ = "not contacted yet";
   std::optional<LeaseInfo> lease_;
   bool upload_ = false;
+  // The server's clock (Unix time) at a point of the steady clock.
+  struct ServerRef {
+    std::chrono::steady_clock::time_point steady;
+    std::chrono::milliseconds server;
+  };
+  std::optional<ServerRef> server_ref_;
   std::chrono::steady_clock::time_point next_;
   size_t current_ = 0;  // endpoint tried first
   struct PendingResult {
