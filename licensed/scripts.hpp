@@ -1,5 +1,6 @@
 // The Lua scripts that own every licensing write. Each runs atomically in
-// Redis; see scripts.cpp for the essay on the reservation script.
+// Redis; its source, opening with its KEYS/ARGV/reply contract, is
+// licensed/lua/<name>.lua (reserve.lua holds the essay on reservations).
 #pragma once
 
 #include "common/keys.hpp"
@@ -7,13 +8,12 @@
 
 namespace primary::licensing {
 
-const Script& reserve_script();
-const Script& heartbeat_script();
-const Script& unlock_script();
-const Script& registration_script();
-const Script& command_script();
-const Script& sweep_script();
-// KEYS: reservations   ARGV: name   Returns the license or nil.
-const Script& license_of_script();
+const Script& reserve_script();       // lua/reserve.lua
+const Script& heartbeat_script();     // lua/heartbeat.lua
+const Script& unlock_script();        // lua/unlock.lua
+const Script& registration_script();  // lua/registration.lua
+const Script& command_script();       // lua/command.lua
+const Script& sweep_script();         // lua/sweep.lua
+const Script& license_of_script();    // lua/license_of.lua
 
 }  // namespace primary::licensing
