@@ -1,5 +1,6 @@
 #include "licensed/scripts.hpp"
 
+#include <cstdlib>
 #include <string>
 
 #include "licensed/lua_scripts.hpp"
@@ -42,6 +43,58 @@ const Script& sweep_script() {
 const Script& license_of_script() {
   static const Script s{std::string(lua::kLicenseOf)};
   return s;
+}
+
+namespace {
+
+// A count as the script returns it: a Lua number arrives as an integer.
+int64_t count_of(const RedisReply& r) {
+  if (r.is_int()) return r.integer;
+  if (r.is_str()) return std::atoll(r.str.c_str());
+  return 0;
+}
+
+}  // namespace
+
+std::optional<ReserveAnswer> reserve_answer(const RedisReply& entry) {
+  if (!entry.is_array() || entry.elements.size() != 4 || !entry.elements[0].is_str()) return std::nullopt;
+  ReserveAnswer a;
+  const std::string& status = entry.elements[0].str;
+  if (status == "CREATED") {
+    a.status = ReserveAnswer::Status::Created;
+  } else if (status == "EXISTS") {
+    a.status = ReserveAnswer::Status::Exists;
+  } else if (status == "NOT_UNLOCKED") {
+    a.status = ReserveAnswer::Status::NotUnlocked;
+  } else if (status == "NO_LICENSES_LEFT") {
+    a.status = ReserveAnswer::Status::NoLicensesLeft;
+  } else {
+    return std::nullopt;
+  }
+  if (entry.elements[1].is_str()) a.license = entry.elements[1].str;
+  a.reserved = count_of(entry.elements[2]);
+  a.purchased = count_of(entry.elements[3]);
+  return a;
+}
+
+std::optional<HeartbeatAnswer> heartbeat_answer(const RedisReply& entry) {
+  const RedisReply* status = &entry;
+  if (entry.is_array()) {
+    if (entry.elements.empty()) return std::nullopt;
+    status = &entry.elements[0];
+  }
+  if (!status->is_str()) return std::nullopt;
+  HeartbeatAnswer a;
+  if (status->str != "OK") {
+    a.reason = status->str;
+    return a;
+  }
+  a.licensed = true;
+  if (entry.is_array()) {
+    a.commands.reserve(entry.elements.size() - 1);
+    for (size_t i = 1; i < entry.elements.size(); ++i) a.commands.emplace_back(entry.elements[i].str);
+  }
+  return a;
 }
 
 }  // namespace primary::licensing
