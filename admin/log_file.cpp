@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "admin/lua_scripts.hpp"
 #include "common/names.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
@@ -27,39 +28,20 @@ namespace {
 constexpr const char* kLock = keys::kLogFileLock;
 constexpr const char* kLast = keys::kLogFileLast;
 
-// KEYS: lock   ARGV: owner, expiry ms
-// Returns 1 when the caller already held the lock (renewed), 2 when it has
-// just taken it, 0 when another writer holds it.
+// The writer's lock: admin/lua/log_file_lock.lua, log_file_commit.lua and
+// log_file_release.lua.
 const Script& lock_script() {
-  static const Script s(R"lua(
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 2
-)lua");
+  static const Script s{std::string(lua::kLogFileLock)};
   return s;
 }
 
-// KEYS: lock, last   ARGV: owner, id   Returns 1, or 0 when the lock is lost.
 const Script& commit_script() {
-  static const Script s(R"lua(
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-)lua");
+  static const Script s{std::string(lua::kLogFileCommit)};
   return s;
 }
 
-// KEYS: lock   ARGV: owner
 const Script& release_script() {
-  static const Script s(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-)lua");
+  static const Script s{std::string(lua::kLogFileRelease)};
   return s;
 }
 

@@ -6,23 +6,6 @@
 
 namespace primary {
 
-std::string lua_with_events(const char* body, const char* helpers) {
-  static constexpr const char* kPrelude = R"lua(
-local EV_STREAM = KEYS[#KEYS]
-local EV_CAP = ARGV[#ARGV - 1]
-local EV_NOW = tonumber(ARGV[#ARGV])
-local EV = {}
-local function emit(etype, fields)
-  fields['type'] = nil
-  local data = cmsgpack.pack(fields)
-  local id = redis.call('XADD', EV_STREAM, 'MAXLEN', '~', EV_CAP, '*',
-                        'type', etype, 'ts', EV_NOW, 'data', data)
-  EV[#EV + 1] = {id, etype, EV_NOW, data}
-end
-)lua";
-  return std::string(kPrelude) + helpers + body;
-}
-
 std::optional<Value> event_from_entry(const RedisReply& e) {
   if (!e.is_array() || e.elements.size() != 4) return std::nullopt;
   const auto& id = e.elements[0];

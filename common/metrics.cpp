@@ -5,22 +5,14 @@
 #include <cstdio>
 
 #include "common/keys.hpp"
+#include "common/lua_scripts.hpp"
 
 namespace primary {
 namespace {
 
-// ARGV: field, delta, field, delta, ...; fields ending in |sum are floats.
+// common/lua/metrics_flush.lua
 const Script& flush_script() {
-  static const Script s(R"lua(
-for i = 1, #ARGV, 2 do
-  if string.sub(ARGV[i], -4) == '|sum' then
-    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return #ARGV / 2
-)lua");
+  static const Script s{std::string(lua::kMetricsFlush)};
   return s;
 }
 

@@ -122,6 +122,16 @@ std::string heartbeat_fingerprint(std::string_view license, std::string_view ver
   return std::string(buf.data(), buf.size());
 }
 
+std::optional<int64_t> LicenseService::skew_of(const Request& r, int64_t now_ms) const {
+  const Value* client_time = r.get(field::kClientTime);
+  if (!client_time || !client_time->is_int()) return std::nullopt;
+  const int64_t skew = client_time->as_int() - now_ms / 1000;
+  if (std::abs(skew) <= config_.clock_skew_s) return std::nullopt;
+  spdlog::warn("{}: clock off by {} s (client_time {}, server {})", r.str(field::kComputer), skew,
+               client_time->as_int(), now_ms / 1000);
+  return skew;
+}
+
 std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& reqs) {
   std::vector<Reply> replies(reqs.size());
   std::vector<size_t> heartbeats;  // indexes of the well-formed requests
@@ -259,16 +269,12 @@ std::vector<Reply> LicenseService::batch_replies(
   return replies;
 }
 
-std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64_t now, bool& licensed) {
-  const RedisReply* status = &rr;
-  if (rr.is_array()) {
-    if (rr.elements.empty()) return std::nullopt;
-    status = &rr.elements[0];
-  }
-  if (!status->is_str()) return std::nullopt;
-  if (status->str != "OK") {
+std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& entry, int64_t now, bool& licensed) {
+  const auto answer = heartbeat_answer(entry);
+  if (!answer) return std::nullopt;
+  if (!answer->licensed) {
     return Reply::success({{field::kStatus, Value(status::kUnlicensed)},
-                           {field::kReason, Value(status->str)},
+                           {field::kReason, Value(std::string(answer->reason))},
                            {field::kServerTime, Value(now / 1000)},
                            {field::kNextCheckS, Value(config_.unlicensed_interval_s)},
                            {field::kUpload, Value(false)}});
@@ -278,10 +284,10 @@ std::optional<Reply> LicenseService::heartbeat_reply(const RedisReply& rr, int64
                     {field::kNextCheckS, Value(config_.check_interval_s)},
                     {field::kServerTime, Value(now / 1000)},
                     {field::kUpload, Value(true)}};  // lease and lease_expires: LeaseCache::add_leases()
-  if (rr.is_array() && rr.elements.size() > 1) {
+  if (!answer->commands.empty()) {
     Value::Array cmds;
-    for (size_t i = 1; i < rr.elements.size(); ++i)
-      if (auto v = unpack_value(rr.elements[i].str); v && v->is_map()) cmds.push_back(std::move(*v));
+    for (std::string_view c : answer->commands)
+      if (auto v = unpack_value(c); v && v->is_map()) cmds.push_back(std::move(*v));
     fields.emplace_back(field::kCommands, Value(std::move(cmds)));
   }
   return Reply::success(std::move(fields));
@@ -327,17 +333,23 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
   return batch_replies(
       redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 2, 4,
       [&](size_t k, const RedisReply& one, const RedisReply&) {
-        const std::string status = str_of(one.elements[0]);
-        const int64_t reserved = int_of(one.elements[2]), purchased = int_of(one.elements[3]);
-        if (status == "NOT_UNLOCKED")
-          return Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet");
-        if (status == "NO_LICENSES_LEFT")
-          return Reply::failure(Code::NoLicensesLeft,
-                                "all " + std::to_string(purchased) + " licenses are reserved",
-                                {{field::kReserved, Value(reserved)}, {field::kPurchased, Value(purchased)}});
-        return Reply::success({{field::kLicense, Value(str_of(one.elements[1]))},
+        const auto answer = reserve_answer(one);
+        if (!answer) return script_failure(one);
+        const int64_t reserved = answer->reserved, purchased = answer->purchased;
+        switch (answer->status) {
+          case ReserveAnswer::Status::NotUnlocked:
+            return Reply::failure(Code::NotUnlocked, "no serial number has been unlocked yet");
+          case ReserveAnswer::Status::NoLicensesLeft:
+            return Reply::failure(Code::NoLicensesLeft,
+                                  "all " + std::to_string(purchased) + " licenses are reserved",
+                                  {{field::kReserved, Value(reserved)}, {field::kPurchased, Value(purchased)}});
+          case ReserveAnswer::Status::Created:
+          case ReserveAnswer::Status::Exists:
+            break;
+        }
+        return Reply::success({{field::kLicense, Value(std::string(answer->license))},
                                {field::kComputer, Value(std::string(reqs[k]->str(field::kComputer)))},
-                               {field::kCreated, Value(status == "CREATED")},
+                               {field::kCreated, Value(answer->status == ReserveAnswer::Status::Created)},
                                {field::kReserved, Value(reserved)},
                                {field::kPurchased, Value(purchased)}});
       });

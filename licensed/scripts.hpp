@@ -1,20 +1,48 @@
 // The Lua scripts that own every licensing write. Each runs atomically in
-// Redis; see scripts.cpp for the essay on the reservation script.
+// Redis; its source, opening with its KEYS/ARGV/reply contract, is
+// licensed/lua/<name>.lua (reserve.lua holds the essay on reservations).
 #pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 #include "common/keys.hpp"
 #include "common/redis.hpp"
 
 namespace primary::licensing {
 
-const Script& reserve_script();
-const Script& heartbeat_script();
-const Script& unlock_script();
-const Script& registration_script();
-const Script& command_script();
-const Script& sweep_script();
-const Script& clock_jump_script();
-// KEYS: reservations   ARGV: name   Returns the license or nil.
-const Script& license_of_script();
+const Script& reserve_script();       // lua/reserve.lua
+const Script& heartbeat_script();     // lua/heartbeat.lua
+const Script& unlock_script();        // lua/unlock.lua
+const Script& registration_script();  // lua/registration.lua
+const Script& command_script();       // lua/command.lua
+const Script& sweep_script();         // lua/sweep.lua
+const Script& clock_jump_script();    // lua/clock_jump.lua
+const Script& license_of_script();    // lua/license_of.lua
+
+// One reservation's entry in reserve_script()'s answer, out[i] =
+// {status, license, reserved, purchased}. Views into the reply.
+struct ReserveAnswer {
+  enum class Status { Created, Exists, NotUnlocked, NoLicensesLeft };
+  Status status;
+  std::string_view license;  // the reserved license; '' when refused
+  int64_t reserved = 0;      // counts after this reservation
+  int64_t purchased = 0;
+};
+// nullopt when `entry` is not of that shape or its status is unknown.
+std::optional<ReserveAnswer> reserve_answer(const RedisReply& entry);
+
+// One heartbeat's entry in heartbeat_script()'s answer, out[i] = 'OK',
+// {'OK', command...} or the reason the computer is unlicensed. Views into
+// the reply.
+struct HeartbeatAnswer {
+  bool licensed = false;
+  std::string_view reason;                 // when not licensed
+  std::vector<std::string_view> commands;  // delivered, each as queued (MessagePack)
+};
+// nullopt when `entry` is none of those.
+std::optional<HeartbeatAnswer> heartbeat_answer(const RedisReply& entry);
 
 }  // namespace primary::licensing

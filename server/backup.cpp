@@ -13,6 +13,7 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "server/lua_scripts.hpp"
 
 namespace primary::backup {
 
@@ -99,42 +100,17 @@ void fsync_dir_of(const std::string& path) {
   }
 }
 
-// Every `ps:` key, its DUMP and its absolute expiry, in one atomic script
-// run; with Redis's clock and the figures `backup` prints, from the same
-// instant. (MULTI/EXEC over a key list read beforehand would miss keys
-// made in between; DUMPs in several batches would mix instants.)
+// server/lua/snapshot.lua, count_keys.lua; delete_keys.lua goes inside a
+// MULTI with EVAL.
 const Script& snapshot_script() {
-  static const Script s(R"lua(
-local t = redis.call('TIME')
-local out = {t[1], t[2], redis.call('ZCARD', 'ps:res'),
-             redis.call('HGET', 'ps:serial', 'serial') or '',
-             redis.call('HGET', 'ps:serial', 'purchased') or ''}
-for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
-  local d = redis.call('DUMP', k)
-  if d then
-    out[#out + 1] = k
-    out[#out + 1] = d
-    out[#out + 1] = redis.call('PEXPIRETIME', k)
-  end
-end
-return out
-)lua");
+  static const Script s{std::string(lua::kSnapshot)};
   return s;
 }
 
 const Script& count_script() {
-  static const Script s("return #redis.call('KEYS', ARGV[1])");
+  static const Script s{std::string(lua::kCountKeys)};
   return s;
 }
-
-constexpr const char* kDeleteAll = R"lua(
-local n = 0
-for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
-  redis.call('DEL', k)
-  n = n + 1
-end
-return n
-)lua";
 
 std::string pattern() { return std::string(kKeyPrefix) + "*"; }
 
@@ -211,7 +187,7 @@ Result<size_t> restore(Redis& redis, const std::vector<RedisKey>& keys, bool rep
   std::vector<Redis::Argv> commands;
   commands.reserve(keys.size() + 3);
   commands.push_back({"MULTI"});
-  if (replace) commands.push_back({"EVAL", kDeleteAll, "0", pattern()});
+  if (replace) commands.push_back({"EVAL", std::string(lua::kDeleteKeys), "0", pattern()});
   const size_t first_key = commands.size();
   for (const auto& k : keys) {
     if (k.expires_at_ms > 0)

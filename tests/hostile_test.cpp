@@ -184,7 +184,7 @@ std::vector<std::pair<std::string, std::string>> bad_values(const Field& f) {
     case FieldType::Int:
       out.emplace_back("INT64_MIN", packed(Value(std::numeric_limits<int64_t>::min())));
       out.emplace_back("UINT64_MAX", packed(Value(std::numeric_limits<uint64_t>::max())));
-      out.emplace_back("-1", packed(Value(-1)));
+      if (f.min >= 0) out.emplace_back("-1", packed(Value(-1)));  // a bad value only where negatives are
       if (f.min > std::numeric_limits<int64_t>::min())
         out.emplace_back("min - 1", packed(Value(f.min - 1)));
       if (f.max < std::numeric_limits<int64_t>::max()) {

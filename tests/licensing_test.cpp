@@ -17,6 +17,7 @@
 #include "common/process.hpp"
 #include "common/tokens.hpp"
 #include "licensed/license_service.hpp"
+#include "licensed/scripts.hpp"
 #include "tests/support/raw_dealer.hpp"
 #include "tests/support/redis_server.hpp"
 #include "tests/support/stack.hpp"
@@ -39,6 +40,58 @@ int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The scripts' answers, read through their accessors, straight from Redis.
+TEST(LicensingScripts, AnswersAreReadByTheirAccessors) {
+  using licensing::ReserveAnswer;
+  RedisServer server;
+  ASSERT_TRUE(server.ok());
+  auto url = parse_redis_url(server.url());
+  ASSERT_TRUE(url.ok());
+  Redis r(*url);
+  ASSERT_TRUE(r.command({"HSET", keys::kSerial, "unlocked", "S1", "purchased", "1"}));
+
+  auto res = r.eval(licensing::reserve_script(), {keys::kSerial, keys::kReservations, keys::kMeta, keys::kEvents},
+                    {"PC1", "LIC1", "PC1", "LIC2", "PC2", "LIC3", "100", "1000"});
+  ASSERT_TRUE(res && res->is_array() && res->elements.size() == 2);
+  const auto& out = res->elements[0].elements;
+  ASSERT_EQ(out.size(), 3u);
+  auto created = licensing::reserve_answer(out[0]), again = licensing::reserve_answer(out[1]),
+       refused = licensing::reserve_answer(out[2]);
+  ASSERT_TRUE(created && again && refused);
+  EXPECT_EQ(created->status, ReserveAnswer::Status::Created);
+  EXPECT_EQ(created->license, "LIC1");
+  EXPECT_EQ(created->reserved, 1);
+  EXPECT_EQ(created->purchased, 1);
+  EXPECT_EQ(again->status, ReserveAnswer::Status::Exists);
+  EXPECT_EQ(again->license, "LIC1");
+  EXPECT_EQ(refused->status, ReserveAnswer::Status::NoLicensesLeft);
+  EXPECT_EQ(refused->license, "");
+  EXPECT_EQ(refused->reserved, 1);
+  EXPECT_FALSE(licensing::reserve_answer(RedisReply{}));
+
+  Value cmd(Value::Map{});
+  cmd.set("id", Value(std::string("c1")));
+  ASSERT_TRUE(r.command({"RPUSH", keys::command_key("PC1"), pack(cmd)}));
+  auto hb = r.eval(licensing::heartbeat_script(),
+                   {keys::kSerial, keys::kReservations, keys::kMeta, keys::kActive, keys::kLost, keys::kStats,
+                    keys::kSkewed, keys::command_key("PC1"), keys::reject_key("PC1"), keys::sent_key("PC1"),
+                    keys::command_key("PC9"), keys::reject_key("PC9"), keys::sent_key("PC9"), keys::kEvents},
+                   {"60", "", "PC1", heartbeat_fingerprint("LIC1", "3.0", "peer", std::nullopt), "", "PC9",
+                    heartbeat_fingerprint("LIC9", "3.0", "peer", std::nullopt), "", "100", "2000"});
+  ASSERT_TRUE(hb && hb->is_array() && hb->elements.size() == 3);
+  ASSERT_EQ(hb->elements[0].elements.size(), 2u);
+  auto licensed = licensing::heartbeat_answer(hb->elements[0].elements[0]);
+  auto unlicensed = licensing::heartbeat_answer(hb->elements[0].elements[1]);
+  ASSERT_TRUE(licensed && unlicensed);
+  EXPECT_TRUE(licensed->licensed);
+  ASSERT_EQ(licensed->commands.size(), 1u);
+  EXPECT_EQ(licensed->commands[0], pack(cmd));
+  EXPECT_FALSE(unlicensed->licensed);
+  EXPECT_EQ(unlicensed->reason, "NOT_RESERVED");
+  EXPECT_TRUE(unlicensed->commands.empty());
+  EXPECT_EQ(hb->elements[2].str, "S1");
 }
 
 TEST(Licensing, FullFlow) {

@@ -13,6 +13,7 @@
 #include "common/keys.hpp"
 #include "common/names.hpp"
 #include "updater/bundle.hpp"
+#include "updater/lua_scripts.hpp"
 #include "updater/net.hpp"
 
 namespace primary::updater {
@@ -35,43 +36,30 @@ namespace {
 
 constexpr int64_t kLockMs = 60000;
 
-// Adds a release once: a second sync of the same feed changes nothing.
-// KEYS: releases, state, gen, events
-// ARGV: field, record, state, component, version, channel, size, cap, now
+// The sync's scripts: updater/lua/add_release.lua, emit.lua, record_feed.lua,
+// sync_lock_renew.lua and sync_lock_release.lua.
 const Script& add_release_script() {
-  static const Script s(lua_with_events(R"lua(
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {0, EV} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('INCR', KEYS[3])
-emit('update.available', {component = ARGV[4], version = ARGV[5], channel = ARGV[6],
-                          size = tonumber(ARGV[7])})
-if ARGV[3] ~= 'held' then
-  emit('update.approved', {component = ARGV[4], version = ARGV[5], rollout = 100, auto = true})
-end
-return {1, EV}
-)lua"));
+  static const Script s{std::string(lua::kAddRelease)};
   return s;
 }
 
-// Appends one event with MessagePack fields. KEYS: events  ARGV: type, fields, cap, now
 const Script& emit_script() {
-  static const Script s(lua_with_events(R"lua(
-emit(ARGV[1], cmsgpack.unpack(ARGV[2]))
-return {1, EV}
-)lua"));
+  static const Script s{std::string(lua::kEmit)};
   return s;
 }
 
-// Records the feed in force unless a newer one already is.
-// KEYS: feed  ARGV: issued, expires, now, source. Returns 1 if recorded.
 const Script& record_feed_script() {
-  static const Script s(R"lua(
-local cur = tonumber(redis.call('HGET', KEYS[1], 'issued') or '-1')
-if tonumber(ARGV[1]) < cur then return 0 end
-redis.call('HSET', KEYS[1], 'issued', ARGV[1], 'expires', ARGV[2], 'synced_at', ARGV[3], 'source', ARGV[4])
-return 1
-)lua");
+  static const Script s{std::string(lua::kRecordFeed)};
+  return s;
+}
+
+const Script& renew_lock_script() {
+  static const Script s{std::string(lua::kSyncLockRenew)};
+  return s;
+}
+
+const Script& release_lock_script() {
+  static const Script s{std::string(lua::kSyncLockRelease)};
   return s;
 }
 
@@ -203,11 +191,7 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   }
   // Renews the lock while a long transfer runs; false if another took it.
   auto keepalive = [&]() {
-    static const Script renew(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-)lua");
-    auto r = redis.eval(renew, {keys::kUpdLock}, {token, std::to_string(kLockMs)});
+    auto r = redis.eval(renew_lock_script(), {keys::kUpdLock}, {token, std::to_string(kLockMs)});
     return r && r->is_int() && r->integer == 1;
   };
   record("running", "", "", {});
@@ -297,11 +281,7 @@ return 0
     }
   }
   for (auto& [name, staged] : bundle.files) ::unlink(staged.c_str());
-  static const Script release_lock(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-)lua");
-  redis.eval(release_lock, {keys::kUpdLock}, {token});
+  redis.eval(release_lock_script(), {keys::kUpdLock}, {token});
 }
 
 SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& source, Redis& redis,

@@ -9,25 +9,14 @@
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
 #include "common/names.hpp"
+#include "updater/lua_scripts.hpp"
 
 namespace primary::updater {
 namespace {
 
-// Approve or hold. Returns {-1} for an unknown release, {0, EV} when the
-// state was already that, {1, EV} after the change.
-// KEYS: releases, state, gen, events
-// ARGV: field, new state, event type, component, version, rollout, cap, now
+// updater/lua/set_state.lua: approve or hold.
 const Script& set_state_script() {
-  static const Script s(lua_with_events(R"lua(
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {-1, EV} end
-if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then return {0, EV} end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('INCR', KEYS[3])
-local fields = {component = ARGV[4], version = ARGV[5]}
-if ARGV[3] == 'update.approved' then fields['rollout'] = tonumber(ARGV[6]) end
-emit(ARGV[3], fields)
-return {1, EV}
-)lua"));
+  static const Script s{std::string(lua::kSetState)};
   return s;
 }
 
