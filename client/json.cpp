@@ -32,6 +32,9 @@ Expected<nlohmann::json> parse(std::string_view text) {
     if (what.find("expected end of input") != std::string::npos)
       return Failure{"trailing text after the JSON value at byte " + std::to_string(e.byte)};
     return Failure{"not JSON at byte " + std::to_string(e.byte) + ": " + what};
+  } catch (const nlohmann::json::exception& e) {
+    // A number out of range (out_of_range.406) and any other refusal.
+    return Failure{std::string("not a usable JSON document: ") + e.what()};
   }
 }
 

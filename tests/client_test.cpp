@@ -945,6 +945,9 @@ TEST(ClientSetup, RefusesWhatCannotWork) {
   EXPECT_NE(refused(R"({"computer": "ws", )" + rest + "} trailing").find("trailing"), std::string::npos);
   EXPECT_NE(refused("[1, 2]"), "");
   EXPECT_NE(refused(""), "");
+  // A number beyond a double's range is refused, not thrown (found by fuzz_setup).
+  EXPECT_NE(refused("1E999999"), "");
+  EXPECT_NE(refused(R"({"computer": 1E999999, )" + rest + "}"), "");
 }
 
 TEST(ClientSetup, LoadsAFile) {
