@@ -472,6 +472,24 @@ std::string front_of(TempDir& dir) {
 // --time-scale 0.001 (the server's 5000 s check: 5 s; the 1 h retry when
 // lost: 3.6 s), while the whole server is stopped and started again on the
 // same front door.
+// Registers `serial` on the server behind `admin` (waiting for its workers)
+// and unlocks it for `licenses` with the vendor key under DIR/vendor.
+void register_and_unlock(MdpClient& admin, TempDir& dir, const std::string& serial, int licenses) {
+  Value reg;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = admin.call("license.control", "registration", {{"serial", Value(serial)}});
+        if (r && r->find("registration_code")) reg = *r;
+        return r && r->find("registration_code");
+      },
+      15s, 100ms));
+  const std::string code =
+      run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"), "--registration",
+                   str(reg, "registration_code"), "--licenses", std::to_string(licenses)});
+  auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
+  ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+}
+
 TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   constexpr int kReserved = 200, kFleet = 210;
   TempDir dir("csim");
@@ -487,18 +505,7 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   co.endpoints = {front};
   co.timeout_ms = 5000;
   MdpClient admin(ctx, co);
-  Value reg;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto r = admin.call("license.control", "registration", {{"serial", Value("SN-FLEET")}});
-        if (r && r->find("registration_code")) reg = *r;
-        return r && r->find("registration_code");
-      },
-      15s, 100ms));
-  const std::string code = run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"),
-                                        "--registration", str(reg, "registration_code"), "--licenses", "250"});
-  auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
-  ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+  ASSERT_NO_FATAL_FAILURE(register_and_unlock(admin, dir, "SN-FLEET", 250));
 
   std::vector<std::string> reserved, unreserved;
   std::ofstream licenses(dir.file("licenses.txt"));
@@ -666,18 +673,7 @@ TEST(ClientSystem, AtRestTheClientSleepsAndConnectsOnlyOnSchedule) {
     co.endpoints = {front};
     co.timeout_ms = 5000;
     MdpClient admin(ctx, co);
-    Value reg;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto r = admin.call("license.control", "registration", {{"serial", Value("SN-REST")}});
-          if (r && r->find("registration_code")) reg = *r;
-          return r && r->find("registration_code");
-        },
-        15s, 100ms));
-    const std::string code = run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"),
-                                          "--registration", str(reg, "registration_code"), "--licenses", "1"});
-    auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
-    ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+    ASSERT_NO_FATAL_FAILURE(register_and_unlock(admin, dir, "SN-REST", 1));
     auto reserved = admin.call("license.control", "reserve", {{"computer", Value("ws-01")}});
     ASSERT_TRUE(reserved && ok(*reserved));
     auto info = admin.call("license.control", "setup_info", {{"computer", Value("ws-01")}});
