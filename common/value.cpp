@@ -2,9 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cmath>
-#include <cstdio>
-
 #include "common/crypto.hpp"
 #include "common/names.hpp"
 
