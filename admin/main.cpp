@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
   cfg.add_string("web", "", "Web console endpoint(s), for firewall rules");
   cfg.add_string("server-public", "", "Server CURVE public key (Z85); empty in insecure mode");
   cfg.add_string("client-key", "", "This worker's CURVE secret key file, an admin key (secure mode)");
-  cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
-  cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
+  add_fleet_timing_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");

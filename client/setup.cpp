@@ -1,12 +1,11 @@
 #include "primary/client/setup.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <tuple>
 
 #include "client/json.hpp"
 #include "common/crypto.hpp"
 #include "common/curve.hpp"
+#include "common/process.hpp"
 #include "common/schema.hpp"
 
 namespace primary::client {
@@ -58,12 +57,10 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
 }
 
 Expected<SetupInfo> load_setup(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Failure{path + ": cannot be read"};
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > 1024 * 1024) return Failure{path + ": too large for a setup file"};
-  auto info = parse_setup(text.str());
+  auto text = read_file(path);
+  if (!text) return Failure{path + ": cannot be read"};
+  if (text->size() > 1024 * 1024) return Failure{path + ": too large for a setup file"};
+  auto info = parse_setup(*text);
   if (!info) return Failure{path + ": " + info.error()};
   return info;
 }

@@ -6,9 +6,11 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <csignal>
 #include <cstring>
 
@@ -56,6 +58,15 @@ std::atomic<bool>& install_reload_signal() {
   return g_reload;
 }
 
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (in.bad()) return std::nullopt;
+  return out.str();
+}
+
 Result<bool> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   std::string tmp = path + ".XXXXXX";
   const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);  // mode 0600 until fchmod
@@ -99,6 +110,19 @@ std::vector<std::string> with_bound_ports(const std::vector<std::string>& endpoi
                            ep.compare(colon + 1, std::string::npos, "0") == 0);
     out.push_back(wildcard ? ep.substr(0, colon + 1) + bound_port : ep);
   }
+  return out;
+}
+
+std::string read_at(int fd, int64_t offset, int64_t length) {
+  std::string out(static_cast<size_t>(std::max<int64_t>(length, 0)), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
   return out;
 }
 

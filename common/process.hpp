@@ -22,6 +22,9 @@ void unblock_stop_signals();
 std::atomic<bool>& install_reload_signal();
 const std::atomic<bool>& stop_requested();
 
+// The whole of `path`, byte for byte; nullopt when it cannot be opened or read.
+std::optional<std::string> read_file(const std::string& path);
+
 // Writes `text` to `path` with `mode` through a uniquely named temporary
 // file beside it, fsync and rename, so readers never see a partial file and
 // concurrent writers never share a temporary. The error says what failed.
@@ -37,6 +40,10 @@ std::optional<std::string> endpoints_file_value(const std::string& file, const s
 // is no such file or line.
 std::vector<std::string> with_bound_ports(const std::vector<std::string>& endpoints,
                                           const std::string& endpoints_file, const std::string& key);
+
+// Up to `length` bytes of `fd` from `offset` (pread, restarted on EINTR);
+// fewer at the end of the file or on a read error.
+std::string read_at(int fd, int64_t offset, int64_t length);
 
 // The wall clock as Unix time in milliseconds.
 int64_t unix_ms();

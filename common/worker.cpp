@@ -497,4 +497,13 @@ RedisUrl redis_setting(const Config& cfg) {
   return *url;
 }
 
+void add_fleet_timing_settings(Config& cfg) {
+  cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
+  cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
+}
+
+void add_event_log_setting(Config& cfg) {
+  cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+}
+
 }  // namespace primary

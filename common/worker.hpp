@@ -123,5 +123,10 @@ WorkerOptions worker_options(const Config& cfg, const std::string& log_name);
 // exits with one line when it is missing or malformed.
 void add_redis_setting(Config& cfg);
 RedisUrl redis_setting(const Config& cfg);
+// Declares --check-interval-s and --grace-s, on which the licensing and the
+// admin workers must agree: together they say when a silent Client is lost.
+void add_fleet_timing_settings(Config& cfg);
+// Declares --event-log-cap: activity log entries kept by every writer.
+void add_event_log_setting(Config& cfg);
 
 }  // namespace primary

@@ -15,6 +15,7 @@
 
 #include "server/backup.hpp"
 #include "common/names.hpp"
+#include "common/process.hpp"
 #include "common/redis.hpp"
 #include "ctl/commands.hpp"
 
@@ -27,15 +28,6 @@ struct BackupArgs {
   std::string out, data_dir = "./var", redis;
   bool no_artifacts = false;
 };
-
-std::optional<std::string> slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return std::nullopt;
-  return ss.str();
-}
 
 bool sha256_name(const std::string& name) {
   return name.size() == 64 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -67,7 +59,7 @@ int backup(Context& ctx, const BackupArgs& a) {
   for (const auto& entry : fs::directory_iterator(keys_dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_regular_file() || name.find(".tmp") != std::string::npos) continue;
-    auto text = slurp(entry.path());
+    auto text = read_file(entry.path());
     if (!text) return failed("cannot read " + entry.path().string() + " (run as the server's user)");
     key_files.emplace_back(name, std::move(*text));
   }
@@ -76,7 +68,7 @@ int backup(Context& ctx, const BackupArgs& a) {
 
   RedisUrl url;
   if (a.redis.empty()) {
-    auto password = slurp(data / "redis" / "password");
+    auto password = read_file(data / "redis" / "password");
     if (!password) return failed("cannot read " + (data / "redis" / "password").string() +
                                  " (run as the server's user, or give --redis URL)");
     while (!password->empty() && std::isspace(static_cast<unsigned char>(password->back())))

@@ -25,14 +25,13 @@ int main(int argc, char** argv) {
                  "The broker's endpoints file: a wildcard port (* or 0) in --client-endpoints is replaced "
                  "by the port the broker bound");
   cfg.add_string("server-public", "", "Server CURVE public key (Z85) for setup_info; empty in insecure mode");
-  cfg.add_int("check-interval-s", 14400, 1, 7 * 86400, "Interval for verified Clients");
+  add_fleet_timing_settings(cfg);
   cfg.add_int("unlicensed-interval-s", 60, 1, 86400, "Interval for unverified Clients");
-  cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
   cfg.add_int("clock-skew-s", 300, 1, 365 * 86400,
               "Report a Client whose clock is further than this from the server's (never refused)");
   cfg.add_int("clock-jump-s", 300, 1, 7 * 86400,
               "Skip a lost-client sweep when the wall clock and the steady clock disagree by more than this");
-  cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+  add_event_log_setting(cfg);
   cfg.add_int("last-seen-quantum-ms", -1, -1, 3600000,
               "Rewrite a computer's last-seen time only when the recorded one is this old "
               "(-1: the lease quantum, check interval / 240 between 1 and 60 s; 0: every heartbeat)");

@@ -96,14 +96,6 @@ Result<bool> write_file(const std::string& path, const std::string& text, mode_t
   return true;
 }
 
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // A redis.conf string argument, double-quoted.
 std::string conf_string(const std::string& s) {
   std::string out = "\"";
@@ -417,7 +409,7 @@ Result<bool> Supervisor::prepare() {
 // Password (generated once), redis.conf, and the URL handed to children.
 Result<bool> Supervisor::prepare_redis() {
   const std::string pass_file = layout_.redis_dir + "/password";
-  if (auto text = read_text(pass_file)) {
+  if (auto text = read_file(pass_file)) {
     redis_password_ = *text;
     while (!redis_password_.empty() && std::isspace(static_cast<unsigned char>(redis_password_.back())))
       redis_password_.pop_back();

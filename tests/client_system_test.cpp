@@ -5,11 +5,7 @@
 
 #include <cstdlib>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +24,8 @@
 #include "common/redis.hpp"
 #include "primary/client/agent.hpp"
 #include "tests/support/stack.hpp"
+#include "tools/chaos/connection_counter.hpp"
+#include "tools/chaos/procfs.hpp"
 #include "tests/support/util.hpp"
 
 namespace primary::test {
@@ -574,81 +572,8 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   server.wait_exit(20s);
 }
 
-// Context switches so far of every thread of `pid` (voluntary and not):
-// how often the process has woken.
-int64_t context_switches(pid_t pid) {
-  int64_t sum = 0;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream in(task.path() / "status");
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-        sum += std::stoll(line.substr(line.find(':') + 1));
-  }
-  return sum;
-}
-
-// A TCP listener on 127.0.0.1:`port` that counts the connections made to
-// it, closing each at once: where the server was, to see how often a
-// Client tries to connect while it is down.
-class ConnectionCounter {
- public:
-  explicit ConnectionCounter(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = wait_until([&] { return ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0; }, 5s, 50ms) &&
-          ::listen(fd_, 64) == 0;
-    if (ok_)
-      thread_ = std::jthread([this](std::stop_token stop) {
-        while (!stop.stop_requested()) {
-          pollfd p{fd_, POLLIN, 0};
-          if (::poll(&p, 1, 50) <= 0) continue;
-          sockaddr_in peer{};
-          socklen_t len = sizeof peer;
-          const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-          if (c < 0) continue;
-          {
-            std::lock_guard lock(mu_);
-            seen_ += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::steady_clock::now() - started_)
-                                        .count()) +
-                     " ms from port " + std::to_string(ntohs(peer.sin_port)) + "\n";
-          }
-          ++count_;
-          ::close(c);
-        }
-      });
-  }
-  ~ConnectionCounter() {
-    if (thread_.joinable()) {
-      thread_.request_stop();
-      thread_.join();
-    }
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return ok_; }
-  int count() const { return count_.load(); }
-  // One line per connection: when (since the counter started) and from
-  // which port.
-  std::string seen() {
-    std::lock_guard lock(mu_);
-    return seen_;
-  }
-
- private:
-  int fd_ = -1;
-  bool ok_ = false;
-  std::atomic<int> count_{0};
-  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  std::mutex mu_;
-  std::string seen_;
-  std::jthread thread_;
-};
+using chaos::ConnectionCounter;
+using chaos::context_switches;
 
 int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
 

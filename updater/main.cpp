@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   cfg.add_string("update-feed", "", "Vendor feed URL (https://, http:// or file://); empty: offline imports only");
   cfg.add_int("sync-interval-s", 21600, 0, 30 * 86400, "Seconds between periodic feed syncs (0: never)");
   cfg.add_string("auto-approve", "", "Channels whose new releases arrive approved, comma-separated");
-  cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+  add_event_log_setting(cfg);
   cfg.add_int("slots", 8, 1, 1024, "Concurrent requests per service per broker (batch size)");
   cfg.parse(argc, argv);
   install_stop_signals();

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 #include "updater/net.hpp"
 
 namespace primary::updater {
@@ -136,18 +137,7 @@ std::optional<std::string> ArtifactStore::read(const std::string& sha256, int64_
     return std::nullopt;
   }
   *size = static_cast<int64_t>(st.st_size);
-  std::string out;
-  if (offset < *size) {
-    out.resize(static_cast<size_t>(std::min(length, *size - offset)));
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    out.resize(done);
-  }
+  std::string out = offset < *size ? read_at(fd, offset, std::min(length, *size - offset)) : std::string();
   ::close(fd);
   return out;
 }

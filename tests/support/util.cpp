@@ -4,6 +4,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/process.hpp"
+
 namespace primary::test {
 
 bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
@@ -16,12 +18,6 @@ bool wait_until(const std::function<bool()>& predicate, std::chrono::millisecond
   return predicate();
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string read_file(const std::string& path) { return primary::read_file(path).value_or(""); }
 
 }  // namespace primary::test

@@ -20,6 +20,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/process.hpp"
+
 extern char** environ;
 
 namespace primary::bench {
@@ -361,13 +363,7 @@ std::vector<ProcSample> sample_tree(pid_t root) {
   return out;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string read_text_file(const std::string& path) { return read_file(path).value_or(""); }
 
 std::string self_dir() {
   std::error_code ec;

@@ -19,6 +19,7 @@
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/mdp.hpp"
+#include "common/process.hpp"
 #include "common/schema.hpp"
 
 namespace primary::bench {
@@ -301,15 +302,6 @@ DownloadResult run_downloads(zmq::context_t& ctx, const DownloadOptions& o) {
 
 // ---------------------------------------------------------------- DirectFileServer
 
-struct DirectFileServer::State {
-  zmq::context_t ctx{1};
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> replies{0};
-  std::thread thread;
-  int fd = -1;
-  std::string sha256;
-};
-
 namespace {
 
 // One fetch, answered like primary-updater's handler and worker runtime do.
@@ -325,15 +317,7 @@ std::string serve_fetch(int fd, const std::string& sha256, std::string_view body
   if (::fstat(fd, &st) != 0) return encode_reply(Reply::failure(Code::Unavailable, "cannot stat"), rid);
   const int64_t size = st.st_size;
   if (offset > size) return encode_reply(Reply::failure(Code::BadRequest, "field 'offset': beyond the end"), rid);
-  std::string out(static_cast<size_t>(std::min(length, size - offset)), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  out.resize(done);
+  std::string out = read_at(fd, offset, std::min(length, size - offset));
   return encode_reply(
       Reply::success({{"data", Value(Bin{std::move(out)})}, {"offset", Value(offset)}, {"size", Value(size)}}), rid);
 }
@@ -341,42 +325,23 @@ std::string serve_fetch(int fd, const std::string& sha256, std::string_view body
 }  // namespace
 
 DirectFileServer::DirectFileServer(const std::string& path, const std::string& sha256)
-    : state_(std::make_unique<State>()) {
-  state_->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (state_->fd < 0) return;
-  state_->sha256 = sha256;
-  std::promise<std::string> bound;
-  auto endpoint = bound.get_future();
-  state_->thread = std::thread([s = state_.get(), &bound] {
-    zmq::socket_t router(s->ctx, zmq::socket_type::router);
-    router.set(zmq::sockopt::linger, 0);
-    router.set(zmq::sockopt::sndhwm, 100000);
-    router.set(zmq::sockopt::rcvhwm, 100000);
-    router.bind("tcp://127.0.0.1:*");
-    bound.set_value(router.get(zmq::sockopt::last_endpoint));
-    zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
-    mdp::Frames frames;
-    while (!s->stop.load(std::memory_order_relaxed)) {
-      zmq::poll(&item, 1, std::chrono::milliseconds(50));
-      for (int n = 0; n < 1000 && mdp::recv_frames(router, frames, zmq::recv_flags::dontwait); ++n) {
-        // [client identity, "", MDPC01, service, body]: the reply reuses the envelope.
-        if (frames.size() != 5) continue;
-        const std::string reply = serve_fetch(s->fd, s->sha256, mdp::view(frames[4]));
-        frames[4] = mdp::frame(reply);
-        mdp::send_frames(router, frames, true);
-        s->replies.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
+    : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), sha256_(sha256) {
+  if (fd_ < 0) return;
+  server_ = std::make_unique<DirectServer>([this](mdp::Frames& frames) {
+    // [client identity, "", MDPC01, service, body]: the reply reuses the envelope.
+    if (frames.size() != 5) return false;
+    frames[4] = mdp::frame(serve_fetch(fd_, sha256_, mdp::view(frames[4])));
+    replies_.fetch_add(1, std::memory_order_relaxed);
+    return true;
   });
-  endpoint_ = endpoint.get();
+  endpoint_ = server_->endpoint();
 }
 
 DirectFileServer::~DirectFileServer() {
-  state_->stop = true;
-  if (state_->thread.joinable()) state_->thread.join();
-  if (state_->fd >= 0) ::close(state_->fd);
+  server_.reset();
+  if (fd_ >= 0) ::close(fd_);
 }
 
-int64_t DirectFileServer::replies() const { return state_->replies.load(); }
+int64_t DirectFileServer::replies() const { return replies_.load(); }
 
 }  // namespace primary::bench

@@ -14,12 +14,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/errors.hpp"
 #include "tools/bench/children.hpp"
+#include "tools/bench/load.hpp"
 #include "tools/bench/stack.hpp"
 
 namespace primary::bench {
@@ -93,8 +95,10 @@ class DirectFileServer {
   int64_t replies() const;
 
  private:
-  struct State;
-  std::unique_ptr<State> state_;
+  int fd_ = -1;
+  std::string sha256_;
+  std::atomic<int64_t> replies_{0};
+  std::unique_ptr<DirectServer> server_;  // last: stops before fd_ closes
   std::string endpoint_;
 };
 

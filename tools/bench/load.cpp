@@ -399,18 +399,18 @@ LoadResult run_load(zmq::context_t& ctx, const LoadOptions& o, const BodyMaker& 
   return r;
 }
 
-// ---------------------------------------------------------------- DirectEcho
+// ---------------------------------------------------------------- DirectServer
 
-struct DirectEcho::State {
+struct DirectServer::State {
   zmq::context_t ctx{1};
   std::atomic<bool> stop{false};
   std::thread thread;
 };
 
-DirectEcho::DirectEcho() : state_(std::make_unique<State>()) {
+DirectServer::DirectServer(Handler handle) : state_(std::make_unique<State>()) {
   std::promise<std::string> bound;
   auto endpoint = bound.get_future();
-  state_->thread = std::thread([s = state_.get(), &bound] {
+  state_->thread = std::thread([s = state_.get(), &bound, handle = std::move(handle)] {
     zmq::socket_t router(s->ctx, zmq::socket_type::router);
     router.set(zmq::sockopt::linger, 0);
     router.set(zmq::sockopt::sndhwm, 100000);
@@ -422,13 +422,13 @@ DirectEcho::DirectEcho() : state_(std::make_unique<State>()) {
     while (!s->stop.load(std::memory_order_relaxed)) {
       zmq::poll(&item, 1, std::chrono::milliseconds(50));
       for (int n = 0; n < 1000 && mdp::recv_frames(router, frames, zmq::recv_flags::dontwait); ++n)
-        mdp::send_frames(router, frames, true);
+        if (handle(frames)) mdp::send_frames(router, frames, true);
     }
   });
   endpoint_ = endpoint.get();
 }
 
-DirectEcho::~DirectEcho() {
+DirectServer::~DirectServer() {
   state_->stop = true;
   state_->thread.join();
 }

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,21 +86,29 @@ double median(std::vector<double> v);
 LoadResult run_load(zmq::context_t& ctx, const LoadOptions& options, const BodyMaker& make,
                     const ReplyCheck& check);
 
-// An echo server without a broker: a ROUTER that sends every message back
-// as it came, on its own thread and ZeroMQ context, bound to
-// tcp://127.0.0.1:*.
-class DirectEcho {
+// A server without a broker: a ROUTER on its own thread and ZeroMQ
+// context, bound to tcp://127.0.0.1:*. Every message it receives goes to
+// `handle`, which may rewrite the frames in place; they are sent back when
+// it returns true. Stops and joins on destruction.
+class DirectServer {
  public:
-  DirectEcho();
-  ~DirectEcho();
-  DirectEcho(const DirectEcho&) = delete;
-  DirectEcho& operator=(const DirectEcho&) = delete;
+  using Handler = std::function<bool(mdp::Frames&)>;
+  explicit DirectServer(Handler handle);
+  ~DirectServer();
+  DirectServer(const DirectServer&) = delete;
+  DirectServer& operator=(const DirectServer&) = delete;
   const std::string& endpoint() const { return endpoint_; }
 
  private:
   struct State;
   std::unique_ptr<State> state_;
   std::string endpoint_;
+};
+
+// An echo server without a broker: every message goes back as it came.
+class DirectEcho : public DirectServer {
+ public:
+  DirectEcho() : DirectServer([](mdp::Frames&) { return true; }) {}
 };
 
 // The body a plain echo worker answers to `request_body`: {ok: true,

@@ -1,10 +1,6 @@
 #include "tools/bench/modes.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <spdlog/fmt/fmt.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,6 +23,8 @@
 #include "tools/bench/download.hpp"
 #include "tools/bench/fleet.hpp"
 #include "tools/bench/load.hpp"
+#include "tools/chaos/connection_counter.hpp"
+#include "tools/chaos/procfs.hpp"
 
 namespace primary::bench {
 
@@ -842,65 +840,8 @@ int run_download(const BenchEnv& env, const BenchSettings& s) {
 
 namespace {
 
-// Context switches so far of every thread of `pid`, voluntary and not: how
-// often it woke (threads that already exited are not counted).
-int64_t context_switches(pid_t pid) {
-  int64_t sum = 0;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::istringstream in(read_text_file(task.path().string() + "/status"));
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-        sum += std::strtoll(line.c_str() + line.find(':') + 1, nullptr, 10);
-  }
-  return sum;
-}
-
-// A TCP listener on 127.0.0.1:`port` counting the connections made to it,
-// each closed at once.
-class ConnectionCounter {
- public:
-  explicit ConnectionCounter(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < 100 && !ok_; ++i) {
-      ok_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-      if (!ok_) std::this_thread::sleep_for(50ms);
-    }
-    ok_ = ok_ && ::listen(fd_, 64) == 0;
-    if (ok_)
-      thread_ = std::jthread([this](std::stop_token stop) {
-        while (!stop.stop_requested()) {
-          pollfd p{fd_, POLLIN, 0};
-          if (::poll(&p, 1, 100) <= 0) continue;
-          const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-          if (c < 0) continue;
-          ++count_;
-          ::close(c);
-        }
-      });
-  }
-  ~ConnectionCounter() {
-    if (thread_.joinable()) {
-      thread_.request_stop();
-      thread_.join();
-    }
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return ok_; }
-  int count() const { return count_.load(); }
-
- private:
-  int fd_ = -1;
-  bool ok_ = false;
-  std::atomic<int> count_{0};
-  std::jthread thread_;
-};
+using chaos::ConnectionCounter;
+using chaos::context_switches;
 
 // What a phase cost the Client process.
 struct ClientPhase {

@@ -1,10 +1,13 @@
 #include "tools/chaos/procfs.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#include "common/process.hpp"
 
 namespace primary::chaos {
 
@@ -12,12 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  if (in) out << in.rdbuf();
-  return out.str();
-}
+std::string slurp(const std::string& path) { return read_file(path).value_or(""); }
 
 // Every process of the system, read once.
 std::vector<ProcInfo> all_processes() {
@@ -81,6 +79,18 @@ std::set<pid_t> children_named(pid_t parent, const std::string& exe_name) {
 bool process_gone(pid_t pid) {
   auto info = proc_info(pid);
   return !info || info->state == 'Z';
+}
+
+int64_t context_switches(pid_t pid) {
+  int64_t sum = 0;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "status");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        sum += std::strtoll(line.c_str() + line.find(':') + 1, nullptr, 10);
+  }
+  return sum;
 }
 
 }  // namespace primary::chaos

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,5 +28,8 @@ std::vector<ProcInfo> descendants_of(pid_t root);
 std::set<pid_t> children_named(pid_t parent, const std::string& exe_name);
 // Gone, or a zombie waiting for an init that does not reap.
 bool process_gone(pid_t pid);
+// Context switches so far of every thread of `pid`, voluntary and not: how
+// often it woke (threads that already exited are not counted).
+int64_t context_switches(pid_t pid);
 
 }  // namespace primary::chaos
