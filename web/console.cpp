@@ -405,22 +405,12 @@ Result<Value> Console::update_call(const std::string& op, Value::Map fields) {
   return call(svc::kUpdateControl, op, std::move(fields));
 }
 
-Result<Console::LogPage> Console::log_page(const std::string& since, int64_t limit,
-                                           const std::vector<std::string>& types) {
-  Value::Map fields{{field::kLimit, Value(limit)}};
-  if (!since.empty()) fields.emplace_back(field::kSince, Value(since));
-  if (!types.empty()) {
-    Value::Array list;
-    for (const auto& t : types) list.emplace_back(t);
-    fields.emplace_back(field::kTypes, Value(std::move(list)));
-  }
-  auto r = call(svc::kAdmin, opname::kLog, std::move(fields));
+Result<LogPage> Console::log_page(const std::string& since, int64_t limit,
+                                  const std::vector<std::string>& types) {
+  auto r = call(svc::kAdmin, opname::kLog, log_request(since, limit, types));
   if (!r) return r.error();
   if (!reply_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
-  LogPage page;
-  if (const Value* items = r->find(field::kItems); items && items->is_array()) page.items = items->as_array();
-  page.next = reply_str(*r, field::kNext);
-  return page;
+  return log_page_of(*r);
 }
 
 // admin.log only reads forward from an id, so this steps back in time from

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/schema.hpp"
 #include "common/value.hpp"
 #include "web/broker_link.hpp"
 #include "web/sessions.hpp"
@@ -95,10 +96,6 @@ class Console {
   Result<Value> call(const std::string& service, const std::string& op, Value::Map fields = {});
   // update.control, answered UNAVAILABLE at once when no updater is up.
   Result<Value> update_call(const std::string& op, Value::Map fields = {});
-  struct LogPage {
-    std::vector<Value> items;
-    std::string next;
-  };
   Result<LogPage> log_page(const std::string& since, int64_t limit,
                            const std::vector<std::string>& types);
   // The newest `want` entries of the log (of `types` if any), oldest first.
