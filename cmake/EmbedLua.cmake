@@ -24,6 +24,7 @@
 
 if(NOT CMAKE_SCRIPT_MODE_FILE)
   set(PRIMARY_EMBED_LUA_MODULE ${CMAKE_CURRENT_LIST_FILE})
+  set(PRIMARY_EMBED_NAME_MODULE ${CMAKE_CURRENT_LIST_DIR}/EmbedName.cmake)
 
   function(primary_embed_lua target)
     cmake_parse_arguments(L "" "NAMESPACE" "SCRIPTS;INCLUDES" ${ARGN})
@@ -52,7 +53,7 @@ if(NOT CMAKE_SCRIPT_MODE_FILE)
       COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR} -DOUT=${gen} -DDIR=${dir}
               -DNAMESPACE=${L_NAMESPACE} -DSCRIPTS=${scripts_arg} -DINCLUDES=${includes_arg}
               -P ${PRIMARY_EMBED_LUA_MODULE}
-      DEPENDS ${depends}
+      DEPENDS ${depends} ${PRIMARY_EMBED_NAME_MODULE}
       COMMENT "Embedding the Lua scripts of ${dir}"
       VERBATIM)
     target_sources(${target} PRIVATE ${header})
@@ -67,6 +68,7 @@ endif()
 
 # ---- script mode: cmake -DROOT= -DOUT= -DDIR= -DNAMESPACE= -DSCRIPTS= -DINCLUDES= -P EmbedLua.cmake
 cmake_minimum_required(VERSION 3.22)
+include(${CMAKE_CURRENT_LIST_DIR}/EmbedName.cmake)
 
 # The raw-string delimiter; a file containing it is refused.
 set(delim "__lua__")
@@ -121,14 +123,7 @@ foreach(script IN LISTS scripts)
   get_filename_component(stem ${script} NAME_WE)
   file(WRITE ${OUT}/${DIR}/lua/${file} "${text}")
   # sweep -> kSweep, license_of -> kLicenseOf
-  string(REPLACE "_" ";" words "${stem}")
-  set(name "k")
-  foreach(w IN LISTS words)
-    string(SUBSTRING "${w}" 0 1 first)
-    string(SUBSTRING "${w}" 1 -1 rest)
-    string(TOUPPER "${first}" first)
-    string(APPEND name "${first}${rest}")
-  endforeach()
+  primary_embed_name("${stem}" name)
   string(APPEND hpp "\n// ${script}\ninline constexpr std::string_view ${name} = R\"${delim}(${text})${delim}\";\n")
 endforeach()
 string(APPEND hpp "\n}  // namespace ${NAMESPACE}\n")

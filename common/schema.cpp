@@ -361,6 +361,24 @@ std::string encode_error(Code code, std::string_view message, const Value& rid,
   return encode_reply(Reply::failure(code, std::string(message), std::move(extras)), rid);
 }
 
+Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types) {
+  Value::Map fields{{field::kLimit, Value(limit)}};
+  if (!since.empty()) fields.emplace_back(field::kSince, Value(std::string(since)));
+  if (!types.empty()) {
+    Value::Array list;
+    for (const auto& t : types) list.emplace_back(t);
+    fields.emplace_back(field::kTypes, Value(std::move(list)));
+  }
+  return fields;
+}
+
+LogPage log_page_of(const Value& reply) {
+  LogPage page;
+  if (const Value* items = reply.find(field::kItems); items && items->is_array()) page.items = items->as_array();
+  page.next = reply_str(reply, field::kNext);
+  return page;
+}
+
 std::string encode_request(std::string_view op, Value::Map fields) {
   Value::Map out;
   out.reserve(fields.size() + 1);

@@ -116,6 +116,17 @@ std::string encode_error(Code code, std::string_view message, const Value& rid =
 // Encodes a request body {op, ...fields}; for clients and tests.
 std::string encode_request(std::string_view op, Value::Map fields = {});
 
+// One page of admin.log, for its clients (primaryctl, the console).
+struct LogPage {
+  std::vector<Value> items;  // oldest first
+  std::string next;          // the id to read on from
+};
+// The fields of an admin.log request: entries strictly after `since` (from
+// the oldest when empty), at most `limit`, of `types` when any.
+Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types = {});
+// The page in an admin.log success reply.
+LogPage log_page_of(const Value& reply);
+
 // Checks a success reply's fields against the operation's declared reply:
 // every required field present, every declared field of its type. Extra
 // fields are allowed (the contract only grows). For tests and debug checks.

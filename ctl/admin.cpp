@@ -13,6 +13,7 @@
 #include "ctl/commands.hpp"
 
 #include "common/names.hpp"
+#include "common/schema.hpp"
 #include "common/text.hpp"
 
 namespace primary::ctl {
@@ -35,28 +36,16 @@ std::optional<std::pair<uint64_t, uint64_t>> parse_event_id(std::string_view id)
 }
 
 // One page of admin.log: entries strictly after `since`.
-struct LogPage {
-  std::vector<Value> items;
-  std::string next;
+struct LogPage : primary::LogPage {
   int exit = kOk;
 };
 
 LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
                  const std::vector<std::string>& types = {}) {
-  Value::Map fields{{field::kLimit, Value(limit)}};
-  if (!since.empty()) fields.emplace_back(field::kSince, Value(since));
-  if (!types.empty()) {
-    Value::Array list;
-    for (const auto& t : types) list.emplace_back(t);
-    fields.emplace_back(field::kTypes, Value(std::move(list)));
-  }
   LogPage page;
-  Answer a = ask(ctx, kService, opname::kLog, std::move(fields));
+  Answer a = ask(ctx, kService, opname::kLog, log_request(since, limit, types));
   page.exit = a.exit;
-  if (!a) return page;
-  if (const Value* items = a.reply.find(field::kItems); items && items->is_array())
-    page.items = items->as_array();
-  page.next = reply_str(a.reply, field::kNext);
+  if (a) static_cast<primary::LogPage&>(page) = log_page_of(a.reply);
   return page;
 }
 

@@ -13,14 +13,15 @@
 #include <deque>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "common/crypto.hpp"
 #include "common/text.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
-#include "web/html.hpp"
 #include "web/metrics.hpp"
+#include "web/pages.hpp"
 #include "web/password.hpp"
 
 namespace primary::web {
@@ -55,6 +56,7 @@ std::string message_of(const Result<Value>& r) {
 // A value as the right-hand side of key=value.
 std::string value_text(const Value& v) { return v.is_str() ? v.as_str() : to_json(v); }
 
+constexpr const char* kNameRule = "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .";
 bool valid_name(const std::string& s) {
   return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
@@ -88,16 +90,8 @@ std::string cookie_value(const httplib::Request& req, const std::string& name) {
   return {};
 }
 
-std::string csrf_field(const Session& s) {
-  return "<input type=\"hidden\" name=\"csrf\" value=\"" + esc(s.csrf) + "\">";
-}
-
-std::string row(const std::string& key, const std::string& value_html) {
-  return "<tr><th>" + esc(key) + "</th><td>" + value_html + "</td></tr>";
-}
-
 // One activity row: time, type, computer, other fields, id.
-std::string event_row(const Value& e) {
+PageData event_data(const Value& e) {
   std::string details;
   if (e.is_map()) {
     auto fields = e.as_map();
@@ -106,18 +100,71 @@ std::string event_row(const Value& e) {
       if (k != field::kId && k != field::kTs && k != field::kType && k != field::kComputer)
         details += (details.empty() ? "" : " ") + k + "=" + value_text(v);
   }
-  return "<tr><td>" + esc(time_text(reply_int(e, field::kTs, 0))) + "</td><td>" + esc(reply_str(e, field::kType)) +
-         "</td><td>" + esc(reply_str(e, field::kComputer)) + "</td><td>" + esc(details) +
-         "</td><td class=\"code\">" + esc(reply_str(e, field::kId)) + "</td></tr>";
+  PageData row;
+  row.set("time", time_text(reply_int(e, field::kTs, 0)));
+  row.set("type", reply_str(e, field::kType));
+  row.set("computer", reply_str(e, field::kComputer));
+  row.set("details", details);
+  row.set("id", reply_str(e, field::kId));
+  return row;
 }
 
+// The activity table (templates/events.mustache); with a stream URL, app.js
+// follows it live.
 std::string event_table(const std::vector<Value>& items, const std::string& stream_url) {
-  std::string html = "<table id=\"activity\"";
-  if (!stream_url.empty()) html += " data-stream=\"" + esc(stream_url) + "\"";
-  html += "><thead><tr><th>Time</th><th>Type</th><th>Computer</th><th>Details</th><th>Id</th></tr></thead><tbody>";
-  if (items.empty()) html += "<tr id=\"empty\"><td colspan=\"5\" class=\"muted\">No events.</td></tr>";
-  for (const auto& e : items) html += event_row(e);
-  return html + "</tbody></table>";
+  PageList rows;
+  for (const auto& e : items) rows.push_back(event_data(e));
+  PageData data;
+  data.set("events", rows);
+  if (!stream_url.empty()) data.set("stream_url", stream_url);
+  return render_page("events", data);
+}
+
+// (value, label) pairs as a list of {value, label, on}: `on` for the one
+// whose value is `current` (a menu's page, a select's option).
+PageList choice_list(const std::vector<std::pair<std::string, std::string>>& choices, const std::string& current) {
+  PageList list;
+  for (const auto& [value, label] : choices) {
+    PageData choice;
+    choice.set("value", value);
+    choice.set("label", label);
+    choice.set("on", value == current);
+    list.push_back(choice);
+  }
+  return list;
+}
+
+// A map field of a reply as a list of {key, value}, the value as text.
+PageList entry_list(const Value& reply, std::string_view name) {
+  PageList list;
+  if (const Value* map = reply.find(name); map && map->is_map())
+    for (const auto& [key, value] : map->as_map()) {
+      PageData entry;
+      entry.set("key", key);
+      entry.set("value", value_text(value));
+      list.push_back(entry);
+    }
+  return list;
+}
+
+// `text`, or "-" when it is empty.
+std::string or_dash(const std::string& text) { return text.empty() ? "-" : text; }
+
+// What the computer list and a computer's page show of one computer (an
+// admin.computers item or an admin.computer reply).
+PageData computer_data(const Value& c) {
+  const std::string name = reply_str(c, field::kComputer), state = reply_str(c, field::kState);
+  PageData data;
+  data.set("name", name);
+  data.set("url_name", url_component(name));
+  data.set("state", state);
+  data.set("state_text", state == field::kReserved ? "never seen" : state);
+  data.set("license", reply_str(c, field::kLicense));
+  data.set("reserved", time_text(reply_int(c, field::kReservedAt, 0)));
+  data.set("first_seen", time_text(reply_int(c, field::kFirstSeen, 0)));
+  data.set("last_seen", time_text(reply_int(c, field::kLastSeen, 0)));
+  data.set("version", or_dash(reply_str(c, field::kVersion)));
+  return data;
 }
 
 // An integer form or query field within [min, max]; nullopt when absent.
@@ -175,9 +222,9 @@ void Console::install(httplib::Server& svr) {
   });
   svr.set_error_handler([](const Req&, Res& res) {
     if (!res.body.empty()) return;
-    res.set_content("<!doctype html><title>Error</title><p>HTTP " + std::to_string(res.status) +
-                        "</p><p><a href=\"/\">Back to the console</a></p>",
-                    "text/html; charset=utf-8");
+    PageData data;
+    data.set("status", std::to_string(res.status));
+    res.set_content(render_page("http_error", data), "text/html; charset=utf-8");
   });
   svr.set_exception_handler([](const Req& req, Res& res, std::exception_ptr ep) {
     try {
@@ -191,19 +238,18 @@ void Console::install(httplib::Server& svr) {
     res.set_content("internal error\n", "text/plain");
   });
 
-  svr.Get("/static/style.css", [](const Req&, Res& res) {
-    res.set_header("Cache-Control", "no-cache");
-    res.set_content(std::string(kStyleCss), "text/css; charset=utf-8");
-  });
-  for (const char* path : {"/static/icon.svg", "/favicon.ico"})
-    svr.Get(path, [](const Req&, Res& res) {
-      res.set_header("Cache-Control", "max-age=86400");
-      res.set_content(std::string(kIconSvg), "image/svg+xml");
+  auto serve = [&svr](const std::string& path, std::string_view name, const char* cache) {
+    const auto file = static_file(name);
+    if (!file) throw std::logic_error("no static file " + std::string(name));
+    svr.Get(path, [file = *file, cache](const Req&, Res& res) {
+      res.set_header("Cache-Control", cache);
+      res.set_content(file.text.data(), file.text.size(), std::string(file.content_type));
     });
-  svr.Get("/static/app.js", [](const Req&, Res& res) {
-    res.set_header("Cache-Control", "no-cache");
-    res.set_content(std::string(kAppJs), "text/javascript; charset=utf-8");
-  });
+  };
+  serve("/static/style.css", "style.css", "no-cache");
+  serve("/static/app.js", "app.js", "no-cache");
+  serve("/static/icon.svg", "icon.svg", "max-age=86400");
+  serve("/favicon.ico", "icon.svg", "max-age=86400");
   svr.Get("/login", [this](const Req& req, Res& res) { login_page(req, res, 200, ""); });
   svr.Post("/login", [this](const Req& req, Res& res) { login(req, res); });
   svr.Post("/logout", [this](const Req& req, Res& res) { logout(req, res); });
@@ -279,28 +325,19 @@ void Console::login_page(const Req& req, Res& res, int status, const std::string
                              "; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600";
   if (options_.https) login_cookie += "; Secure";
   res.set_header("Set-Cookie", login_cookie);
-  std::string notice;
+  PageList notices;
   auto hash = read_password_hash(password_file(options_.data_dir));
   if (!hash)
-    notice = "<div class=\"error\">" +
-             esc(hash.error().code == Code::NotFound
-                     ? "No console password is set. Set one on the server with: primaryctl "
-                       "web-password --data-dir " + options_.data_dir
-                     : hash.error().message) +
-             "</div>";
-  if (!message.empty()) notice += "<div class=\"error\">" + esc(message) + "</div>";
+    notices.emplace_back(hash.error().code == Code::NotFound
+                             ? "No console password is set. Set one on the server with: primaryctl "
+                               "web-password --data-dir " + options_.data_dir
+                             : hash.error().message);
+  if (!message.empty()) notices.emplace_back(message);
+  PageData data;
+  data.set("notices", notices);
+  data.set("csrf", token);
   res.status = status;
-  res.set_content(
-      "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in - Primary "
-      "Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"/static/icon.svg\"></head><body><main "
-      "class=\"login\"><section class=\"card\"><h1>Primary Server</h1>" +
-          notice +
-          "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"csrf\" value=\"" +
-          esc(token) +
-          "\"><p><label>Admin password<br><input type=\"password\" name=\"password\" "
-          "autocomplete=\"current-password\" autofocus required></label></p><p><button "
-          "type=\"submit\">Log in</button></p></form></section></main></body></html>",
-      "text/html; charset=utf-8");
+  res.set_content(render_page("login", data), "text/html; charset=utf-8");
 }
 
 void Console::login(const Req& req, Res& res) {
@@ -356,19 +393,18 @@ std::string Console::layout(const std::string& title, const std::string& active,
   static const std::vector<std::pair<std::string, std::string>> nav = {
       {"/", "Overview"}, {"/computers", "Computers"}, {"/activity", "Activity"},
       {"/updates", "Updates"}, {"/firewall", "Firewall"}};
-  std::string html =
-      "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
-      "content=\"width=device-width, initial-scale=1\"><title>" + esc(title) +
-      " - Primary Server</title><link rel=\"stylesheet\" href=\"/static/style.css\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"/static/icon.svg\"></head><body>"
-      "<header><span class=\"brand\">Primary Server</span><nav>";
-  for (const auto& [href, name] : nav)
-    html += "<a href=\"" + href + "\"" + (href == active ? " class=\"on\"" : "") + ">" + name + "</a>";
-  html += "</nav><form method=\"post\" action=\"/logout\">" + csrf_field(s) +
-          "<button class=\"plain\" type=\"submit\">Log out</button></form></header><main>";
-  auto [flash, error] = sessions_.take_flash(s.id);
-  if (!flash.empty()) html += "<div class=\"" + std::string(error ? "error" : "flash") + "\">" + esc(flash) + "</div>";
-  html += "<h1>" + esc(title) + "</h1>" + body + "</main><script src=\"/static/app.js\"></script></body></html>";
-  return html;
+  PageData data;
+  data.set("title", title);
+  data.set("nav", choice_list(nav, active));
+  data.set("csrf", s.csrf);
+  if (auto [text, error] = sessions_.take_flash(s.id); !text.empty()) {
+    PageData flash;
+    flash.set("text", text);
+    flash.set("error", error);
+    data.set("flash", flash);
+  }
+  data.set("body", body);
+  return render_page("layout", data);
 }
 
 void Console::send_page(Res& res, int status, const std::string& html) {
@@ -378,11 +414,9 @@ void Console::send_page(Res& res, int status, const std::string& html) {
 
 void Console::error_page(Res& res, const Session& s, int status, const std::string& title,
                          const std::string& message) {
-  send_page(res, status,
-            layout(title, "", s,
-                   "<div class=\"error\">" + esc(message) +
-                       "</div><p>Use the browser's Back button to correct the form, or go to the "
-                       "<a href=\"/\">Overview</a>.</p>"));
+  PageData data;
+  data.set("message", message);
+  send_page(res, status, layout(title, "", s, render_page("error", data)));
 }
 
 void Console::failed(Res& res, const Session& s, const std::string& what, const Result<Value>& reply) {
@@ -405,22 +439,12 @@ Result<Value> Console::update_call(const std::string& op, Value::Map fields) {
   return call(svc::kUpdateControl, op, std::move(fields));
 }
 
-Result<Console::LogPage> Console::log_page(const std::string& since, int64_t limit,
-                                           const std::vector<std::string>& types) {
-  Value::Map fields{{field::kLimit, Value(limit)}};
-  if (!since.empty()) fields.emplace_back(field::kSince, Value(since));
-  if (!types.empty()) {
-    Value::Array list;
-    for (const auto& t : types) list.emplace_back(t);
-    fields.emplace_back(field::kTypes, Value(std::move(list)));
-  }
-  auto r = call(svc::kAdmin, opname::kLog, std::move(fields));
+Result<LogPage> Console::log_page(const std::string& since, int64_t limit,
+                                  const std::vector<std::string>& types) {
+  auto r = call(svc::kAdmin, opname::kLog, log_request(since, limit, types));
   if (!r) return r.error();
   if (!reply_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
-  LogPage page;
-  if (const Value* items = r->find(field::kItems); items && items->is_array()) page.items = items->as_array();
-  page.next = reply_str(*r, field::kNext);
-  return page;
+  return log_page_of(*r);
 }
 
 // admin.log only reads forward from an id, so this steps back in time from
@@ -462,36 +486,32 @@ void Console::overview(const Req& req, Res& res) {
   auto status = call(svc::kAdmin, opname::kStatus);
   if (!ok_reply(status)) return failed(res, *s, "Reading the server status", status);
   const Value& st = *status;
-  std::string body = "<div class=\"counts\">";
+  PageData data;
+  PageList counts;
   for (const auto& [key, label] : std::vector<std::pair<std::string, std::string>>{
            {field::kPurchased, "Purchased"}, {field::kReserved, "Reserved"}, {field::kActive, "Active"},
-           {field::kLost, "Lost"}, {field::kNeverSeen, "Never seen"}})
-    body += "<div id=\"count-" + key + "\"><b>" + std::to_string(reply_int(st, key, 0)) + "</b>" + label + "</div>";
-  body += "</div><section class=\"card\"><h2>Server</h2><table class=\"kv\">";
+           {field::kLost, "Lost"}, {field::kNeverSeen, "Never seen"}}) {
+    PageData count;
+    count.set("key", key);
+    count.set("value", std::to_string(reply_int(st, key, 0)));
+    count.set("label", label);
+    counts.push_back(count);
+  }
+  data.set("counts", counts);
   const std::string serial = reply_str(st, field::kSerial);
-  body += row("Serial", serial.empty() ? "<span class=\"muted\">none unlocked</span>"
-                                       : "<span id=\"serial\" class=\"code\">" + esc(serial) + "</span>");
-  auto reg = call(svc::kLicenseControl, opname::kRegistration);
-  if (ok_reply(reg))
-    body += row("Registered serial", "<span class=\"code\">" + esc(reply_str(*reg, field::kSerial)) + "</span>") +
-            row("Registration code", "<span id=\"registration\" class=\"code\">" +
-                                         esc(reply_str(*reg, field::kRegistrationCode)) + "</span>");
-  body += row("Version", esc(reply_str(st, field::kVersion))) + row("Uptime", esc(duration_text(reply_int(st, field::kUptimeS, 0))));
-  body += "</table><h2>Services</h2><table><thead><tr><th>Service</th><th>Workers</th></tr></thead><tbody>";
-  if (const Value* services = st.find(field::kServices); services && services->is_map())
-    for (const auto& [name, n] : services->as_map())
-      body += "<tr><td>" + esc(name) + "</td><td>" + esc(value_text(n)) + "</td></tr>";
-  body += "</tbody></table></section>";
-  body += "<section class=\"card\"><h2>Register a serial number</h2><form method=\"post\" action=\"/register\">" +
-          csrf_field(*s) +
-          "<input name=\"serial\" placeholder=\"Serial number\" required maxlength=\"64\"> <button "
-          "type=\"submit\">Register</button></form><p class=\"muted\">Shows the registration code to "
-          "send to the vendor, who answers with an unlock code.</p></section>";
-  body += "<section class=\"card\"><h2>Enter an unlock code</h2><form method=\"post\" action=\"/unlock\">" +
-          csrf_field(*s) +
-          "<textarea name=\"unlock_code\" required maxlength=\"4096\"></textarea><p><button "
-          "type=\"submit\">Unlock</button></p></form></section>";
-  send_page(res, 200, layout("Overview", "/", *s, body));
+  data.set("unlocked", !serial.empty());
+  data.set("serial", serial);
+  if (auto reg = call(svc::kLicenseControl, opname::kRegistration); ok_reply(reg)) {
+    PageData registration;
+    registration.set("serial", reply_str(*reg, field::kSerial));
+    registration.set("code", reply_str(*reg, field::kRegistrationCode));
+    data.set("registration", registration);
+  }
+  data.set("version", reply_str(st, field::kVersion));
+  data.set("uptime", duration_text(reply_int(st, field::kUptimeS, 0)));
+  data.set("services", entry_list(st, field::kServices));
+  data.set("csrf", s->csrf);
+  send_page(res, 200, layout("Overview", "/", *s, render_page("overview", data)));
 }
 
 void Console::do_register(const Req& req, Res& res) {
@@ -543,49 +563,22 @@ void Console::computers(const Req& req, Res& res) {
   auto r = call(svc::kAdmin, opname::kComputers, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Listing computers", r);
 
-  auto option = [](const std::string& value, const std::string& label, const std::string& current) {
-    return "<option value=\"" + value + "\"" + (value == current ? " selected" : "") + ">" + label + "</option>";
-  };
-  std::string body =
-      "<section class=\"card\"><form method=\"get\" action=\"/computers\">State <select name=\"state\">" +
-      option("", "all", state) + option(field::kReserved, "never seen", state) + option(field::kActive, field::kActive, state) +
-      option(field::kLost, field::kLost, state) + "</select> Sort <select name=\"sort\">" + option("name", "by name", sort) +
-      option("last-seen", "last seen first", sort) +
-      "</select> <button type=\"submit\">Show</button></form>"
-      "<form method=\"get\" action=\"/computers/find\">Computer name <input name=\"name\" maxlength=\"63\" "
-      "required> <button type=\"submit\">Open</button></form></section>";
-  body += "<table id=\"computers\"><thead><tr><th>Computer</th><th>State</th><th>License</th><th>Reserved</th>"
-          "<th>Last seen</th><th>Version</th></tr></thead><tbody>";
-  const Value* items = r->find(field::kItems);
-  size_t shown = 0;
-  if (items && items->is_array())
-    for (const Value& it : items->as_array()) {
-      ++shown;
-      const std::string name = reply_str(it, field::kComputer);
-      const std::string st = reply_str(it, field::kState);
-      body += "<tr><td><a href=\"/computers/" + url_component(name) + "\">" + esc(name) +
-              "</a></td><td class=\"state-" + esc(st) + "\">" + esc(st == field::kReserved ? "never seen" : st) +
-              "</td><td class=\"code\">" + esc(reply_str(it, field::kLicense)) + "</td><td>" +
-              esc(time_text(reply_int(it, field::kReservedAt, 0))) + "</td><td>" +
-              esc(time_text(reply_int(it, field::kLastSeen, 0))) +
-              "</td><td>" + esc(reply_str(it, field::kVersion).empty() ? "-" : reply_str(it, field::kVersion)) + "</td></tr>";
-    }
-  if (shown == 0) body += "<tr><td colspan=\"6\" class=\"muted\">No computers on this page.</td></tr>";
-  body += "</tbody></table><div class=\"pager\">";
+  PageData data;
+  data.set("states", choice_list({{"", "all"}, {field::kReserved, "never seen"}, {field::kActive, field::kActive},
+                                 {field::kLost, field::kLost}},
+                                state));
+  data.set("sorts", choice_list({{"name", "by name"}, {"last-seen", "last seen first"}}, sort));
+  PageList rows;
+  if (const Value* items = r->find(field::kItems); items && items->is_array())
+    for (const Value& it : items->as_array()) rows.push_back(computer_data(it));
+  data.set("computers", rows);
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
                            "&limit=" + std::to_string(page_size);
-  if (!cursor.empty()) body += "<a href=\"" + esc(base) + "\">First page</a> ";
+  if (!cursor.empty()) data.set("first_url", base);
   if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
-    body += "<a id=\"next\" href=\"" + esc(base + "&cursor=" + url_component(next)) + "\">Next page</a>";
-  body += "</div>";
-  body += "<section class=\"card\"><h2>Reserve a license for a new computer</h2><form method=\"post\" "
-          "action=\"/computers/reserve\">" +
-          csrf_field(*s) +
-          "<input name=\"computer\" placeholder=\"Computer name\" required maxlength=\"63\" "
-          "pattern=\"[A-Za-z0-9._\\-]{1,63}\"> <button type=\"submit\">Reserve</button></form>"
-          "<p class=\"muted\">A reservation is permanent: the license is never moved to another "
-          "computer.</p></section>";
-  send_page(res, 200, layout("Computers", "/computers", *s, body));
+    data.set("next_url", base + "&cursor=" + url_component(next));
+  data.set("csrf", s->csrf);
+  send_page(res, 200, layout("Computers", "/computers", *s, render_page("computers", data)));
 }
 
 void Console::find_computer(const Req& req, Res& res) {
@@ -594,64 +587,58 @@ void Console::find_computer(const Req& req, Res& res) {
   std::string name = req.get_param_value("name");
   while (!name.empty() && name.back() == ' ') name.pop_back();
   while (!name.empty() && name.front() == ' ') name.erase(0, 1);
-  if (!valid_name(name))
-    return error_page(res, *s, 400, "Bad request", "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .");
+  if (!valid_name(name)) return error_page(res, *s, 400, "Bad request", kNameRule);
   res.set_redirect("/computers/" + url_component(upper(name)), 303);
 }
 
-void Console::computer(const Req& req, Res& res) {
+std::optional<std::pair<Session, Value>> Console::computer_reply(const Req& req, Res& res, const std::string& service,
+                                                                 const std::string& op, const std::string& what) {
   auto s = page_session(req, res);
-  if (!s) return;
+  if (!s) return std::nullopt;
   const std::string name = req.matches[1];
-  if (!valid_name(name))
-    return error_page(res, *s, 400, "Bad request", "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .");
-  auto st = call(svc::kAdmin, opname::kComputer, {{field::kComputer, Value(name)}});
-  if (!ok_reply(st)) return failed(res, *s, "Looking up " + name, st);
-  const Value& c = *st;
+  if (!valid_name(name)) {
+    error_page(res, *s, 400, "Bad request", kNameRule);
+    return std::nullopt;
+  }
+  auto r = call(service, op, {{field::kComputer, Value(name)}});
+  if (!ok_reply(r)) {
+    failed(res, *s, what + " " + name, r);
+    return std::nullopt;
+  }
+  return std::make_pair(std::move(*s), std::move(*r));
+}
+
+void Console::computer(const Req& req, Res& res) {
+  auto page = computer_reply(req, res, svc::kAdmin, opname::kComputer, "Looking up");
+  if (!page) return;
+  const auto& [s, c] = *page;
   const std::string stored = reply_str(c, field::kComputer);
-  std::string body = "<section class=\"card\"><table class=\"kv\">";
-  body += row("Computer", "<span id=\"computer\">" + esc(stored) + "</span>");
-  body += row("License", "<span id=\"license\" class=\"code\">" + esc(reply_str(c, field::kLicense)) + "</span>");
-  body += row("State", esc(reply_str(c, field::kState) == field::kReserved ? "never seen" : reply_str(c, field::kState)));
-  body += row("Reserved", esc(time_text(reply_int(c, field::kReservedAt, 0))));
-  body += row("First seen", esc(time_text(reply_int(c, field::kFirstSeen, 0))));
-  body += row("Last seen", esc(time_text(reply_int(c, field::kLastSeen, 0))));
-  body += row("Version", esc(reply_str(c, field::kVersion).empty() ? "-" : reply_str(c, field::kVersion)));
-  body += row("Address", esc(reply_str(c, field::kPeer).empty() ? "-" : reply_str(c, field::kPeer)));
-  if (c.find(field::kClockSkewS))
-    body += row("Clock skew", "<span id=\"clock-skew\">" + std::to_string(reply_int(c, field::kClockSkewS, 0)) +
-                                  " s</span> (the Client's clock; it is not refused for it)");
-  body += row("Commands queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
-  body += "</table><p><a id=\"setup\" href=\"/computers/" + url_component(stored) +
-          "/setup.json\">Download the setup file</a> <span class=\"muted\">(for the Client installer; it "
-          "holds this computer's license)</span></p></section>";
-  body += "<h2>Recent activity</h2>";
-  auto recent = recent_log(kComputerScan, {});
-  if (!recent) {
-    body += "<div class=\"error\">" + esc(recent.error().message) + "</div>";
+  PageData data = computer_data(c);
+  data.set("address", or_dash(reply_str(c, field::kPeer)));
+  data.set("has_clock_skew", c.find(field::kClockSkewS) != nullptr);
+  data.set("clock_skew", std::to_string(reply_int(c, field::kClockSkewS, 0)));
+  data.set("commands_queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
+  if (auto recent = recent_log(kComputerScan, {}); !recent) {
+    data.set("log_error", recent.error().message);
   } else {
     std::vector<Value> mine;
     for (auto& e : *recent)
       if (reply_str(e, field::kComputer) == stored) mine.push_back(std::move(e));
-    body += "<p class=\"muted\">In the last " + std::to_string(recent->size()) + " log entries.</p>" +
-            event_table(mine, "");
+    data.set("scanned", std::to_string(recent->size()));
+    data.set("events", event_table(mine, ""));
   }
-  send_page(res, 200, layout(stored, "/computers", *s, body));
+  send_page(res, 200, layout(stored, "/computers", s, render_page("computer", data)));
 }
 
 void Console::setup_file(const Req& req, Res& res) {
-  auto s = page_session(req, res);
-  if (!s) return;
-  const std::string name = req.matches[1];
-  if (!valid_name(name))
-    return error_page(res, *s, 400, "Bad request", "a computer name is 1 to 63 of A-Z a-z 0-9 - _ .");
-  auto r = call(svc::kLicenseControl, opname::kSetupInfo, {{field::kComputer, Value(name)}});
-  if (!ok_reply(r)) return failed(res, *s, "Making the setup file of " + name, r);
+  auto page = computer_reply(req, res, svc::kLicenseControl, opname::kSetupInfo, "Making the setup file of");
+  if (!page) return;
+  const Value& reply = page->second;
   // The same file as `primaryctl setup-info NAME`: the reply without its envelope fields.
   Value::Map setup;
-  for (const auto& [k, v] : r->as_map())
+  for (const auto& [k, v] : reply.as_map())
     if (k != field::kOk && k != field::kRid) setup.emplace_back(k, v);
-  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + reply_str(*r, field::kComputer) + ".json\"");
+  res.set_header("Content-Disposition", "attachment; filename=\"setup-" + reply_str(reply, field::kComputer) + ".json\"");
   res.set_content(to_json(Value(std::move(setup))) + "\n", "application/json");
 }
 
@@ -700,13 +687,16 @@ void Console::activity(const Req& req, Res& res) {
   std::string type_query;
   for (const auto& t : types) type_query += "&type=" + url_component(t);
 
-  std::string body = "<section class=\"card\"><form method=\"get\" action=\"/activity\">";
-  for (const auto& t : kEventTypes)
-    body += "<label><input type=\"checkbox\" name=\"type\" value=\"" + t + "\"" +
-            (std::find(types.begin(), types.end(), t) != types.end() ? " checked" : "") + "> " + t + "</label> ";
-  body += "<button type=\"submit\">Filter</button> <a href=\"/activity\">All types</a></form></section>";
-  body += "<p>" + std::string(since.empty() ? "The newest entries, following live" : "From " + esc(since)) +
-          "<span id=\"live\" class=\"muted\"></span></p>";
+  PageData data;
+  PageList checkboxes;
+  for (const auto& t : kEventTypes) {
+    PageData box;
+    box.set("type", t);
+    box.set("checked", std::find(types.begin(), types.end(), t) != types.end());
+    checkboxes.push_back(box);
+  }
+  data.set("types", checkboxes);
+  if (!since.empty()) data.set("since", since);
   // Live following continues from the last entry shown; when paging through
   // older entries it stays off.
   std::string stream_url;
@@ -715,11 +705,10 @@ void Console::activity(const Req& req, Res& res) {
                                             : reply_str(items.back(), field::kId);
     stream_url = "/events/stream?since=" + url_component(last) + type_query;
   }
-  body += event_table(items, stream_url);
-  body += "<div class=\"pager\"><a href=\"/activity?since=0-0" + esc(type_query) + "\">From the start</a>";
-  if (!next.empty()) body += " <a id=\"next\" href=\"/activity?since=" + esc(url_component(next) + type_query) + "\">Next page</a>";
-  body += "</div>";
-  send_page(res, 200, layout("Activity", "/activity", *s, body));
+  data.set("events", event_table(items, stream_url));
+  data.set("start_url", "/activity?since=0-0" + type_query);
+  if (!next.empty()) data.set("next_url", "/activity?since=" + url_component(next) + type_query);
+  send_page(res, 200, layout("Activity", "/activity", *s, render_page("activity", data)));
 }
 
 // Server-Sent Events: first the log after the client's last id (from
@@ -825,63 +814,48 @@ void Console::updates(const Req& req, Res& res) {
   auto s = page_session(req, res);
   if (!s) return;
   auto r = update_call(opname::kReleases);
-  std::string body;
+  PageData data;
   int status = 200;
   if (!ok_reply(r)) {
     status = http_status(code_of(r));
-    body += "<div class=\"error\" id=\"updates-error\">Updates are not available: " +
-            esc(code_of(r) + ": " + message_of(r)) + "</div>";
+    data.set("error", code_of(r) + ": " + message_of(r));
   } else {
-    body += "<table id=\"releases\"><thead><tr><th>Component</th><th>Version</th><th>Channel</th><th>Size</th>"
-            "<th>State</th><th>Rollout</th><th>Issued</th><th>Notes</th><th></th></tr></thead><tbody>";
-    const Value* items = r->find(field::kItems);
-    size_t n = 0;
-    if (items && items->is_array())
+    PageList releases;
+    if (const Value* items = r->find(field::kItems); items && items->is_array())
       for (const Value& it : items->as_array()) {
-        ++n;
-        const std::string comp = reply_str(it, field::kComponent), ver = reply_str(it, field::kVersion);
-        const std::string hidden = csrf_field(*s) + "<input type=\"hidden\" name=\"component\" value=\"" +
-                                   esc(comp) + "\"><input type=\"hidden\" name=\"version\" value=\"" +
-                                   esc(ver) + "\">";
         const int64_t pct = reply_int(it, field::kRollout, 100);
+        PageData release;
+        release.set("component", reply_str(it, field::kComponent));
+        release.set("version", reply_str(it, field::kVersion));
+        release.set("channel", reply_str(it, field::kChannel));
+        release.set("size", std::to_string(reply_int(it, field::kSize, 0)));
+        release.set("state", reply_str(it, field::kState));
+        release.set("rollout", std::to_string(pct));
         // A held release reports rollout 0: Approve offers all clients, as primaryctl does.
-        const int64_t offer = reply_str(it, field::kState) == "approved" ? pct : 100;
-        body += "<tr><td>" + esc(comp) + "</td><td>" + esc(ver) + "</td><td>" + esc(reply_str(it, field::kChannel)) +
-                "</td><td>" + std::to_string(reply_int(it, field::kSize, 0)) + "</td><td>" + esc(reply_str(it, field::kState)) +
-                "</td><td>" + std::to_string(pct) + "%</td><td>" + esc(time_text(reply_int(it, field::kIssued, 0))) +
-                "</td><td>" + esc(reply_str(it, field::kNotes)) + "</td><td><form class=\"inline\" method=\"post\" "
-                "action=\"/updates/approve\">" + hidden +
-                "<input type=\"number\" name=\"rollout\" min=\"0\" max=\"100\" value=\"" + std::to_string(offer) +
-                "\"> <button type=\"submit\">Approve</button></form> <form class=\"inline\" method=\"post\" "
-                "action=\"/updates/hold\">" + hidden + "<button type=\"submit\">Hold</button></form></td></tr>";
+        release.set("offer", std::to_string(reply_str(it, field::kState) == "approved" ? pct : 100));
+        release.set("issued", time_text(reply_int(it, field::kIssued, 0)));
+        release.set("notes", reply_str(it, field::kNotes));
+        releases.push_back(release);
       }
-    if (n == 0) body += "<tr><td colspan=\"9\" class=\"muted\">No releases.</td></tr>";
-    body += "</tbody></table>";
+    data.set("releases", releases);
   }
   // The last sync or import job, as releases.sync reports it: "Sync now"
   // only starts one, and this is where its outcome shows.
-  std::string last_job;
   if (const Value* job = ok_reply(r) ? r->find(field::kSync) : nullptr; job && job->is_map()) {
-    const std::string kind = reply_str(*job, "kind") == "import" ? "import" : field::kSync;
-    last_job = "<p id=\"last-sync\">Last " + esc(kind) + " (job " + esc(reply_str(*job, field::kJob)) + "): ";
-    if (reply_str(*job, field::kState) != "done") {
-      last_job += "running since " + esc(time_text(reply_int(*job, field::kStartedAt, 0))) + ".";
-    } else {
-      last_job += esc(reply_str(*job, field::kResult)) + ", " + std::to_string(reply_int(*job, field::kAdded, 0)) + " added, " +
-                  std::to_string(reply_int(*job, field::kFailed, 0)) + " failed, finished " +
-                  esc(time_text(reply_int(*job, field::kFinishedAt, 0)));
-      if (const std::string m = reply_str(*job, field::kMessage); !m.empty()) last_job += ": " + esc(m);
-      last_job += ".";
-    }
-    last_job += "</p>";
+    PageData last;
+    last.set("kind", reply_str(*job, "kind") == "import" ? "import" : field::kSync);
+    last.set("job", reply_str(*job, field::kJob));
+    last.set("done", reply_str(*job, field::kState) == "done");
+    last.set("started", time_text(reply_int(*job, field::kStartedAt, 0)));
+    last.set("result", reply_str(*job, field::kResult));
+    last.set("added", std::to_string(reply_int(*job, field::kAdded, 0)));
+    last.set("failed", std::to_string(reply_int(*job, field::kFailed, 0)));
+    last.set("finished", time_text(reply_int(*job, field::kFinishedAt, 0)));
+    if (const std::string m = reply_str(*job, field::kMessage); !m.empty()) last.set("message", m);
+    data.set("last_job", last);
   }
-  body += "<section class=\"card\"><h2>Vendor feed</h2>" + last_job +
-          "<form method=\"post\" action=\"/updates/sync\">" + csrf_field(*s) +
-          "<button type=\"submit\">Sync now</button></form></section>";
-  body += "<section class=\"card\"><h2>Import an offline bundle</h2><form method=\"post\" "
-          "action=\"/updates/import\" enctype=\"multipart/form-data\">" +
-          csrf_field(*s) + "<input type=\"file\" name=\"bundle\" required> <button type=\"submit\">Import</button></form></section>";
-  send_page(res, status, layout("Updates", "/updates", *s, body));
+  data.set("csrf", s->csrf);
+  send_page(res, status, layout("Updates", "/updates", *s, render_page("updates", data)));
 }
 
 void Console::do_update(const Req& req, Res& res, const std::string& op) {
@@ -1015,14 +989,10 @@ void Console::firewall(const Req& req, Res& res) {
     for (const Value& port : p->as_array())
       ports += (ports.empty() ? "" : ", ") + std::to_string(reply_int(port, field::kPort, 0)) + "/" +
                reply_str(port, field::kProtocol);
-  std::string body = "<section class=\"card\"><p>Ports to open: <b id=\"ports\">" +
-                     esc(ports.empty() ? "none" : ports) + "</b></p></section>";
-  if (const Value* rules = r->find(field::kRules); rules && rules->is_map())
-    for (const auto& [tool, text] : rules->as_map())
-      body += "<h2>" + esc(tool) + "</h2><pre>" + esc(value_text(text)) + "</pre>";
-  body += "<p class=\"muted\">To apply them on the server: <span class=\"code\">primaryctl firewall --apply "
-          "--tool TOOL --yes</span></p>";
-  send_page(res, 200, layout("Firewall", "/firewall", *s, body));
+  PageData data;
+  data.set("ports", ports.empty() ? "none" : ports);
+  data.set("rules", entry_list(*r, field::kRules));
+  send_page(res, 200, layout("Firewall", "/firewall", *s, render_page("firewall", data)));
 }
 
 // ---------------------------------------------------------------- metrics

@@ -13,7 +13,10 @@
 // time (Argon2id costs 64 MiB each); every response carries a strict
 // Content-Security-Policy (scripts and styles only from /static), frame and
 // sniffing denials and Cache-Control: no-store; every value from the server
-// or the user is HTML-escaped.
+// or the user is HTML-escaped by the page templates (pages.hpp).
+//
+// This file handles requests and gathers each page's values; the HTML is in
+// web/templates/, the stylesheet and script in web/static/.
 #pragma once
 
 #include <httplib.h>
@@ -25,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "common/schema.hpp"
 #include "common/value.hpp"
 #include "web/broker_link.hpp"
 #include "web/sessions.hpp"
@@ -62,27 +66,21 @@ class Console {
                                       const std::string& token);  // else 403
   std::string session_cookie(const std::string& value, int max_age) const;
 
-  // Pages.
+  // Pages: one handler per route (install()); metrics needs no session
+  // (metrics.hpp).
+  using Handler = void(const Req& req, Res& res);
+  Handler login, logout, overview, do_register, do_unlock, computers, find_computer, computer, setup_file,
+      do_reserve, activity, stream, updates, firewall, metrics;
   void login_page(const Req& req, Res& res, int status, const std::string& message);
-  void login(const Req& req, Res& res);
-  void logout(const Req& req, Res& res);
-  void overview(const Req& req, Res& res);
-  void do_register(const Req& req, Res& res);
-  void do_unlock(const Req& req, Res& res);
-  void computers(const Req& req, Res& res);
-  void find_computer(const Req& req, Res& res);
-  void computer(const Req& req, Res& res);
-  void setup_file(const Req& req, Res& res);
-  void do_reserve(const Req& req, Res& res);
-  void activity(const Req& req, Res& res);
-  void stream(const Req& req, Res& res);
-  void updates(const Req& req, Res& res);
   void do_update(const Req& req, Res& res, const std::string& op);
   void do_import(const Req& req, Res& res, const httplib::ContentReader& reader);
-  void firewall(const Req& req, Res& res);
-  void metrics(const Req& req, Res& res);  // no session: see metrics.hpp
+  // For /computers/NAME/...: the session and the ok reply of `service` `op`
+  // {computer: NAME}; else nullopt, with a redirect to /login, a 400 page or
+  // the failure page ("<what> NAME failed") sent.
+  std::optional<std::pair<Session, Value>> computer_reply(const Req& req, Res& res, const std::string& service,
+                                                          const std::string& op, const std::string& what);
 
-  // Rendering.
+  // Rendering: `body` is a rendered template, put into the layout's page.
   std::string layout(const std::string& title, const std::string& active, const Session& s,
                      const std::string& body);
   void send_page(Res& res, int status, const std::string& html);
@@ -95,10 +93,6 @@ class Console {
   Result<Value> call(const std::string& service, const std::string& op, Value::Map fields = {});
   // update.control, answered UNAVAILABLE at once when no updater is up.
   Result<Value> update_call(const std::string& op, Value::Map fields = {});
-  struct LogPage {
-    std::vector<Value> items;
-    std::string next;
-  };
   Result<LogPage> log_page(const std::string& since, int64_t limit,
                            const std::vector<std::string>& types);
   // The newest `want` entries of the log (of `types` if any), oldest first.
