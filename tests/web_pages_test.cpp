@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "common/text.hpp"
 #include "web/pages.hpp"
 
 namespace primary::web {

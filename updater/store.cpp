@@ -10,6 +10,7 @@
 
 #include "common/crypto.hpp"
 #include "common/process.hpp"
+#include "common/text.hpp"
 #include "updater/net.hpp"
 
 namespace primary::updater {
@@ -152,16 +153,7 @@ std::string sibling_url(const std::string& feed_url, const std::string& file) {
   std::string base = feed_url;
   if (auto q = base.find_first_of("?#"); q != std::string::npos) base.resize(q);
   if (auto slash = base.rfind('/'); slash != std::string::npos) base.resize(slash + 1);
-  static const char* hex = "0123456789ABCDEF";
-  for (unsigned char ch : file) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-      base += static_cast<char>(ch);
-    } else {
-      base += '%';
-      base += hex[ch >> 4];
-      base += hex[ch & 15];
-    }
-  }
+  base += url_component(file);
   return base;
 }
 

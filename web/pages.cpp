@@ -62,22 +62,6 @@ std::optional<StaticFile> static_file(std::string_view name) {
   return std::nullopt;
 }
 
-std::string url_component(std::string_view text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::string time_text(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);

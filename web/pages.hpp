@@ -35,8 +35,6 @@ struct StaticFile {
 };
 std::optional<StaticFile> static_file(std::string_view name);
 
-// Percent-encodes everything but A-Z a-z 0-9 - _ . ~
-std::string url_component(std::string_view text);
 // Unix ms -> "2024-05-01 12:00:00Z"; "-" for 0 or less.
 std::string time_text(int64_t unix_ms);
 
