@@ -169,14 +169,14 @@ class Redis {
   };
   using Context = std::unique_ptr<redisContext, ContextFree>;
 
-  std::optional<Error> ensure_connected();
-  std::optional<Error> connect();
+  Status ensure_connected();
+  Status connect();
   // Sentinel: the master's address from the first Sentinel that knows it.
   Result<RedisUrl::Address> discover_master();
   // Reads a ROLE reply into replicas_; false when the node is not a master.
   bool note_role(const RedisReply& role);
   // WAIT for the replicas RedisOptions asks for, on the current connection.
-  std::optional<Error> await_replicas();
+  Status await_replicas();
   Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands,
                                            const std::function<void()>* meanwhile = nullptr);
   Error io_error(std::string_view during);

@@ -12,6 +12,7 @@
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
 #include "common/names.hpp"
+#include "common/redis_lock.hpp"
 #include "updater/bundle.hpp"
 #include "updater/lua_scripts.hpp"
 #include "updater/net.hpp"
@@ -36,8 +37,7 @@ namespace {
 
 constexpr int64_t kLockMs = 60000;
 
-// The sync's scripts: updater/lua/add_release.lua, emit.lua, record_feed.lua,
-// sync_lock_renew.lua and sync_lock_release.lua.
+// The sync's scripts: updater/lua/add_release.lua, emit.lua and record_feed.lua.
 const Script& add_release_script() {
   static const Script s{std::string(lua::kAddRelease)};
   return s;
@@ -50,16 +50,6 @@ const Script& emit_script() {
 
 const Script& record_feed_script() {
   static const Script s{std::string(lua::kRecordFeed)};
-  return s;
-}
-
-const Script& renew_lock_script() {
-  static const Script s{std::string(lua::kSyncLockRenew)};
-  return s;
-}
-
-const Script& release_lock_script() {
-  static const Script s{std::string(lua::kSyncLockRelease)};
   return s;
 }
 
@@ -175,24 +165,24 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     }
   };
-  Result<RedisReply> lock = Error{Code::Unavailable, "not tried"};
+  ExpiringLock lock(redis, keys::kUpdLock, token, kLockMs);
+  Result<bool> taken = Error{Code::Unavailable, "not tried"};
   for (int attempt = 0; attempt < 5; ++attempt) {
-    lock = redis.command({"SET", keys::kUpdLock, token, "NX", "PX", std::to_string(kLockMs)});
-    if (lock && !lock->is_error()) break;
+    taken = lock.take();
+    if (taken) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
   }
-  if (!lock || !lock->is_status("OK")) {
-    const std::string why = lock ? (lock->is_error() ? "the update store answered " + lock->str
-                                                     : "another updater instance is syncing")
-                                 : "the update store is unavailable: " + lock.error().message;
+  if (!taken || !*taken) {
+    const std::string why = taken ? "another updater instance is syncing"
+                                  : "the update store is unavailable: " + taken.error().message;
     spdlog::info("{} {} skipped: {}", job.kind, job.id, why);
     record("done", "skipped", why, {});
     return;
   }
   // Renews the lock while a long transfer runs; false if another took it.
   auto keepalive = [&]() {
-    auto r = redis.eval(renew_lock_script(), {keys::kUpdLock}, {token, std::to_string(kLockMs)});
-    return r && r->is_int() && r->integer == 1;
+    auto renewed = lock.renew();
+    return renewed && *renewed;
   };
   record("running", "", "", {});
   const std::string source = job.kind == opname::kImport ? job.path : redacted_url(config_.feed_url);
@@ -246,20 +236,20 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
           refuse("older than the feed in force (issued " + std::to_string(manifest->issued) + " < " +
                  std::to_string(in_force) + "): possible rollback");
         } else {
-          auto obtain = [&](const Release& r) -> std::optional<Error> {
+          auto obtain = [&](const Release& r) -> Status {
             if (job.kind == opname::kSync) {
               const std::string url = r.url.empty() ? sibling_url(config_.feed_url, r.file) : r.url;
               auto got = store_.download(r, url, keepalive);
               if (!got) return got.error();
               if (got->resumed_from > 0)
                 spdlog::info("{} {}: resumed at byte {} of {}", r.component, r.version, got->resumed_from, r.size);
-              return std::nullopt;
+              return {};
             }
             auto it = bundle.files.find(r.file);
             if (it == bundle.files.end()) return Error{Code::NotFound, "file '" + r.file + "' is not in the bundle"};
-            auto err = store_.adopt(r, it->second);
+            auto adopted = store_.adopt(r, it->second);
             bundle.files.erase(it);
-            return err;
+            return adopted;
           };
           outcome = apply(*manifest, source, redis, events, obtain);
           auto rec = redis.eval(record_feed_script(), {keys::kUpdFeed},
@@ -281,12 +271,12 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
     }
   }
   for (auto& [name, staged] : bundle.files) ::unlink(staged.c_str());
-  redis.eval(release_lock_script(), {keys::kUpdLock}, {token});
+  (void)lock.release();
 }
 
 SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& source, Redis& redis,
                                       EventPublisher& events,
-                                      const std::function<std::optional<Error>(const Release&)>& obtain) {
+                                      const std::function<Status(const Release&)>& obtain) {
   Outcome o;
   for (const Release& r : m.releases) {
     const std::string field = release_field(r.component, r.version);
@@ -297,16 +287,17 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
       continue;
     }
     if (!store_.has(r.sha256)) {
-      if (auto err = obtain(r)) {
+      if (auto obtained = obtain(r); !obtained) {
+        const Error& err = obtained.error();
         ++o.failed;
-        if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err->message;
-        spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err->message);
+        if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err.message;
+        spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err.message);
         emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateDownloadFailed,
              map_of({{field::kComponent, Value(r.component)},
                      {field::kVersion, Value(r.version)},
                      {field::kSha256, Value(r.sha256)},
                      {"source", Value(source)},
-                     {field::kReason, Value(err->message)}}));
+                     {field::kReason, Value(err.message)}}));
         continue;
       }
     }
