@@ -16,6 +16,15 @@ namespace {
 
 using test::RedisServer;
 
+// A lock call's answer; a call that Redis did not answer fails the test.
+bool answer(const Result<bool>& r) {
+  if (!r) {
+    ADD_FAILURE() << r.error().message;
+    return false;
+  }
+  return *r;
+}
+
 class RedisLockTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.ok()); }
@@ -38,55 +47,36 @@ class RedisLockTest : public ::testing::Test {
 TEST_F(RedisLockTest, TakeRefusesWhileAnyoneHoldsIt) {
   Redis r = client();
   ExpiringLock a(r, "lock", "a", 60000), b(r, "lock", "b", 60000), a_again(r, "lock", "a", 60000);
-  auto taken = a.take();
-  ASSERT_TRUE(taken) << taken.error().message;
-  EXPECT_TRUE(*taken);
+  EXPECT_TRUE(answer(a.take()));
   EXPECT_EQ(holder(r, "lock"), "a");
   EXPECT_GT(pttl(r, "lock"), 50000);
-  taken = b.take();
-  ASSERT_TRUE(taken);
-  EXPECT_FALSE(*taken);
-  // NX: the same token does not take it twice either.
-  taken = a_again.take();
-  ASSERT_TRUE(taken);
-  EXPECT_FALSE(*taken);
+  EXPECT_FALSE(answer(b.take()));
+  EXPECT_FALSE(answer(a_again.take())) << "NX: the same token does not take it twice either";
   EXPECT_EQ(holder(r, "lock"), "a");
 }
 
 TEST_F(RedisLockTest, RenewOnlyWhileHeld) {
   Redis r = client();
   ExpiringLock a(r, "lock", "a", 60000), b(r, "lock", "b", 60000);
-  auto renewed = a.renew();
-  ASSERT_TRUE(renewed);
-  EXPECT_FALSE(*renewed) << "nothing to renew";
-  ASSERT_TRUE(*a.take());
+  EXPECT_FALSE(answer(a.renew())) << "nothing to renew";
+  ASSERT_TRUE(answer(a.take()));
   ASSERT_TRUE(r.command({"PEXPIRE", "lock", "1000"}));
-  renewed = a.renew();
-  ASSERT_TRUE(renewed);
-  EXPECT_TRUE(*renewed);
+  EXPECT_TRUE(answer(a.renew()));
   EXPECT_GT(pttl(r, "lock"), 50000);
-  renewed = b.renew();
-  ASSERT_TRUE(renewed);
-  EXPECT_FALSE(*renewed);
+  EXPECT_FALSE(answer(b.renew()));
   EXPECT_EQ(holder(r, "lock"), "a");
 }
 
 TEST_F(RedisLockTest, ReleaseOnlyOwn) {
   Redis r = client();
   ExpiringLock a(r, "lock", "a", 60000), b(r, "lock", "b", 60000);
-  ASSERT_TRUE(*a.take());
-  auto released = b.release();
-  ASSERT_TRUE(released);
-  EXPECT_FALSE(*released);
+  ASSERT_TRUE(answer(a.take()));
+  EXPECT_FALSE(answer(b.release()));
   EXPECT_EQ(holder(r, "lock"), "a");
-  released = a.release();
-  ASSERT_TRUE(released);
-  EXPECT_TRUE(*released);
+  EXPECT_TRUE(answer(a.release()));
   EXPECT_EQ(holder(r, "lock"), "");
-  released = a.release();
-  ASSERT_TRUE(released);
-  EXPECT_FALSE(*released);
-  EXPECT_TRUE(*b.take()) << "free again";
+  EXPECT_FALSE(answer(a.release()));
+  EXPECT_TRUE(answer(b.take())) << "free again";
 }
 
 TEST_F(RedisLockTest, HoldTakesRenewsOrRefuses) {
@@ -109,19 +99,19 @@ TEST_F(RedisLockTest, HoldTakesRenewsOrRefuses) {
 TEST_F(RedisLockTest, ExpiresAndAnotherTakesOver) {
   Redis r = client();
   ExpiringLock a(r, "lock", "a", 50), b(r, "lock", "b", 60000);
-  ASSERT_TRUE(*a.take());
+  ASSERT_TRUE(answer(a.take()));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!holder(r, "lock").empty() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(holder(r, "lock"), "") << "the lock never expired";
-  auto renewed = a.renew();
-  ASSERT_TRUE(renewed);
-  EXPECT_FALSE(*renewed) << "an expired lock is not renewed";
-  ASSERT_TRUE(*b.take());
+  EXPECT_FALSE(answer(a.renew())) << "an expired lock is not renewed";
+  ASSERT_TRUE(answer(b.take()));
   // The old holder can neither extend nor drop the new one's lock.
-  EXPECT_FALSE(*a.renew());
-  EXPECT_FALSE(*a.release());
-  EXPECT_EQ(*a.hold(), ExpiringLock::Hold::Refused);
+  EXPECT_FALSE(answer(a.renew()));
+  EXPECT_FALSE(answer(a.release()));
+  auto held = a.hold();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(*held, ExpiringLock::Hold::Refused);
   EXPECT_EQ(holder(r, "lock"), "b");
 }
 
