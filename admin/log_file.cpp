@@ -30,10 +30,7 @@ constexpr const char* kLast = keys::kLogFileLast;
 
 // Records the last event id written while holding the lock:
 // admin/lua/log_file_commit.lua.
-const Script& commit_script() {
-  static const Script s{std::string(lua::kLogFileCommit)};
-  return s;
-}
+const Script& commit_script() { return embedded_script<lua::kLogFileCommit>(); }
 
 std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
   const auto dash = id.find('-');

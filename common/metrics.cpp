@@ -11,10 +11,7 @@ namespace primary {
 namespace {
 
 // common/lua/metrics_flush.lua
-const Script& flush_script() {
-  static const Script s{std::string(lua::kMetricsFlush)};
-  return s;
-}
+const Script& flush_script() { return embedded_script<lua::kMetricsFlush>(); }
 
 std::string seconds_text(double s) {
   char buf[64];

@@ -94,6 +94,15 @@ class Script {
   std::string sha_;
 };
 
+// The Script of an embedded source (a constant of a generated
+// lua_scripts.hpp), made on first use and kept for the life of the process:
+//   const Script& reserve_script() { return embedded_script<lua::kReserve>(); }
+template <const std::string_view& Source>
+const Script& embedded_script() {
+  static const Script s{std::string(Source)};
+  return s;
+}
+
 struct RedisOptions {
   int connect_timeout_ms = 1000;
   int command_timeout_ms = 2000;  // per read or write, not per call

@@ -8,20 +8,9 @@
 namespace primary {
 namespace {
 
-const Script& hold_script() {
-  static const Script s{std::string(lua::kLockHold)};
-  return s;
-}
-
-const Script& renew_script() {
-  static const Script s{std::string(lua::kLockRenew)};
-  return s;
-}
-
-const Script& release_script() {
-  static const Script s{std::string(lua::kLockRelease)};
-  return s;
-}
+const Script& hold_script() { return embedded_script<lua::kLockHold>(); }
+const Script& renew_script() { return embedded_script<lua::kLockRenew>(); }
+const Script& release_script() { return embedded_script<lua::kLockRelease>(); }
 
 // A script's 0/1/2 answer, or the error it stands for.
 Result<int64_t> integer_of(const Result<RedisReply>& r) {

@@ -102,15 +102,8 @@ void fsync_dir_of(const std::string& path) {
 
 // server/lua/snapshot.lua, count_keys.lua; delete_keys.lua goes inside a
 // MULTI with EVAL.
-const Script& snapshot_script() {
-  static const Script s{std::string(lua::kSnapshot)};
-  return s;
-}
-
-const Script& count_script() {
-  static const Script s{std::string(lua::kCountKeys)};
-  return s;
-}
+const Script& snapshot_script() { return embedded_script<lua::kSnapshot>(); }
+const Script& count_script() { return embedded_script<lua::kCountKeys>(); }
 
 std::string pattern() { return std::string(kKeyPrefix) + "*"; }
 

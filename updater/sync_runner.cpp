@@ -38,20 +38,9 @@ namespace {
 constexpr int64_t kLockMs = 60000;
 
 // The sync's scripts: updater/lua/add_release.lua, emit.lua and record_feed.lua.
-const Script& add_release_script() {
-  static const Script s{std::string(lua::kAddRelease)};
-  return s;
-}
-
-const Script& emit_script() {
-  static const Script s{std::string(lua::kEmit)};
-  return s;
-}
-
-const Script& record_feed_script() {
-  static const Script s{std::string(lua::kRecordFeed)};
-  return s;
-}
+const Script& add_release_script() { return embedded_script<lua::kAddRelease>(); }
+const Script& emit_script() { return embedded_script<lua::kEmit>(); }
+const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>(); }
 
 bool emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
           Value fields) {

@@ -19,10 +19,7 @@ namespace {
 constexpr std::string_view kStore = "update store";
 
 // updater/lua/set_state.lua: approve or hold.
-const Script& set_state_script() {
-  static const Script s{std::string(lua::kSetState)};
-  return s;
-}
+const Script& set_state_script() { return embedded_script<lua::kSetState>(); }
 
 }  // namespace
 
@@ -119,15 +116,7 @@ Reply UpdateService::check(const Request& req) {
     // percentage; without a name only a full rollout is offered.
     if (!(e.rollout >= 100 || group < e.rollout)) continue;
     if (!store_.has(r.sha256)) continue;
-    Value u(Value::Map{});
-    u.set(field::kComponent, Value(r.component));
-    u.set(field::kVersion, Value(r.version));
-    u.set(field::kChannel, Value(r.channel));
-    u.set(field::kSize, Value(r.size));
-    u.set(field::kSha256, Value(r.sha256));
-    u.set(field::kSignature, Value(r.signature));
-    if (!r.notes.empty()) u.set(field::kNotes, Value(r.notes));
-    return Reply::success({{field::kUpdate, u}});
+    return Reply::success({{field::kUpdate, release_offer(r)}});
   }
   return Reply::success({{field::kUpdate, Value()}});
 }
