@@ -42,15 +42,16 @@ const Script& add_release_script() { return embedded_script<lua::kAddRelease>();
 const Script& emit_script() { return embedded_script<lua::kEmit>(); }
 const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>(); }
 
-bool emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
+// Logs an event to the activity log and publishes it; a failure is logged
+// here (the sync goes on without the event).
+void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
           Value fields) {
   auto r = redis.eval(emit_script(), {keys::kEvents}, {type, pack(fields), std::to_string(cap), std::to_string(now)});
   if (!r || !r->is_array() || r->elements.size() < 2) {
     spdlog::warn("could not log {}: {}", type, r ? r->str : r.error().message);
-    return false;
+    return;
   }
   events.publish_entries(r->elements[1]);
-  return true;
 }
 
 Value map_of(std::initializer_list<std::pair<const char*, Value>> items) {
