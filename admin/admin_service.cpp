@@ -13,12 +13,16 @@
 #include "common/keys.hpp"
 #include "common/metrics.hpp"
 #include "common/process.hpp"
+#include "common/redis_failure.hpp"
 
 namespace primary {
 
 using namespace keys;
 
 namespace {
+
+// The store named in failure replies (common/redis_failure.hpp).
+constexpr std::string_view kStore = "store";
 
 int64_t to_int(const RedisReply& r) {
   if (r.is_int()) return r.integer;
@@ -119,18 +123,6 @@ OpCounters op_counters_from_hash(const std::vector<std::pair<std::string, std::s
 AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker)
     : redis_(redis), config_(std::move(config)), now_ms_(std::move(now_ms)), broker_(std::move(broker)) {}
 
-Reply AdminService::unavailable(const Error& e) {
-  spdlog::warn("redis: {}", e.message);
-  return Reply::failure(Code::Unavailable, "the store is unavailable; retry");
-}
-
-// Redis answered with an error: not ready yet (UNAVAILABLE) or a bug.
-Reply AdminService::redis_error(const RedisReply& r) {
-  if (transient_error(r)) return unavailable(Error{Code::Unavailable, r.str});
-  spdlog::error("admin: redis error: {}", r.str);
-  return Reply::failure(Code::Internal, "internal error; see server log");
-}
-
 Reply AdminService::handle(const Request& req) {
   switch (req.id()) {
     case Op::Status: return status();
@@ -176,9 +168,9 @@ Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
 Reply AdminService::status() {
   const int64_t now = now_ms_();
   auto out = redis_.pipeline(license_commands(now));
-  if (!out) return unavailable(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   for (const auto& r : *out)
-    if (r.is_error()) return redis_error(r);
+    if (r.is_error()) return redis_failure(r, kStore);
   Value::Map fields = license_fields(*out);
   fields.emplace_back(field::kVersion, Value(PRIMARY_VERSION));
   fields.emplace_back(field::kUptimeS, Value(config_.started_ms ? (now - config_.started_ms) / 1000 : 0));
@@ -197,9 +189,9 @@ Reply AdminService::metrics() {
   cmds.push_back({"HGETALL", kMetricsOps});
   cmds.push_back({"XINFO", "STREAM", kEventStream});
   auto out = redis_.pipeline(cmds);
-  if (!out) return unavailable(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   for (size_t i = 0; i <= n; ++i)
-    if ((*out)[i].is_error()) return redis_error((*out)[i]);
+    if ((*out)[i].is_error()) return redis_failure((*out)[i], kStore);
   Value::Map licenses = license_fields(*out);
   licenses.erase(std::remove_if(licenses.begin(), licenses.end(), [](const auto& kv) { return kv.first == field::kSerial; }),
                  licenses.end());
@@ -211,7 +203,7 @@ Reply AdminService::metrics() {
   // trimmed ones too; length is the fallback. No stream yet: an error, 0.
   int64_t events = 0;
   const RedisReply& info = (*out)[n + 1];
-  if (transient_error(info)) return redis_error(info);
+  if (transient_error(info)) return redis_failure(info, kStore);
   for (size_t i = 0; i + 1 < info.elements.size(); i += 2) {
     if (info.elements[i].str == "entries-added") {
       events = to_int(info.elements[i + 1]);
@@ -241,13 +233,13 @@ Reply AdminService::computers(const Request& req) {
                          {sort, std::string(req.str(field::kCursor)), std::to_string(limit),
                           std::string(req.str(field::kState)), std::to_string(cutoff),
                           std::to_string(std::max<int64_t>(limit * 10, 1000))});
-  if (!out) return unavailable(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   if (out->is_error()) {
     if (out->str.find("bad cursor") != std::string::npos)
       return Reply::failure(Code::BadRequest, "field 'cursor': not a cursor from this listing");
-    return redis_error(*out);
+    return redis_failure(*out, kStore);
   }
-  if (!out->is_array() || out->elements.size() != 2) return Reply::failure(Code::Internal, "bad script reply");
+  if (!out->is_array() || out->elements.size() != 2) return redis_failure(*out, kStore);
   Value::Array items;
   for (const auto& row : out->elements[0].elements)
     if (row.elements.size() == 9) items.push_back(Value(item_from_row(row)));
@@ -262,8 +254,8 @@ Reply AdminService::computer(const Request& req) {
   const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
   auto out = redis_.eval(admin::computer_script(), {kReservations, kActive, kLost, kMeta, command_key(name)},
                          {name, std::to_string(cutoff)});
-  if (!out) return unavailable(out.error());
-  if (out->is_error()) return redis_error(*out);
+  if (!out) return redis_failure(out.error(), kStore);
+  if (out->is_error()) return redis_failure(*out, kStore);
   if (!out->is_array() || out->elements.size() != 10)
     return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   Value::Map item = item_from_row(*out);
@@ -287,8 +279,8 @@ Reply AdminService::log(const Request& req) {
   while (static_cast<int64_t>(items.size()) < limit && scanned < budget) {
     const int64_t count = std::min<int64_t>(budget - scanned, 1000);
     auto out = redis_.command({"XRANGE", kEventStream, start, "+", "COUNT", std::to_string(count)});
-    if (!out) return unavailable(out.error());
-    if (transient_error(*out)) return redis_error(*out);
+    if (!out) return redis_failure(out.error(), kStore);
+    if (transient_error(*out)) return redis_failure(*out, kStore);
     if (out->is_error()) return Reply::failure(Code::BadRequest, "field 'since': not an event id");
     for (const auto& entry : out->elements) {
       if (entry.elements.size() != 2) continue;

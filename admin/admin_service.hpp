@@ -45,8 +45,6 @@ class AdminService {
   Reply metrics();
   std::vector<Redis::Argv> license_commands(int64_t now) const;
   static Value::Map license_fields(const std::vector<RedisReply>& replies);
-  Reply unavailable(const Error& e);
-  Reply redis_error(const RedisReply& r);
 
   Redis& redis_;
   AdminConfig config_;

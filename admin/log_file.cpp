@@ -28,22 +28,9 @@ namespace {
 constexpr const char* kLock = keys::kLogFileLock;
 constexpr const char* kLast = keys::kLogFileLast;
 
-// The writer's lock: admin/lua/log_file_lock.lua, log_file_commit.lua and
-// log_file_release.lua.
-const Script& lock_script() {
-  static const Script s{std::string(lua::kLogFileLock)};
-  return s;
-}
-
-const Script& commit_script() {
-  static const Script s{std::string(lua::kLogFileCommit)};
-  return s;
-}
-
-const Script& release_script() {
-  static const Script s{std::string(lua::kLogFileRelease)};
-  return s;
-}
+// Records the last event id written while holding the lock:
+// admin/lua/log_file_commit.lua.
+const Script& commit_script() { return embedded_script<lua::kLogFileCommit>(); }
 
 std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
   const auto dash = id.find('-');
@@ -150,22 +137,22 @@ std::string event_id_of_line(const std::string& line) {
 bool stream_id_less(const std::string& a, const std::string& b) { return parse_id(a) < parse_id(b); }
 
 ActivityLogFile::ActivityLogFile(Redis& redis, LogFileConfig config)
-    : redis_(redis), config_(std::move(config)) {}
+    : redis_(redis), config_(std::move(config)), lock_(redis, kLock, config_.owner, config_.lock_ms) {}
 
 ActivityLogFile::~ActivityLogFile() { close_sink(); }
 
 bool ActivityLogFile::hold_lock() {
-  auto r = redis_.eval(lock_script(), {kLock}, {config_.owner, std::to_string(config_.lock_ms)});
-  if (!r || !r->is_int()) {
+  auto held = lock_.hold();
+  if (!held) {
     if (sink_) spdlog::warn("activity log file: cannot renew the lock; stopped writing");
     close_sink();
     return false;
   }
-  if (r->integer == 0) {
+  if (*held == ExpiringLock::Hold::Refused) {
     close_sink();
     return false;
   }
-  if (r->integer == 1 && sink_) return true;
+  if (*held == ExpiringLock::Hold::Renewed && sink_) return true;
   // Just taken (or held again after trouble): continue after the later of
   // what Redis and the file itself say was written last.
   close_sink();
@@ -308,7 +295,7 @@ int64_t ActivityLogFile::write_events() {
 
 void ActivityLogFile::release() {
   close_sink();
-  (void)redis_.eval(release_script(), {kLock}, {config_.owner});
+  (void)lock_.release();
 }
 
 }  // namespace primary::admin

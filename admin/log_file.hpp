@@ -22,6 +22,7 @@
 #include <string>
 
 #include "common/redis.hpp"
+#include "common/redis_lock.hpp"
 #include "common/value.hpp"
 
 namespace primary::admin {
@@ -76,6 +77,7 @@ class ActivityLogFile {
 
   Redis& redis_;
   LogFileConfig config_;
+  ExpiringLock lock_;                     // config_.owner's, on keys::kLogFileLock
   std::shared_ptr<spdlog::logger> sink_;  // set while holding the lock
   std::string last_;                      // id of the last event in the file
   std::chrono::steady_clock::time_point quiet_until_{};  // rate-limits warnings

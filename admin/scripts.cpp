@@ -6,14 +6,7 @@
 
 namespace primary::admin {
 
-const Script& computers_script() {
-  static const Script s{std::string(lua::kComputers)};
-  return s;
-}
-
-const Script& computer_script() {
-  static const Script s{std::string(lua::kComputer)};
-  return s;
-}
+const Script& computers_script() { return embedded_script<lua::kComputers>(); }
+const Script& computer_script() { return embedded_script<lua::kComputer>(); }
 
 }  // namespace primary::admin

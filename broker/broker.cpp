@@ -98,7 +98,7 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
   }
 }
 
-std::optional<Error> Broker::reload_admin_keys() {
+Status Broker::reload_admin_keys() {
   std::set<std::string> keys = options_.trusted_keys;
   if (!options_.admin_keys_file.empty()) {
     auto listed = read_allow_list(options_.admin_keys_file);
@@ -107,7 +107,7 @@ std::optional<Error> Broker::reload_admin_keys() {
   }
   admin_keys_ = std::move(keys);
   spdlog::info("{} admin keys in force", admin_keys_.size());
-  return std::nullopt;
+  return {};
 }
 
 std::string Broker::meta_of(const zmq::message_t& body) const {
@@ -170,7 +170,7 @@ int Broker::on_zap() {
 
 Result<BrokerEndpoints> Broker::bind() {
   BrokerEndpoints out;
-  if (auto err = reload_admin_keys()) return *err;
+  if (auto loaded = reload_admin_keys(); !loaded) return loaded.error();
   try {
     zap_.bind("inproc://zeromq.zap.01");
   } catch (const zmq::error_t& e) {
@@ -216,7 +216,8 @@ void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
   }
   while (!stop.load()) {
     if (reload && reload->exchange(false)) {
-      if (auto err = reload_admin_keys()) spdlog::error("admin keys not reloaded: {}", err->message);
+      if (auto loaded = reload_admin_keys(); !loaded)
+        spdlog::error("admin keys not reloaded: {}", loaded.error().message);
     }
     // Sleep until the next heartbeat or the earliest queued deadline, unless
     // a socket may still hold messages.

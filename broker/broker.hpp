@@ -92,7 +92,7 @@ class Broker {
   // re-reads the admin allow-list whenever `reload` is set, then clears it.
   void run(const std::atomic<bool>& stop, std::atomic<bool>* reload = nullptr);
   // Re-reads the admin allow-list; on error keeps the previous one.
-  std::optional<Error> reload_admin_keys();
+  Status reload_admin_keys();
 
   const BrokerStats& stats() const { return stats_; }
 

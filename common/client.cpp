@@ -61,8 +61,8 @@ Result<Value> MdpClient::call(const std::string& service, const std::string& op,
     const Value* ok = map->find(field::kOk);
     const OpSpec* spec = find_op(service, op);
     if (spec && ok && ok->is_bool() && ok->as_bool())
-      if (auto bad = validate_reply(spec->id, *map))
-        return Error{Code::Internal, service + " " + op + " reply breaks its spec: " + bad->message};
+      if (auto valid = validate_reply(spec->id, *map); !valid)
+        return Error{Code::Internal, service + " " + op + " reply breaks its spec: " + valid.error().message};
   }
   return map;
 }

@@ -51,4 +51,20 @@ class Result {
   std::variant<T, Error> v_;
 };
 
+// Success with nothing to carry, or an Error: the one spelling of a result
+// without a value (`return {};` for success, `if (!st) st.error()`).
+template <>
+class Result<void> {
+ public:
+  Result() = default;
+  Result(Error e) : e_(std::move(e)) {}
+  bool ok() const { return !e_; }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return *e_; }
+
+ private:
+  std::optional<Error> e_;
+};
+using Status = Result<void>;
+
 }  // namespace primary

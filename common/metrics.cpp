@@ -11,10 +11,7 @@ namespace primary {
 namespace {
 
 // common/lua/metrics_flush.lua
-const Script& flush_script() {
-  static const Script s{std::string(lua::kMetricsFlush)};
-  return s;
-}
+const Script& flush_script() { return embedded_script<lua::kMetricsFlush>(); }
 
 std::string seconds_text(double s) {
   char buf[64];
@@ -88,9 +85,9 @@ std::vector<std::pair<std::string, std::string>> OpMetrics::pending() const {
   return out;
 }
 
-std::optional<Error> OpMetrics::flush(Redis& redis) {
+Status OpMetrics::flush(Redis& redis) {
   const auto deltas = pending();
-  if (deltas.empty()) return std::nullopt;
+  if (deltas.empty()) return {};
   Redis::Argv args;
   args.reserve(deltas.size() * 2);
   for (const auto& [field, delta] : deltas) {
@@ -101,7 +98,7 @@ std::optional<Error> OpMetrics::flush(Redis& redis) {
   if (!r) return r.error();
   if (r->is_error()) return Error{Code::Unavailable, "metrics flush refused: " + r->str};
   clear();
-  return std::nullopt;
+  return {};
 }
 
 void OpMetrics::clear() {

@@ -56,7 +56,7 @@ class OpMetrics {
   // The (field, delta) pairs not yet flushed; deltas are decimal text.
   std::vector<std::pair<std::string, std::string>> pending() const;
   // Sends pending() to Redis; on success forgets it, on failure keeps it.
-  std::optional<Error> flush(Redis& redis);
+  Status flush(Redis& redis);
 
  private:
   static constexpr size_t kCodes = static_cast<size_t>(Code::Internal) + 1;

@@ -67,7 +67,7 @@ std::optional<std::string> read_file(const std::string& path) {
   return out.str();
 }
 
-Result<bool> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
+Status write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   std::string tmp = path + ".XXXXXX";
   const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);  // mode 0600 until fchmod
   if (fd < 0) return Error{Code::Internal, "cannot create a file next to " + path + ": " + std::strerror(errno)};
@@ -85,7 +85,7 @@ Result<bool> write_file_atomic(const std::string& path, const std::string& text,
     ::unlink(tmp.c_str());
     return Error{Code::Internal, "cannot write " + path + ": " + why};
   }
-  return true;
+  return {};
 }
 
 std::optional<std::string> endpoints_file_value(const std::string& file, const std::string& key) {

@@ -28,7 +28,7 @@ std::optional<std::string> read_file(const std::string& path);
 // Writes `text` to `path` with `mode` through a uniquely named temporary
 // file beside it, fsync and rename, so readers never see a partial file and
 // concurrent writers never share a temporary. The error says what failed.
-Result<bool> write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
+Status write_file_atomic(const std::string& path, const std::string& text, mode_t mode);
 
 // The value of a `key=value` line of a file such as the broker's endpoints
 // file (front=, events=, workers=, event-sink=); nullopt when absent.

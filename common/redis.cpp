@@ -305,7 +305,7 @@ bool Redis::note_role(const RedisReply& role) {
   return true;
 }
 
-std::optional<Error> Redis::connect() {
+Status Redis::connect() {
   disconnect();
   const bool sentinel = url_.kind == RedisUrl::Kind::Sentinel;
   RedisUrl::Address target{url_.host, url_.port};
@@ -339,7 +339,7 @@ std::optional<Error> Redis::connect() {
   // replicas: how many replicas to wait for.
   const bool role = sentinel || options_.wait_replicas == RedisOptions::kAutoReplicas;
   if (role) hello.push_back({"ROLE"});
-  if (hello.empty()) return std::nullopt;
+  if (hello.empty()) return {};
   auto replies = exchange(hello);
   if (!replies) return replies.error();
   for (size_t i = 0; i + (role ? 1 : 0) < hello.size(); ++i) {
@@ -349,7 +349,7 @@ std::optional<Error> Redis::connect() {
                    "redis " + where() + ": " + hello[i][0] + " refused: " + (*replies)[i].str};
     }
   }
-  if (!role) return std::nullopt;
+  if (!role) return {};
   const RedisReply& r = replies->back();
   if (sentinel && !note_role(r)) {
     std::string what = r.is_error()                             ? "refused ROLE: " + r.str
@@ -363,10 +363,10 @@ std::optional<Error> Redis::connect() {
     replicas_ = 0;  // ROLE refused (ACL) or not a master: nothing to wait for
     role_checked_ms_ = steady_ms();
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<Error> Redis::ensure_connected() {
+Status Redis::ensure_connected() {
   if (ctx_) {
     // An idle connection has nothing to read; readable means EOF or an error
     // (e.g. Redis restarted), so reconnect rather than send into a dead socket.
@@ -374,7 +374,7 @@ std::optional<Error> Redis::ensure_connected() {
     if (poll(&p, 1, 0) != 0) disconnect();
   }
   if (!ctx_) return connect();
-  return std::nullopt;
+  return {};
 }
 
 Result<std::vector<RedisReply>> Redis::exchange(const std::vector<Argv>& commands,
@@ -403,7 +403,7 @@ Result<RedisReply> Redis::command(std::initializer_list<std::string_view> argv) 
 
 Result<RedisReply> Redis::command(const Argv& argv) {
   if (argv.empty()) return Error{Code::BadRequest, "redis: empty command"};
-  if (auto e = ensure_connected()) return *e;
+  if (auto st = ensure_connected(); !st) return st.error();
   auto replies = exchange({argv});
   if (!replies) return replies.error();
   return std::move(replies->front());
@@ -414,7 +414,7 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
   for (const Argv& cmd : commands)
     if (cmd.empty()) return Error{Code::BadRequest, "redis: empty command in pipeline"};
   if (commands.empty()) return std::vector<RedisReply>{};
-  if (auto e = ensure_connected()) return *e;
+  if (auto st = ensure_connected(); !st) return st.error();
 
   // The known scripts this connection has not loaded yet go first.
   auto script_of = [&](const Argv& cmd) -> const std::string* {
@@ -460,7 +460,7 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
     }
   }
   if (again.empty()) return replies;
-  if (auto e = ensure_connected()) return *e;
+  if (auto st = ensure_connected(); !st) return st.error();
   std::vector<std::string> reload;
   for (size_t i : again) {
     const std::string* sha = script_of(commands[i]);
@@ -478,7 +478,7 @@ Result<std::vector<RedisReply>> Redis::pipeline(const std::vector<Argv>& command
   return replies;
 }
 
-std::optional<Error> Redis::await_replicas() {
+Status Redis::await_replicas() {
   int need = options_.wait_replicas;
   if (need == RedisOptions::kAutoReplicas) {
     if (role_checked_ms_ < 0 || steady_ms() - role_checked_ms_ >= 1000) {
@@ -491,7 +491,7 @@ std::optional<Error> Redis::await_replicas() {
     }
     need = replicas_ > 0 ? 1 : 0;
   }
-  if (need <= 0) return std::nullopt;
+  if (need <= 0) return {};
   if (!ctx_) return Error{Code::Unavailable, "redis " + where() + ": connection lost before WAIT"};
   // WAIT blocks up to its own timeout: read its reply with that much more.
   redisSetTimeout(ctx_.get(), to_timeval(options_.wait_timeout_ms + options_.command_timeout_ms));
@@ -505,12 +505,12 @@ std::optional<Error> Redis::await_replicas() {
                  std::string(kShortfall) + std::to_string(r.integer) + " of " +
                      std::to_string(need) + " Redis replicas confirmed the write within " +
                      std::to_string(options_.wait_timeout_ms) + " ms"};
-  return std::nullopt;
+  return {};
 }
 
 Result<std::vector<RedisReply>> Redis::pipeline_replicated(const std::vector<Argv>& commands) {
   if (commands.empty()) return std::vector<RedisReply>{};
-  if (auto e = ensure_connected()) return *e;
+  if (auto st = ensure_connected(); !st) return st.error();
   const uint64_t connection = generation_;
   auto replies = pipeline(commands);
   if (!replies) return replies;
@@ -518,7 +518,7 @@ Result<std::vector<RedisReply>> Redis::pipeline_replicated(const std::vector<Arg
   if (!ctx_ || generation_ != connection)
     return Error{Code::Unavailable,
                  "redis " + where() + ": connection replaced before replicas confirmed the write"};
-  if (auto e = await_replicas()) return *e;
+  if (auto st = await_replicas(); !st) return st.error();
   return replies;
 }
 

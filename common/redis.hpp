@@ -94,6 +94,15 @@ class Script {
   std::string sha_;
 };
 
+// The Script of an embedded source (a constant of a generated
+// lua_scripts.hpp), made on first use and kept for the life of the process:
+//   const Script& reserve_script() { return embedded_script<lua::kReserve>(); }
+template <const std::string_view& Source>
+const Script& embedded_script() {
+  static const Script s{std::string(Source)};
+  return s;
+}
+
 struct RedisOptions {
   int connect_timeout_ms = 1000;
   int command_timeout_ms = 2000;  // per read or write, not per call
@@ -169,14 +178,14 @@ class Redis {
   };
   using Context = std::unique_ptr<redisContext, ContextFree>;
 
-  std::optional<Error> ensure_connected();
-  std::optional<Error> connect();
+  Status ensure_connected();
+  Status connect();
   // Sentinel: the master's address from the first Sentinel that knows it.
   Result<RedisUrl::Address> discover_master();
   // Reads a ROLE reply into replicas_; false when the node is not a master.
   bool note_role(const RedisReply& role);
   // WAIT for the replicas RedisOptions asks for, on the current connection.
-  std::optional<Error> await_replicas();
+  Status await_replicas();
   Result<std::vector<RedisReply>> exchange(const std::vector<Argv>& commands,
                                            const std::function<void()>* meanwhile = nullptr);
   Error io_error(std::string_view during);

@@ -45,7 +45,7 @@ std::optional<std::string> percent_decode(std::string_view s) {
 }
 
 // Splits "[user]:password" into url->user and url->password.
-std::optional<Error> parse_userinfo(std::string_view info, RedisUrl* url) {
+Status parse_userinfo(std::string_view info, RedisUrl* url) {
   size_t colon = info.find(':');
   if (colon == std::string_view::npos)
     return bad_url("credentials must be [user]:password@");
@@ -54,11 +54,11 @@ std::optional<Error> parse_userinfo(std::string_view info, RedisUrl* url) {
   if (!user || !password) return bad_url("bad percent-escape in credentials");
   url->user = std::move(*user);
   url->password = std::move(*password);
-  return std::nullopt;
+  return {};
 }
 
 // "host[:port]" or "[v6]:port" into *addr; the port defaults to `def_port`.
-std::optional<Error> parse_address(std::string_view hostport, int def_port,
+Status parse_address(std::string_view hostport, int def_port,
                                    RedisUrl::Address* addr) {
   std::string_view port;
   if (!hostport.empty() && hostport.front() == '[') {
@@ -89,21 +89,21 @@ std::optional<Error> parse_address(std::string_view hostport, int def_port,
     if (!p) return bad_url("port must be 1..65535");
     addr->port = *p;
   }
-  return std::nullopt;
+  return {};
 }
 
 Result<RedisUrl> parse_tcp(std::string_view rest) {
   RedisUrl url;
   url.kind = RedisUrl::Kind::Tcp;
   if (size_t at = rest.rfind('@'); at != std::string_view::npos) {
-    if (auto e = parse_userinfo(rest.substr(0, at), &url)) return *e;
+    if (auto st = parse_userinfo(rest.substr(0, at), &url); !st) return st.error();
     rest.remove_prefix(at + 1);
   }
   size_t slash = rest.find('/');
   std::string_view hostport = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
   RedisUrl::Address addr;
-  if (auto e = parse_address(hostport, 6379, &addr)) return *e;
+  if (auto st = parse_address(hostport, 6379, &addr); !st) return st.error();
   url.host = std::move(addr.host);
   url.port = addr.port;
   if (!path.empty()) {
@@ -115,7 +115,7 @@ Result<RedisUrl> parse_tcp(std::string_view rest) {
 }
 
 // name=value&... into *url; `sentinel` also allows the sentinel_* names.
-std::optional<Error> parse_query(std::string_view query, bool sentinel, RedisUrl* url) {
+Status parse_query(std::string_view query, bool sentinel, RedisUrl* url) {
   bool password_given = !url->password.empty() || !url->user.empty();
   while (!query.empty()) {
     size_t amp = query.find('&');
@@ -143,7 +143,7 @@ std::optional<Error> parse_query(std::string_view query, bool sentinel, RedisUrl
                      (sentinel ? ", sentinel_password, sentinel_user)" : ")"));
     }
   }
-  return std::nullopt;
+  return {};
 }
 
 Result<RedisUrl> parse_unix(std::string_view rest) {
@@ -152,7 +152,7 @@ Result<RedisUrl> parse_unix(std::string_view rest) {
   if (!rest.empty() && rest.front() != '/') {
     size_t at = rest.find("@/");
     if (at == std::string_view::npos) return bad_url("unix socket path must be absolute");
-    if (auto e = parse_userinfo(rest.substr(0, at), &url)) return *e;
+    if (auto st = parse_userinfo(rest.substr(0, at), &url); !st) return st.error();
     rest.remove_prefix(at + 1);
   }
   size_t q = rest.find('?');
@@ -160,7 +160,7 @@ Result<RedisUrl> parse_unix(std::string_view rest) {
   if (url.path.size() < 2 || url.path.front() != '/')
     return bad_url("unix socket path must be absolute");
   if (q == std::string_view::npos) return url;
-  if (auto e = parse_query(rest.substr(q + 1), false, &url)) return *e;
+  if (auto st = parse_query(rest.substr(q + 1), false, &url); !st) return st.error();
   return url;
 }
 
@@ -175,7 +175,7 @@ Result<RedisUrl> parse_sentinel(std::string_view rest) {
   std::string_view authority = rest.substr(0, slash);
   std::string_view after = rest.substr(slash + 1);
   if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
-    if (auto e = parse_userinfo(authority.substr(0, at), &url)) return *e;
+    if (auto st = parse_userinfo(authority.substr(0, at), &url); !st) return st.error();
     authority.remove_prefix(at + 1);
   }
   while (true) {
@@ -183,7 +183,7 @@ Result<RedisUrl> parse_sentinel(std::string_view rest) {
     std::string_view one = authority.substr(0, comma);
     if (one.empty()) return bad_url("empty Sentinel address in the list");
     RedisUrl::Address addr;
-    if (auto e = parse_address(one, 26379, &addr)) return *e;
+    if (auto st = parse_address(one, 26379, &addr); !st) return st.error();
     if (url.sentinels.size() == kMaxSentinels)
       return bad_url("more than " + std::to_string(kMaxSentinels) + " Sentinels");
     url.sentinels.push_back(std::move(addr));
@@ -199,7 +199,7 @@ Result<RedisUrl> parse_sentinel(std::string_view rest) {
     return bad_url("master name must be 1 to 128 of A-Z a-z 0-9 . _ -");
   url.master_name = name;
   if (q != std::string_view::npos)
-    if (auto e = parse_query(after.substr(q + 1), true, &url)) return *e;
+    if (auto st = parse_query(after.substr(q + 1), true, &url); !st) return st.error();
   return url;
 }
 

@@ -147,6 +147,14 @@ std::optional<std::string> release_problem(const Release& r) {
   return std::nullopt;
 }
 
+Value release_offer(const Release& r) {
+  Value v = release_to_value(r);
+  auto& m = v.as_map();
+  m.erase(std::remove_if(m.begin(), m.end(), [](const auto& kv) { return kv.first == "file" || kv.first == "url"; }),
+          m.end());
+  return v;
+}
+
 Value release_to_value(const Release& r) {
   Value v(Value::Map{});
   v.set(field::kComponent, Value(r.component));

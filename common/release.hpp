@@ -48,7 +48,12 @@ bool verify_release(const Release& r, std::string_view vendor_public);
 // Shape checks: component/channel names, semver version, hex hash, size, file name.
 std::optional<std::string> release_problem(const Release& r);
 
+// A release as a map: {component, version, channel, size, sha256, file,
+// url?, notes?, signature}, as the catalogue and the feed hold it.
 Value release_to_value(const Release& r);
+// What a client is offered of a release: release_to_value() without where
+// the updater got it from (file, url).
+Value release_offer(const Release& r);
 Result<Release> release_from_value(const Value& v);
 
 // ---- the feed ----

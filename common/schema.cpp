@@ -134,7 +134,7 @@ std::string range_text(const Field& f) {
   return std::to_string(f.min) + ".." + std::to_string(f.max);
 }
 
-std::optional<Error> check_field(const Field& f, Value& v) {
+Status check_field(const Field& f, Value& v) {
   switch (f.type) {
     case T::Str: {
       if (!v.is_str()) return field_error(f.name, "expected a string");
@@ -149,29 +149,29 @@ std::optional<Error> check_field(const Field& f, Value& v) {
       } else if (static_cast<int64_t>(s.size()) < f.min || static_cast<int64_t>(s.size()) > f.max) {
         return field_error(f.name, "length must be " + range_text(f) + " bytes");
       }
-      return std::nullopt;
+      return {};
     }
     case T::Name:
       if (!v.is_str() || !valid_computer_name(v.as_str()))
         return field_error(f.name, "expected a computer name (1 to 63 of A-Z a-z 0-9 - _ .)");
       v = Value(normalize_computer_name(v.as_str()));
-      return std::nullopt;
+      return {};
     case T::Int: {
       int64_t x;
       if (v.kind() == Value::Kind::Int) x = v.as_int();
       else if (v.kind() == Value::Kind::UInt) return field_error(f.name, "out of range " + range_text(f));
       else return field_error(f.name, "expected an integer");
       if (x < f.min || x > f.max) return field_error(f.name, "out of range " + range_text(f));
-      return std::nullopt;
+      return {};
     }
     case T::Bool:
       if (!v.is_bool()) return field_error(f.name, "expected a boolean");
-      return std::nullopt;
+      return {};
     case T::Bin:
       if (v.kind() != Value::Kind::Bin) return field_error(f.name, "expected binary data");
       if (static_cast<int64_t>(v.as_bin().bytes.size()) > f.max)
         return field_error(f.name, "too long");
-      return std::nullopt;
+      return {};
     case T::Array:
     case T::StrArray: {
       if (!v.is_array()) return field_error(f.name, "expected an array");
@@ -181,15 +181,15 @@ std::optional<Error> check_field(const Field& f, Value& v) {
         for (const auto& e : v.as_array())
           if (!e.is_str() || e.as_str().size() > 256 || !valid_utf8(e.as_str()))
             return field_error(f.name, "expected strings of at most 256 bytes");
-      return std::nullopt;
+      return {};
     }
     case T::Map: {
       if (!v.is_map()) return field_error(f.name, "expected a map");
       const auto n = static_cast<int64_t>(v.as_map().size());
       if (n < f.min || n > f.max) return field_error(f.name, "entry count must be " + range_text(f));
-      return std::nullopt;
+      return {};
     }
-    case T::Any: return std::nullopt;
+    case T::Any: return {};
   }
   return field_error(f.name, "undeclared type");
 }
@@ -208,7 +208,7 @@ const OpSpec& spec_of(Op op) {
   return spec;
 }
 
-std::optional<Error> validate_reply(Op op, const Value& reply) {
+Status validate_reply(Op op, const Value& reply) {
   if (!reply.is_map()) return Error{Code::BadRequest, "reply is not a map"};
   Value copy = reply;
   return validate_fields(spec_of(op).reply, copy);
@@ -298,7 +298,7 @@ Reply Reply::failure(Code code, std::string message, Value::Map extras) {
   return r;
 }
 
-std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& body) {
+Status validate_fields(const std::vector<Field>& fields, Value& body) {
   for (const auto& f : fields) {
     Value* v = nullptr;
     for (auto& [k, e] : body.as_map())
@@ -309,9 +309,9 @@ std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& bo
       if (f.required) return field_error(f.name, "missing");
       continue;
     }
-    if (auto err = check_field(f, *v)) return err;
+    if (auto checked = check_field(f, *v); !checked) return checked;
   }
-  return std::nullopt;
+  return {};
 }
 
 Result<Request> decode_request(std::string_view service, std::string_view body,
@@ -332,7 +332,7 @@ Result<Request> decode_request(std::string_view service, std::string_view body,
                  "operation '" + shown + "' is not served by '" + std::string(service) + "'"};
   }
   if (spec_out) *spec_out = spec;
-  if (auto err = validate_fields(spec->request, map)) return *err;
+  if (auto valid = validate_fields(spec->request, map); !valid) return valid.error();
   Request req;
   req.spec = spec;
   if (rid) req.rid = *rid;

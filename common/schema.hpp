@@ -104,7 +104,7 @@ Result<Request> decode_request(std::string_view service, std::string_view body,
                                const CodecLimits& limits, Value* rid, const OpSpec** spec = nullptr);
 
 // Checks a Value against a field list; returns the first violation.
-std::optional<Error> validate_fields(const std::vector<Field>& fields, Value& body);
+Status validate_fields(const std::vector<Field>& fields, Value& body);
 
 // Encodes a reply body: {ok, rid?, ...fields} or {ok:false, code, message, rid?, ...extras}.
 std::string encode_reply(const Reply& reply, const Value& rid = {});
@@ -130,7 +130,7 @@ LogPage log_page_of(const Value& reply);
 // Checks a success reply's fields against the operation's declared reply:
 // every required field present, every declared field of its type. Extra
 // fields are allowed (the contract only grows). For tests and debug checks.
-std::optional<Error> validate_reply(Op op, const Value& reply);
+Status validate_reply(Op op, const Value& reply);
 
 // True for a valid computer name (before upper-casing).
 bool valid_computer_name(std::string_view name);

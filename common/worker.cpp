@@ -173,8 +173,9 @@ void WorkerRuntime::export_metrics(Redis& redis) {
 
 void WorkerRuntime::flush_metrics() {
   if (!metrics_redis_) return;
-  if (auto err = metrics_.flush(*metrics_redis_)) {
-    if (!metrics_failing_) spdlog::warn("op counters not stored yet (kept for the next try): {}", err->message);
+  if (auto flushed = metrics_.flush(*metrics_redis_); !flushed) {
+    if (!metrics_failing_)
+      spdlog::warn("op counters not stored yet (kept for the next try): {}", flushed.error().message);
     metrics_failing_ = true;
   } else if (metrics_failing_) {
     spdlog::info("op counters stored again");

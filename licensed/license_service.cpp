@@ -12,6 +12,8 @@
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
+#include "common/redis_failure.hpp"
+#include "common/redis_lock.hpp"
 #include "common/tokens.hpp"
 #include "licensed/scripts.hpp"
 
@@ -71,23 +73,12 @@ LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublishe
   if (config_.lease_secret.size() == 64) lease_public_ = config_.lease_secret.substr(32);
 }
 
-Reply LicenseService::redis_failure(const Error& e) {
-  spdlog::warn("redis: {}", e.message);
-  if (replication_shortfall(e))  // the write ran; retrying returns the same result
-    return Reply::failure(Code::Unavailable,
-                          "the license store could not confirm the write on a replica (" +
-                              e.message.substr(e.message.find(' ') + 1) + "); retry");
-  return Reply::failure(Code::Unavailable, "the license store is unavailable; retry");
-}
+namespace {
 
-Reply LicenseService::script_failure(const RedisReply& r) {
-  if (transient_error(r)) {
-    spdlog::warn("redis not ready: {}", r.str);
-    return Reply::failure(Code::Unavailable, "the license store is not ready; retry");
-  }
-  spdlog::error("licensing script failed: {}", r.str);
-  return Reply::failure(Code::Internal, "internal error; see server log");
-}
+// The store named in failure replies (common/redis_failure.hpp).
+constexpr std::string_view kStore = "license store";
+
+}  // namespace
 
 int64_t LicenseService::lease_quantum_s() const {
   return std::clamp<int64_t>(config_.check_interval_s / 240, 1, 60);
@@ -152,8 +143,8 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
           break;
         }
         Value copy = item;
-        if (auto err = validate_fields(result_fields(), copy)) {
-          replies[i] = Reply::failure(Code::BadRequest, "field 'results': " + err->message);
+        if (auto valid = validate_fields(result_fields(), copy); !valid) {
+          replies[i] = Reply::failure(Code::BadRequest, "field 'results': " + valid.error().message);
           bad = true;
           break;
         }
@@ -220,11 +211,11 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
                             [&](size_t k, const RedisReply& entry, const RedisReply& answer) {
                               bool licensed = false;
                               std::optional<Reply> reply = heartbeat_reply(entry, now, licensed);
-                              if (!reply) return script_failure(entry);
+                              if (!reply) return redis_failure(entry, kStore);
                               const Request& r = reqs[heartbeats[k]];
                               if (licensed) {
                                 const RedisReply& serial = answer.elements[2];
-                                if (!serial.is_str()) return script_failure(answer);
+                                if (!serial.is_str()) return redis_failure(answer, kStore);
                                 wanted.push_back({heartbeats[k], r.str(field::kComputer), r.str(field::kLicense), serial.str});
                                 if (auto it = rejected_.find(r.str(field::kComputer)); it != rejected_.end())
                                   rejected_.erase(it);
@@ -255,12 +246,12 @@ std::vector<Reply> LicenseService::batch_replies(
     if (well_formed) events_.publish_entries(rr->elements[1]);
     for (size_t k = from; k < to; ++k) {
       if (!out) {
-        replies.push_back(redis_failure(out.error()));
+        replies.push_back(redis_failure(out.error(), kStore));
       } else if (!well_formed) {
-        replies.push_back(script_failure(*rr));
+        replies.push_back(redis_failure(*rr, kStore));
       } else if (const RedisReply& entry = rr->elements[0].elements[k - from];
                  width > 0 && (!entry.is_array() || entry.elements.size() != width)) {
-        replies.push_back(script_failure(entry));
+        replies.push_back(redis_failure(entry, kStore));
       } else {
         replies.push_back(reply_of(k, entry, *rr));
       }
@@ -334,7 +325,7 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
       redis_.pipeline_replicated(calls), reqs.size(), kReservationsPerCall, 2, 4,
       [&](size_t k, const RedisReply& one, const RedisReply&) {
         const auto answer = reserve_answer(one);
-        if (!answer) return script_failure(one);
+        if (!answer) return redis_failure(one, kStore);
         const int64_t reserved = answer->reserved, purchased = answer->purchased;
         switch (answer->status) {
           case ReserveAnswer::Status::NotUnlocked:
@@ -359,9 +350,9 @@ Reply LicenseService::setup_info(const Request& req) {
   const std::string name(req.str(field::kComputer));
   auto out = redis_.pipeline({redis_.script_call(license_of_script(), {kReservations}, {name}),
                               {"HMGET", kSerial, "unlocked", field::kSerial}});
-  if (!out) return redis_failure(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   for (const auto& r : *out)
-    if (r.is_error()) return script_failure(r);
+    if (r.is_error()) return redis_failure(r, kStore);
   if (!(*out)[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   std::string s;  // the unlocked serial, else the registered one
   for (const auto& e : (*out)[1].elements)
@@ -385,9 +376,11 @@ Result<std::string> LicenseService::install_id() {
   if (!install_id_.empty()) return install_id_;
   auto out = redis_.pipeline_replicated({{"SET", kInstallId, random_token(18), "NX"}, {"GET", kInstallId}});
   if (!out) return out.error();
-  if (!(*out)[1].is_str())
-    return Error{transient_error((*out)[1]) ? Code::Unavailable : Code::Internal,
-                 "install id: " + (*out)[1].str};
+  if (!(*out)[1].is_str()) {
+    Error e = reply_error((*out)[1]);
+    e.message = "install id: " + e.message;
+    return e;
+  }
   install_id_ = (*out)[1].str;
   return install_id_;
 }
@@ -399,13 +392,13 @@ Reply LicenseService::registration(const Request& req) {
     if (!valid_serial(serial))
       return Reply::failure(Code::BadRequest, "field 'serial': expected 1 to 64 of A-Z a-z 0-9 - _ .");
     auto id = install_id();
-    if (!id) return redis_failure(id.error());
+    if (!id) return redis_failure(id.error(), kStore);
     code = registration_code(serial, *id);
   }
   auto out = redis_.eval_replicated(registration_script(), {kSerial}, {serial, code});
-  if (!out) return redis_failure(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   const auto& r = *out;
-  if (!r.is_array() || r.elements.empty()) return script_failure(r);
+  if (!r.is_array() || r.elements.empty()) return redis_failure(r, kStore);
   const std::string status = str_of(r.elements[0]);
   if (status == "NONE") return Reply::failure(Code::NotFound, "no serial number is registered yet");
   if (status == "LOCKED")
@@ -425,9 +418,9 @@ Reply LicenseService::unlock(const Request& req) {
                          {code->serial, code->registration, std::to_string(code->licenses),
                           std::to_string(code->issued), std::string(req.str(field::kUnlockCode)),
                           std::to_string(config_.event_cap), std::to_string(now_ms_())});
-  if (!out) return redis_failure(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   const auto& r = *out;
-  if (!r.is_array() || r.elements.size() < 2) return script_failure(r);
+  if (!r.is_array() || r.elements.size() < 2) return redis_failure(r, kStore);
   if (str_of(r.elements[0]) != "OK")
     return Reply::failure(Code::InvalidUnlockCode, str_of(r.elements[1]));
   if (r.elements.size() > 2) events_.publish_entries(r.elements[2]);
@@ -446,9 +439,9 @@ Reply LicenseService::command(const Request& req) {
                          {name, id, pack(entry), std::to_string(config_.command_queue_limit),
                           std::string(req.str(field::kCommand)), std::to_string(config_.event_cap),
                           std::to_string(now_ms_())});
-  if (!out) return redis_failure(out.error());
+  if (!out) return redis_failure(out.error(), kStore);
   const auto& r = *out;
-  if (!r.is_array() || r.elements.empty()) return script_failure(r);
+  if (!r.is_array() || r.elements.empty()) return redis_failure(r, kStore);
   const std::string status = str_of(r.elements[0]);
   if (status == "NOT_FOUND") return Reply::failure(Code::NotFound, "no license is reserved for " + name);
   if (status == "FULL")
@@ -492,9 +485,10 @@ int64_t LicenseService::sweep() {
   swept_ = true;
   last_sweep_wall_ms_ = now;
   last_sweep_steady_ms_ = steady;
-  auto lock = redis_.command({"SET", kSweepLock, install_id_.empty() ? "w" : install_id_, "PX",
-                              std::to_string(sweep_interval_ms()), "NX"});
-  if (!lock || !lock->is_status("OK")) return 0;
+  // One sweep per interval across all workers: the lock is never renewed or
+  // released, it expires. No Redis, no sweep.
+  auto taken = ExpiringLock(redis_, kSweepLock, install_id_.empty() ? "w" : install_id_, sweep_interval_ms()).take();
+  if (!taken || !*taken) return 0;
   // The silence forgiven after a jump: this worker's own record, or what
   // another worker recorded (for one that started after the jump).
   int64_t forgiven = now < forgive_until_ms_ ? forgive_ms_ : 0;

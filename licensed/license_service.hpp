@@ -112,8 +112,6 @@ class LicenseService {
   Reply unlock(const Request& req);
   Reply command(const Request& req);
   Result<std::string> install_id();
-  Reply redis_failure(const Error& e);
-  Reply script_failure(const RedisReply& r);
 
   Redis& redis_;
   LicenseConfig config_;

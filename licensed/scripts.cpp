@@ -10,45 +10,14 @@ namespace primary::licensing {
 // Each script's KEYS, ARGV and reply are described at the top of its file,
 // licensed/lua/<name>.lua.
 
-const Script& reserve_script() {
-  static const Script s{std::string(lua::kReserve)};
-  return s;
-}
-
-const Script& heartbeat_script() {
-  static const Script s{std::string(lua::kHeartbeat)};
-  return s;
-}
-
-const Script& unlock_script() {
-  static const Script s{std::string(lua::kUnlock)};
-  return s;
-}
-
-const Script& registration_script() {
-  static const Script s{std::string(lua::kRegistration)};
-  return s;
-}
-
-const Script& command_script() {
-  static const Script s{std::string(lua::kCommand)};
-  return s;
-}
-
-const Script& sweep_script() {
-  static const Script s{std::string(lua::kSweep)};
-  return s;
-}
-
-const Script& clock_jump_script() {
-  static const Script s{std::string(lua::kClockJump)};
-  return s;
-}
-
-const Script& license_of_script() {
-  static const Script s{std::string(lua::kLicenseOf)};
-  return s;
-}
+const Script& reserve_script() { return embedded_script<lua::kReserve>(); }
+const Script& heartbeat_script() { return embedded_script<lua::kHeartbeat>(); }
+const Script& unlock_script() { return embedded_script<lua::kUnlock>(); }
+const Script& registration_script() { return embedded_script<lua::kRegistration>(); }
+const Script& command_script() { return embedded_script<lua::kCommand>(); }
+const Script& sweep_script() { return embedded_script<lua::kSweep>(); }
+const Script& clock_jump_script() { return embedded_script<lua::kClockJump>(); }
+const Script& license_of_script() { return embedded_script<lua::kLicenseOf>(); }
 
 namespace {
 

@@ -102,15 +102,8 @@ void fsync_dir_of(const std::string& path) {
 
 // server/lua/snapshot.lua, count_keys.lua; delete_keys.lua goes inside a
 // MULTI with EVAL.
-const Script& snapshot_script() {
-  static const Script s{std::string(lua::kSnapshot)};
-  return s;
-}
-
-const Script& count_script() {
-  static const Script s{std::string(lua::kCountKeys)};
-  return s;
-}
+const Script& snapshot_script() { return embedded_script<lua::kSnapshot>(); }
+const Script& count_script() { return embedded_script<lua::kCountKeys>(); }
 
 std::string pattern() { return std::string(kKeyPrefix) + "*"; }
 
@@ -254,15 +247,15 @@ Writer::~Writer() {
   if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-Result<bool> Writer::put(std::string_view bytes) {
+Status Writer::put(std::string_view bytes) {
   crypto_hash_sha256_update(&hash_->state, reinterpret_cast<const unsigned char*>(bytes.data()),
                             bytes.size());
   if (!write_all(fd_, bytes)) return fail("cannot write " + tmp_ + ": " + errno_text());
   written_ += bytes.size();
-  return true;
+  return {};
 }
 
-Result<bool> Writer::record(char kind, std::string_view name, std::string_view data) {
+Status Writer::record(char kind, std::string_view name, std::string_view data) {
   if (name.size() > kMaxName) return fail("name too long for a backup record: " + std::string(name.substr(0, 64)));
   std::string out = record_header(kind, name, data.size());
   if (data.size() < kChunk) {
@@ -273,9 +266,9 @@ Result<bool> Writer::record(char kind, std::string_view name, std::string_view d
   return put(data);
 }
 
-Result<bool> Writer::manifest(const Value& map) { return record('M', "manifest", pack(map)); }
+Status Writer::manifest(const Value& map) { return record('M', "manifest", pack(map)); }
 
-Result<bool> Writer::redis_key(const RedisKey& key) {
+Status Writer::redis_key(const RedisKey& key) {
   std::string data;
   data.reserve(8 + key.dump.size());
   put_u64(data, key.expires_at_ms);
@@ -283,7 +276,7 @@ Result<bool> Writer::redis_key(const RedisKey& key) {
   return record('R', key.name, data);
 }
 
-Result<bool> Writer::key_file(const std::string& name, std::string_view data) {
+Status Writer::key_file(const std::string& name, std::string_view data) {
   if (!safe_file_name(name)) return fail("bad key file name: " + name);
   return record('K', name, data);
 }
@@ -311,13 +304,13 @@ Result<bool> Writer::artifact(const std::string& name, const std::string& source
     crypto_hash_sha256_final(&h, reinterpret_cast<unsigned char*>(digest.data()));
     if (hex_encode(digest) != expect_sha256) return false;
   }
-  if (auto ok = put(record_header('A', name, size)); !ok) return ok;
+  if (auto ok = put(record_header('A', name, size)); !ok) return ok.error();
   uint64_t done = 0;
   while (done < size) {
     std::string chunk = read_at(in.get(), done, static_cast<size_t>(std::min<uint64_t>(kChunk, size - done)));
     // The file shrank under us: the record's length is already written.
     if (chunk.empty()) return fail(source + " changed while being copied");
-    if (auto ok = put(chunk); !ok) return ok;
+    if (auto ok = put(chunk); !ok) return ok.error();
     done += chunk.size();
   }
   return true;
@@ -430,7 +423,7 @@ Result<Contents> read(const std::string& path) {
   return c;
 }
 
-Result<bool> extract_artifact(const std::string& path, const Artifact& a, const std::string& dest) {
+Status extract_artifact(const std::string& path, const Artifact& a, const std::string& dest) {
   Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return fail("cannot open " + path + ": " + errno_text());
   std::error_code ec;
@@ -451,7 +444,7 @@ Result<bool> extract_artifact(const std::string& path, const Artifact& a, const 
     ::unlink(tmp.c_str());
     return fail("cannot write " + dest + ": " + errno_text());
   }
-  return true;
+  return {};
 }
 
 }  // namespace primary::backup

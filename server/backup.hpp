@@ -82,9 +82,9 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
-  Result<bool> manifest(const Value& map);
-  Result<bool> redis_key(const RedisKey& key);
-  Result<bool> key_file(const std::string& name, std::string_view data);
+  Status manifest(const Value& map);
+  Status redis_key(const RedisKey& key);
+  Status key_file(const std::string& name, std::string_view data);
   // Streams the file at `source` in as artifact `name`; when `expect_sha256`
   // (64 hex) is given and the content does not match it, nothing is added
   // and the result is false (a file still being written, or damaged).
@@ -96,8 +96,8 @@ class Writer {
 
  private:
   Writer() = default;
-  Result<bool> record(char kind, std::string_view name, std::string_view data);
-  Result<bool> put(std::string_view bytes);
+  Status record(char kind, std::string_view name, std::string_view data);
+  Status put(std::string_view bytes);
   struct Hash;
   std::unique_ptr<Hash> hash_;
   std::string path_, tmp_;
@@ -128,7 +128,7 @@ struct Contents {
 Result<Contents> read(const std::string& path);
 
 // Copies artifact `a` of the backup at `path` to `dest` (temp + rename, 0600).
-Result<bool> extract_artifact(const std::string& path, const Artifact& a, const std::string& dest);
+Status extract_artifact(const std::string& path, const Artifact& a, const std::string& dest);
 
 // True for a plain file name: no '/', not "." or "..", not empty.
 bool safe_file_name(std::string_view name);

@@ -75,24 +75,24 @@ std::string manifest_text(const Value& m, std::string_view key) {
 
 }  // namespace
 
-Result<bool> Supervisor::load_backup() {
+Status Supervisor::load_backup() {
   if (settings_.restore_file.empty()) {
     if (settings_.force) return refuse("--force only applies with --restore FILE");
-    return true;
+    return {};
   }
   auto contents = backup::read(settings_.restore_file);
   if (!contents) return refuse(contents.error().message);
   restore_ = std::make_shared<backup::Contents>(std::move(*contents));
-  return true;
+  return {};
 }
 
-Result<bool> Supervisor::prepare_restore() {
+Status Supervisor::prepare_restore() {
   const std::string marker = marker_path(layout_);
   if (!restore_) {
     if (::access(marker.c_str(), F_OK) == 0)
       return refuse("data dir " + layout_.root + " holds an unfinished restore of " + first_line(marker) +
                     "; run primary-server --restore FILE --force to finish it");
-    return true;
+    return {};
   }
 
   // What is there already: any of it makes this a replacement.
@@ -144,7 +144,7 @@ Result<bool> Supervisor::prepare_restore() {
                manifest_text(m, "host"), manifest_text(m, "data_dir"), restore_->redis.size(),
                manifest_text(m, "reservations"), restore_->key_files.size(), restore_->artifacts.size(),
                found.empty() ? "" : " (--force: replacing what was there)");
-  return true;
+  return {};
 }
 
 bool Supervisor::finish_restore() {

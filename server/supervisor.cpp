@@ -79,7 +79,7 @@ std::string self_dir() {
   return ec ? std::string(".") : exe.parent_path().string();
 }
 
-Result<bool> make_private_dir(const std::string& path) {
+Status make_private_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
     return refuse("cannot create " + path + ": " + errno_text());
   struct stat st{};
@@ -87,13 +87,13 @@ Result<bool> make_private_dir(const std::string& path) {
     return refuse("data dir " + path + " is not a directory");
   if (::access(path.c_str(), W_OK | X_OK) != 0)
     return refuse("data dir " + path + " is not writable: " + errno_text());
-  return true;
+  return {};
 }
 
 // Writes `text` to `path` atomically with the given mode.
-Result<bool> write_file(const std::string& path, const std::string& text, mode_t mode) {
+Status write_file(const std::string& path, const std::string& text, mode_t mode) {
   if (auto written = write_file_atomic(path, text, mode); !written) return refuse(written.error().message);
-  return true;
+  return {};
 }
 
 // A redis.conf string argument, double-quoted.
@@ -118,7 +118,7 @@ class RespSocket {
   ~RespSocket() {
     if (fd_ >= 0) ::close(fd_);
   }
-  Result<bool> connect(const std::string& path, int timeout_ms) {
+  Status connect(const std::string& path, int timeout_ms) {
     sockaddr_un addr{};
     if (path.size() >= sizeof(addr.sun_path)) return refuse("socket path too long: " + path);
     addr.sun_family = AF_UNIX;
@@ -130,9 +130,9 @@ class RespSocket {
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       return refuse("connect " + path + ": " + errno_text());
-    return true;
+    return {};
   }
-  Result<bool> send_all(const std::string& data) {
+  Status send_all(const std::string& data) {
     size_t off = 0;
     while (off < data.size()) {
       ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
@@ -140,7 +140,7 @@ class RespSocket {
       if (n <= 0) return refuse("send: " + errno_text());
       off += static_cast<size_t>(n);
     }
-    return true;
+    return {};
   }
   // One reply line without its CRLF; UNAVAILABLE on close or timeout.
   Result<std::string> read_line() {
@@ -309,7 +309,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::open(SupervisorSettings settings
   return s;
 }
 
-Result<bool> Supervisor::prepare() {
+Status Supervisor::prepare() {
   if (settings_.bin_dir.empty()) settings_.bin_dir = self_dir();
   if (settings_.redis_url.empty()) {
     redis_server_path_ = settings_.redis_server.empty() ? search_path("redis-server")
@@ -403,11 +403,11 @@ Result<bool> Supervisor::prepare() {
                     .count();
   self_ = ::getpid();
   plan_children();
-  return true;
+  return {};
 }
 
 // Password (generated once), redis.conf, and the URL handed to children.
-Result<bool> Supervisor::prepare_redis() {
+Status Supervisor::prepare_redis() {
   const std::string pass_file = layout_.redis_dir + "/password";
   if (auto text = read_file(pass_file)) {
     redis_password_ = *text;
@@ -432,7 +432,7 @@ Result<bool> Supervisor::prepare_redis() {
       "requirepass " + conf_string(redis_password_) + "\n";
   if (auto ok = write_file(layout_.redis_dir + "/redis.conf", conf, 0600); !ok) return ok;
   redis_url_ = "unix://" + layout_.redis_socket() + "?password=" + redis_password_;
-  return true;
+  return {};
 }
 
 Supervisor::Child Supervisor::child(Role role, std::string name, std::vector<std::string> argv) {

@@ -133,13 +133,13 @@ class Supervisor {
   };
 
   explicit Supervisor(SupervisorSettings settings);
-  Result<bool> prepare();
-  Result<bool> prepare_redis();
+  Status prepare();
+  Status prepare_redis();
   // --restore, in three steps (restore.cpp): read and check the file before
   // anything is touched; once the data dir is locked, refuse existing state
   // and put back key files and artifacts; once Redis is up, its keys.
-  Result<bool> load_backup();
-  Result<bool> prepare_restore();
+  Status load_backup();
+  Status prepare_restore();
   bool finish_restore();
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();

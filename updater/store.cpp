@@ -53,7 +53,7 @@ bool ArtifactStore::has(const std::string& sha256) const {
   return valid_sha256_hex(sha256) && ::access(object_path(sha256).c_str(), R_OK) == 0;
 }
 
-std::optional<Error> ArtifactStore::commit(const Release& r, const std::string& path) {
+Status ArtifactStore::commit(const Release& r, const std::string& path) {
   const int64_t size = file_size(path);
   if (size != r.size) {
     ::unlink(path.c_str());
@@ -73,13 +73,13 @@ std::optional<Error> ArtifactStore::commit(const Release& r, const std::string& 
   if (::rename(path.c_str(), object_path(r.sha256).c_str()) != 0)
     return Error{Code::Internal, errno_text("cannot move into the store", path)};
   fsync_dir(dir_ + "/objects");
-  return std::nullopt;
+  return {};
 }
 
-std::optional<Error> ArtifactStore::adopt(const Release& r, const std::string& path) {
+Status ArtifactStore::adopt(const Release& r, const std::string& path) {
   if (has(r.sha256)) {
     ::unlink(path.c_str());
-    return std::nullopt;
+    return {};
   }
   return commit(r, path);
 }
@@ -121,7 +121,7 @@ Result<DownloadStats> ArtifactStore::download(const Release& r, const std::strin
     if (!t.error.empty())
       return Error{Code::Unavailable, "download of " + url + " failed after " + std::to_string(t.written) +
                                           " of " + std::to_string(r.size) + " bytes: " + t.error};
-    if (auto err = commit(r, part)) return *err;
+    if (auto committed = commit(r, part); !committed) return committed.error();
     return stats;
   }
   return Error{Code::Unavailable, "download of " + url + " could not be resumed"};

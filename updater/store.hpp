@@ -42,7 +42,7 @@ class ArtifactStore {
 
   // Verifies a complete file elsewhere (e.g. unpacked from a bundle) against
   // `r` and moves it into objects/. The source is removed either way.
-  std::optional<Error> adopt(const Release& r, const std::string& path);
+  Status adopt(const Release& r, const std::string& path);
 
   // Reads up to `length` bytes at `offset` of a stored object; nullopt when
   // the object is not stored.
@@ -51,7 +51,7 @@ class ArtifactStore {
 
  private:
   explicit ArtifactStore(std::string dir) : dir_(std::move(dir)) {}
-  std::optional<Error> commit(const Release& r, const std::string& path);
+  Status commit(const Release& r, const std::string& path);
 
   std::string dir_;
 };

@@ -12,6 +12,7 @@
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
 #include "common/names.hpp"
+#include "common/redis_lock.hpp"
 #include "updater/bundle.hpp"
 #include "updater/lua_scripts.hpp"
 #include "updater/net.hpp"
@@ -36,42 +37,21 @@ namespace {
 
 constexpr int64_t kLockMs = 60000;
 
-// The sync's scripts: updater/lua/add_release.lua, emit.lua, record_feed.lua,
-// sync_lock_renew.lua and sync_lock_release.lua.
-const Script& add_release_script() {
-  static const Script s{std::string(lua::kAddRelease)};
-  return s;
-}
+// The sync's scripts: updater/lua/add_release.lua, emit.lua and record_feed.lua.
+const Script& add_release_script() { return embedded_script<lua::kAddRelease>(); }
+const Script& emit_script() { return embedded_script<lua::kEmit>(); }
+const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>(); }
 
-const Script& emit_script() {
-  static const Script s{std::string(lua::kEmit)};
-  return s;
-}
-
-const Script& record_feed_script() {
-  static const Script s{std::string(lua::kRecordFeed)};
-  return s;
-}
-
-const Script& renew_lock_script() {
-  static const Script s{std::string(lua::kSyncLockRenew)};
-  return s;
-}
-
-const Script& release_lock_script() {
-  static const Script s{std::string(lua::kSyncLockRelease)};
-  return s;
-}
-
-bool emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
+// Logs an event to the activity log and publishes it; a failure is logged
+// here (the sync goes on without the event).
+void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
           Value fields) {
   auto r = redis.eval(emit_script(), {keys::kEvents}, {type, pack(fields), std::to_string(cap), std::to_string(now)});
   if (!r || !r->is_array() || r->elements.size() < 2) {
     spdlog::warn("could not log {}: {}", type, r ? r->str : r.error().message);
-    return false;
+    return;
   }
   events.publish_entries(r->elements[1]);
-  return true;
 }
 
 Value map_of(std::initializer_list<std::pair<const char*, Value>> items) {
@@ -175,24 +155,24 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     }
   };
-  Result<RedisReply> lock = Error{Code::Unavailable, "not tried"};
+  ExpiringLock lock(redis, keys::kUpdLock, token, kLockMs);
+  Result<bool> taken = Error{Code::Unavailable, "not tried"};
   for (int attempt = 0; attempt < 5; ++attempt) {
-    lock = redis.command({"SET", keys::kUpdLock, token, "NX", "PX", std::to_string(kLockMs)});
-    if (lock && !lock->is_error()) break;
+    taken = lock.take();
+    if (taken) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
   }
-  if (!lock || !lock->is_status("OK")) {
-    const std::string why = lock ? (lock->is_error() ? "the update store answered " + lock->str
-                                                     : "another updater instance is syncing")
-                                 : "the update store is unavailable: " + lock.error().message;
+  if (!taken || !*taken) {
+    const std::string why = taken ? "another updater instance is syncing"
+                                  : "the update store is unavailable: " + taken.error().message;
     spdlog::info("{} {} skipped: {}", job.kind, job.id, why);
     record("done", "skipped", why, {});
     return;
   }
   // Renews the lock while a long transfer runs; false if another took it.
   auto keepalive = [&]() {
-    auto r = redis.eval(renew_lock_script(), {keys::kUpdLock}, {token, std::to_string(kLockMs)});
-    return r && r->is_int() && r->integer == 1;
+    auto renewed = lock.renew();
+    return renewed && *renewed;
   };
   record("running", "", "", {});
   const std::string source = job.kind == opname::kImport ? job.path : redacted_url(config_.feed_url);
@@ -246,20 +226,20 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
           refuse("older than the feed in force (issued " + std::to_string(manifest->issued) + " < " +
                  std::to_string(in_force) + "): possible rollback");
         } else {
-          auto obtain = [&](const Release& r) -> std::optional<Error> {
+          auto obtain = [&](const Release& r) -> Status {
             if (job.kind == opname::kSync) {
               const std::string url = r.url.empty() ? sibling_url(config_.feed_url, r.file) : r.url;
               auto got = store_.download(r, url, keepalive);
               if (!got) return got.error();
               if (got->resumed_from > 0)
                 spdlog::info("{} {}: resumed at byte {} of {}", r.component, r.version, got->resumed_from, r.size);
-              return std::nullopt;
+              return {};
             }
             auto it = bundle.files.find(r.file);
             if (it == bundle.files.end()) return Error{Code::NotFound, "file '" + r.file + "' is not in the bundle"};
-            auto err = store_.adopt(r, it->second);
+            auto adopted = store_.adopt(r, it->second);
             bundle.files.erase(it);
-            return err;
+            return adopted;
           };
           outcome = apply(*manifest, source, redis, events, obtain);
           auto rec = redis.eval(record_feed_script(), {keys::kUpdFeed},
@@ -281,12 +261,12 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
     }
   }
   for (auto& [name, staged] : bundle.files) ::unlink(staged.c_str());
-  redis.eval(release_lock_script(), {keys::kUpdLock}, {token});
+  (void)lock.release();
 }
 
 SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& source, Redis& redis,
                                       EventPublisher& events,
-                                      const std::function<std::optional<Error>(const Release&)>& obtain) {
+                                      const std::function<Status(const Release&)>& obtain) {
   Outcome o;
   for (const Release& r : m.releases) {
     const std::string field = release_field(r.component, r.version);
@@ -297,16 +277,17 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
       continue;
     }
     if (!store_.has(r.sha256)) {
-      if (auto err = obtain(r)) {
+      if (auto obtained = obtain(r); !obtained) {
+        const Error& err = obtained.error();
         ++o.failed;
-        if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err->message;
-        spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err->message);
+        if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err.message;
+        spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err.message);
         emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateDownloadFailed,
              map_of({{field::kComponent, Value(r.component)},
                      {field::kVersion, Value(r.version)},
                      {field::kSha256, Value(r.sha256)},
                      {"source", Value(source)},
-                     {field::kReason, Value(err->message)}}));
+                     {field::kReason, Value(err.message)}}));
         continue;
       }
     }

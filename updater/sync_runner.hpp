@@ -63,7 +63,7 @@ class SyncRunner {
   void loop();
   struct Outcome;
   Outcome apply(const Manifest& m, const std::string& source, Redis& redis, EventPublisher& events,
-                const std::function<std::optional<Error>(const Release&)>& obtain);
+                const std::function<Status(const Release&)>& obtain);
 
   RedisUrl url_;
   ArtifactStore& store_;

@@ -9,16 +9,17 @@
 #include "common/crypto.hpp"
 #include "common/keys.hpp"
 #include "common/names.hpp"
+#include "common/redis_failure.hpp"
 #include "updater/lua_scripts.hpp"
 
 namespace primary::updater {
 namespace {
 
+// The store named in failure replies (common/redis_failure.hpp).
+constexpr std::string_view kStore = "update store";
+
 // updater/lua/set_state.lua: approve or hold.
-const Script& set_state_script() {
-  static const Script s{std::string(lua::kSetState)};
-  return s;
-}
+const Script& set_state_script() { return embedded_script<lua::kSetState>(); }
 
 }  // namespace
 
@@ -31,17 +32,18 @@ UpdateService::UpdateService(Redis& redis, ArtifactStore& store, SyncRunner& run
       events_(events),
       now_ms_(std::move(now_ms)) {}
 
-std::optional<Error> UpdateService::refresh() {
+Status UpdateService::refresh() {
   auto gen = redis_.command({"GET", keys::kUpdGen});
   if (!gen) return gen.error();
-  if (gen->is_error()) return Error{Code::Unavailable, gen->str};
+  if (gen->is_error()) return reply_error(*gen);
   const std::string g = gen->is_str() ? gen->str : "0";
-  if (g == generation_) return std::nullopt;
+  if (g == generation_) return {};
   auto all = redis_.pipeline({{"HGETALL", keys::kUpdReleases}, {"HGETALL", keys::kUpdState}, {"GET", keys::kUpdGen}});
   if (!all) return all.error();
   const RedisReply& recs = (*all)[0];
   const RedisReply& states = (*all)[1];
-  if (!recs.is_array() || !states.is_array()) return Error{Code::Unavailable, "catalogue not readable"};
+  if (!recs.is_array()) return reply_error(recs);
+  if (!states.is_array()) return reply_error(states);
   std::unordered_map<std::string, std::string> state_of;
   for (size_t i = 0; i + 1 < states.elements.size(); i += 2)
     state_of[states.elements[i].str] = states.elements[i + 1].str;
@@ -72,7 +74,7 @@ std::optional<Error> UpdateService::refresh() {
   });
   entries_ = std::move(entries);
   generation_ = (*all)[2].is_str() ? (*all)[2].str : "0";
-  return std::nullopt;
+  return {};
 }
 
 const UpdateService::Entry* UpdateService::find(const std::string& component, const std::string& version) const {
@@ -85,10 +87,9 @@ std::vector<Reply> UpdateService::handle_update(const std::vector<Request>& requ
   std::vector<Reply> replies;
   replies.reserve(requests.size());
   // One catalogue check per batch, not per request.
-  if (auto err = refresh()) {
-    spdlog::warn("redis: {}", err->message);
-    for (size_t i = 0; i < requests.size(); ++i)
-      replies.push_back(Reply::failure(Code::Unavailable, "the update store is unavailable; retry"));
+  if (auto fresh = refresh(); !fresh) {
+    const Reply failure = redis_failure(fresh.error(), kStore);
+    for (size_t i = 0; i < requests.size(); ++i) replies.push_back(failure);
     return replies;
   }
   for (const Request& req : requests)
@@ -115,15 +116,7 @@ Reply UpdateService::check(const Request& req) {
     // percentage; without a name only a full rollout is offered.
     if (!(e.rollout >= 100 || group < e.rollout)) continue;
     if (!store_.has(r.sha256)) continue;
-    Value u(Value::Map{});
-    u.set(field::kComponent, Value(r.component));
-    u.set(field::kVersion, Value(r.version));
-    u.set(field::kChannel, Value(r.channel));
-    u.set(field::kSize, Value(r.size));
-    u.set(field::kSha256, Value(r.sha256));
-    u.set(field::kSignature, Value(r.signature));
-    if (!r.notes.empty()) u.set(field::kNotes, Value(r.notes));
-    return Reply::success({{field::kUpdate, u}});
+    return Reply::success({{field::kUpdate, release_offer(r)}});
   }
   return Reply::success({{field::kUpdate, Value()}});
 }
@@ -167,10 +160,7 @@ std::vector<Reply> UpdateService::handle_control(const std::vector<Request>& req
 }
 
 Reply UpdateService::releases(const Request&) {
-  if (auto err = refresh()) {
-    spdlog::warn("redis: {}", err->message);
-    return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
-  }
+  if (auto fresh = refresh(); !fresh) return redis_failure(fresh.error(), kStore);
   Value::Array items;
   for (const Entry& e : entries_) {
     Value v = release_to_value(e.release);
@@ -182,7 +172,7 @@ Reply UpdateService::releases(const Request&) {
     items.push_back(std::move(v));
   }
   auto extra = redis_.pipeline({{"HGETALL", keys::kUpdFeed}, {"HGETALL", keys::kUpdSync}});
-  if (!extra) return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
+  if (!extra) return redis_failure(extra.error(), kStore);
   // Times and counts become integers; everything else (a job id may be all
   // digits) stays the string it is.
   auto as_map = [](const RedisReply& r) {
@@ -212,14 +202,8 @@ Reply UpdateService::set_state(const Request& req, bool approve) {
                        {release_field(component, version), state, approve ? event::kUpdateApproved : event::kUpdateHeld, component,
                         version, std::to_string(rollout), std::to_string(config_.event_cap),
                         std::to_string(now_ms_())});
-  if (!r) {
-    spdlog::warn("redis: {}", r.error().message);
-    return Reply::failure(Code::Unavailable, "the update store is unavailable; retry");
-  }
-  if (!r->is_array() || r->elements.empty()) {
-    spdlog::error("state script failed: {}", r->str);
-    return Reply::failure(transient_error(*r) ? Code::Unavailable : Code::Internal, "could not change the release state");
-  }
+  if (!r) return redis_failure(r.error(), kStore);
+  if (!r->is_array() || r->elements.empty()) return redis_failure(*r, kStore);
   if (r->elements[0].integer < 0) return Reply::failure(Code::NotFound, "no release " + component + " " + version);
   if (r->elements.size() > 1) events_.publish_entries(r->elements[1]);
   return Reply::success({{field::kComponent, Value(component)},

@@ -54,7 +54,7 @@ class UpdateService {
     int64_t issued = 0, added_at = 0;
   };
   // Reloads the catalogue when ps:upd:gen moved; an error when Redis is down.
-  std::optional<Error> refresh();
+  Status refresh();
   Reply check(const Request& req);
   Reply fetch(const Request& req);
   Reply releases(const Request& req);
