@@ -18,20 +18,28 @@ set(PRIMARY_BINDIR ${CMAKE_INSTALL_FULL_BINDIR})
 set(PRIMARY_CONFDIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/primary)
 # systemd's StateDirectory=primary: always /var/lib/primary.
 set(PRIMARY_STATEDIR /var/lib/primary)
-set(PRIMARY_SYSTEMDDIR ${CMAKE_INSTALL_PREFIX}/lib/systemd/system)
 set(PRIMARY_SYSUSERSDIR ${CMAKE_INSTALL_PREFIX}/lib/sysusers.d)
-set(PRIMARY_TMPFILESDIR ${CMAKE_INSTALL_PREFIX}/lib/tmpfiles.d)
+# Install destinations relative to the prefix (so `cmake --install --prefix`
+# moves them), except /etc for the /usr prefix.
+set(systemd_dest lib/systemd/system)
+set(sysusers_dest lib/sysusers.d)
+set(tmpfiles_dest lib/tmpfiles.d)
+if(CMAKE_INSTALL_FULL_SYSCONFDIR STREQUAL "${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SYSCONFDIR}")
+  set(conf_dest ${CMAKE_INSTALL_SYSCONFDIR}/primary)
+else()
+  set(conf_dest ${PRIMARY_CONFDIR})
+endif()
 set(pkg_src ${PROJECT_SOURCE_DIR}/packaging)
 set(pkg_bin ${PROJECT_BINARY_DIR}/packaging)
 
 # ---- the server component's system files
 configure_file(${pkg_src}/systemd/primary-server.service.in ${pkg_bin}/primary-server.service @ONLY)
-install(FILES ${pkg_bin}/primary-server.service DESTINATION ${PRIMARY_SYSTEMDDIR} COMPONENT server)
-install(FILES ${pkg_src}/systemd/primary.sysusers DESTINATION ${PRIMARY_SYSUSERSDIR}
+install(FILES ${pkg_bin}/primary-server.service DESTINATION ${systemd_dest} COMPONENT server)
+install(FILES ${pkg_src}/systemd/primary.sysusers DESTINATION ${sysusers_dest}
         RENAME primary.conf COMPONENT server)
-install(FILES ${pkg_src}/systemd/primary.tmpfiles DESTINATION ${PRIMARY_TMPFILESDIR}
+install(FILES ${pkg_src}/systemd/primary.tmpfiles DESTINATION ${tmpfiles_dest}
         RENAME primary.conf COMPONENT server)
-install(FILES ${pkg_src}/primary.toml DESTINATION ${PRIMARY_CONFDIR} COMPONENT server)
+install(FILES ${pkg_src}/primary.toml DESTINATION ${conf_dest} COMPONENT server)
 
 # Man pages from --help (help2man), compressed as Debian wants them.
 find_program(HELP2MAN help2man)
@@ -60,6 +68,7 @@ endif()
 if(PRIMARY_BUILD_TESTS)
   add_test(NAME sample_config_lists_every_setting
            COMMAND ${CMAKE_COMMAND} -DSERVER=$<TARGET_FILE:primary-server> -DSAMPLE=${pkg_src}/primary.toml
+                   -DBIN_DIR=$<TARGET_FILE_DIR:primary-server> -DWORK_DIR=${pkg_bin}/sample-config-test
                    -P ${pkg_src}/check-sample-config.cmake)
   set_tests_properties(sample_config_lists_every_setting PROPERTIES LABELS unit)
 endif()
