@@ -17,10 +17,10 @@ const std::set<std::string>& product_settings() {
       "public-endpoints", "started-at", "broker-front", "slots", "insecure", "vendor-key",
       "log-level", "max-body", "queue-limit", "request-timeout-ms", "heartbeat-ms",
       "heartbeat-liveness", "redis-server", "broker", "slots", "check-interval-s",
-      "unlicensed-interval-s", "grace-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s", "update-dir", "auto-approve",
+      "unlicensed-interval-s", "grace-s", "clock-skew-s", "clock-jump-s", "client-endpoints", "lease-key", "update-feed", "sync-interval-s", "update-dir", "auto-approve",
       "admin-keys", "server-key", "trusted-keys", "client-key", "server-public", "web", "no-web", "log-file", "log-file-size", "log-file-count",
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms",
-      "tls-cert", "tls-key", "web-session-s",
+      "tls-cert", "tls-key", "web-session-s", "web-idle-exit-s",
       "redis-wait-replicas", "redis-wait-timeout-ms",
       "metrics-interval-ms", "metrics-token-file", "metrics-require-token"};
   return names;

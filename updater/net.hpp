@@ -38,7 +38,8 @@ struct NetApi {
   Result<UnpackedBundle> (*read_bundle)(const std::string& path, const std::string& staging_dir);
 };
 
-// Where the module is looked for: next to the running executable.
+// Where the module is looked for: next to the running executable, else in
+// ../lib/primary/ from it (the installed layout).
 std::string net_module_path();
 
 // The module's table, loaded at the first call (thread-safe); the error

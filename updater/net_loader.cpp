@@ -11,10 +11,15 @@ namespace primary::updater {
 std::string net_module_path() {
   char exe[PATH_MAX];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  std::string dir = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string(".");
-  const size_t slash = dir.find_last_of('/');
-  dir.resize(slash == std::string::npos ? 0 : slash);
-  return (dir.empty() ? std::string(".") : dir) + "/primary-updater-net.so";
+  const std::string self = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string();
+  const size_t slash = self.find_last_of('/');
+  const std::string dir = slash == std::string::npos || slash == 0 ? std::string(".") : self.substr(0, slash);
+  // Beside the executable (the build's bin/), then PREFIX/lib/primary/ for
+  // an installed PREFIX/bin/primary-updater (cmake/Packaging.cmake).
+  const std::string beside = dir + "/primary-updater-net.so";
+  const std::string installed = dir + "/../lib/primary/primary-updater-net.so";
+  if (::access(beside.c_str(), F_OK) != 0 && ::access(installed.c_str(), F_OK) == 0) return installed;
+  return beside;
 }
 
 Result<const NetApi*> net_api() {
