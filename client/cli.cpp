@@ -1,4 +1,4 @@
-#include "client/cli.hpp"
+#include "cli.hpp"
 
 #include <CLI/CLI.hpp>
 

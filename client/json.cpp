@@ -1,4 +1,4 @@
-#include "client/json.hpp"
+#include "json.hpp"
 
 #include <set>
 #include <string>

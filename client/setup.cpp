@@ -2,7 +2,7 @@
 
 #include <tuple>
 
-#include "client/json.hpp"
+#include "json.hpp"
 #include "common/crypto.hpp"
 #include "common/curve.hpp"
 #include "common/process.hpp"

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 
 namespace primary {
 namespace {
@@ -21,16 +22,6 @@ std::string trim(std::string s) {
   size_t start = 0;
   while (start < s.size() && (s[start] == ' ' || s[start] == '\t')) ++start;
   return s.substr(start);
-}
-
-std::optional<Error> write_text(const std::string& path, const std::string& text, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return Error{Code::Internal, "cannot create " + path + ": " + std::strerror(errno)};
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return Error{Code::Internal, "cannot write " + path};
-  return std::nullopt;
 }
 
 Result<std::string> read_first_line(const std::string& path) {
@@ -108,9 +99,9 @@ std::string curve_public_of(const std::string& secret_z85) {
   return z85_encode({reinterpret_cast<const char*>(pub), sizeof pub});
 }
 
-std::optional<Error> write_curve_keypair(const std::string& base, const CurveKeypair& kp) {
-  if (auto err = write_text(base + ".key", kp.secret_key + "\n", 0600)) return err;
-  return write_text(base + ".pub", kp.public_key + "\n", 0644);
+Status write_curve_keypair(const std::string& base, const CurveKeypair& kp) {
+  if (auto written = write_new_file(base + ".key", kp.secret_key + "\n", 0600); !written) return written;
+  return write_new_file(base + ".pub", kp.public_key + "\n", 0644);
 }
 
 Result<std::string> read_curve_secret(const std::string& path) {
@@ -135,8 +126,8 @@ Result<std::string> read_curve_public(const std::string& path) {
 
 Result<CurveKeypair> ensure_curve_keypair(const std::string& base) {
   if (::access((base + ".key").c_str(), F_OK) != 0) {
-    if (auto err = write_curve_keypair(base, curve_keypair()))
-      if (::access((base + ".key").c_str(), F_OK) != 0) return *err;
+    if (auto written = write_curve_keypair(base, curve_keypair()); !written)
+      if (::access((base + ".key").c_str(), F_OK) != 0) return written.error();
   }
   auto secret = read_curve_secret(base + ".key");
   if (!secret) return secret.error();

@@ -67,6 +67,15 @@ std::optional<std::string> read_file(const std::string& path) {
   return out.str();
 }
 
+Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return Error{Code::Internal, "cannot create " + path + ": " + std::strerror(errno)};
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Error{Code::Internal, "cannot write " + path};
+  return {};
+}
+
 Status write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   std::string tmp = path + ".XXXXXX";
   const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);  // mode 0600 until fchmod

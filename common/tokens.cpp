@@ -12,6 +12,7 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "common/process.hpp"
 #include "common/schema.hpp"
 
 namespace primary {
@@ -58,15 +59,8 @@ Result<Value> open_token(std::string_view token, std::string_view public_key) {
   return signed_payload_map(*payload);
 }
 
-std::optional<Error> write_key_file(const std::string& path, std::string_view raw, unsigned mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return Error{Code::Internal, "cannot create " + path + ": " + std::strerror(errno)};
-  const std::string text = base64url_encode(raw) + "\n";
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return Error{Code::Internal, "cannot write " + path};
-  return std::nullopt;
+Status write_key_file(const std::string& path, std::string_view raw, unsigned mode) {
+  return write_new_file(path, base64url_encode(raw) + "\n", static_cast<mode_t>(mode));
 }
 
 Result<std::string> read_key_file(const std::string& path, size_t size, bool secret) {
@@ -91,8 +85,8 @@ Result<std::string> read_key_file(const std::string& path, size_t size, bool sec
 Result<std::string> ensure_signing_key(const std::string& path) {
   if (::access(path.c_str(), F_OK) != 0) {
     const SignKeypair kp = sign_keypair();
-    if (auto err = write_key_file(path, kp.secret_key, 0600)) {
-      if (::access(path.c_str(), F_OK) != 0) return *err;  // lost a race: fall through and read
+    if (auto written = write_key_file(path, kp.secret_key, 0600); !written) {
+      if (::access(path.c_str(), F_OK) != 0) return written.error();  // lost a race: fall through and read
     }
   }
   return read_key_file(path, 64, true);

@@ -39,8 +39,8 @@ int create_keys(Context& ctx, const std::string& dir, const std::string& name) {
       return kServerError;
     }
   const CurveKeypair kp = curve_keypair();
-  if (auto err = write_curve_keypair(base, kp)) {
-    ctx.err << "primaryctl: " << err->message << "\n";
+  if (auto written = write_curve_keypair(base, kp); !written) {
+    ctx.err << "primaryctl: " << written.error().message << "\n";
     return kServerError;
   }
   const std::string allow_line = kp.public_key + "  # " + name;

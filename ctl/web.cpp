@@ -63,8 +63,8 @@ Action declare_web_password(CLI::App& sub) {
       return static_cast<int>(kUsage);
     }
     const std::string path = web::password_file(*dir);
-    if (auto err = web::set_password(path, *password)) {
-      ctx.err << "primaryctl: " << err->message << "\n";
+    if (auto set = web::set_password(path, *password); !set) {
+      ctx.err << "primaryctl: " << set.error().message << "\n";
       return static_cast<int>(kServerError);
     }
     if (ctx.json)

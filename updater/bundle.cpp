@@ -28,8 +28,8 @@ struct ArchiveReader {
 
 Error fail(std::string what) { return Error{Code::BadRequest, std::move(what)}; }
 
-std::optional<Error> add_entry(archive* a, const std::string& name, int64_t size,
-                               const std::function<bool(archive*)>& body) {
+Status add_entry(archive* a, const std::string& name, int64_t size,
+                 const std::function<bool(archive*)>& body) {
   std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
   archive_entry_set_pathname(e.get(), name.c_str());
   archive_entry_set_size(e.get(), size);
@@ -38,32 +38,32 @@ std::optional<Error> add_entry(archive* a, const std::string& name, int64_t size
   archive_entry_set_mtime(e.get(), ::time(nullptr), 0);
   if (archive_write_header(a, e.get()) != ARCHIVE_OK) return fail(archive_error_string(a));
   if (!body(a)) return fail(std::string("writing ") + name + ": " + (archive_error_string(a) ? archive_error_string(a) : "short write"));
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace
 
-std::optional<Error> write_bundle(const std::string& out, const std::string& feed,
-                                  const std::vector<std::pair<std::string, std::string>>& files) {
+Status write_bundle(const std::string& out, const std::string& feed,
+                    const std::vector<std::pair<std::string, std::string>>& files) {
   const std::string tmp = out + ".tmp." + std::to_string(::getpid());
   {
     ArchiveWriter w;
     archive_write_set_format_pax_restricted(w.a);
     if (archive_write_open_filename(w.a, tmp.c_str()) != ARCHIVE_OK)
       return fail("cannot write " + tmp + ": " + archive_error_string(w.a));
-    auto err = add_entry(w.a, "feed", static_cast<int64_t>(feed.size()), [&](archive* a) {
+    Status result = add_entry(w.a, "feed", static_cast<int64_t>(feed.size()), [&](archive* a) {
       return archive_write_data(a, feed.data(), feed.size()) == static_cast<la_ssize_t>(feed.size());
     });
     for (const auto& [name, src] : files) {
-      if (err) break;
+      if (!result) break;
       int fd = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
       struct stat st {};
       if (fd < 0 || ::fstat(fd, &st) != 0) {
         if (fd >= 0) ::close(fd);
-        err = fail("cannot read " + src + ": " + std::strerror(errno));
+        result = fail("cannot read " + src + ": " + std::strerror(errno));
         break;
       }
-      err = add_entry(w.a, "files/" + name, static_cast<int64_t>(st.st_size), [&](archive* a) {
+      result = add_entry(w.a, "files/" + name, static_cast<int64_t>(st.st_size), [&](archive* a) {
         std::string buf(1 << 20, '\0');
         while (true) {
           ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -75,17 +75,17 @@ std::optional<Error> write_bundle(const std::string& out, const std::string& fee
       });
       ::close(fd);
     }
-    if (!err && archive_write_close(w.a) != ARCHIVE_OK) err = fail(archive_error_string(w.a));
-    if (err) {
+    if (result && archive_write_close(w.a) != ARCHIVE_OK) result = fail(archive_error_string(w.a));
+    if (!result) {
       ::unlink(tmp.c_str());
-      return err;
+      return result;
     }
   }
   if (::rename(tmp.c_str(), out.c_str()) != 0) {
     ::unlink(tmp.c_str());
     return fail("cannot rename to " + out + ": " + std::strerror(errno));
   }
-  return std::nullopt;
+  return {};
 }
 
 Result<UnpackedBundle> read_bundle(const std::string& path, const std::string& staging_dir) {

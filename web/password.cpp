@@ -34,7 +34,7 @@ Result<std::string> hash_password(const std::string& password) {
   return std::string(out);
 }
 
-std::optional<Error> set_password(const std::string& path, const std::string& password) {
+Status set_password(const std::string& path, const std::string& password) {
   if (auto why = password_problem(password)) return Error{Code::BadRequest, *why};
   auto hash = hash_password(password);
   if (!hash) return hash.error();
@@ -43,8 +43,7 @@ std::optional<Error> set_password(const std::string& path, const std::string& pa
   for (const auto& dir : {keys.parent_path(), keys})
     if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       return Error{Code::Internal, "cannot create " + dir.string() + ": " + std::strerror(errno)};
-  if (auto written = write_file_atomic(path, *hash + "\n", 0600); !written) return written.error();
-  return std::nullopt;
+  return write_file_atomic(path, *hash + "\n", 0600);
 }
 
 Result<std::string> read_password_hash(const std::string& path) {

@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
     } else {
       std::vector<std::pair<std::string, std::string>> files;
       for (const auto& r : m->releases) files.emplace_back(r.file, release_dir + "/" + r.file);
-      if (auto err = updater::write_bundle(out_file, feed, files)) cfg.fail(err->message);
+      if (auto written = updater::write_bundle(out_file, feed, files); !written) cfg.fail(written.error().message);
     }
     for (const auto& r : m->releases)
       std::cout << r.component << " " << r.version << " " << r.channel << " " << r.size << " " << r.sha256 << "\n";
@@ -128,8 +128,10 @@ int main(int argc, char** argv) {
   if (keygen->parsed()) {
     ::mkdir(out_dir.c_str(), 0700);
     const SignKeypair kp = sign_keypair();
-    if (auto err = write_key_file(out_dir + "/vendor.key", kp.secret_key, 0600)) cfg.fail(err->message);
-    if (auto err = write_key_file(out_dir + "/vendor.pub", kp.public_key, 0644)) cfg.fail(err->message);
+    if (auto written = write_key_file(out_dir + "/vendor.key", kp.secret_key, 0600); !written)
+      cfg.fail(written.error().message);
+    if (auto written = write_key_file(out_dir + "/vendor.pub", kp.public_key, 0644); !written)
+      cfg.fail(written.error().message);
     std::cout << out_dir << "/vendor.key\n" << out_dir << "/vendor.pub\n";
     return 0;
   }

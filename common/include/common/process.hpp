@@ -25,6 +25,10 @@ const std::atomic<bool>& stop_requested();
 // The whole of `path`, byte for byte; nullopt when it cannot be opened or read.
 std::optional<std::string> read_file(const std::string& path);
 
+// Creates `path` with `mode` and writes `text` to it (fsync'd); refuses a
+// file that already exists, so a key is never overwritten.
+Status write_new_file(const std::string& path, const std::string& text, mode_t mode);
+
 // Writes `text` to `path` with `mode` through a uniquely named temporary
 // file beside it, fsync and rename, so readers never see a partial file and
 // concurrent writers never share a temporary. The error says what failed.

@@ -26,7 +26,7 @@ std::string z85_encode(std::string_view raw);
 std::optional<std::string> z85_decode(std::string_view text);
 
 // Writes BASE.key (secret, 0600) and BASE.pub (0644); refuses to overwrite.
-std::optional<Error> write_curve_keypair(const std::string& base, const CurveKeypair& kp);
+Status write_curve_keypair(const std::string& base, const CurveKeypair& kp);
 // Reads a Z85 secret key file; refused when readable by group or others.
 Result<std::string> read_curve_secret(const std::string& path);
 // Reads a Z85 public key file.

@@ -21,7 +21,7 @@ std::string password_file(const std::string& data_dir);
 Result<std::string> hash_password(const std::string& password);
 // Writes the hash for `password` to `path` (0600, atomically); creates the
 // parent directory (0700) when missing.
-std::optional<Error> set_password(const std::string& path, const std::string& password);
+Status set_password(const std::string& path, const std::string& password);
 // The stored hash; NOT_FOUND when there is no password file, INTERNAL when
 // it is unreadable, not a hash, or readable by group or others.
 Result<std::string> read_password_hash(const std::string& path);

@@ -24,7 +24,7 @@ Result<Value> open_token(std::string_view token, std::string_view public_key);
 // ---- key files: one line of base64url text ----
 // Writes a key file with the given mode (0600 for secrets), refusing to
 // overwrite an existing file.
-std::optional<Error> write_key_file(const std::string& path, std::string_view raw, unsigned mode);
+Status write_key_file(const std::string& path, std::string_view raw, unsigned mode);
 // Reads a key of `size` raw bytes; a secret file readable by group or others
 // is refused when `secret` is true.
 Result<std::string> read_key_file(const std::string& path, size_t size, bool secret);

@@ -16,8 +16,8 @@
 namespace primary::updater {
 
 // Writes `feed` and each (name, source path) as files/<name>; atomic (temp + rename).
-std::optional<Error> write_bundle(const std::string& out, const std::string& feed,
-                                  const std::vector<std::pair<std::string, std::string>>& files);
+Status write_bundle(const std::string& out, const std::string& feed,
+                    const std::vector<std::pair<std::string, std::string>>& files);
 
 struct UnpackedBundle {
   std::string feed;
