@@ -150,7 +150,8 @@ std::optional<std::string> release_problem(const Release& r) {
 Value release_offer(const Release& r) {
   Value v = release_to_value(r);
   auto& m = v.as_map();
-  m.erase(std::remove_if(m.begin(), m.end(), [](const auto& kv) { return kv.first == "file" || kv.first == "url"; }),
+  m.erase(std::remove_if(m.begin(), m.end(),
+                         [](const auto& kv) { return kv.first == "file" || kv.first == field::kUrl; }),
           m.end());
   return v;
 }
@@ -163,7 +164,7 @@ Value release_to_value(const Release& r) {
   v.set(field::kSize, Value(r.size));
   v.set(field::kSha256, Value(r.sha256));
   v.set("file", Value(r.file));
-  if (!r.url.empty()) v.set("url", Value(r.url));
+  if (!r.url.empty()) v.set(field::kUrl, Value(r.url));
   if (!r.notes.empty()) v.set(field::kNotes, Value(r.notes));
   v.set(field::kSignature, Value(r.signature));
   return v;
@@ -180,7 +181,7 @@ Result<Release> release_from_value(const Value& v) {
     if (!s) return Error{Code::BadRequest, std::string("release entry without '") + name + "'"};
     *out = *s;
   }
-  if (const std::string* s = str_field(v, "url")) r.url = *s;
+  if (const std::string* s = str_field(v, field::kUrl)) r.url = *s;
   if (const std::string* s = str_field(v, field::kNotes)) r.notes = *s;
   const Value* size = v.find(field::kSize);
   if (!size || !size->is_int()) return Error{Code::BadRequest, "release entry without integer 'size'"};
@@ -193,8 +194,8 @@ std::string make_feed(const Manifest& m, std::string_view vendor_secret) {
   Value::Array list;
   for (const auto& r : m.releases) list.push_back(release_to_value(r));
   Value manifest(Value::Map{});
-  manifest.set("issued", Value(m.issued));
-  manifest.set("expires", Value(m.expires));
+  manifest.set(field::kIssued, Value(m.issued));
+  manifest.set(field::kExpires, Value(m.expires));
   manifest.set("releases", Value(std::move(list)));
   const std::string bytes = pack(manifest);
   Value feed(Value::Map{});
@@ -224,8 +225,8 @@ Result<Manifest> open_feed(std::string_view bytes, std::string_view vendor_publi
   auto m = unpack_map(mbytes, limits);
   if (!m) return bad("manifest is not a MessagePack map: " + m.error().message);
   Manifest out;
-  const Value* issued = m->find("issued");
-  const Value* expires = m->find("expires");
+  const Value* issued = m->find(field::kIssued);
+  const Value* expires = m->find(field::kExpires);
   const Value* list = m->find("releases");
   if (!issued || !issued->is_int() || !expires || !expires->is_int() || !list || !list->is_array())
     return bad("manifest needs integer issued and expires and a releases array");

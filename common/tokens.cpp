@@ -96,7 +96,7 @@ std::string make_unlock_code(const UnlockCode& c, std::string_view vendor_secret
   return sign_token(Value(Value::Map{{field::kSerial, Value(c.serial)},
                                      {field::kLicenses, Value(c.licenses)},
                                      {"registration", Value(c.registration)},
-                                     {"issued", Value(c.issued)}}),
+                                     {field::kIssued, Value(c.issued)}}),
                     vendor_secret);
 }
 
@@ -108,7 +108,7 @@ Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view ven
   const std::string* serial = str_field(m, field::kSerial);
   const std::string* reg = str_field(m, "registration");
   auto licenses = int_field(m, field::kLicenses);
-  auto issued = int_field(m, "issued");
+  auto issued = int_field(m, field::kIssued);
   if (!serial || !reg || !licenses || !issued || *licenses < 0 || *licenses > 100000000)
     return invalid("unlock code has missing or bad fields");
   c.serial = *serial;
@@ -179,8 +179,8 @@ void sign_tree(const std::vector<Lease>& leases, size_t from, size_t to, std::st
     payloads[i] = pack(Value(Value::Map{{field::kComputer, Value(l.computer)},
                                         {field::kLicense, Value(l.license)},
                                         {field::kSerial, Value(l.serial)},
-                                        {"issued", Value(l.issued)},
-                                        {"expires", Value(l.expires)}}));
+                                        {field::kIssued, Value(l.issued)},
+                                        {field::kExpires, Value(l.expires)}}));
     level[i] = leaf_hash(payloads[i]);
     pos[i] = i;
   }
@@ -252,8 +252,8 @@ Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, i
   const std::string* computer = str_field(m, field::kComputer);
   const std::string* license = str_field(m, field::kLicense);
   const std::string* serial = str_field(m, field::kSerial);
-  auto issued = int_field(m, "issued");
-  auto expires = int_field(m, "expires");
+  auto issued = int_field(m, field::kIssued);
+  auto expires = int_field(m, field::kExpires);
   if (!computer || !license || !serial || !issued || !expires)
     return Error{Code::Unauthorized, "lease rejected: missing fields"};
   if (now >= *expires + std::max<int64_t>(tolerance_s, 0)) return Error{Code::Unauthorized, "lease expired"};

@@ -109,7 +109,7 @@ TEST(Durability, AcknowledgedReservationsSurviveSigkillOfRedisAndWorkers) {
     server.proc.kill();
     stop = true;
     for (auto& th : load) th.join();
-    EXPECT_GT(acked.size(), 300u);
+    EXPECT_GE(acked.size(), 300u);  // the kills may come before any later reply
   }
   // Let the broker and workers, orphaned with SIGTERM as their death signal, go.
   std::this_thread::sleep_for(500ms);

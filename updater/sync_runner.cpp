@@ -123,7 +123,7 @@ void SyncRunner::loop() {
     }
     if (job.kind == "periodic") {
       // Every instance ticks; only one syncs per interval.
-      auto last = redis.command({"HGET", keys::kUpdSync, "finished_at"});
+      auto last = redis.command({"HGET", keys::kUpdSync, field::kFinishedAt});
       const int64_t finished = last && last->is_str() ? std::atoll(last->str.c_str()) : 0;
       if (last && now_ms_() - finished >= config_.sync_interval_s * 1000) {
         job = SyncJob{hex_encode(random_bytes(8)), opname::kSync, ""};
@@ -145,9 +145,9 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   auto record = [&](const std::string& state, const std::string& result, const std::string& message,
                     const Outcome& o) {
     Redis::Argv argv = {"HSET", keys::kUpdSync, field::kJob, job.id, "kind", job.kind, field::kState, state,
-                        "started_at", std::to_string(started), "result", result, field::kMessage, message,
-                        "added", std::to_string(o.added), "failed", std::to_string(o.failed)};
-    if (state == "done") argv.insert(argv.end(), {"finished_at", std::to_string(now_ms_())});
+                        field::kStartedAt, std::to_string(started), field::kResult, result, field::kMessage, message,
+                        field::kAdded, std::to_string(o.added), field::kFailed, std::to_string(o.failed)};
+    if (state == "done") argv.insert(argv.end(), {field::kFinishedAt, std::to_string(now_ms_())});
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto r = redis.command(argv);
       if (r && !r->is_error()) return;
@@ -179,7 +179,7 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   auto refuse = [&](const std::string& why) {
     spdlog::warn("{} of {} refused: {}", job.kind, source, why);
     emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateRefused,
-         map_of({{"source", Value(source)}, {"kind", Value(job.kind)}, {field::kReason, Value(why)}}));
+         map_of({{field::kSource, Value(source)}, {"kind", Value(job.kind)}, {field::kReason, Value(why)}}));
     record("done", "refused", why, {});
   };
 
@@ -218,7 +218,7 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
       if (!manifest) {
         refuse(manifest.error().message);
       } else {
-        auto current = redis.command({"HGET", keys::kUpdFeed, "issued"});
+        auto current = redis.command({"HGET", keys::kUpdFeed, field::kIssued});
         const int64_t in_force = current && current->is_str() ? std::atoll(current->str.c_str()) : -1;
         if (!current) {
           refuse("the update store is unavailable: " + current.error().message);
@@ -247,12 +247,12 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
                                  std::to_string(now_ms_()), source});
           if (!rec) spdlog::warn("could not record the feed: {}", rec.error().message);
           emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateSynced,
-               map_of({{"source", Value(source)},
+               map_of({{field::kSource, Value(source)},
                        {"kind", Value(job.kind)},
-                       {"issued", Value(manifest->issued)},
+                       {field::kIssued, Value(manifest->issued)},
                        {"releases", Value(static_cast<int64_t>(manifest->releases.size()))},
-                       {"added", Value(outcome.added)},
-                       {"failed", Value(outcome.failed)}}));
+                       {field::kAdded, Value(outcome.added)},
+                       {field::kFailed, Value(outcome.failed)}}));
           record("done", outcome.failed ? "partial" : field::kOk, outcome.first_failure, outcome);
           spdlog::info("{} of {}: {} releases, {} added, {} failed", job.kind, source,
                        manifest->releases.size(), outcome.added, outcome.failed);
@@ -286,15 +286,15 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
              map_of({{field::kComponent, Value(r.component)},
                      {field::kVersion, Value(r.version)},
                      {field::kSha256, Value(r.sha256)},
-                     {"source", Value(source)},
+                     {field::kSource, Value(source)},
                      {field::kReason, Value(err.message)}}));
         continue;
       }
     }
     if (catalogued) continue;
     Value record = release_to_value(r);
-    record.set("issued", Value(m.issued));
-    record.set("added_at", Value(now_ms_()));
+    record.set(field::kIssued, Value(m.issued));
+    record.set(field::kAddedAt, Value(now_ms_()));
     const std::string state = config_.auto_approve.count(r.channel) ? "approved:100" : "held";
     auto added = redis.eval(add_release_script(),
                             {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},

@@ -64,8 +64,8 @@ Status UpdateService::refresh() {
       e.approved = true;
       e.rollout = std::clamp(std::atoi(st.c_str() + 9), 0, 100);
     }
-    if (const Value* x = v->find("issued"); x && x->is_int()) e.issued = x->as_int();
-    if (const Value* x = v->find("added_at"); x && x->is_int()) e.added_at = x->as_int();
+    if (const Value* x = v->find(field::kIssued); x && x->is_int()) e.issued = x->as_int();
+    if (const Value* x = v->find(field::kAddedAt); x && x->is_int()) e.added_at = x->as_int();
     entries.push_back(std::move(e));
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
@@ -167,8 +167,8 @@ Reply UpdateService::releases(const Request&) {
     v.set(field::kState, Value(e.approved ? "approved" : "held"));
     v.set(field::kRollout, Value(static_cast<int64_t>(e.approved ? e.rollout : 0)));
     v.set("stored", Value(store_.has(e.release.sha256)));
-    v.set("issued", Value(e.issued));
-    v.set("added_at", Value(e.added_at));
+    v.set(field::kIssued, Value(e.issued));
+    v.set(field::kAddedAt, Value(e.added_at));
     items.push_back(std::move(v));
   }
   auto extra = redis_.pipeline({{"HGETALL", keys::kUpdFeed}, {"HGETALL", keys::kUpdSync}});
@@ -176,8 +176,8 @@ Reply UpdateService::releases(const Request&) {
   // Times and counts become integers; everything else (a job id may be all
   // digits) stays the string it is.
   auto as_map = [](const RedisReply& r) {
-    static const std::set<std::string> numeric = {"issued",     "expires",     "synced_at", "started_at",
-                                                  "finished_at", "added",      "failed"};
+    static const std::set<std::string> numeric = {field::kIssued,    field::kExpires,    "synced_at", field::kStartedAt,
+                                                  field::kFinishedAt, field::kAdded, field::kFailed};
     Value m(Value::Map{});
     for (size_t i = 0; r.is_array() && i + 1 < r.elements.size(); i += 2) {
       const std::string& k = r.elements[i].str;
@@ -188,7 +188,7 @@ Reply UpdateService::releases(const Request&) {
     return m;
   };
   Value feed = as_map((*extra)[0]);
-  if (!config_.feed_url.empty()) feed.set("url", Value(redacted_url(config_.feed_url)));
+  if (!config_.feed_url.empty()) feed.set(field::kUrl, Value(redacted_url(config_.feed_url)));
   return Reply::success({{field::kItems, Value(std::move(items))}, {field::kFeed, feed}, {field::kSync, as_map((*extra)[1])}});
 }
 
