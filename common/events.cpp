@@ -6,6 +6,12 @@
 
 namespace primary {
 
+std::optional<CountAndEvents> count_and_events(const RedisReply& r) {
+  if (!r.is_array() || r.elements.size() != 2 || !r.elements[0].is_int() || !r.elements[1].is_array())
+    return std::nullopt;
+  return CountAndEvents{r.elements[0].integer, &r.elements[1]};
+}
+
 std::optional<Value> event_from_entry(const RedisReply& e) {
   if (!e.is_array() || e.elements.size() != 4) return std::nullopt;
   const auto& id = e.elements[0];

@@ -41,18 +41,6 @@ const std::vector<Field>& result_fields() {
   return fields;
 }
 
-std::string str_of(const RedisReply& r) {
-  if (r.is_str() || r.is_status()) return r.str;
-  if (r.is_int()) return std::to_string(r.integer);
-  return {};
-}
-
-int64_t int_of(const RedisReply& r) {
-  if (r.is_int()) return r.integer;
-  if (r.is_str()) return std::atoll(r.str.c_str());
-  return 0;
-}
-
 }  // namespace
 
 LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublisher& events,
@@ -397,15 +385,15 @@ Reply LicenseService::registration(const Request& req) {
   }
   auto out = redis_.eval_replicated(registration_script(), {kSerial}, {serial, code});
   if (!out) return redis_failure(out.error(), kStore);
-  const auto& r = *out;
-  if (!r.is_array() || r.elements.empty()) return redis_failure(r, kStore);
-  const std::string status = str_of(r.elements[0]);
-  if (status == "NONE") return Reply::failure(Code::NotFound, "no serial number is registered yet");
-  if (status == "LOCKED")
+  const auto a = registration_answer(*out);
+  if (!a) return redis_failure(*out, kStore);
+  if (a->status == RegistrationAnswer::Status::None)
+    return Reply::failure(Code::NotFound, "no serial number is registered yet");
+  if (a->status == RegistrationAnswer::Status::Locked)
     return Reply::failure(Code::BadRequest, "field 'serial': this server is already unlocked for serial " +
-                                                str_of(r.elements[1]));
-  return Reply::success({{field::kSerial, Value(str_of(r.elements[1]))},
-                         {field::kRegistrationCode, Value(str_of(r.elements[2]))}});
+                                                std::string(a->serial));
+  return Reply::success({{field::kSerial, Value(std::string(a->serial))},
+                         {field::kRegistrationCode, Value(std::string(a->code))}});
 }
 
 Reply LicenseService::unlock(const Request& req) {
@@ -419,11 +407,10 @@ Reply LicenseService::unlock(const Request& req) {
                           std::to_string(code->issued), std::string(req.str(field::kUnlockCode)),
                           std::to_string(config_.event_cap), std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error(), kStore);
-  const auto& r = *out;
-  if (!r.is_array() || r.elements.size() < 2) return redis_failure(r, kStore);
-  if (str_of(r.elements[0]) != "OK")
-    return Reply::failure(Code::InvalidUnlockCode, str_of(r.elements[1]));
-  if (r.elements.size() > 2) events_.publish_entries(r.elements[2]);
+  const auto a = unlock_answer(*out);
+  if (!a) return redis_failure(*out, kStore);
+  if (!a->ok) return Reply::failure(Code::InvalidUnlockCode, std::string(a->reason));
+  if (a->events) events_.publish_entries(*a->events);
   spdlog::info("serial {} unlocked for {} licenses", code->serial, code->licenses);
   return Reply::success({{field::kSerial, Value(code->serial)}, {field::kPurchased, Value(code->licenses)}});
 }
@@ -440,14 +427,14 @@ Reply LicenseService::command(const Request& req) {
                           std::string(req.str(field::kCommand)), std::to_string(config_.event_cap),
                           std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error(), kStore);
-  const auto& r = *out;
-  if (!r.is_array() || r.elements.empty()) return redis_failure(r, kStore);
-  const std::string status = str_of(r.elements[0]);
-  if (status == "NOT_FOUND") return Reply::failure(Code::NotFound, "no license is reserved for " + name);
-  if (status == "FULL")
+  const auto a = command_answer(*out);
+  if (!a) return redis_failure(*out, kStore);
+  if (a->status == CommandAnswer::Status::NotFound)
+    return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  if (a->status == CommandAnswer::Status::Full)
     return Reply::failure(Code::Busy, "command queue for " + name + " is full",
                           {{field::kRetryAfterS, Value(config_.unlicensed_interval_s)}});
-  if (r.elements.size() > 1) events_.publish_entries(r.elements[1]);
+  if (a->events) events_.publish_entries(*a->events);
   return Reply::success({{field::kId, Value(id)}});
 }
 
@@ -475,8 +462,8 @@ int64_t LicenseService::sweep() {
                               event::kServerClockJump, std::to_string(wall_delta / 1000),
                               std::to_string(steady_delta / 1000), std::to_string(config_.event_cap),
                               std::to_string(now)});
-      if (out && out->is_array() && out->elements.size() == 2)
-        events_.publish_entries(out->elements[1]);
+      if (const auto a = out ? count_and_events(*out) : std::nullopt)
+        events_.publish_entries(*a->events);
       else
         spdlog::warn("could not log {}: {}", event::kServerClockJump, out ? out->str : out.error().message);
       return 0;
@@ -500,9 +487,10 @@ int64_t LicenseService::sweep() {
     auto out = redis_.eval(sweep_script(), {kActive, kLost, kMeta, kEventStream},
                            {std::to_string(cutoff), std::to_string(config_.sweep_limit),
                             std::to_string(config_.event_cap), std::to_string(now)});
-    if (!out || !out->is_array() || out->elements.size() != 2) break;
-    events_.publish_entries(out->elements[1]);
-    const int64_t n = int_of(out->elements[0]);
+    const auto a = out ? count_and_events(*out) : std::nullopt;
+    if (!a) break;
+    events_.publish_entries(*a->events);
+    const int64_t n = a->count;
     total += n;
     if (n < config_.sweep_limit) break;
   }

@@ -71,4 +71,35 @@ std::optional<HeartbeatAnswer> heartbeat_answer(const RedisReply& entry) {
   return a;
 }
 
+std::optional<RegistrationAnswer> registration_answer(const RedisReply& r) {
+  if (!r.is_array() || r.elements.empty() || !r.elements[0].is_str()) return std::nullopt;
+  const std::string& status = r.elements[0].str;
+  if (status == "NONE") return RegistrationAnswer{RegistrationAnswer::Status::None, {}, {}};
+  if (r.elements.size() < 2 || !r.elements[1].is_str()) return std::nullopt;
+  if (status == "LOCKED") return RegistrationAnswer{RegistrationAnswer::Status::Locked, r.elements[1].str, {}};
+  if (status != "OK" || r.elements.size() < 3 || !r.elements[2].is_str()) return std::nullopt;
+  return RegistrationAnswer{RegistrationAnswer::Status::Registered, r.elements[1].str, r.elements[2].str};
+}
+
+std::optional<UnlockAnswer> unlock_answer(const RedisReply& r) {
+  if (!r.is_array() || r.elements.size() < 2 || !r.elements[0].is_str()) return std::nullopt;
+  UnlockAnswer a;
+  if (r.elements[0].str != "OK") {
+    a.reason = r.elements[1].is_str() ? std::string_view(r.elements[1].str) : std::string_view();
+    return a;
+  }
+  a.ok = true;
+  if (r.elements.size() > 2) a.events = &r.elements[2];
+  return a;
+}
+
+std::optional<CommandAnswer> command_answer(const RedisReply& r) {
+  if (!r.is_array() || r.elements.empty() || !r.elements[0].is_str()) return std::nullopt;
+  const std::string& status = r.elements[0].str;
+  if (status == "NOT_FOUND") return CommandAnswer{CommandAnswer::Status::NotFound};
+  if (status == "FULL") return CommandAnswer{CommandAnswer::Status::Full};
+  if (status != "OK") return std::nullopt;
+  return CommandAnswer{CommandAnswer::Status::Queued, r.elements.size() > 1 ? &r.elements[1] : nullptr};
+}
+
 }  // namespace primary::licensing

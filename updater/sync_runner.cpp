@@ -47,11 +47,12 @@ const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>();
 void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
           Value fields) {
   auto r = redis.eval(emit_script(), {keys::kEvents}, {type, pack(fields), std::to_string(cap), std::to_string(now)});
-  if (!r || !r->is_array() || r->elements.size() < 2) {
+  const auto a = r ? count_and_events(*r) : std::nullopt;
+  if (!a) {
     spdlog::warn("could not log {}: {}", type, r ? r->str : r.error().message);
     return;
   }
-  events.publish_entries(r->elements[1]);
+  events.publish_entries(*a->events);
 }
 
 Value map_of(std::initializer_list<std::pair<const char*, Value>> items) {
@@ -300,14 +301,15 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
                             {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},
                             {field, pack(record), state, r.component, r.version, r.channel,
                              std::to_string(r.size), std::to_string(config_.event_cap), std::to_string(now_ms_())});
-    if (!added || !added->is_array() || added->elements.size() < 2) {
+    const auto a = added ? count_and_events(*added) : std::nullopt;
+    if (!a) {
       ++o.failed;
       if (o.first_failure.empty())
         o.first_failure = "cannot record " + field + ": " + (added ? added->str : added.error().message);
       continue;
     }
-    events.publish_entries(added->elements[1]);
-    if (added->elements[0].integer == 1) ++o.added;
+    events.publish_entries(*a->events);
+    if (a->count == 1) ++o.added;
   }
   return o;
 }

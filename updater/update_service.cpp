@@ -203,9 +203,10 @@ Reply UpdateService::set_state(const Request& req, bool approve) {
                         version, std::to_string(rollout), std::to_string(config_.event_cap),
                         std::to_string(now_ms_())});
   if (!r) return redis_failure(r.error(), kStore);
-  if (!r->is_array() || r->elements.empty()) return redis_failure(*r, kStore);
-  if (r->elements[0].integer < 0) return Reply::failure(Code::NotFound, "no release " + component + " " + version);
-  if (r->elements.size() > 1) events_.publish_entries(r->elements[1]);
+  const auto a = count_and_events(*r);
+  if (!a) return redis_failure(*r, kStore);
+  if (a->count < 0) return Reply::failure(Code::NotFound, "no release " + component + " " + version);
+  events_.publish_entries(*a->events);
   return Reply::success({{field::kComponent, Value(component)},
                          {field::kVersion, Value(version)},
                          {field::kState, Value(approve ? "approved" : "held")},

@@ -23,6 +23,16 @@ namespace primary {
 // Redis key of the activity log stream.
 inline constexpr const char* kEventStream = keys::kEvents;
 
+// The answer of a script that returns {n, the entries it appended} (the
+// sweep's computers lost, add_release's 1 added / 0 known, set_state's
+// -1 unknown / 0 unchanged / 1 changed, ...). Views into the reply.
+struct CountAndEvents {
+  int64_t count = 0;
+  const RedisReply* events = nullptr;
+};
+// nullopt when `r` is not {integer, array}.
+std::optional<CountAndEvents> count_and_events(const RedisReply& r);
+
 // Builds the public event map from one collected entry {id, type, ts, data}.
 std::optional<Value> event_from_entry(const RedisReply& entry);
 

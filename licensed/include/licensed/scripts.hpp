@@ -45,4 +45,30 @@ struct HeartbeatAnswer {
 // nullopt when `entry` is none of those.
 std::optional<HeartbeatAnswer> heartbeat_answer(const RedisReply& entry);
 
+// registration_script()'s answer: {'OK', serial, registration},
+// {'LOCKED', the unlocked serial} or {'NONE'}. Views into the reply.
+struct RegistrationAnswer {
+  enum class Status { Registered, Locked, None };
+  Status status;
+  std::string_view serial;  // Registered: the registered one; Locked: the unlocked one
+  std::string_view code;    // Registered: the registration code
+};
+std::optional<RegistrationAnswer> registration_answer(const RedisReply& r);
+
+// unlock_script()'s answer: {'OK', purchased, events} or {'INVALID', reason}.
+struct UnlockAnswer {
+  bool ok = false;
+  std::string_view reason;              // when refused
+  const RedisReply* events = nullptr;   // when ok: the entries it appended
+};
+std::optional<UnlockAnswer> unlock_answer(const RedisReply& r);
+
+// command_script()'s answer: {'OK', events}, {'NOT_FOUND'} or {'FULL'}.
+struct CommandAnswer {
+  enum class Status { Queued, NotFound, Full };
+  Status status;
+  const RedisReply* events = nullptr;  // when queued
+};
+std::optional<CommandAnswer> command_answer(const RedisReply& r);
+
 }  // namespace primary::licensing
