@@ -30,19 +30,16 @@ int64_t to_int(const RedisReply& r) {
   return 0;
 }
 
-// A computers-script row {name, license, state, reserved_at, first_seen,
-// last_seen, version, peer, clock_skew} as the protocol's item map.
-Value::Map item_from_row(const RedisReply& row) {
-  const auto& e = row.elements;
-  Value::Map item{{field::kComputer, Value(e[0].str)},
-                  {field::kLicense, Value(e[1].str)},
-                  {field::kState, Value(e[2].str)},
-                  {field::kReservedAt, Value(to_int(e[3]))}};
-  if (!e[4].str.empty()) item.emplace_back(field::kFirstSeen, Value(to_int(e[4])));
-  if (!e[5].str.empty()) item.emplace_back(field::kLastSeen, Value(to_int(e[5])));
-  if (!e[6].str.empty()) item.emplace_back(field::kVersion, Value(e[6].str));
-  if (!e[7].str.empty()) item.emplace_back(field::kPeer, Value(e[7].str));
-  if (!e[8].str.empty()) item.emplace_back(field::kClockSkewS, Value(to_int(e[8])));
+Value::Map item_from_row(const admin::ComputerRow& c) {
+  Value::Map item{{field::kComputer, Value(std::string(c.name))},
+                  {field::kLicense, Value(std::string(c.license))},
+                  {field::kState, Value(std::string(c.state))},
+                  {field::kReservedAt, Value(c.reserved_at)}};
+  if (c.first_seen) item.emplace_back(field::kFirstSeen, Value(*c.first_seen));
+  if (c.last_seen) item.emplace_back(field::kLastSeen, Value(*c.last_seen));
+  if (!c.version.empty()) item.emplace_back(field::kVersion, Value(std::string(c.version)));
+  if (!c.peer.empty()) item.emplace_back(field::kPeer, Value(std::string(c.peer)));
+  if (c.clock_skew_s) item.emplace_back(field::kClockSkewS, Value(*c.clock_skew_s));
   return item;
 }
 
@@ -239,13 +236,12 @@ Reply AdminService::computers(const Request& req) {
       return Reply::failure(Code::BadRequest, "field 'cursor': not a cursor from this listing");
     return redis_failure(*out, kStore);
   }
-  if (!out->is_array() || out->elements.size() != 2) return redis_failure(*out, kStore);
+  const auto page = admin::computers_page(*out);
+  if (!page) return redis_failure(*out, kStore);
   Value::Array items;
-  for (const auto& row : out->elements[0].elements)
-    if (row.elements.size() == 9) items.push_back(Value(item_from_row(row)));
+  for (const auto& row : page->rows) items.push_back(Value(item_from_row(row)));
   Value::Map fields{{field::kItems, Value(std::move(items))}};
-  const std::string& next = out->elements[1].str;
-  fields.emplace_back(field::kCursor, next.empty() ? Value() : Value(next));
+  fields.emplace_back(field::kCursor, page->next.empty() ? Value() : Value(std::string(page->next)));
   return Reply::success(std::move(fields));
 }
 
@@ -256,10 +252,10 @@ Reply AdminService::computer(const Request& req) {
                          {name, std::to_string(cutoff)});
   if (!out) return redis_failure(out.error(), kStore);
   if (out->is_error()) return redis_failure(*out, kStore);
-  if (!out->is_array() || out->elements.size() != 10)
-    return Reply::failure(Code::NotFound, "no license is reserved for " + name);
-  Value::Map item = item_from_row(*out);
-  item.emplace_back(field::kCommandsPending, Value(to_int(out->elements[9])));
+  const auto a = admin::computer_answer(*out);
+  if (!a) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  Value::Map item = item_from_row(a->row);
+  item.emplace_back(field::kCommandsPending, Value(a->commands_pending));
   return Reply::success(std::move(item));
 }
 
