@@ -22,6 +22,8 @@ namespace primary {
 
 // Redis key of the activity log stream.
 inline constexpr const char* kEventStream = keys::kEvents;
+// Entries the stream keeps (XADD MAXLEN ~) unless --event-log-cap says otherwise.
+inline constexpr int64_t kEventLogCap = 1000000;
 
 // Builds the public event map from one collected entry {id, type, ts, data}.
 std::optional<Value> event_from_entry(const RedisReply& entry);
