@@ -14,6 +14,8 @@
 #include "common/names.hpp"
 #include "common/client.hpp"
 #include "common/config.hpp"
+#include "common/events.hpp"
+#include "common/layout.hpp"
 #include "common/curve.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   std::string broker_front = cfg.str("broker-front");
   if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
 
+  layout::ensure_or_exit(cfg, url, kEventLogCap);  // before anything reads or writes the data
   std::unique_ptr<admin::ActivityLogFile> log_file;
   Redis log_redis(url);
   if (!cfg.str("log-file").empty()) {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/config.hpp"
+#include "common/events.hpp"
 #include "common/log.hpp"
 #include "common/mdp.hpp"
 #include "common/process.hpp"
@@ -504,7 +505,7 @@ void add_fleet_timing_settings(Config& cfg) {
 }
 
 void add_event_log_setting(Config& cfg) {
-  cfg.add_int("event-log-cap", 1000000, 1000, 1000000000, "Activity log entries kept");
+  cfg.add_int("event-log-cap", kEventLogCap, 1000, 1000000000, "Activity log entries kept");
 }
 
 }  // namespace primary

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "server/backup.hpp"
+#include "common/layout.hpp"
 #include "common/names.hpp"
 #include "common/process.hpp"
 #include "common/redis.hpp"
@@ -83,6 +84,12 @@ int backup(Context& ctx, const BackupArgs& a) {
   }
   // The snapshot can be large: allow it time (the timeout is per read).
   Redis redis(url, RedisOptions{2000, 120000});
+  // A layout this program does not know is not one it can describe.
+  auto found = layout::read(redis);
+  if (!found)
+    return failed("cannot read the data layout (" + found.error().message + ")" +
+                  (a.redis.empty() ? "; is primary-server running on " + data.string() + "?" : ""));
+  if (found->version > layout::kCurrent) return failed(layout::newer_message(found->version), kUsage);
   auto snap = backup::snapshot(redis);
   if (!snap)
     return failed("cannot take the Redis snapshot (" + snap.error().message + ")" +
@@ -97,7 +104,7 @@ int backup(Context& ctx, const BackupArgs& a) {
     std::sort(artifacts.begin(), artifacts.end());
   }
 
-  auto writer = backup::Writer::create(a.out);
+  auto writer = backup::Writer::create(a.out, static_cast<uint32_t>(found->version));
   if (!writer) return failed(writer.error().message);
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
@@ -105,6 +112,7 @@ int backup(Context& ctx, const BackupArgs& a) {
   for (const auto& [name, _] : key_files) key_names.emplace_back(name);
   Value::Map manifest = {
       {"format", Value(static_cast<int64_t>(backup::kFormatVersion))},
+      {"layout", Value(found->version)},
       {"created_by", Value(std::string("primaryctl ") + PRIMARY_VERSION)},
       {"host", Value(std::string(host))},
       {"data_dir", Value(data.string())},

@@ -6,6 +6,7 @@
 
 #include "common/names.hpp"
 #include "common/config.hpp"
+#include "common/layout.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
 #include "common/tokens.hpp"
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   lc.last_seen_quantum_ms = cfg.integer("last-seen-quantum-ms");
   lc.server_key = cfg.str("server-public");
 
+  layout::ensure_or_exit(cfg, url, cfg.integer("event-log-cap"));  // before anything reads or writes the data
   zmq::context_t ctx(1);
   Redis redis(url, ropt);
   EventPublisher events(ctx, split_list(cfg.str("event-sink")));

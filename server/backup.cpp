@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kMagic = "PSBACKUP";
-constexpr size_t kHeaderSize = 8 + 4;
+constexpr size_t kHeaderSize = 8 + 4;     // magic, format version
+constexpr size_t kLayoutSize = 4;         // format 2 on: the data layout version
 constexpr size_t kRecordHeader = 1 + 4 + 8;
 constexpr size_t kDigestSize = 32;
 constexpr size_t kEndSize = kRecordHeader + kDigestSize;
@@ -226,7 +227,7 @@ struct Writer::Hash {
   crypto_hash_sha256_state state;
 };
 
-Result<std::unique_ptr<Writer>> Writer::create(const std::string& path) {
+Result<std::unique_ptr<Writer>> Writer::create(const std::string& path, uint32_t layout) {
   crypto_init();
   std::unique_ptr<Writer> w(new Writer());
   w->path_ = path;
@@ -238,6 +239,7 @@ Result<std::unique_ptr<Writer>> Writer::create(const std::string& path) {
   crypto_hash_sha256_init(&w->hash_->state);
   std::string header(kMagic);
   put_u32(header, kFormatVersion);
+  put_u32(header, layout);
   if (auto ok = w->put(header); !ok) return ok.error();
   return w;
 }
@@ -351,7 +353,9 @@ Result<Contents> read(const std::string& path) {
   if (c.version == 0 || c.version > kFormatVersion)
     return bad("format version " + std::to_string(c.version) + " is not one this program reads (1.." +
                std::to_string(kFormatVersion) + ")");
-  if (size < kHeaderSize + kEndSize) return bad("truncated (" + std::to_string(size) + " bytes)");
+  const uint64_t records_at = kHeaderSize + (c.version >= 2 ? kLayoutSize : 0);
+  if (size < records_at + kEndSize) return bad("truncated (" + std::to_string(size) + " bytes)");
+  if (c.version >= 2) c.layout = static_cast<uint32_t>(get_be(read_at(fd.get(), kHeaderSize, kLayoutSize)));
 
   // The end record sits at a fixed distance from the end: a cut file has
   // something else there.
@@ -377,7 +381,7 @@ Result<Contents> read(const std::string& path) {
 
   // The checksum holds, so the records are as written; still, never trust a
   // length past the end or a name that leaves its directory.
-  uint64_t pos = kHeaderSize;
+  uint64_t pos = records_at;
   bool have_manifest = false;
   while (pos < end_at) {
     if (end_at - pos < kRecordHeader) return bad("damaged record at offset " + std::to_string(pos));

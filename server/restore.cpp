@@ -5,7 +5,10 @@
 // the restore refuses a data dir (or external Redis) that already holds
 // state unless --force, leaves a marker (DATA/restore-incomplete), writes
 // the key files (0600) and artifacts, and after Redis is up, before the
-// broker, puts the Redis keys back in one MULTI/EXEC. Only then is the
+// broker, puts the Redis keys back in one MULTI/EXEC. A backup in a newer
+// data layout than this release's is refused with the file; an older one
+// is migrated after its keys are back, like any older data
+// (Supervisor::ensure_layout). Only then is the
 // marker removed: a restore cut short by a crash leaves a data dir that
 // refuses a plain start (it would serve with keys but no reservations)
 // until the restore is run again with --force.
@@ -27,6 +30,7 @@
 #include <sstream>
 
 #include "server/backup.hpp"
+#include "common/layout.hpp"
 #include "common/process.hpp"
 #include "common/redis.hpp"
 #include "server/supervisor.hpp"
@@ -82,6 +86,8 @@ Status Supervisor::load_backup() {
   }
   auto contents = backup::read(settings_.restore_file);
   if (!contents) return refuse(contents.error().message);
+  if (contents->layout > layout::kCurrent)
+    return refuse("backup " + settings_.restore_file + ": " + layout::newer_message(contents->layout));
   restore_ = std::make_shared<backup::Contents>(std::move(*contents));
   return {};
 }

@@ -24,6 +24,8 @@
 #include <thread>
 
 #include "common/crypto.hpp"
+#include "common/events.hpp"
+#include "common/layout.hpp"
 #include "common/curve.hpp"
 #include "common/log.hpp"
 #include "common/tokens.hpp"
@@ -725,6 +727,34 @@ bool Supervisor::wait_started(Child& c, bool (Supervisor::*ready)() const, const
   return false;
 }
 
+int Supervisor::ensure_layout() {
+  auto url = parse_redis_url(redis_url_);
+  if (!url) {
+    spdlog::error("data layout: {}", url.error().message);
+    return 1;
+  }
+  Redis redis(*url);
+  auto out = layout::ensure(redis, kEventLogCap);
+  if (!out) {
+    spdlog::error("cannot check the data layout: {}", out.error().message);
+    return 1;
+  }
+  switch (out->kind) {
+    case layout::Outcome::Kind::Newer:
+      spdlog::critical("{}", layout::newer_message(out->found));
+      return 2;
+    case layout::Outcome::Kind::Fresh:
+      spdlog::info("new database: data layout {} recorded", layout::kCurrent);
+      break;
+    case layout::Outcome::Kind::Migrated:
+      spdlog::info("data migrated from layout {} to {}", out->found, layout::kCurrent);
+      break;
+    case layout::Outcome::Kind::Current:
+      break;
+  }
+  return 0;
+}
+
 int Supervisor::run() {
   sigset_t mask;
   sigemptyset(&mask);
@@ -743,6 +773,9 @@ int Supervisor::run() {
     if (c.role == Role::Broker && !finish_restore()) {  // Redis is up; nothing serves yet
       failed = 1;
       break;
+    }
+    if (c.role == Role::Broker) {
+      if (failed = ensure_layout(); failed) break;
     }
     bool started = spawn(c);
     if (started && c.role == Role::Redis) started = wait_started(c, &Supervisor::redis_ready, "PING");

@@ -19,6 +19,7 @@
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/curve.hpp"
+#include "common/layout.hpp"
 #include "common/process.hpp"
 #include "common/redis.hpp"
 #include "common/tokens.hpp"
@@ -329,6 +330,10 @@ TEST_F(Backup, FileIsPrivateAndSaysWhatItHolds) {
   auto contents = backup::read(w.backup_file);
   ASSERT_TRUE(contents.ok()) << contents.error().message;
   EXPECT_EQ(contents->version, backup::kFormatVersion);
+  EXPECT_EQ(contents->layout, static_cast<uint32_t>(layout::kCurrent));
+  const Value* layout_field = contents->manifest.find("layout");
+  ASSERT_TRUE(layout_field && layout_field->is_int());
+  EXPECT_EQ(layout_field->as_int(), layout::kCurrent);
   EXPECT_EQ(contents->artifacts.size(), 1u);
   EXPECT_EQ(contents->key_files.size(), w.key_files.size());
   const Value* res = contents->manifest.find("reservations");
@@ -427,14 +432,14 @@ TEST_F(Backup, DamagedBackupsAreRefusedAndNothingIsWritten) {
   std::string flipped_digest = good;
   flipped_digest[flipped_digest.size() - 1] ^= 0x80;
   std::string newer = good;
-  newer[11] = 2;  // format version 2
+  newer[11] = 3;  // format version 3
   const std::vector<Case> cases = {
       {"one byte flipped", flipped, "checksum mismatch"},
       {"digest flipped", flipped_digest, "checksum mismatch"},
       {"truncated by 100 bytes", good.substr(0, good.size() - 100), "truncated"},
       {"truncated to 20 bytes", good.substr(0, 20), "truncated"},
       {"not a backup", "hello\n", "not a Primary Server backup"},
-      {"newer format", newer, "format version 2"},
+      {"newer format", newer, "format version 3"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& k = cases[i];
@@ -488,6 +493,39 @@ std::string crafted(const std::string& records) {
   std::string s = "PSBACKUP" + be(1, 4) + record('M', "manifest", pack(Value(Value::Map{{"format", Value(1)}}))) +
                   records + std::string(1, 'Z') + be(0, 4) + be(32, 8);
   return s + sha256(s);
+}
+
+// A format-1 backup (from before the data layout was versioned: no layout
+// in the header, no ps:layout among its keys) restores, and its keys are
+// migrated to this release's layout before anything serves.
+TEST_F(Backup, FormatOneBackupRestoresAndIsMigrated) {
+  World& w = *world;
+  auto contents = backup::read(w.backup_file);
+  ASSERT_TRUE(contents.ok()) << contents.error().message;
+  std::string records;
+  for (const auto& k : contents->redis)
+    if (k.name != "ps:layout") records += record('R', k.name, be(k.expires_at_ms, 8) + k.dump);
+  for (const auto& [name, data] : contents->key_files) records += record('K', name, data);
+  const std::string file = w.dir.file("format1.backup");
+  ASSERT_TRUE(write_file_atomic(file, crafted(records), 0600));
+  auto old = backup::read(file);
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->version, 1u);
+  EXPECT_EQ(old->layout, 0u);
+
+  const std::string data = w.dir.file("f1");
+  Server f(data, w.vendor_pub(), w.dir.file("f1.log"), {"--restore", file});
+  ASSERT_FALSE(f.front.empty()) << read_file(w.dir.file("f1.log"));
+  Redis r = private_redis(data);
+  auto v = r.command({"GET", "ps:layout"});
+  ASSERT_TRUE(v && v->is_str());
+  EXPECT_EQ(v->str, std::to_string(layout::kCurrent));
+  const auto types = list_of(r, {"EVAL", "local o = {} for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
+                                 "o[#o+1] = e[2][2] end return o", "1", "ps:events"});
+  EXPECT_EQ(std::count(types.begin(), types.end(), "data.migrated"), 1);
+  EXPECT_NE(read_file(w.dir.file("f1.log")).find("data migrated from layout 0 to 1"), std::string::npos);
+  expect_same_state(f.front, r);
+  EXPECT_TRUE(f.stop()) << read_file(w.dir.file("f1.log"));
 }
 
 TEST_F(Backup, NamesThatLeaveTheirDirectoryAreRefused) {

@@ -9,6 +9,7 @@
 
 #include "common/names.hpp"
 #include "common/config.hpp"
+#include "common/layout.hpp"
 #include "common/process.hpp"
 #include "common/tokens.hpp"
 #include "common/worker.hpp"
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   for (const auto& ch : split_list(cfg.str("auto-approve"))) uc.auto_approve.insert(ch);
   uc.event_cap = cfg.integer("event-log-cap");
 
+  layout::ensure_or_exit(cfg, url, cfg.integer("event-log-cap"));  // before anything reads or writes the data
   zmq::context_t ctx(1);
   Redis redis(url);
   const auto sinks = split_list(cfg.str("event-sink"));

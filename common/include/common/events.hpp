@@ -22,6 +22,8 @@ namespace primary {
 
 // Redis key of the activity log stream.
 inline constexpr const char* kEventStream = keys::kEvents;
+// Entries the stream keeps (XADD MAXLEN ~) unless --event-log-cap says otherwise.
+inline constexpr int64_t kEventLogCap = 1000000;
 
 // The answer of a script that returns {n, the entries it appended} (the
 // sweep's computers lost, add_release's 1 added / 0 known, set_state's

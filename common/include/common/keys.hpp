@@ -1,11 +1,14 @@
 // Redis keys of the server's state, shared by every worker. The layout is
-// described in docs/operations.md; changing it needs a migration.
+// described in docs/operations.md; changing it needs a new layout version
+// and a migration step (common/layout.hpp).
 #pragma once
 
 #include <string>
 
 namespace primary::keys {
 
+inline constexpr const char* kLayout = "ps:layout";            // string: the data's layout version (common/layout.hpp)
+inline constexpr const char* kLayoutLock = "ps:layout:lock";  // string with expiry: one migration at a time
 inline constexpr const char* kSerial = "ps:serial";        // hash: serial, registration, unlocked, purchased, issued, code
 inline constexpr const char* kInstallId = "ps:install_id";  // string, made once
 inline constexpr const char* kReservations = "ps:res";      // zset (scores 0): "NAME:LICENSE"

@@ -214,6 +214,7 @@ inline constexpr char kUpdateRefused[] = "update.refused";
 inline constexpr char kUpdateDownloadFailed[] = "update.download_failed";
 inline constexpr char kCommandQueued[] = "command.queued";
 inline constexpr char kCommandDone[] = "command.done";
+inline constexpr char kDataMigrated[] = "data.migrated";
 }  // namespace event
 
 // Values of `status` and `reason` in a heartbeat reply.

@@ -6,9 +6,9 @@
 // DATA/keys (the lease key and the CURVE keys among them: the file is a
 // secret) and, optionally, the updater's content-addressed artifacts.
 //
-// Format, version 1 (integers big-endian):
+// Format, version 2 (integers big-endian):
 //
-//     "PSBACKUP" | u32 version
+//     "PSBACKUP" | u32 format version (2) | u32 data layout version
 //     record*    | u8 kind | u32 name length | name | u64 data length | data
 //     end        | u8 'Z'  | u32 0 | u64 32 | SHA-256 of every byte before it
 //
@@ -18,6 +18,12 @@
 // DATA/keys) and artifacts ('A': name = path under DATA/updates/objects).
 // The end record has a fixed size, so the checksum is checked before any
 // record is trusted: a truncated or altered file is refused as a whole.
+//
+// The layout version (common/layout.hpp) is the one the Redis keys are in;
+// restore refuses a newer one before touching anything and migrates an
+// older one once the keys are back. Version 1, written before the layout
+// was versioned, has no layout field (its keys are layout 0); it is still
+// read.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +40,7 @@
 
 namespace primary::backup {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr std::string_view kKeyPrefix = "ps:";  // every key of common/keys.hpp
 
 struct RedisKey {
@@ -77,7 +83,8 @@ Result<size_t> restore(Redis& redis, const std::vector<RedisKey>& keys, bool rep
 // renamed into place by commit(); dropped without commit, it leaves nothing.
 class Writer {
  public:
-  static Result<std::unique_ptr<Writer>> create(const std::string& path);
+  // `layout`: the data layout version of the keys the file will hold.
+  static Result<std::unique_ptr<Writer>> create(const std::string& path, uint32_t layout);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -112,7 +119,8 @@ struct Artifact {
 };
 
 struct Contents {
-  uint32_t version = 0;
+  uint32_t version = 0;  // format
+  uint32_t layout = 0;   // of the Redis keys; 0 in format 1
   Value manifest;  // a map
   std::vector<RedisKey> redis;
   std::vector<std::pair<std::string, std::string>> key_files;  // name, content
@@ -124,7 +132,7 @@ struct Contents {
 // Reads a backup: checks the magic, the format version and the checksum
 // over the whole file first, then the records (names checked). The error
 // message is one line saying what is wrong ("truncated", "checksum
-// mismatch", "format version 2 is newer than this program's 1").
+// mismatch", "format version 3 is not one this program reads (1..2)").
 Result<Contents> read(const std::string& path);
 
 // Copies artifact `a` of the backup at `path` to `dest` (temp + rename, 0600).

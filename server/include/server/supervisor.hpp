@@ -90,7 +90,8 @@ Result<std::string> redis_command(const std::string& path, const std::string& pa
 // protected by a password that reaches the children only through their
 // environment (PRIMARY_REDIS), never their command line.
 //
-// Start-up is ordered: Redis until it answers PING, then the broker until it
+// Start-up is ordered: Redis until it answers PING, the data layout checked
+// (and an older one migrated), then the broker until it
 // has written its endpoints file, then N of each worker found next to this
 // executable. From then on it is a single-threaded loop over a signalfd:
 // SIGCHLD reaps and schedules a restart (100 ms doubling to restart-max-ms,
@@ -141,6 +142,10 @@ class Supervisor {
   Status load_backup();
   Status prepare_restore();
   bool finish_restore();
+  // Once Redis is up (and any restore done), before the broker: brings the
+  // data to this release's layout (common/layout.hpp). 0 when done, 2 for a
+  // newer layout (logged as one line, nothing changed), 1 otherwise.
+  int ensure_layout();
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();
   void add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra);
