@@ -13,5 +13,7 @@ if [ -n "${missing// /}" ]; then
   apt-get update
   apt-get install -y --no-install-recommends $packages
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# /usr, as the packages install (tests/package_test.sh packages this build
+# without reconfiguring it to another prefix).
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr
 cmake --build build -j"$(nproc)"
