@@ -40,25 +40,12 @@ constexpr int kHeartbeats = 50;
 
 std::string name_of(int i) { return "PC-" + std::to_string(i); }
 
-std::string front_of(const std::string& data) {
-  return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
-}
-
 mode_t mode_of(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
 }
 
 // The private Redis of a running server on `data`.
-Redis private_redis(const std::string& data) {
-  RedisUrl url;
-  url.kind = RedisUrl::Kind::Unix;
-  url.path = data + "/run/redis.sock";
-  url.password = read_file(data + "/redis/password");
-  while (!url.password.empty() && url.password.back() == '\n') url.password.pop_back();
-  return Redis(url);
-}
-
 std::map<std::string, std::string> hash_of(Redis& r, const std::string& key) {
   std::map<std::string, std::string> out;
   auto reply = r.command({"HGETALL", key});

@@ -462,10 +462,6 @@ Process start_server(TempDir& dir, const std::string& front) {
                         {}, dir.file("server.log"));
 }
 
-std::string front_of(TempDir& dir) {
-  return endpoints_file_value(dir.file("data") + "/run/endpoints", "front").value_or("");
-}
-
 // 200 reserved and 10 unreserved agents in one primary-client --simulate
 // --time-scale 0.001 (the server's 5000 s check: 5 s; the 1 h retry when
 // lost: 3.6 s), while the whole server is stopped and started again on the
@@ -495,8 +491,8 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   run_capture({bin("primary-vendor"), "keygen", "--out", dir.file("vendor")}, &rc);
   ASSERT_EQ(rc, 0);
   Process server = start_server(dir, "tcp://127.0.0.1:*");
-  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
-  const std::string front = front_of(dir);
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir.file("data")).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  const std::string front = front_of(dir.file("data"));
 
   zmq::context_t ctx(1);
   ClientOptions co;
@@ -550,8 +546,8 @@ TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
 
   // Back on the same front door, with the same data: licensed again.
   server = start_server(dir, front);
-  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
-  ASSERT_EQ(front_of(dir), front);
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir.file("data")).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  ASSERT_EQ(front_of(dir.file("data")), front);
   ASSERT_TRUE(all_in(reserved, "licensed")) << log.count(reserved, "licensed") << " licensed\n" << read_file(out);
   EXPECT_EQ(log.count(unreserved, "unlicensed"), unreserved.size());
   for (const auto& name : unreserved) EXPECT_EQ(log.states[name].size(), 1u) << name << " changed state";
@@ -589,8 +585,8 @@ TEST(ClientSystem, AtRestTheClientSleepsAndConnectsOnlyOnSchedule) {
   run_capture({bin("primary-vendor"), "keygen", "--out", dir.file("vendor")}, &rc);
   ASSERT_EQ(rc, 0);
   Process server = start_server(dir, "tcp://127.0.0.1:*");
-  ASSERT_TRUE(wait_until([&] { return !front_of(dir).empty(); }, 15s)) << read_file(dir.file("server.log"));
-  const std::string front = front_of(dir);
+  ASSERT_TRUE(wait_until([&] { return !front_of(dir.file("data")).empty(); }, 15s)) << read_file(dir.file("server.log"));
+  const std::string front = front_of(dir.file("data"));
   const std::string setup_file = dir.file("ws-01.json");
   {
     zmq::context_t ctx(1);

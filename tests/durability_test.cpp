@@ -25,10 +25,6 @@ std::string field(const Value& v, std::string_view key) {
   return f && f->is_str() ? f->as_str() : std::string();
 }
 
-std::string front_of(const std::string& data) {
-  return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
-}
-
 class Server {
  public:
   Server(const TempDir& dir, const std::string& vendor_pub) {

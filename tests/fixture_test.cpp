@@ -38,19 +38,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string front_of(const std::string& data) {
-  return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
-}
-
-Redis private_redis(const std::string& data) {
-  RedisUrl url;
-  url.kind = RedisUrl::Kind::Unix;
-  url.path = data + "/run/redis.sock";
-  url.password = read_file(data + "/redis/password");
-  while (!url.password.empty() && url.password.back() == '\n') url.password.pop_back();
-  return Redis(url);
-}
-
 std::vector<std::string> strings(const Result<RedisReply>& r) {
   std::vector<std::string> out;
   if (r && r->is_array())

@@ -192,4 +192,17 @@ std::string Stack::lease_pub() const {
   return secret ? secret->substr(32) : std::string();
 }
 
+std::string front_of(const std::string& data) {
+  return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
+}
+
+Redis private_redis(const std::string& data) {
+  RedisUrl url;
+  url.kind = RedisUrl::Kind::Unix;
+  url.path = data + "/run/redis.sock";
+  url.password = read_file(data + "/redis/password");
+  while (!url.password.empty() && url.password.back() == '\n') url.password.pop_back();
+  return Redis(url);
+}
+
 }  // namespace primary::test

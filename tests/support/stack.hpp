@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/client.hpp"
+#include "common/redis.hpp"
 #include "common/value.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/redis_server.hpp"
@@ -98,5 +99,12 @@ class Stack {
 
 // Runs a command line and returns its stdout (trailing newline removed).
 std::string run_capture(const std::vector<std::string>& argv, int* exit_code = nullptr);
+
+// Of a primary-server started with --data DATA (the whole server, not a
+// StackServer): the front endpoint it wrote to DATA/run/endpoints, empty
+// until written; and a connection to its private Redis (socket and password
+// under DATA).
+std::string front_of(const std::string& data);
+Redis private_redis(const std::string& data);
 
 }  // namespace primary::test
