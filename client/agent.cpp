@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/codec.hpp"
+#include "common/crypto.hpp"
 #include "common/mdp.hpp"
 #include "common/schema.hpp"
 #include "common/value.hpp"
@@ -79,6 +80,10 @@ AgentOptions options_from(const SetupInfo& setup) {
   o.license = setup.license;
   o.endpoints = setup.endpoints;
   o.lease_key = setup.lease_key;
+  if (!setup.lease_keys.empty()) {
+    o.lease_key.clear();
+    for (const std::string& k : setup.lease_keys) o.lease_key += (o.lease_key.empty() ? "" : ",") + k;
+  }
   o.server_key = setup.server_key;
   return o;
 }
@@ -281,7 +286,21 @@ void LicenseAgent::finish(const Outcome& o, std::chrono::steady_clock::time_poin
             reason_ += "; lease without expiry ignored";
           }
         } else {
-          auto lease = verify_lease(token, options_.lease_key, server_s, 0);  // server time: no tolerance
+          // A server whose lease key was rotated sends its key set with
+          // every licensed reply (over the same authenticated connection
+          // as the lease): the agent verifies by that set and the one it
+          // was set up with, so a rotation it slept through costs nothing.
+          if (const Value* keys = field(o.reply, field::kLeaseKeys); keys && keys->is_array()) {
+            learned_keys_.clear();
+            for (const Value& k : keys->as_array())
+              if (k.is_str() && !k.as_str().empty() && k.as_str().find(',') == std::string::npos)
+                learned_keys_ += "," + k.as_str();
+          }
+          // (A raw 32-byte key is written out as text to join a set.)
+          const std::string own = options_.lease_key.size() == 32 && !learned_keys_.empty()
+                                      ? base64url_encode(options_.lease_key)
+                                      : options_.lease_key;
+          auto lease = verify_lease(token, own + learned_keys_, server_s, 0);  // server time: no tolerance
           if (!lease)
             reason_ += "; lease refused: " + lease.error();
           else if (lease->computer != options_.computer || lease->license != options_.license)

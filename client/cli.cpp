@@ -107,27 +107,35 @@ bool reserve_all(const Args& a, const std::vector<std::string>& endpoints, const
     auto r = mdp.call(svc::kLicenseControl, opname::kSetupInfo, {{field::kComputer, Value(names.front())}});
     if (!r || reply_str(*r, field::kLeaseKey).empty()) return fail("setup_info " + names.front(), r);
     lease_key = reply_str(*r, field::kLeaseKey);
+    if (const Value* set = r->find(field::kLeaseKeys); set && set->is_array() && !set->as_array().empty()) {
+      lease_key.clear();  // the whole set, as a setup file's lease_keys
+      for (const Value& k : set->as_array())
+        if (k.is_str()) lease_key += (lease_key.empty() ? "" : ",") + k.as_str();
+    }
   }
   return true;
 }
 
 // Prints the outcome of an agent's first contact when it did not change
-// the state (an agent that stays unlicensed says why, once).
+// the state (an agent that stays unlicensed says why, once), and a contact
+// that turned uploads on or off without changing the state (a licensed
+// agent whose lease no longer verifies, or verifies again).
 struct Tracked {
   std::unique_ptr<LicenseAgent> agent;
   bool first_contact_done = false;
+  bool upload = false;
 };
 
 void step(Tracked& t, const std::shared_ptr<Clock>& clock) {
   const LicenseState before = t.agent->state();
   if (!t.agent->step()) return;
-  if (!t.first_contact_done) {
-    t.first_contact_done = true;
-    if (t.agent->state() == before) {
-      const std::string off = t.agent->upload_off();
-      print_change({clock->wall(), t.agent->computer(), before, before, t.agent->reason(), off.empty(), off});
-    }
-  }
+  const std::string off = t.agent->upload_off();
+  const bool upload = off.empty();
+  const bool first = !t.first_contact_done;
+  t.first_contact_done = true;
+  if (t.agent->state() == before && (first || upload != t.upload))
+    print_change({clock->wall(), t.agent->computer(), before, before, t.agent->reason(), upload, off});
+  t.upload = upload;
 }
 
 }  // namespace
@@ -139,7 +147,8 @@ int run(int argc, char** argv) {
   app.add_option("--server", a.servers, "Server endpoints, comma-separated, in failover order");
   app.add_option("--computer", a.computer, "This computer's name");
   app.add_option("--license", a.license, "This computer's license");
-  app.add_option("--lease-key", a.lease_key, "Server's public lease key (base64url) to verify leases");
+  app.add_option("--lease-key", a.lease_key,
+                 "Server's public lease key (base64url) to verify leases; a key set: keys separated by commas");
   app.add_option("--server-key", a.server_key, "Server's CURVE public key (Z85); enables CURVE");
   app.add_option("--client-version", a.version, "Version reported in heartbeats");
   app.add_option("--simulate", a.simulate, "Run N agents named PREFIX-000001...")->check(CLI::Range(1, 1000000));
@@ -175,7 +184,7 @@ int run(int argc, char** argv) {
     if (endpoints.empty()) endpoints = setup->endpoints;
     if (a.computer.empty()) a.computer = setup->computer;
     if (a.license.empty()) a.license = setup->license;
-    if (a.lease_key.empty()) a.lease_key = setup->lease_key;
+    if (a.lease_key.empty()) a.lease_key = options_from(*setup).lease_key;
     if (a.server_key.empty()) a.server_key = setup->server_key;
   }
   if (endpoints.empty()) usage_error("no server: give --setup FILE or --server EP[,EP]");

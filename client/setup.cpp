@@ -45,6 +45,15 @@ Expected<SetupInfo> parse_setup(std::string_view text) {
   if (!key || key->size() != 32) return Failure{"'lease_key' is not the base64url text of 32 bytes"};
   if (!info.server_key.empty() && !valid_z85_key(info.server_key))
     return Failure{"'server_key' is not a Z85 CURVE key (40 characters)"};
+  if (auto keys = o.find(field::kLeaseKeys); keys != o.end() && !keys->is_null()) {
+    if (!keys->is_array() || keys->size() > 16)
+      return Failure{"'lease_keys' must be an array of at most 16 base64url keys"};
+    for (const auto& k : *keys) {
+      auto raw = k.is_string() ? base64url_decode(k.get_ref<const std::string&>()) : std::nullopt;
+      if (!raw || raw->size() != 32) return Failure{"'lease_keys' holds something that is not the base64url text of 32 bytes"};
+      info.lease_keys.push_back(k.get<std::string>());
+    }
+  }
   auto eps = o.find(field::kEndpoints);
   if (eps == o.end() || !eps->is_array() || eps->empty())
     return Failure{"'endpoints' must be a non-empty array of strings"};

@@ -176,11 +176,13 @@ void sign_tree(const std::vector<Lease>& leases, size_t from, size_t to, std::st
   std::vector<size_t> pos(n);
   for (size_t i = 0; i < n; ++i) {
     const Lease& l = leases[from + i];
-    payloads[i] = pack(Value(Value::Map{{field::kComputer, Value(l.computer)},
-                                        {field::kLicense, Value(l.license)},
-                                        {field::kSerial, Value(l.serial)},
-                                        {field::kIssued, Value(l.issued)},
-                                        {field::kExpires, Value(l.expires)}}));
+    Value::Map m{{field::kComputer, Value(l.computer)},
+                 {field::kLicense, Value(l.license)},
+                 {field::kSerial, Value(l.serial)},
+                 {field::kIssued, Value(l.issued)},
+                 {field::kExpires, Value(l.expires)}};
+    if (!l.kid.empty()) m.emplace_back(field::kKid, Value(l.kid));
+    payloads[i] = pack(Value(std::move(m)));
     level[i] = leaf_hash(payloads[i]);
     pos[i] = i;
   }
@@ -252,12 +254,116 @@ Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, i
   const std::string* computer = str_field(m, field::kComputer);
   const std::string* license = str_field(m, field::kLicense);
   const std::string* serial = str_field(m, field::kSerial);
+  const std::string* kid = str_field(m, field::kKid);
   auto issued = int_field(m, field::kIssued);
   auto expires = int_field(m, field::kExpires);
   if (!computer || !license || !serial || !issued || !expires)
     return Error{Code::Unauthorized, "lease rejected: missing fields"};
   if (now >= *expires + std::max<int64_t>(tolerance_s, 0)) return Error{Code::Unauthorized, "lease expired"};
-  return Lease{*computer, *license, *serial, *issued, *expires};
+  return Lease{*computer, *license, *serial, *issued, *expires, kid ? *kid : std::string()};
+}
+
+Result<Lease> verify_lease(std::string_view token, const std::vector<std::string>& lease_keys, int64_t now,
+                           int64_t tolerance_s) {
+  // The kid is read before the signature is checked only to pick the key:
+  // a changed kid picks a key that does not verify.
+  std::string kid;
+  if (auto payload = base64url_decode(token.substr(0, token.find('.')))) {
+    if (auto m = signed_payload_map(*payload)) {
+      if (const std::string* k = str_field(*m, field::kKid)) kid = *k;
+    }
+  }
+  if (lease_keys.empty()) return Error{Code::Unauthorized, "lease rejected: no lease key to verify it with"};
+  Result<Lease> last = Error{Code::Unauthorized, "lease rejected: signed by key " + kid + ", not in the key set"};
+  for (const std::string& key : lease_keys) {
+    if (!kid.empty() && lease_key_id(key) != kid) continue;
+    last = verify_lease(token, key, now, tolerance_s);
+    if (last || last.error().message == "lease expired") return last;
+  }
+  return last;
+}
+
+std::string lease_key_id(std::string_view public_key) { return base64url_encode(sha256(public_key).substr(0, 6)); }
+
+const LeaseKey* LeaseKeySet::signer(int64_t now) const {
+  const LeaseKey* best = nullptr;
+  for (const LeaseKey& k : keys)
+    if (k.published(now) && k.sign_from <= now && (!best || k.sign_from >= best->sign_from)) best = &k;
+  return best;
+}
+
+std::vector<std::string> LeaseKeySet::published(int64_t now) const {
+  std::vector<std::string> out;
+  const LeaseKey* first = signer(now);
+  if (first) out.push_back(first->public_key());
+  for (const LeaseKey& k : keys)
+    if (&k != first && k.published(now)) out.push_back(k.public_key());
+  return out;
+}
+
+Result<LeaseKeySet> read_lease_keys(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return Error{Code::NotFound, "cannot read key file " + path + ": " + std::strerror(errno)};
+  if (st.st_mode & 077)
+    return Error{Code::Unauthorized, "secret key file " + path + " is readable by group or others (chmod 600 it)"};
+  auto text = read_file(path);
+  if (!text) return Error{Code::NotFound, "cannot read key file " + path};
+  LeaseKeySet set;
+  std::istringstream lines(*text);
+  int number = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++number;
+    std::istringstream words(line);
+    std::string word;
+    if (!(words >> word)) continue;  // blank line
+    const std::string where = "key file " + path + " line " + std::to_string(number);
+    auto raw = base64url_decode(word);
+    if (!raw || raw->size() != 64) return Error{Code::BadRequest, where + " does not hold a 64-byte base64url key"};
+    LeaseKey key;
+    key.secret = std::move(*raw);
+    while (words >> word) {
+      const auto eq = word.find('=');
+      const std::string name = word.substr(0, eq == std::string::npos ? word.size() : eq);
+      char* end = nullptr;
+      const char* digits = eq == std::string::npos ? "" : word.c_str() + eq + 1;
+      const long long value = std::strtoll(digits, &end, 10);
+      if (*digits == '\0' || *end != '\0' || value < 0 || (name != "sign_from" && name != "retire_at"))
+        return Error{Code::BadRequest, where + ": '" + word + "' is not sign_from=UNIX_S or retire_at=UNIX_S"};
+      (name == "sign_from" ? key.sign_from : key.retire_at) = value;
+    }
+    set.keys.push_back(std::move(key));
+  }
+  if (set.keys.empty()) return Error{Code::BadRequest, "key file " + path + " holds no key"};
+  return set;
+}
+
+std::string lease_keys_text(const LeaseKeySet& set) {
+  std::string out;
+  for (const LeaseKey& k : set.keys) {
+    out += base64url_encode(k.secret);
+    if (k.sign_from) out += " sign_from=" + std::to_string(k.sign_from);
+    if (k.retire_at) out += " retire_at=" + std::to_string(k.retire_at);
+    out += "\n";
+  }
+  return out;
+}
+
+Result<LeaseKeySet> rotate_lease_keys(const LeaseKeySet& set, int64_t now, int64_t overlap_s) {
+  if (overlap_s < 1) return Error{Code::BadRequest, "the overlap must be at least 1 s"};
+  LeaseKeySet out;
+  for (const LeaseKey& k : set.keys) {
+    if (!k.published(now)) continue;
+    if (k.sign_from > now)
+      return Error{Code::BadRequest, "a rotation is still publishing its key: it signs from " +
+                                       std::to_string(k.sign_from) + " (Unix s); rotate again after that"};
+    LeaseKey kept = k;
+    if (kept.retire_at == 0 || kept.retire_at > now + 2 * overlap_s) kept.retire_at = now + 2 * overlap_s;
+    out.keys.push_back(std::move(kept));
+  }
+  const SignKeypair kp = sign_keypair();
+  out.keys.push_back(LeaseKey{kp.secret_key, now + overlap_s, 0});
+  return out;
 }
 
 }  // namespace primary

@@ -199,6 +199,11 @@ int computer(Context& ctx, const std::string& name) {
                                                 {field::kEndpoints, endpoints}};
   if (r.find(field::kServerKey)) rows.push_back({"server key", reply_str(r, field::kServerKey)});
   rows.push_back({"lease key", reply_str(r, field::kLeaseKey)});
+  if (const Value* set = r.find(field::kLeaseKeys); set && set->is_array() && set->as_array().size() > 1) {
+    std::string keys;  // during a rotation: every key a verifier must accept
+    for (const Value& k : set->as_array()) keys += (keys.empty() ? "" : ", ") + field_text(k);
+    rows.push_back({"lease keys", keys});
+  }
   Answer state = ask(ctx, kService, field::kComputer, {{field::kComputer, Value(name)}});
   if (!state) return state.exit;
   auto when = [&](const char* key) {

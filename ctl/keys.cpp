@@ -1,5 +1,6 @@
-// primaryctl keys: an admin's CURVE keypair, made on the admin's machine;
-// only the public half goes to the server's allow-list.
+// primaryctl keys: an admin's CURVE keypair, made on the admin's machine
+// (only the public half goes to the server's allow-list); and the rotation
+// of the server's lease key, on the server's host.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,7 +10,10 @@
 #include <memory>
 #include <ostream>
 
+#include "common/crypto.hpp"
 #include "common/curve.hpp"
+#include "common/process.hpp"
+#include "common/tokens.hpp"
 #include "ctl/commands.hpp"
 
 namespace primary::ctl {
@@ -70,6 +74,75 @@ int create_keys(Context& ctx, const std::string& dir, const std::string& name) {
   return kOk;
 }
 
+struct RotateArgs {
+  std::string data_dir = "./var", file;
+  int64_t overlap_s = 14400 + 3600;
+};
+
+// The key set as a table (or JSON): id, public key, from when it signs,
+// when it leaves the set, and what it is at `now`.
+int print_lease_keys(Context& ctx, const LeaseKeySet& set, int64_t now, const std::string& file) {
+  const LeaseKey* signer = set.signer(now);
+  Value::Array items;
+  std::vector<std::vector<std::string>> rows = {{"KEY ID", "PUBLIC KEY", "SIGNS FROM", "RETIRES", "NOW"}};
+  for (const LeaseKey& k : set.keys) {
+    const std::string state = !k.published(now) ? "retired" : &k == signer ? "signing"
+                              : k.sign_from > now ? "published, not signing yet" : "published (verifies old leases)";
+    const std::string pub = base64url_encode(k.public_key());
+    items.emplace_back(Value::Map{{"kid", Value(lease_key_id(k.public_key()))},
+                                  {"public_key", Value(pub)},
+                                  {"sign_from", Value(k.sign_from)},
+                                  {"retire_at", Value(k.retire_at)},
+                                  {"state", Value(state)}});
+    rows.push_back({lease_key_id(k.public_key()), pub, k.sign_from ? iso_utc(k.sign_from * 1000, false) : "start",
+                    k.retire_at ? iso_utc(k.retire_at * 1000, false) : "never", state});
+  }
+  if (ctx.json) {
+    print_json(ctx, Value(Value::Map{{"file", Value(file)}, {"keys", Value(std::move(items))}}));
+    return kOk;
+  }
+  print_table(ctx.out, rows);
+  return kOk;
+}
+
+int rotate_lease(Context& ctx, const RotateArgs& a) {
+  const std::string file = a.file.empty() ? a.data_dir + "/keys/lease.key" : a.file;
+  auto set = read_lease_keys(file);
+  if (!set) {
+    ctx.err << "primaryctl: " << set.error().message << "\n";
+    return kServerError;
+  }
+  const int64_t now = unix_ms() / 1000;
+  auto next = rotate_lease_keys(*set, now, a.overlap_s);
+  if (!next) {
+    ctx.err << "primaryctl: not rotated: " << next.error().message << "\n";
+    return kServerError;
+  }
+  // The file keeps its owner (primaryctl may run as root for the server's
+  // user) and its 0600.
+  struct stat st;
+  const bool known = ::stat(file.c_str(), &st) == 0;
+  if (auto written = write_file_atomic(file, lease_keys_text(*next), 0600); !written) {
+    ctx.err << "primaryctl: " << written.error().message << "\n";
+    return kServerError;
+  }
+  if (known && (st.st_uid != ::geteuid() || st.st_gid != ::getegid()) && ::chown(file.c_str(), st.st_uid, st.st_gid) != 0) {
+    ctx.err << "primaryctl: rotated, but " << file << " could not be given back to its owner (uid " << st.st_uid
+            << "): " << std::strerror(errno) << "; chown it before the workers re-read it\n";
+    return kServerError;
+  }
+  if (ctx.json) return print_lease_keys(ctx, *next, now, file);
+  const LeaseKey& made = next->keys.back();
+  ctx.out << "rotated the lease key in " << file << ": the new key " << lease_key_id(made.public_key())
+          << " is published now and signs from " << iso_utc(made.sign_from * 1000, false)
+          << "; the keys before it leave the set at " << iso_utc((now + 2 * a.overlap_s) * 1000, false) << "\n\n";
+  print_lease_keys(ctx, *next, now, file);
+  ctx.out << "\nThe licensing workers take the new set within a second. Before the new key signs:\n"
+          << "  - copy " << file << " (mode 0600) to every host that runs primary-licensed with its own copy;\n"
+          << "  - have every Data Vault refresh its key set (`primaryctl setup-info NAME` gives lease_keys).\n";
+  return kOk;
+}
+
 }  // namespace
 
 Action declare_keys(CLI::App& sub) {
@@ -83,7 +156,23 @@ Action declare_keys(CLI::App& sub) {
   create->add_option("--out", a->dir, "Directory for the key files (made 0700 if missing)")
       ->required();
   create->add_option("--name", a->name, "Key file name without extension (default admin)");
-  return [a](Context& ctx) { return create_keys(ctx, a->dir, a->name); };
+  auto r = std::make_shared<RotateArgs>();
+  CLI::App* rotate = sub.add_subcommand(
+      "rotate-lease",
+      "On the server's host: make the next lease key, published now, signing after the overlap; "
+      "the keys before it leave the set one overlap later");
+  rotate->add_option("--data-dir", r->data_dir, "primary-server's data directory (default ./var)")
+      ->envname("PRIMARY_DATA_DIR");
+  rotate->add_option("--lease-key", r->file, "The lease key file itself (default DATA/keys/lease.key)");
+  rotate->add_option("--overlap-s", r->overlap_s,
+                     "Seconds between publishing the new key and signing with it, and again until the old "
+                     "keys leave: at least the servers' check interval plus grace (default 18000, their "
+                     "defaults 4 h + 1 h)")
+      ->check(CLI::Range(int64_t{1}, int64_t{365} * 86400));
+  return [a, create, r, rotate](Context& ctx) {
+    if (rotate->parsed()) return rotate_lease(ctx, *r);
+    return create_keys(ctx, a->dir, a->name);
+  };
 }
 
 }  // namespace primary::ctl

@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const size_t nl = std::min(rest.find('\n', from), rest.size());
       std::string name(rest.substr(from, std::min<size_t>(nl - from, 64)));
       for (auto& ch : name) ch = static_cast<char>('A' + static_cast<unsigned char>(ch) % 26);
-      leases.push_back(Lease{name, "L-1", "SN-1", 1699990000, 1700100000});
+      leases.push_back(Lease{name, "L-1", "SN-1", 1699990000, 1700100000, {}});
       from = nl + 1;
     }
     const auto tokens = make_leases(leases, keys.secret_key);

@@ -50,15 +50,13 @@ LicenseService::LicenseService(Redis& redis, LicenseConfig config, EventPublishe
       events_(events),
       now_ms_(std::move(now_ms)),
       steady_ms_(std::move(steady_ms)),
-      leases_(config_.lease_secret, config_.check_interval_s + config_.grace_s, lease_quantum_s()) {
+      leases_(config_.lease_keys, config_.check_interval_s + config_.grace_s, lease_quantum_s()) {
   if (!steady_ms_)
     steady_ms_ = [] {
       return std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::steady_clock::now().time_since_epoch())
           .count();
     };
-  // libsodium's secret key carries the public key in its last 32 bytes.
-  if (config_.lease_secret.size() == 64) lease_public_ = config_.lease_secret.substr(32);
 }
 
 namespace {
@@ -354,8 +352,15 @@ Reply LicenseService::setup_info(const Request& req) {
   Value::Map fields{{field::kComputer, Value(name)},
                     {field::kLicense, Value((*out)[0].str)},
                     {field::kSerial, Value(s)},
-                    {field::kEndpoints, Value(std::move(endpoints))},
-                    {field::kLeaseKey, Value(base64url_encode(lease_public_))}};
+                    {field::kEndpoints, Value(std::move(endpoints))}};
+  // lease_key: the key that signs now (what setups before key rotation
+  // hold); lease_keys: every key a verifier should accept now.
+  Value::Array key_set;
+  for (const std::string& pub : leases_.keys().published(now_ms_() / 1000))
+    key_set.emplace_back(base64url_encode(pub));
+  if (key_set.empty()) return Reply::failure(Code::Unavailable, "no lease key is in force (see the lease key file)");
+  fields.emplace_back(field::kLeaseKey, key_set.front());
+  fields.emplace_back(field::kLeaseKeys, Value(std::move(key_set)));
   if (!config_.server_key.empty()) fields.emplace_back(field::kServerKey, Value(config_.server_key));
   return Reply::success(std::move(fields));
 }

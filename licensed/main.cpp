@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   add_worker_settings(cfg);
   add_redis_setting(cfg);
   cfg.add_string("vendor-key", "", "Vendor public key file (vendor.pub); without it unlock is refused");
-  cfg.add_string("lease-key", "", "Server lease signing key file (secret, mode 0600)");
+  cfg.add_string("lease-key", "",
+                 "Server lease key file (secret, mode 0600; re-read when it changes: key rotation)");
   cfg.add_string("client-endpoints", "tcp://127.0.0.1:16770",
                  "Front door endpoint(s) Clients should use, comma-separated (for setup_info)");
   cfg.add_string("endpoints-file", "",
@@ -58,11 +59,12 @@ int main(int argc, char** argv) {
   }
   ropt.wait_timeout_ms = static_cast<int>(cfg.integer("redis-wait-timeout-ms"));
   if (cfg.str("lease-key").empty()) cfg.fail("no lease signing key: give --lease-key FILE");
-  auto lease = read_key_file(cfg.str("lease-key"), 64, true);
+  const std::string lease_file = cfg.str("lease-key");
+  auto lease = read_lease_keys(lease_file);
   if (!lease) cfg.fail(lease.error().message);
 
   LicenseConfig lc;
-  lc.lease_secret = *lease;
+  lc.lease_keys = *lease;
   if (!cfg.str("vendor-key").empty()) {
     auto vendor = read_key_file(cfg.str("vendor-key"), 32, false);
     if (!vendor) cfg.fail(vendor.error().message);
@@ -91,6 +93,22 @@ int main(int argc, char** argv) {
   rt.serve_batch(svc::kLicenseControl, [&](const std::vector<Request>& r) { return service.handle_control(r); },
                  slots);
   rt.every(std::chrono::milliseconds(service.sweep_interval_ms()), [&] { service.sweep(); });
+  // A rotation (primaryctl keys rotate-lease) rewrites the key file: take
+  // the new set within a second. A file that no longer reads keeps the set
+  // in force, logged once per change.
+  FileStamp lease_stamp = file_stamp(lease_file);
+  rt.every(std::chrono::seconds(1), [&] {
+    const FileStamp now = file_stamp(lease_file);
+    if (now == lease_stamp) return;
+    lease_stamp = now;
+    auto keys = read_lease_keys(lease_file);
+    if (!keys) {
+      spdlog::error("lease keys not reloaded: {}", keys.error().message);
+      return;
+    }
+    spdlog::info("lease keys reloaded from {}: {} key(s)", lease_file, keys->keys.size());
+    service.set_lease_keys(std::move(*keys));
+  });
   rt.export_metrics(redis);
   spdlog::info("serving license and license.control (redis {})", redacted(url));
   unblock_stop_signals();

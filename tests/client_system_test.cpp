@@ -466,24 +466,6 @@ Process start_server(TempDir& dir, const std::string& front) {
 // --time-scale 0.001 (the server's 5000 s check: 5 s; the 1 h retry when
 // lost: 3.6 s), while the whole server is stopped and started again on the
 // same front door.
-// Registers `serial` on the server behind `admin` (waiting for its workers)
-// and unlocks it for `licenses` with the vendor key under DIR/vendor.
-void register_and_unlock(MdpClient& admin, TempDir& dir, const std::string& serial, int licenses) {
-  Value reg;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto r = admin.call("license.control", "registration", {{"serial", Value(serial)}});
-        if (r && r->find("registration_code")) reg = *r;
-        return r && r->find("registration_code");
-      },
-      15s, 100ms));
-  const std::string code =
-      run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"), "--registration",
-                   str(reg, "registration_code"), "--licenses", std::to_string(licenses)});
-  auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
-  ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
-}
-
 TEST(ClientSystem, SimulatedFleetRidesOutAServerRestart) {
   constexpr int kReserved = 200, kFleet = 210;
   TempDir dir("csim");

@@ -122,7 +122,7 @@ class LicenseAgentTest : public ::testing::Test {
   }
   std::string lease(const std::string& computer, const std::string& license, int64_t expires,
                     const std::string& secret = {}) {
-    return make_lease(Lease{computer, license, "SN-1", wall_s(), expires},
+    return make_lease(Lease{computer, license, "SN-1", wall_s(), expires, {}},
                       secret.empty() ? keys.secret_key : secret);
   }
   // What the real server answers a verified Client: a fresh lease valid
@@ -799,7 +799,7 @@ TEST_F(LicenseAgentTest, AnEndpointNobodyAnswersCostsOneConnectionPerContact) {
 
 TEST(ClientVerifyLease, AcceptsAGoodLeaseWithEitherKeyForm) {
   const SignKeypair k = sign_keypair();
-  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
+  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000, {}}, k.secret_key);
   for (const std::string& key : {k.public_key, base64url_encode(k.public_key)}) {
     auto l = verify_lease(token, key, 4999);
     ASSERT_TRUE(l.ok()) << l.error();
@@ -814,7 +814,7 @@ TEST(ClientVerifyLease, AcceptsAGoodLeaseWithEitherKeyForm) {
 
 TEST(ClientVerifyLease, RefusalsSayWhy) {
   const SignKeypair k = sign_keypair();
-  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
+  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000, {}}, k.secret_key);
   auto expired = verify_lease(token, k.public_key, 5000, 0);
   ASSERT_FALSE(expired.ok());
   EXPECT_EQ(expired.error(), "lease expired");
@@ -831,7 +831,7 @@ TEST(ClientVerifyLease, RefusalsSayWhy) {
 // 300 s past its expiry by the verifier's clock, and not a second more.
 TEST(ClientVerifyLease, ToleranceForTheVerifiersClock) {
   const SignKeypair k = sign_keypair();
-  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000}, k.secret_key);
+  const std::string token = make_lease(Lease{"WS-01", "LIC", "SN-1", 1000, 5000, {}}, k.secret_key);
   EXPECT_EQ(kLeaseToleranceS, 300);
   EXPECT_TRUE(verify_lease(token, k.public_key, 5000).ok());
   EXPECT_TRUE(verify_lease(token, k.public_key, 5299).ok());
@@ -850,7 +850,7 @@ TEST(ClientVerifyLease, BatchSignedLeasesEachProveOnlyTheirOwn) {
   const SignKeypair k = sign_keypair();
   auto batch = [&](size_t n) {
     std::vector<Lease> leases;
-    for (size_t i = 0; i < n; ++i) leases.push_back(Lease{"WS-" + std::to_string(i), "LIC" + std::to_string(i), "SN-1", 1000, 5000});
+    for (size_t i = 0; i < n; ++i) leases.push_back(Lease{"WS-" + std::to_string(i), "LIC" + std::to_string(i), "SN-1", 1000, 5000, {}});
     return make_leases(leases, k.secret_key);
   };
   auto part = [](const std::string& token, int n) {

@@ -538,7 +538,7 @@ TEST(Licensing, LeasesSignedAheadAreHandedOutOnlyWhenLicensed) {
   EventPublisher events(ctx, {});
   const SignKeypair lease_key = sign_keypair();
   LicenseConfig lc;
-  lc.lease_secret = lease_key.secret_key;
+  lc.lease_keys = LeaseKeySet{{LeaseKey{lease_key.secret_key}}};
   int64_t now_ms = 1'800'000'000'000;
   LicenseService service(redis, lc, events, [&] { return now_ms; });
   std::map<std::string, int64_t> counted;
@@ -746,7 +746,7 @@ TEST(Licensing, ASweepAfterAServerClockJumpMarksNobodyLost) {
   zmq::context_t ctx(1);
   EventPublisher events(ctx, {});
   LicenseConfig lc;
-  lc.lease_secret = sign_keypair().secret_key;
+  lc.lease_keys = LeaseKeySet{{LeaseKey{sign_keypair().secret_key}}};
   int64_t wall_ms = 1'800'000'000'000, steady_ms = 5'000;
   auto advance = [&](int64_t ms) { wall_ms += ms, steady_ms += ms; };
   LicenseService service(redis, lc, events, [&] { return wall_ms; }, [&] { return steady_ms; });

@@ -205,4 +205,20 @@ Redis private_redis(const std::string& data) {
   return Redis(url);
 }
 
+void register_and_unlock(MdpClient& admin, TempDir& dir, const std::string& serial, int licenses) {
+  Value reg;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = admin.call("license.control", "registration", {{"serial", Value(serial)}});
+        if (r && r->find("registration_code")) reg = *r;
+        return r && r->find("registration_code");
+      },
+      15s, 100ms));
+  const std::string code =
+      run_capture({bin("primary-vendor"), "unlock", "--key", dir.file("vendor/vendor.key"), "--registration",
+                   str(reg, "registration_code"), "--licenses", std::to_string(licenses)});
+  auto unlocked = admin.call("license.control", "unlock", {{"unlock_code", Value(code)}});
+  ASSERT_TRUE(unlocked && ok(*unlocked)) << (unlocked ? to_json(*unlocked) : unlocked.error().message);
+}
+
 }  // namespace primary::test

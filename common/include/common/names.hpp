@@ -117,6 +117,9 @@ inline constexpr char kSerial[] = "serial";
 inline constexpr char kEndpoints[] = "endpoints";
 inline constexpr char kServerKey[] = "server_key";
 inline constexpr char kLeaseKey[] = "lease_key";
+// lease key rotation: the published key set, and the key id a lease names
+inline constexpr char kLeaseKeys[] = "lease_keys";
+inline constexpr char kKid[] = "kid";
 inline constexpr char kRegistrationCode[] = "registration_code";
 inline constexpr char kUnlockCode[] = "unlock_code";
 inline constexpr char kCommand[] = "command";

@@ -25,6 +25,16 @@ const std::atomic<bool>& stop_requested();
 // The whole of `path`, byte for byte; nullopt when it cannot be opened or read.
 std::optional<std::string> read_file(const std::string& path);
 
+// What tells a file's versions apart without reading it: a rename over it
+// (write_file_atomic) changes the inode, an edit in place the size or
+// modification time. All zero for a file that cannot be stat'ed.
+struct FileStamp {
+  uint64_t dev = 0, ino = 0;
+  int64_t size = 0, mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+FileStamp file_stamp(const std::string& path);
+
 // Creates `path` with `mode` and writes `text` to it (fsync'd); refuses a
 // file that already exists, so a key is never overwritten.
 Status write_new_file(const std::string& path, const std::string& text, mode_t mode);

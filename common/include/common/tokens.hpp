@@ -54,7 +54,46 @@ bool valid_serial(std::string_view serial);
 struct Lease {
   std::string computer, license, serial;
   int64_t issued = 0, expires = 0;  // Unix seconds
+  std::string kid;                  // the signing key's id; empty: none named (leases before key rotation)
 };
+
+// The id a lease names its signing key by: base64url of the first 6 bytes
+// of SHA-256 of the 32-byte public key (8 characters).
+std::string lease_key_id(std::string_view public_key);
+
+// The server's lease keys (docs/protocol.md "Lease keys"): one file, one
+// key a line, `SECRET [sign_from=UNIX_S] [retire_at=UNIX_S]`, SECRET the
+// base64url of the 64-byte Ed25519 secret. A file of one bare line (every
+// server before rotation) is one key that signs from the start and never
+// retires. At time t a key is published (in setup_info and heartbeat
+// replies) until its retire_at, and signs from its sign_from; the signer is
+// the published key with the latest sign_from not after t.
+struct LeaseKey {
+  std::string secret;      // 64 bytes
+  int64_t sign_from = 0;   // Unix seconds
+  int64_t retire_at = 0;   // Unix seconds; 0: never
+  std::string public_key() const { return secret.substr(32); }
+  bool published(int64_t now) const { return retire_at == 0 || now < retire_at; }
+};
+struct LeaseKeySet {
+  std::vector<LeaseKey> keys;
+  // The key that signs at `now`; nullptr if none can (an empty set, or
+  // every key retired or not signing yet).
+  const LeaseKey* signer(int64_t now) const;
+  // The public keys published at `now`, the signer's first.
+  std::vector<std::string> published(int64_t now) const;
+};
+// Reads a key set file; a secret file readable by group or others, a line
+// that does not parse, or a file without keys is refused with the reason.
+Result<LeaseKeySet> read_lease_keys(const std::string& path);
+// The file's text for a key set (what read_lease_keys reads back).
+std::string lease_keys_text(const LeaseKeySet& set);
+// Starts a rotation at `now`: a new key signs from now + overlap_s, every
+// other key still published retires at now + 2 * overlap_s (when the last
+// lease it signed has expired, if overlap_s is at least the leases'
+// validity), and keys already retired leave the set. Refused (the reason)
+// while a rotation is still publishing its key.
+Result<LeaseKeySet> rotate_lease_keys(const LeaseKeySet& set, int64_t now, int64_t overlap_s);
 // Signs a batch of leases with one signature (docs/protocol.md "Lease"):
 // the payloads are the leaves of a hash tree, its root is what is signed,
 // and each token carries its own path to the root. One Ed25519 signature
@@ -72,6 +111,10 @@ inline constexpr int64_t kLeaseToleranceS = 300;
 // tolerance_s. A verifier that knows the server's time (the client
 // library) passes 0. The error message is the reason it is refused.
 Result<Lease> verify_lease(std::string_view token, std::string_view lease_key, int64_t now,
+                           int64_t tolerance_s = kLeaseToleranceS);
+// The same against a key set (32-byte public keys): the key the lease's
+// `kid` names, or, for a lease naming none, any key of the set.
+Result<Lease> verify_lease(std::string_view token, const std::vector<std::string>& lease_keys, int64_t now,
                            int64_t tolerance_s = kLeaseToleranceS);
 
 }  // namespace primary

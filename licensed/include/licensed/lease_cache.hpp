@@ -27,9 +27,13 @@ class LeaseCache {
  public:
   static constexpr size_t kMaxEntries = 65536;
 
-  // `secret`: the 64-byte Ed25519 lease key; a lease is valid `validity_s`
-  // after its quantum of `quantum_s` starts.
-  LeaseCache(std::string secret, int64_t validity_s, int64_t quantum_s);
+  // `keys`: the server's lease keys (the signer at each moment signs); a
+  // lease is valid `validity_s` after its quantum of `quantum_s` starts.
+  LeaseCache(LeaseKeySet keys, int64_t validity_s, int64_t quantum_s);
+  // A new key set (the key file changed): cached leases go, since they may
+  // name a key that no longer signs.
+  void set_keys(LeaseKeySet keys);
+  const LeaseKeySet& keys() const { return keys_; }
 
   // A licensed heartbeat's reply still waiting for its lease.
   // The views must outlive the add_leases() call.
@@ -38,11 +42,12 @@ class LeaseCache {
     std::string_view computer, license, serial;
   };
   struct Cached {
-    std::string license, serial, token;
+    std::string license, serial, token, kid;
     int64_t issued = 0, expires = 0;
-    // Whether this is the lease `w` wants in the quantum starting at `at`.
-    bool serves(const Wanted& w, int64_t at) const {
-      return issued == at && license == w.license && serial == w.serial && !token.empty();
+    // Whether this is the lease `w` wants in the quantum starting at `at`,
+    // signed by the key `signer` names.
+    bool serves(const Wanted& w, int64_t at, std::string_view signer) const {
+      return issued == at && license == w.license && serial == w.serial && kid == signer && !token.empty();
     }
   };
   // Looks names up by view, without a copy.
@@ -51,7 +56,8 @@ class LeaseCache {
     size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
 
-  // Adds `lease` and `lease_expires` to each wanted reply: the lease of this
+  // Adds `lease` and `lease_expires` (and, once the key has ever been
+  // rotated, `lease_keys`: the published key set) to each wanted reply: the lease of this
   // quantum from the cache, and the ones not cached signed together, with
   // one signature. A computer gets at most one lease per quantum from this
   // worker. `ahead`, when not empty, holds leases signed before the answer
@@ -66,8 +72,8 @@ class LeaseCache {
   // A guess that turns out wrong costs a wasted hash-tree leaf; its lease
   // is never handed out.
   std::vector<Cached> sign_ahead(const std::vector<Wanted>& guesses, size_t replies, int64_t now_s);
-  // The lease `w` wants, not signed yet, issued at `issued`.
-  Lease new_lease(const Wanted& w, int64_t issued) const;
+  // The lease `w` wants, not signed yet, issued at `issued`, naming `kid`.
+  Lease new_lease(const Wanted& w, int64_t issued, std::string_view kid) const;
   // The start of the lease quantum holding `now_s`: a lease's `issued`.
   int64_t issued_at(int64_t now_s) const { return now_s - now_s % quantum_s_; }
 
@@ -77,12 +83,16 @@ class LeaseCache {
   void count_with(std::function<void(std::string_view, int64_t)> add) { count_ = std::move(add); }
 
  private:
-  std::string secret_;
+  // The signer at `now_s` and its id; nullptr when no key signs.
+  const LeaseKey* signer(int64_t now_s, std::string& kid) const;
+
+  LeaseKeySet keys_;
   int64_t validity_s_;
   int64_t quantum_s_;
   // Of cache_quantum_ only.
   std::unordered_map<std::string, Cached, NameHash, std::equal_to<>> leases_;
   int64_t cache_quantum_ = 0;
+  std::string cache_kid_;  // the signer of the cached leases
   std::function<void(std::string_view, int64_t)> count_ = [](std::string_view, int64_t) {};
 };
 

@@ -27,7 +27,7 @@ struct LicenseConfig {
   int64_t unlicensed_interval_s = 60;  // unverified Clients retry after this
   int64_t grace_s = 3600;              // active = seen within check + grace
   std::string vendor_public;           // 32 bytes; empty: unlock is refused
-  std::string lease_secret;            // 64 bytes (Ed25519 secret key)
+  LeaseKeySet lease_keys;              // the server's lease keys (read_lease_keys)
   std::vector<std::string> client_endpoints = {"tcp://127.0.0.1:16770"};
   std::string endpoints_file;  // the broker's: fills in a wildcard port of client_endpoints
   std::string server_key;              // Z85 CURVE public key, empty when insecure
@@ -86,6 +86,8 @@ class LicenseService {
   // Where the lease counters go (LeaseCache::count_with); the worker adds
   // them to its metrics.
   void count_with(std::function<void(std::string_view, int64_t)> add) { leases_.count_with(std::move(add)); }
+  // The lease key file changed (a rotation): sign and publish by the new set.
+  void set_lease_keys(LeaseKeySet keys) { leases_.set_keys(std::move(keys)); }
 
  private:
   std::vector<Reply> reserve_batch(const std::vector<const Request*>& reqs);
@@ -123,7 +125,6 @@ class LicenseService {
   bool swept_ = false;
   // A forward jump seen by this worker: silence forgiven until (wall ms).
   int64_t forgive_ms_ = 0, forgive_until_ms_ = 0;
-  std::string lease_public_;
   std::string install_id_;
   LeaseCache leases_;
   // What sign_ahead() guesses from: the unlocked serial as the last answer

@@ -119,7 +119,7 @@ struct AgentOptions {
   std::string computer;
   std::string license;
   std::vector<std::string> endpoints;  // failover order; at least one
-  std::string lease_key;   // base64url or raw 32 bytes; empty: leases taken on trust
+  std::string lease_key;   // base64url (a set: commas between keys) or raw 32 bytes; empty: leases taken on trust
   std::string server_key;  // Z85, for the default (ZeroMQ) transport; empty: insecure
   std::string version;     // reported in heartbeats when set
 
@@ -222,6 +222,9 @@ class LicenseAgent {
   LicenseState state_ = LicenseState::unlicensed;
   std::string reason_ = "not contacted yet";
   std::optional<LeaseInfo> lease_;
+  // The key set of the server's last reply that carried one (lease_keys),
+  // each key after a comma; verified with options_.lease_key.
+  std::string learned_keys_;
   bool upload_ = false;
   // The server's clock (Unix time) at a point of the steady clock.
   struct ServerRef {

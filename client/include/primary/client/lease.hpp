@@ -27,8 +27,10 @@ inline constexpr int64_t kLeaseToleranceS = 300;
 // Verifies signature, shape and expiry at `now` (Unix seconds, the
 // verifier's clock): valid while now < expires + tolerance_s. `lease_key`
 // is the server's public lease key, either as the setup info carries it
-// (base64url text) or as its 32 raw bytes. On failure, the reason it is
-// refused ("lease expired", "lease rejected: bad signature", ...).
+// (base64url text) or as its 32 raw bytes, or a key set: base64url keys
+// separated by commas (`lease_keys` of the setup info, joined), of which
+// the one the lease names by its key id verifies it. On failure, the
+// reason it is refused ("lease expired", "lease rejected: bad signature", ...).
 //
 // A Data Vault calls it with its own clock and the default tolerance, so a
 // drift of its clock up to 5 minutes neither refuses a Client's good lease
