@@ -99,23 +99,28 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options)
 }
 
 Status Broker::reload_admin_keys() {
-  std::set<std::string> keys = options_.trusted_keys;
+  std::map<std::string, std::string> keys;
   if (!options_.admin_keys_file.empty()) {
     auto listed = read_allow_list(options_.admin_keys_file);
     if (!listed) return listed.error();
-    keys.insert(listed->begin(), listed->end());
+    keys = std::move(*listed);
   }
+  for (const std::string& key : options_.trusted_keys) keys[key] = "internal";
   admin_keys_ = std::move(keys);
   spdlog::info("{} admin keys in force", admin_keys_.size());
   return {};
 }
 
-std::string Broker::meta_of(const zmq::message_t& body) const {
+Peer Broker::peer_of(const zmq::message_t& body) const {
   Peer peer;
   peer.address = peer_address(body);
-  peer.admin = is_admin(zmq_msg_gets(body.handle(), "User-Id"));
-  return encode_peer(peer);
+  const char* user = zmq_msg_gets(body.handle(), "User-Id");
+  peer.admin = is_admin(user);
+  if (peer.admin) peer.actor = options_.insecure ? "local" : admin_keys_.at(user);
+  return peer;
 }
+
+std::string Broker::meta_of(const zmq::message_t& body) const { return encode_peer(peer_of(body)); }
 
 bool Broker::is_admin(const char* user) const {
   if (!user) return false;
@@ -334,7 +339,7 @@ void Broker::handle_client(mdp::Frames& f) {
                                                "' needs the admin role",
                                            rid_of(f[4], options_.max_body))));
   }
-  if (service == svc::kBrokerControl) return handle_broker_service(client, view(f[4]));
+  if (service == svc::kBrokerControl) return handle_broker_service(client, f[4]);
 
   auto it = services_.find(service);
   if (it == services_.end()) {
@@ -369,13 +374,22 @@ void Broker::handle_mmi(const std::string& client, std::string_view service, std
   reply_client(client, service, frame(answer));
 }
 
-void Broker::handle_broker_service(const std::string& client, std::string_view body) {
+void Broker::handle_broker_service(const std::string& client, const zmq::message_t& message) {
   Value rid;
   CodecLimits lim;
   lim.max_body = options_.max_body;
-  auto req = decode_request(svc::kBrokerControl, body, lim, &rid);
+  auto req = decode_request(svc::kBrokerControl, view(message), lim, &rid);
   if (!req) return reply_client(client, svc::kBrokerControl, frame(encode_reply(Reply::failure(req.error()), rid)));
   auto n = [](uint64_t v) { return Value(static_cast<int64_t>(v)); };
+  if (req->op() == opname::kWhoami) {
+    // What the connection proves, never what the body says.
+    const Peer peer = peer_of(message);
+    return reply_client(client, svc::kBrokerControl,
+                        frame(encode_reply(Reply::success({{field::kActor, Value(peer.actor)},
+                                                           {field::kRole, Value(peer.admin ? "admin" : "client")},
+                                                           {field::kPeer, Value(peer.address)}}),
+                                           rid)));
+  }
   Value::Map services;
   if (req->op() == "stats") {
     for (const auto& [name, s] : services_)

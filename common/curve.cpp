@@ -5,10 +5,12 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdint>
 #include <fstream>
+#include <sstream>
 
 #include "common/crypto.hpp"
 #include "common/process.hpp"
@@ -134,17 +136,29 @@ Result<CurveKeypair> ensure_curve_keypair(const std::string& base) {
   return CurveKeypair{curve_public_of(*secret), *secret};
 }
 
-Result<std::set<std::string>> read_allow_list(const std::string& path) {
+bool valid_key_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && name[0] != '.' &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_' || c == '.';
+         });
+}
+
+std::string key_fingerprint(std::string_view z85_key) { return "key:" + hex_encode(sha256(z85_key).substr(0, 4)); }
+
+Result<std::map<std::string, std::string>> read_allow_list(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Error{Code::NotFound, "cannot read admin key list " + path};
-  std::set<std::string> keys;
+  std::map<std::string, std::string> keys;
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {
     ++n;
     // '#' is a Z85 digit too: a comment starts a line or follows a blank.
+    std::string comment;
     for (size_t i = 0; i < line.size(); ++i)
       if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        comment = line.substr(i + 1);
         line.resize(i);
         break;
       }
@@ -152,7 +166,15 @@ Result<std::set<std::string>> read_allow_list(const std::string& path) {
     if (line.empty()) continue;
     if (!valid_z85_key(line))
       return Error{Code::BadRequest, path + " line " + std::to_string(n) + ": not a Z85 public key"};
-    keys.insert(line);
+    // The name: the comment's first word up to its first character that
+    // cannot be in a name ("# alice, night shift" names alice).
+    std::istringstream words(comment);
+    std::string name;
+    words >> name;
+    name.resize(static_cast<size_t>(
+        std::find_if(name.begin(), name.end(), [](char c) { return !valid_key_name(std::string(1, c)) && c != '.'; }) -
+        name.begin()));
+    keys[line] = valid_key_name(name) ? name : key_fingerprint(line);
   }
   return keys;
 }

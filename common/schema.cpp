@@ -95,6 +95,8 @@ std::vector<OpSpec> build_catalog() {
       // broker.control (privileged; answered by the broker itself)
       {Op::Workers, svc::kBrokerControl, o::kWorkers, {}, {{f::kServices, T::Map, true}}},
       {Op::Stats, svc::kBrokerControl, o::kStats, {}, {{f::kServices, T::Map, true}, {f::kTotals, T::Map, true}}},
+      {Op::Whoami, svc::kBrokerControl, o::kWhoami, {},
+       {{f::kActor, T::Str, true}, {f::kRole, T::Str, true}, {f::kPeer, T::Str, true}}},
       // echo (diagnostic; served only by the test/bench echo worker)
       {Op::Echo, svc::kEcho, o::kEcho, {{f::kPayload, T::Any, false}}, {{f::kPayload, T::Any}}},
       {Op::Sleep, svc::kEcho, o::kSleep, {{f::kMs, T::Int, true, 0, 600000}},
@@ -248,15 +250,20 @@ std::string normalize_computer_name(std::string_view name) {
 }
 
 std::string encode_peer(const Peer& peer) {
-  return peer.address + (peer.admin ? " admin" : " client");
+  std::string out = peer.address + (peer.admin ? " admin" : " client");
+  if (!peer.actor.empty()) out += " " + peer.actor;
+  return out;
 }
 
 Peer decode_peer(std::string_view frame) {
   Peer p;
-  const auto space = frame.rfind(' ');
+  const auto space = frame.find(' ');
   if (space == std::string_view::npos) return p;
   p.address = std::string(frame.substr(0, space));
-  p.admin = frame.substr(space + 1) == "admin";
+  std::string_view rest = frame.substr(space + 1);
+  const auto next = rest.find(' ');
+  p.admin = rest.substr(0, next) == "admin";
+  if (next != std::string_view::npos) p.actor = std::string(rest.substr(next + 1));
   return p;
 }
 

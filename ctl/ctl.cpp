@@ -75,6 +75,18 @@ Action declare_services(CLI::App&) {
   return [](Context& ctx) { return services(ctx); };
 }
 
+// Who the server takes this connection for: the name the activity log
+// gives this admin key (or its fingerprint), its role, its address.
+Action declare_whoami(CLI::App&) {
+  return [](Context& ctx) {
+    Answer a = ask(ctx, svc::kBrokerControl, opname::kWhoami);
+    return print_reply(ctx, a, [&](const Value& r) {
+      ctx.out << "actor " << reply_str(r, field::kActor) << "\nrole  " << reply_str(r, field::kRole)
+              << "\npeer  " << reply_str(r, field::kPeer) << "\n";
+    });
+  };
+}
+
 // ---- transports ----
 
 std::unique_ptr<zmq::socket_t> open_socket(zmq::context_t& zctx, zmq::socket_type type,
@@ -307,6 +319,8 @@ const std::vector<Command>& commands() {
        "primaryctl call mmi.service admin"},
       {field::kServices, "List the services with up/down and their worker counts", declare_services,
        "primaryctl --server tcp://10.0.0.5:16770 services"},
+      {"whoami", "Who the server takes this connection for (the actor its activity log names)",
+       declare_whoami, "primaryctl --client-key ~/.primary/alice.key whoami"},
       {"keys",
        "Admin CURVE keys: `keys create --out DIR [--name NAME]`; the lease key: `keys rotate-lease [--overlap-s N]`",
        declare_keys,

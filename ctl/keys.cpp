@@ -19,14 +19,6 @@
 namespace primary::ctl {
 namespace {
 
-bool valid_key_name(const std::string& name) {
-  return !name.empty() && name.size() <= 64 && name[0] != '.' &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-         });
-}
-
 int create_keys(Context& ctx, const std::string& dir, const std::string& name) {
   if (!valid_key_name(name)) {
     ctx.err << "primaryctl: --name '" << name << "': expected 1 to 64 of A-Z a-z 0-9 - _ .\n";

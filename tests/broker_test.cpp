@@ -208,6 +208,16 @@ TEST_F(BrokerTest, RoundTripEchoesPayloadAndRid) {
   EXPECT_EQ(*r.find("rid"), rid);
 }
 
+// In insecure mode the admin role is a loopback peer's, named "local".
+TEST_F(BrokerTest, WhoamiInInsecureModeIsLocal) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  Value r = call("broker.control", "whoami", {{"actor", Value("someone else")}});
+  ASSERT_TRUE(test::ok(r)) << to_json(r);
+  EXPECT_EQ(test::str(r, "actor"), "local");
+  EXPECT_EQ(test::str(r, "role"), "admin");
+  EXPECT_EQ(test::str(r, "peer"), "127.0.0.1");
+}
+
 TEST_F(BrokerTest, UnknownOpAndBadBodiesAreErrorReplies) {
   ASSERT_NO_FATAL_FAILURE(start_broker());
   start_echo();
@@ -433,6 +443,7 @@ TEST_F(BrokerTest, PlainRfc7WorkerGetsExactlyRfc7Frames) {
   ASSERT_TRUE(ext);
   ASSERT_EQ(ext->size(), 8u);
   EXPECT_EQ(decode_peer((*ext)[4]).admin, true) << (*ext)[4];
+  EXPECT_EQ(decode_peer((*ext)[4]).actor, "local") << (*ext)[4];  // insecure mode: a loopback admin
   EXPECT_EQ((*ext)[5].size(), 8u) << "tag frame";
   extended.send_frames({"", "MDPW01", std::string(1, '\x03'), (*ext)[3], (*ext)[4], (*ext)[5], "",
                         encode_reply(Reply::success({}), Value(8))});
@@ -502,7 +513,7 @@ TEST_F(BrokerTest, BatchingWorkerGetsRequestsTogetherAndRepliesFindTheirClients)
   ASSERT_NO_FATAL_FAILURE(take(5, first, messages));
   for (const auto& e : first) {
     EXPECT_EQ(e.tag.size(), 8u);
-    EXPECT_TRUE(e.meta.ends_with(" admin") || e.meta.ends_with(" client")) << e.meta;
+    EXPECT_TRUE(decode_peer(e.meta).actor == "local" && decode_peer(e.meta).admin) << e.meta;
   }
   // Five more wait in the broker: the credit is used up.
   for (int i = 5; i < 10; ++i) clients[static_cast<size_t>(i)]->send("echo", encode_request("echo", {{"rid", Value(i)}}));

@@ -183,6 +183,42 @@ TEST_F(SecureServer, AdminKeyAddedOnSighupWithoutRestart) {
   EXPECT_EQ(info->find("server_key")->as_str(), server_public);
 }
 
+// Who a privileged request is from comes from the connection's key: the
+// name on its allow-list line, else the key's fingerprint; never from the
+// body (issue 23, part 1).
+TEST_F(SecureServer, WhoamiNamesTheAdminKeyNeverWhatTheBodyClaims) {
+  const CurveKeypair alice = curve_keypair(), unnamed = curve_keypair(), other = curve_keypair();
+  std::ofstream(data() + "/keys/admins", std::ios::app) << alice.public_key << "  # alice, the night shift\n"
+                                                         << unnamed.public_key << "\n";
+  ::kill(server.pid(), SIGHUP);
+  auto a = client(&alice);
+  auto u = client(&unnamed);
+  Value who;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = a->call("broker.control", "whoami", {{"actor", Value("mallory")}});
+        if (r) who = *r;
+        return code_of(r) == "OK";
+      },
+      10s, 100ms))
+      << to_json(who);
+  EXPECT_EQ(str(who, "actor"), "alice") << to_json(who);
+  EXPECT_EQ(str(who, "role"), "admin");
+  EXPECT_EQ(str(who, "peer"), "127.0.0.1");
+  auto r = u->call("broker.control", "whoami");
+  ASSERT_EQ(code_of(r), "OK");
+  EXPECT_EQ(str(*r, "actor"), key_fingerprint(unnamed.public_key));
+  EXPECT_EQ(str(*r, "actor").size(), 12u);
+  // A key that is not an admin's has no say at all.
+  EXPECT_EQ(code_of(client(&other)->call("broker.control", "whoami")), "UNAUTHORIZED");
+  // primaryctl says the same.
+  const std::string key_file = dir.file("alice");
+  ASSERT_TRUE(write_curve_keypair(key_file, alice));
+  const std::string out = run_capture({bin("primaryctl"), "--server", endpoint(data(), "front"), "--server-key",
+                                       data() + "/keys/server.pub", "--client-key", key_file + ".key", "whoami"});
+  EXPECT_NE(out.find("actor alice"), std::string::npos) << out;
+}
+
 TEST_F(SecureServer, EventsOnlyForAdmins) {
   const CurveKeypair admin = curve_keypair();
   const CurveKeypair other = curve_keypair();

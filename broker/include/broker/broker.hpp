@@ -52,6 +52,7 @@
 #include <unordered_map>
 
 #include "common/errors.hpp"
+#include "common/schema.hpp"
 #include "common/mdp.hpp"
 
 namespace primary {
@@ -144,12 +145,15 @@ class Broker {
   // The meta frame of a request for an extended worker, "<peer address>
   // <role>", from the metadata of the request's body frame.
   std::string meta_of(const zmq::message_t& body) const;
+  // The peer a request came from, as its connection proves it: address,
+  // role and, for the admin role, who (Peer::actor).
+  Peer peer_of(const zmq::message_t& body) const;
   int on_front();
   int on_worker_socket();
   int relay(zmq::socket_t& from, zmq::socket_t& to, bool events);
   void handle_client(mdp::Frames& frames);
   void handle_mmi(const std::string& client, std::string_view service, std::string_view body);
-  void handle_broker_service(const std::string& client, std::string_view body);
+  void handle_broker_service(const std::string& client, const zmq::message_t& message);
   void handle_worker(mdp::Frames& frames);
   void dispatch(Service& service);
   // Requests that arrive together, and credits that come free together, are
@@ -178,7 +182,7 @@ class Broker {
   zmq::context_t& ctx_;
   BrokerOptions options_;
   zmq::socket_t zap_, front_, workers_, sink_, events_;
-  std::set<std::string> admin_keys_;
+  std::map<std::string, std::string> admin_keys_;  // Z85 key -> name (read_allow_list)
   std::unordered_map<std::string, Worker> worker_map_;
   std::map<std::string, Service, std::less<>> services_;
   Clock::time_point next_heartbeat_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -37,6 +38,14 @@ Result<CurveKeypair> ensure_curve_keypair(const std::string& base);
 // Reads an allow-list: Z85 public keys, one a line; `#` at the start of a
 // line or after a blank starts a comment (Z85 keys may contain '#');
 // blank lines ignored. A malformed line is an error naming its number.
-Result<std::set<std::string>> read_allow_list(const std::string& path);
+// Each key maps to its name: the first word of its line's comment when
+// that is a key name (1 to 64 of A-Z a-z 0-9 - _ ., as `primaryctl keys
+// create --name` writes it), else the key's fingerprint.
+Result<std::map<std::string, std::string>> read_allow_list(const std::string& path);
+// "key:" and the first 8 hex digits of SHA-256 of the Z85 key text: how an
+// unnamed admin key is named in the activity log.
+std::string key_fingerprint(std::string_view z85_key);
+// A name an admin key may carry (see read_allow_list).
+bool valid_key_name(std::string_view name);
 
 }  // namespace primary

@@ -42,6 +42,7 @@ enum class Op : uint8_t {
   // broker.control (answered by the broker itself)
   Workers,
   Stats,
+  Whoami,
   // echo (diagnostic)
   Echo,
   Sleep,
@@ -80,6 +81,7 @@ inline constexpr char kFirewall[] = "firewall";
 inline constexpr char kMetrics[] = "metrics";
 inline constexpr char kWorkers[] = "workers";
 inline constexpr char kStats[] = "stats";
+inline constexpr char kWhoami[] = "whoami";
 inline constexpr char kEcho[] = "echo";
 inline constexpr char kSleep[] = "sleep";
 }  // namespace opname
@@ -173,6 +175,10 @@ inline constexpr char kReservedAt[] = "reserved_at";
 inline constexpr char kFirstSeen[] = "first_seen";
 inline constexpr char kLastSeen[] = "last_seen";
 inline constexpr char kPeer[] = "peer";
+// who made a privileged request: the admin key's name (or fingerprint), or
+// "local" in insecure mode (broker.control whoami)
+inline constexpr char kActor[] = "actor";
+inline constexpr char kRole[] = "role";
 inline constexpr char kCommandsPending[] = "commands_pending";
 inline constexpr char kSince[] = "since";
 inline constexpr char kTypes[] = "types";

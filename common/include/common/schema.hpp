@@ -59,10 +59,15 @@ bool service_privileged(std::string_view service);
 struct Peer {
   std::string address;  // IP address of the peer, "" if unknown
   bool admin = false;   // admin role (CURVE allow-list, or loopback when insecure)
+  // Who, for the admin role: the admin key's name from the allow-list (or
+  // its fingerprint, key_fingerprint()), "internal" for the server's own
+  // key, "local" for a loopback peer in insecure mode; "" for clients.
+  std::string actor;
 };
 
-// The metadata frame the broker adds to a request's envelope for workers:
-// "PEER_ADDRESS ROLE", ROLE being "admin" or "client".
+// The metadata frame the broker adds to a request's envelope for workers
+// that asked for it: "PEER_ADDRESS ROLE[ ACTOR]", ROLE being "admin" or
+// "client"; none of the three holds a blank.
 std::string encode_peer(const Peer& peer);
 Peer decode_peer(std::string_view frame);
 // True for loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x) and "" (ipc).
