@@ -386,6 +386,48 @@ TEST_F(LogChainTest, CheckpointsGoOutOnTheEventStreamSignedWithTheLogKey) {
   EXPECT_EQ(str(checkpoint, field::kPrev).size(), 40u);
 }
 
+// primary-server makes DATA/keys/log.key at its first start, keeps it, and
+// its admin worker answers with its public half.
+TEST(LogChainServer, ServerMakesItsLogKeyOnceAndKeepsIt) {
+  TempDir dir("chainsrv");
+  const std::string data = dir.file("data");
+  auto start = [&] {
+    ::unlink((data + "/run/endpoints").c_str());
+    Process server = Process::start({bin("primary-server"), "--insecure", "--no-web", "--data-dir", data, "--front",
+                                     "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--license-workers", "1",
+                                     "--updater-workers", "0", "--heartbeat-ms", "200"},
+                                    {}, dir.file("server.log"));
+    EXPECT_TRUE(wait_until([&] { return endpoints_file_value(data + "/run/endpoints", "front").has_value(); }, 15s))
+        << test::read_file(dir.file("server.log"));
+    return server;
+  };
+  auto log_key = [&] {
+    const std::string front = endpoints_file_value(data + "/run/endpoints", "front").value_or("");
+    CtlRun r;
+    wait_until([&] { return (r = run_ctl(dir, {"--server", front, "log", "key"})).code == 0; }, 15s, 200ms);
+    return r;
+  };
+  std::string pub;
+  {
+    Process server = start();
+    struct stat st{};
+    ASSERT_EQ(::stat((data + "/keys/log.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    pub = base64url_encode(read_key_file(data + "/keys/log.key", 64, true)->substr(32));
+    CtlRun r = log_key();
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, pub + "\n");
+    server.signal(SIGTERM);
+    server.wait_exit(20s);
+  }
+  Process server = start();
+  CtlRun r = log_key();
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, pub + "\n") << "the key was made again";
+  server.signal(SIGTERM);
+  server.wait_exit(20s);
+}
+
 // At least 100,000 entries, appended through the real events.lua (the
 // updater's emit script, as assembled for Redis), verified from the stream
 // and from the files.
