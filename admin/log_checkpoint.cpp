@@ -40,11 +40,16 @@ bool LogCheckpointer::poll() {
   if (!last || !last->is_array() || last->elements.size() != 2)
     return warn(last ? last->str : last.error().message);
   const int64_t last_seq = int_of(last->elements[0]);
-  const int64_t last_at = int_of(last->elements[1]);
+  int64_t last_at = int_of(last->elements[1]);
   std::string error;
   auto head = logchain::read_head(redis_, &error);
   if (!head) return warn(error);
   const int64_t now = now_ms_();
+  // No checkpoint yet: the interval runs from when this worker first looked.
+  if (last_at == 0) {
+    if (first_look_ms_ == 0) first_look_ms_ = now;
+    last_at = first_look_ms_;
+  }
   if (head->seq <= last_seq) return false;  // nothing since the last checkpoint (or the chain restarted)
   if (head->seq - last_seq < config_.every && now - last_at < config_.interval_ms) return false;
   const std::string signature =

@@ -41,6 +41,7 @@ class LogCheckpointer {
   std::string public_key_;  // base64url
   EventPublisher& events_;
   Clock now_ms_;
+  int64_t first_look_ms_ = 0;  // when this worker first found no checkpoint at all
   std::chrono::steady_clock::time_point quiet_until_{};
 };
 
