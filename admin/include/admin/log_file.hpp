@@ -44,6 +44,8 @@ struct LogFileConfig {
 // One event (the map of event_from_entry: id, ts, type, fields) as a line
 // without the newline: ISO-8601 UTC time, type, then id=... and the other
 // fields as key=value, strings quoted when they hold spaces.
+// `log verify` renders each chained line again and compares: a change to
+// how existing fields render makes files written before it fail verification.
 std::string format_event_line(const Value& event);
 
 // A chained entry (common/log_chain.hpp) as a file line: format_event_line
