@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
@@ -28,9 +29,6 @@ std::optional<int64_t> int_of(const Value& m, std::string_view key) {
   return v->as_int();
 }
 
-std::string label(const std::vector<Entry>& e, size_t i) {
-  return fmt::format("entry {} ({}, seq {})", i + 1, e[i].where, e[i].seq);
-}
 
 }  // namespace
 
@@ -113,84 +111,124 @@ std::string checkpoint_message(int64_t count, std::string_view head, int64_t ts)
   return fmt::format("primary-log-checkpoint-v1\n{}\n{}\n{}", count, head, ts);
 }
 
-Report verify(const std::vector<Entry>& e, const std::vector<std::string>& keys) {
-  Report rep;
-  const size_t n = e.size();
-  if (n == 0) return rep;
-  std::vector<std::string> h(n);
-  for (size_t i = 0; i < n; ++i) h[i] = hash(e[i]);
-  auto links = [&](size_t a, size_t b) { return e[b].seq == e[a].seq + 1 && e[b].prev == h[a]; };
-  auto fail = [&](size_t i, std::string what) {
-    rep.ok = false;
-    rep.problem = label(e, i) + ": " + std::move(what);
-    return rep;
-  };
-  // A checkpoint whose own hash the next entry (or the end) confirmed.
-  auto checkpoint = [&](size_t i) -> std::optional<std::string> {
-    if (e[i].type != event::kLogCheckpoint) return std::nullopt;
-    auto fields = unpack_value(e[i].data);
-    const std::string* head = fields ? str_of(*fields, field::kHead) : nullptr;
-    const std::string* key = fields ? str_of(*fields, field::kLogKey) : nullptr;
-    const std::string* sig = fields ? str_of(*fields, field::kSignature) : nullptr;
-    auto count = fields ? int_of(*fields, field::kCount) : std::nullopt;
-    if (!head || !key || !sig || !count) return "forged checkpoint: missing count, head, log_key or signature";
-    if (keys.empty()) {
-      ++rep.checkpoints_unchecked;
-    } else {
-      auto raw_key = base64url_decode(*key);
-      auto raw_sig = base64url_decode(*sig);
-      if (!raw_key || std::find(keys.begin(), keys.end(), *raw_key) == keys.end())
-        return "forged checkpoint: signed by " + *key + ", not a trusted log key";
-      if (!raw_sig || !sign_verify(checkpoint_message(*count, *head, e[i].ts), *raw_sig, *raw_key))
-        return "forged checkpoint: its signature does not verify";
-      ++rep.checkpoints;
-    }
-    if (*count >= e[i].seq) return fmt::format("forged checkpoint: it counts {} entries, beyond itself", *count);
-    const int64_t back = e[i].seq - *count;  // links up to i are verified: seq steps by 1
-    if (*count >= e[0].seq && h[i - static_cast<size_t>(back)] != *head)
-      return fmt::format("forged checkpoint: it names head {} for seq {}, whose hash is {}", *head, *count,
-                         h[i - static_cast<size_t>(back)]);
-    return std::nullopt;
-  };
+Verifier::Verifier(std::vector<std::string> keys) : keys_(std::move(keys)) {}
 
-  if (e[0].text_differs) return fail(0, "changed: its text is not what its recorded data reads");
-  if (e[0].seq == 1 && e[0].prev != kGenesis) return fail(0, "changed: the first entry must follow the genesis hash");
-  for (size_t i = 1; i < n; ++i) {
-    if (e[i].text_differs) return fail(i, "changed: its text is not what its recorded data reads");
-    if (!links(i - 1, i)) {
-      const int64_t want = e[i - 1].seq + 1;
-      const bool next = i + 1 < n;
-      if (e[i].seq == want) {
-        // Consecutive numbers, broken hash: the entry before was changed,
-        // unless this one's successor does not vouch for it either.
-        if (next && !links(i, i + 1)) return fail(i, "changed: its prev is not the hash of the entry before");
-        return fail(i - 1, "changed: its hash is not the prev recorded by the next entry");
-      }
-      // In the place of seq `want` (the next one is want + 1, or this is the
-      // last and links by hash): its seq was edited.
-      if ((next && e[i + 1].seq == want + 1) || (!next && e[i].prev == h[i - 1]))
-        return fail(i, fmt::format("changed: its seq {} should be {}", e[i].seq, want));
-      if (e[i].seq > want) {
-        if (next && e[i + 1].seq == want && e[i + 1].prev == h[i - 1])
-          return fail(i, fmt::format("reordered: seq {} comes before seq {}", e[i].seq, e[i + 1].seq));
-        return fail(i, e[i].seq - want == 1 ? fmt::format("removed: seq {} is missing before this entry", want)
-                                            : fmt::format("removed: seq {} to {} are missing before this entry",
-                                                          want, e[i].seq - 1));
-      }
-      // Numbered at or before the entry before it.
-      if (next && links(i - 1, i + 1)) return fail(i, "inserted: the next entry links to the one before it");
-      if (i >= 2 && links(i - 2, i)) return fail(i - 1, "inserted: the next entry links to the one before it");
-      return fail(i, fmt::format("reordered: seq {} comes after seq {}", e[i].seq, e[i - 1].seq));
-    }
-    if (auto bad = checkpoint(i - 1)) return fail(i - 1, *bad);
+const Entry& Verifier::at(size_t i) const { return window_[i - (count_ - window_.size())]; }
+
+std::string_view Verifier::hash_at(size_t i) const { return std::string_view(hashes_).substr(i * 40, 40); }
+
+bool Verifier::links(size_t a, size_t b) const { return at(b).seq == at(a).seq + 1 && at(b).prev == hash_at(a); }
+
+bool Verifier::fail(size_t i, std::string what) {
+  rep_.ok = false;
+  rep_.problem = fmt::format("entry {} ({}, seq {}): {}", i + 1, at(i).where, at(i).seq, what);
+  return false;
+}
+
+bool Verifier::add(Entry e) {
+  if (!rep_.ok) return false;
+  hashes_ += hash(e);
+  window_.push_back(std::move(e));
+  ++count_;
+  if (window_.size() > 4) window_.pop_front();
+  if (count_ == 1) {
+    first_seq_ = at(0).seq;
+    if (at(0).text_differs) return fail(0, "changed: its text is not what its recorded data reads");
+    if (at(0).seq == 1 && at(0).prev != kGenesis) return fail(0, "changed: the first entry must follow the genesis hash");
   }
-  if (auto bad = checkpoint(n - 1)) return fail(n - 1, *bad);
-  rep.verified = static_cast<int64_t>(n);
-  rep.first_seq = e.front().seq;
-  rep.last_seq = e.back().seq;
-  rep.last_id = e.back().id;
-  rep.last_hash = h.back();
-  return rep;
+  // The link into entry i is judged once entry i + 1 is known.
+  while (rep_.ok && next_ + 1 < count_) step(next_++, true);
+  return rep_.ok;
+}
+
+Report Verifier::finish() {
+  while (rep_.ok && next_ < count_) step(next_++, false);
+  if (rep_.ok && count_ > 0 && !checkpoint(count_ - 1)) return rep_;
+  if (!rep_.ok) return rep_;
+  rep_.verified = static_cast<int64_t>(count_);
+  if (count_ > 0) {
+    rep_.first_seq = first_seq_;
+    rep_.last_seq = at(count_ - 1).seq;
+    rep_.last_id = at(count_ - 1).id;
+    rep_.last_hash = std::string(hash_at(count_ - 1));
+  }
+  return rep_;
+}
+
+// Entry i against the one before it (i >= 1); `next`: entry i + 1 exists.
+void Verifier::step(size_t i, bool next) {
+  if (at(i).text_differs) {
+    fail(i, "changed: its text is not what its recorded data reads");
+    return;
+  }
+  if (links(i - 1, i)) {
+    checkpoint(i - 1);  // its own hash is confirmed by entry i
+    return;
+  }
+  const int64_t want = at(i - 1).seq + 1;
+  if (at(i).seq == want) {
+    // Consecutive numbers, broken hash: the entry before was changed,
+    // unless this one's successor does not vouch for it either.
+    if (next && !links(i, i + 1)) fail(i, "changed: its prev is not the hash of the entry before");
+    else fail(i - 1, "changed: its hash is not the prev recorded by the next entry");
+    return;
+  }
+  // In the place of seq `want` (the next one is want + 1, or this is the
+  // last and links by hash): its seq was edited.
+  if ((next && at(i + 1).seq == want + 1) || (!next && at(i).prev == hash_at(i - 1))) {
+    fail(i, fmt::format("changed: its seq {} should be {}", at(i).seq, want));
+    return;
+  }
+  if (at(i).seq > want) {
+    if (next && at(i + 1).seq == want && at(i + 1).prev == hash_at(i - 1))
+      fail(i, fmt::format("reordered: seq {} comes before seq {}", at(i).seq, at(i + 1).seq));
+    else if (at(i).seq - want == 1)
+      fail(i, fmt::format("removed: seq {} is missing before this entry", want));
+    else
+      fail(i, fmt::format("removed: seq {} to {} are missing before this entry", want, at(i).seq - 1));
+    return;
+  }
+  // Numbered at or before the entry before it.
+  if (next && links(i - 1, i + 1)) fail(i, "inserted: the next entry links to the one before it");
+  else if (i >= 2 && links(i - 2, i)) fail(i - 1, "inserted: the next entry links to the one before it");
+  else fail(i, fmt::format("reordered: seq {} comes after seq {}", at(i).seq, at(i - 1).seq));
+}
+
+// A checkpoint whose own hash the next entry (or the end) confirmed.
+bool Verifier::checkpoint(size_t i) {
+  const Entry& e = at(i);
+  if (e.type != event::kLogCheckpoint) return true;
+  auto fields = unpack_value(e.data);
+  const std::string* head = fields ? str_of(*fields, field::kHead) : nullptr;
+  const std::string* key = fields ? str_of(*fields, field::kLogKey) : nullptr;
+  const std::string* sig = fields ? str_of(*fields, field::kSignature) : nullptr;
+  auto count = fields ? int_of(*fields, field::kCount) : std::nullopt;
+  if (!head || !key || !sig || !count) return fail(i, "forged checkpoint: missing count, head, log_key or signature");
+  if (keys_.empty()) {
+    ++rep_.checkpoints_unchecked;
+  } else {
+    auto raw_key = base64url_decode(*key);
+    auto raw_sig = base64url_decode(*sig);
+    if (!raw_key || std::find(keys_.begin(), keys_.end(), *raw_key) == keys_.end())
+      return fail(i, "forged checkpoint: signed by " + *key + ", not a trusted log key");
+    if (!raw_sig || !sign_verify(checkpoint_message(*count, *head, e.ts), *raw_sig, *raw_key))
+      return fail(i, "forged checkpoint: its signature does not verify");
+    ++rep_.checkpoints;
+  }
+  if (*count >= e.seq) return fail(i, fmt::format("forged checkpoint: it counts {} entries, beyond itself", *count));
+  if (*count < first_seq_) return true;  // before the first entry read: nothing to compare
+  // The links up to i are verified, so seq steps by 1 from the first entry.
+  const std::string_view named = hash_at(static_cast<size_t>(*count - first_seq_));
+  if (named != *head)
+    return fail(i, fmt::format("forged checkpoint: it names head {} for seq {}, whose hash is {}", *head, *count, named));
+  return true;
+}
+
+Report verify(const std::vector<Entry>& entries, const std::vector<std::string>& keys) {
+  Verifier v(keys);
+  for (const auto& e : entries)
+    if (!v.add(e)) break;
+  return v.finish();
 }
 
 }  // namespace primary::logchain

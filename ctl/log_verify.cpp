@@ -24,11 +24,26 @@ Answer chain_page(Context& ctx, const std::string& since, int64_t limit) {
   return ask(ctx, kService, opname::kLog, std::move(fields));
 }
 
-// The entries of the files, in order; lines without the chain fields are
+// Entries in log order into the verifier, remembering the last two.
+struct Feed {
+  explicit Feed(std::vector<std::string> keys) : verifier(std::move(keys)) {}
+  logchain::Verifier verifier;
+  size_t count = 0;
+  logchain::Entry last;
+  std::string before_last_id;
+  bool add(logchain::Entry e) {
+    ++count;
+    before_last_id = std::move(last.id);
+    last = e;
+    last.data.clear();
+    return verifier.add(std::move(e));
+  }
+};
+
+// The lines of the files, in order; lines without the chain fields are
 // skipped before the first chained one (written before the chain existed)
 // and count as changed after it. Returns false (reported) when a file is unreadable.
-bool read_files(Context& ctx, const std::vector<std::string>& files, std::vector<logchain::Entry>& out,
-                int64_t& unchained) {
+bool read_files(Context& ctx, const std::vector<std::string>& files, Feed& feed, int64_t& unchained) {
   for (const auto& path : files) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
@@ -43,16 +58,16 @@ bool read_files(Context& ctx, const std::vector<std::string>& files, std::vector
       if (line.empty()) continue;
       auto e = admin::parse_chain_line(line);
       if (!e) {
-        if (out.empty()) {
+        if (feed.count == 0) {
           ++unchained;
           continue;
         }
         e = logchain::Entry{};
-        e->seq = out.back().seq + 1;
+        e->seq = feed.last.seq + 1;
         e->text_differs = true;
       }
       e->where = path + ":" + std::to_string(n);
-      out.push_back(std::move(*e));
+      if (!feed.add(std::move(*e))) return true;  // the first problem is found
     }
   }
   return true;
@@ -88,52 +103,55 @@ int log_verify(Context& ctx, const LogVerifyArgs& a) {
     }
     keys.push_back(std::move(raw));
   }
-  std::vector<logchain::Entry> entries;
   int64_t unchained = 0;
   std::string written;  // the last id the server wrote to its file
-  bool asked = false;
-  if (!a.files.empty()) {
-    if (!read_files(ctx, a.files, entries, unchained)) return kUsage;
+  const bool asked = a.files.empty() || !a.offline;
+  // The server's key and file position first (and, without --file, the
+  // stream's first page).
+  Answer first;
+  if (asked) {
+    first = chain_page(ctx, "", a.files.empty() ? kPage : 1);
+    if (!first) return first.exit;
+    if (const std::string k = raw_key(reply_str(first.reply, field::kLogKey)); !k.empty()) keys.push_back(k);
+    written = reply_str(first.reply, field::kWritten);
   }
-  if (a.files.empty() || !a.offline) {
-    // The stream (without --file), or the server's key and file position.
+  Feed feed(keys);
+  if (!a.files.empty()) {
+    if (!read_files(ctx, a.files, feed, unchained)) return kUsage;
+  } else {
     std::string since;
-    for (;;) {
-      Answer page = chain_page(ctx, since, a.files.empty() ? kPage : 1);
-      if (!page) return page.exit;
-      asked = true;
-      if (const std::string k = raw_key(reply_str(page.reply, field::kLogKey)); !k.empty() && since.empty())
-        keys.push_back(k);
-      written = reply_str(page.reply, field::kWritten);
-      if (!a.files.empty()) break;
+    for (Answer page = std::move(first);;) {
       const Value* items = page.reply.find(field::kItems);
+      bool going = true;
       if (items && items->is_array())
         for (const auto& item : items->as_array())
-          if (auto e = logchain::from_value(item)) entries.push_back(std::move(*e));
+          if (auto e = logchain::from_value(item); e && going) going = feed.add(std::move(*e));
       const std::string next = reply_str(page.reply, field::kNext);
-      if (next.empty() || next == since) break;
+      if (!going || next.empty() || next == since) break;
       since = next;
+      page = chain_page(ctx, since, kPage);
+      if (!page) return page.exit;
     }
   }
-  logchain::Report rep = logchain::verify(entries, keys);
+  const size_t total = feed.count;
+  const logchain::Entry& last = feed.last;
+  logchain::Report rep = feed.verifier.finish();
   // Files end where the server says it wrote up to, and the stream goes on
   // from their last entry: anything else is a cut tail.
-  if (rep.ok && !a.files.empty() && asked && !entries.empty()) {
-    const auto& last = entries.back();
+  if (rep.ok && !a.files.empty() && asked && total > 0) {
     if (!written.empty() && admin::stream_id_less(last.id, written)) {
       rep.ok = false;
-      rep.problem = "entry " + std::to_string(entries.size() + 1) + " (after " + last.where + ", seq " +
+      rep.problem = "entry " + std::to_string(total + 1) + " (after " + last.where + ", seq " +
                     std::to_string(last.seq + 1) + "): truncated: the files end at id " + last.id +
                     " but the server wrote up to id " + written;
     } else {
       // The stream's copy of the files' last entry, and the one after it.
-      const std::string before = entries.size() >= 2 ? entries[entries.size() - 2].id : std::string();
-      Answer next = chain_page(ctx, before, 2);
+      Answer next = chain_page(ctx, feed.before_last_id, 2);
       if (!next) return next.exit;
       const Value* items = next.reply.find(field::kItems);
       auto fail = [&](const std::string& why) {
         rep.ok = false;
-        rep.problem = "entry " + std::to_string(entries.size()) + " (" + last.where + ", seq " +
+        rep.problem = "entry " + std::to_string(total) + " (" + last.where + ", seq " +
                       std::to_string(last.seq) + "): changed: " + why;
       };
       if (items && items->is_array())

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,6 +63,34 @@ struct Report {
   int64_t first_seq = 0, last_seq = 0;
   std::string last_id, last_hash;
   std::string problem;  // the first one: "entry P (WHERE, seq S): KIND: detail"
+};
+
+// Checks entries in log order, one at a time (memory: the hashes, 40 bytes
+// an entry, and the last few entries). See verify() below for what it checks.
+class Verifier {
+ public:
+  // `keys`: raw 32-byte Ed25519 public keys trusted for checkpoints.
+  explicit Verifier(std::vector<std::string> keys);
+  // Takes the next entry; false once a problem was found (stop adding).
+  bool add(Entry e);
+  // Judges what is still pending and reports.
+  Report finish();
+
+ private:
+  const Entry& at(size_t i) const;  // one of the last four entries
+  std::string_view hash_at(size_t i) const;
+  bool links(size_t a, size_t b) const;
+  bool fail(size_t i, std::string what);  // records the problem; false
+  void step(size_t i, bool next);
+  bool checkpoint(size_t i);
+
+  std::vector<std::string> keys_;
+  std::deque<Entry> window_;
+  std::string hashes_;  // every entry's hash, 40 hex digits each, by position
+  size_t count_ = 0;    // entries added
+  size_t next_ = 1;     // the next entry whose link in is judged
+  int64_t first_seq_ = 0;
+  Report rep_;
 };
 
 // Checks entries in log order: each links to the one before (seq + 1 and
