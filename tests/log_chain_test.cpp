@@ -386,9 +386,10 @@ TEST_F(LogChainTest, CheckpointsGoOutOnTheEventStreamSignedWithTheLogKey) {
   EXPECT_EQ(str(checkpoint, field::kPrev).size(), 40u);
 }
 
-// primary-server makes DATA/keys/log.key at its first start, keeps it, and
-// its admin worker answers with its public half.
-TEST(LogChainServer, ServerMakesItsLogKeyOnceAndKeepsIt) {
+// primary-server makes DATA/keys/log.key at its first start and keeps it;
+// its admin worker answers with the public half; the chain goes on in the
+// file across a restart of the whole server.
+TEST(LogChainServer, ServerMakesItsLogKeyOnceAndTheChainSurvivesItsRestart) {
   TempDir dir("chainsrv");
   const std::string data = dir.file("data");
   auto start = [&] {
@@ -401,10 +402,10 @@ TEST(LogChainServer, ServerMakesItsLogKeyOnceAndKeepsIt) {
         << test::read_file(dir.file("server.log"));
     return server;
   };
+  auto front = [&] { return endpoints_file_value(data + "/run/endpoints", "front").value_or(""); };
   auto log_key = [&] {
-    const std::string front = endpoints_file_value(data + "/run/endpoints", "front").value_or("");
     CtlRun r;
-    wait_until([&] { return (r = run_ctl(dir, {"--server", front, "log", "key"})).code == 0; }, 15s, 200ms);
+    wait_until([&] { return (r = run_ctl(dir, {"--server", front(), "log", "key"})).code == 0; }, 15s, 200ms);
     return r;
   };
   std::string pub;
@@ -417,6 +418,8 @@ TEST(LogChainServer, ServerMakesItsLogKeyOnceAndKeepsIt) {
     CtlRun r = log_key();
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(r.out, pub + "\n");
+    // Two entries (refusals: nothing is unlocked) before the restart.
+    run_ctl(dir, {"--server", front(), "reserve", "a", "b"});
     server.signal(SIGTERM);
     server.wait_exit(20s);
   }
@@ -424,6 +427,13 @@ TEST(LogChainServer, ServerMakesItsLogKeyOnceAndKeepsIt) {
   CtlRun r = log_key();
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, pub + "\n") << "the key was made again";
+  // Two more after it: the file and the stream hold one chain across the restart.
+  run_ctl(dir, {"--server", front(), "reserve", "c", "d"});
+  const std::string file = data + "/log/activity.log";
+  ASSERT_TRUE(wait_until([&] { return lines_of(file).size() == 4; }, 10s)) << test::read_file(file);
+  r = run_ctl(dir, {"--server", front(), "log", "verify", "--file", file});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("ok: 4 entries verified (seq 1 to 4)"), std::string::npos) << r.out;
   server.signal(SIGTERM);
   server.wait_exit(20s);
 }
