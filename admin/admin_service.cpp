@@ -11,6 +11,8 @@
 #include "common/names.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
+#include "common/crypto.hpp"
+#include "common/log_chain.hpp"
 #include "common/metrics.hpp"
 #include "common/process.hpp"
 #include "common/redis_failure.hpp"
@@ -259,7 +261,31 @@ Reply AdminService::computer(const Request& req) {
   return Reply::success(std::move(item));
 }
 
+Reply AdminService::log_chain(const Request& req) {
+  const int64_t limit = req.integer(field::kLimit, 100);
+  const std::string since(req.str(field::kSince));
+  auto out = redis_.pipeline({{"XRANGE", kEventStream, since.empty() ? "-" : "(" + since, "+", "COUNT",
+                               std::to_string(limit)},
+                              {"GET", kLogFileLast}});
+  if (!out) return redis_failure(out.error(), kStore);
+  const RedisReply& range = (*out)[0];
+  if (transient_error(range)) return redis_failure(range, kStore);
+  if (range.is_error()) return Reply::failure(Code::BadRequest, "field 'since': not an event id");
+  Value::Array items;
+  std::string next = since;
+  for (const auto& entry : range.elements) {
+    if (!entry.is_array() || entry.elements.empty()) continue;
+    next = entry.elements[0].str;
+    if (auto e = logchain::entry_of_stream(entry)) items.push_back(logchain::to_value(*e));
+  }
+  Value::Map fields{{field::kItems, Value(std::move(items))}, {field::kNext, Value(next)}};
+  if (!config_.log_public.empty()) fields.emplace_back(field::kLogKey, Value(base64url_encode(config_.log_public)));
+  if ((*out)[1].is_str()) fields.emplace_back(field::kWritten, Value((*out)[1].str));
+  return Reply::success(std::move(fields));
+}
+
 Reply AdminService::log(const Request& req) {
+  if (req.flag(field::kChain)) return log_chain(req);
   const int64_t limit = req.integer(field::kLimit, 100);
   const std::string since(req.str(field::kSince));
   std::set<std::string> types;

@@ -18,6 +18,7 @@
 
 #include "admin/lua_scripts.hpp"
 #include "common/names.hpp"
+#include "common/crypto.hpp"
 #include "common/events.hpp"
 #include "common/keys.hpp"
 
@@ -120,6 +121,61 @@ std::string format_event_line(const Value& event) {
     line += text_of(kv->second);
   }
   return line;
+}
+
+std::string format_chain_line(const logchain::Entry& e) {
+  RedisReply collected;
+  collected.type = RedisReply::Type::Array;
+  for (const std::string* s : {&e.id, &e.type}) {
+    RedisReply r;
+    r.type = RedisReply::Type::Str;
+    r.str = *s;
+    collected.elements.push_back(std::move(r));
+  }
+  RedisReply ts;
+  ts.type = RedisReply::Type::Int;
+  ts.integer = e.ts;
+  collected.elements.push_back(std::move(ts));
+  RedisReply data;
+  data.type = RedisReply::Type::Str;
+  data.str = e.data;
+  collected.elements.push_back(std::move(data));
+  auto event = event_from_entry(collected);
+  std::string line = event ? format_event_line(*event) : iso_time(e.ts) + " " + e.type + " id=" + e.id;
+  line += fmt::format(" {}={} {}={} raw={}", field::kSeq, e.seq, field::kPrev, e.prev, base64url_encode(e.data));
+  return line;
+}
+
+std::optional<logchain::Entry> parse_chain_line(const std::string& line) {
+  const auto raw = line.rfind(" raw=");
+  if (raw == std::string::npos) return std::nullopt;
+  const auto prev = line.rfind(" prev=", raw);
+  if (prev == std::string::npos || raw - prev - 6 != 40) return std::nullopt;
+  const auto seq = line.rfind(" seq=", prev);
+  if (seq == std::string::npos) return std::nullopt;
+  logchain::Entry e;
+  auto data = base64url_decode(std::string_view(line).substr(raw + 5));
+  const std::string seq_text = line.substr(seq + 5, prev - seq - 5);
+  if (!data || seq_text.empty() || seq_text.size() > 18 || seq_text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  e.data = std::move(*data);
+  e.seq = std::stoll(seq_text);
+  e.prev = line.substr(prev + 6, 40);
+  e.id = event_id_of_line(line);
+  // "<YYYY-MM-DDTHH:MM:SS.mmmZ> <type> id=..."
+  const auto sp = line.find(' ');
+  const auto sp2 = sp == std::string::npos ? sp : line.find(' ', sp + 1);
+  if (sp2 != std::string::npos) e.type = line.substr(sp + 1, sp2 - sp - 1);
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(line.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec, &ms) == 7) {
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    e.ts = static_cast<int64_t>(::timegm(&tm)) * 1000 + ms;
+  }
+  e.text_differs = e.id.empty() || format_chain_line(e) != line;
+  return e;
 }
 
 std::string event_id_of_line(const std::string& line) {
@@ -254,6 +310,10 @@ int64_t ActivityLogFile::write_events() {
       for (const auto& entry : entries) {
         if (entry.elements.size() != 2) continue;
         id = entry.elements[0].str;
+        if (auto chained = logchain::entry_of_stream(entry)) {
+          sink_->info(format_chain_line(*chained));
+          continue;
+        }
         // Fields in the order XADD wrote them: type, ts, data.
         RedisReply collected;
         collected.type = RedisReply::Type::Array;

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "admin/admin_service.hpp"
+#include "admin/log_checkpoint.hpp"
 #include "admin/log_file.hpp"
 #include "common/names.hpp"
 #include "common/client.hpp"
@@ -19,6 +20,7 @@
 #include "common/curve.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
+#include "common/tokens.hpp"
 #include "common/worker.hpp"
 
 namespace {
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   Config cfg("primary-admin", "Administration worker of the Primary Server");
   add_worker_settings(cfg);
   add_redis_setting(cfg);
+  add_event_log_setting(cfg);
   cfg.add_string("front", "tcp://*:16770", "Front door endpoint(s) as configured (firewall rules)");
   cfg.add_string("events", "tcp://*:16771", "Event endpoint(s) as configured (firewall rules)");
   cfg.add_string("broker-front", "", "Where to reach the front door for worker counts (default: from --front)");
@@ -47,6 +50,9 @@ int main(int argc, char** argv) {
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");
   cfg.add_int("log-file-size", 10 * 1024 * 1024, 4096, INT64_MAX, "Bytes per activity log file before rotating");
   cfg.add_int("log-file-count", 5, 1, 1000, "Rotated activity log files kept");
+  cfg.add_string("log-key", "", "Ed25519 secret key file that signs activity log checkpoints (empty: none)");
+  cfg.add_int("log-checkpoint-every", 1000, 1, 100000000, "Activity log entries between signed checkpoints, at most");
+  cfg.add_int("log-checkpoint-s", 600, 1, 86400, "Seconds between signed checkpoints when entries arrived");
   cfg.parse(argc, argv);
   install_stop_signals();
   WorkerOptions wopt = worker_options(cfg, "admin");
@@ -80,13 +86,28 @@ int main(int argc, char** argv) {
     log_file = std::make_unique<admin::ActivityLogFile>(log_redis, lc);
   }
 
+  std::unique_ptr<admin::LogCheckpointer> checkpointer;
+  Redis checkpoint_redis(url);
+  zmq::context_t ctx(1);
+  EventPublisher events(ctx, split_list(cfg.str("event-sink")));
+  if (!cfg.str("log-key").empty()) {
+    auto secret = read_key_file(cfg.str("log-key"), 64, true);
+    if (!secret) cfg.fail(secret.error().message);
+    admin::CheckpointConfig cc;
+    cc.secret_key = *secret;
+    cc.every = cfg.integer("log-checkpoint-every");
+    cc.interval_ms = cfg.integer("log-checkpoint-s") * 1000;
+    cc.event_cap = cfg.integer("event-log-cap");
+    ac.log_public = secret->substr(32);
+    checkpointer = std::make_unique<admin::LogCheckpointer>(checkpoint_redis, cc, events, unix_ms);
+  }
+
   std::string client_secret;
   if (!cfg.str("client-key").empty()) {
     auto secret = read_curve_secret(cfg.str("client-key"));
     if (!secret) cfg.fail(secret.error().message);
     client_secret = *secret;
   }
-  zmq::context_t ctx(1);
   Redis redis(url);
   std::unique_ptr<MdpClient> broker;
   std::string broker_at;
@@ -118,6 +139,7 @@ int main(int argc, char** argv) {
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
+  if (checkpointer) rt.every(std::chrono::milliseconds(50), [&] { checkpointer->poll(); });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();

@@ -13,7 +13,7 @@ std::optional<CountAndEvents> count_and_events(const RedisReply& r) {
 }
 
 std::optional<Value> event_from_entry(const RedisReply& e) {
-  if (!e.is_array() || e.elements.size() != 4) return std::nullopt;
+  if (!e.is_array() || (e.elements.size() != 4 && e.elements.size() != 6)) return std::nullopt;
   const auto& id = e.elements[0];
   const auto& type = e.elements[1];
   const auto& ts = e.elements[2];
@@ -27,6 +27,11 @@ std::optional<Value> event_from_entry(const RedisReply& e) {
   if (auto fields = unpack_value(data.str); fields && fields->is_map())
     for (auto& [k, v] : fields->as_map())
       if (k != field::kId && k != field::kTs && k != field::kType) event.set(k, v);
+  if (e.elements.size() == 6) {  // the chain fields (common/lua/events.lua)
+    const auto& seq = e.elements[4];
+    event.set(field::kSeq, Value(seq.is_int() ? seq.integer : (seq.is_str() ? std::atoll(seq.str.c_str()) : 0)));
+    if (e.elements[5].is_str()) event.set(field::kPrev, Value(e.elements[5].str));
+  }
   return event;
 }
 

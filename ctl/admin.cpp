@@ -524,7 +524,17 @@ Action declare_log(CLI::App& sub) {
   sub.add_option("--limit", a->limit, "Print at most N events (default: all)")
       ->check(CLI::PositiveNumber);
   sub.add_flag("--follow,-f", a->follow, "Keep polling every second for new events");
-  return [a](Context& ctx) { return log(ctx, *a); };
+  auto v = std::make_shared<LogVerifyArgs>();
+  CLI::App* verify = sub.add_subcommand("verify", "Check the hash chain and signed checkpoints; exit 1 at the first break");
+  verify->add_option("--file", v->files, "Activity log files, oldest first (default: the stream, via the server)");
+  verify->add_option("--key", v->keys, "Also trust this log public key (base64url; e.g. one rotated out)");
+  verify->add_flag("--offline", v->offline, "With --file: do not ask the server (tail cuts go unseen)");
+  CLI::App* key = sub.add_subcommand("key", "Print the server's log checkpoint public key (base64url)");
+  return [a, v, verify, key](Context& ctx) {
+    if (verify->parsed()) return log_verify(ctx, *v);
+    if (key->parsed()) return log_key(ctx);
+    return log(ctx, *a);
+  };
 }
 
 Action declare_events(CLI::App& sub) {

@@ -349,6 +349,7 @@ Status Supervisor::prepare() {
   fs::create_directories(fs::path(layout_.lease_key()).parent_path(), ec);
   ::chmod(fs::path(layout_.lease_key()).parent_path().c_str(), 0700);
   if (auto key = ensure_signing_key(layout_.lease_key()); !key) return refuse(key.error().message);
+  if (auto key = ensure_signing_key(layout_.log_key()); !key) return refuse(key.error().message);
   if (!settings_.insecure) {
     auto server = ensure_curve_keypair(layout_.server_key());
     if (!server) return refuse(server.error().message);
@@ -502,7 +503,8 @@ void Supervisor::plan_children() {
   std::vector<std::string> admin = {"--front", settings_.front, "--events", settings_.events,
                                     "--endpoints-file", layout_.endpoints_file(),
                                     "--started-at", std::to_string(started_ms_),
-                                    "--log-file", layout_.log_dir + "/activity.log"};
+                                    "--log-file", layout_.log_dir + "/activity.log",
+                                    "--log-key", layout_.log_key()};
   admin.insert(admin.end(), intervals.begin(), intervals.end());
   if (!settings_.no_web)
     if (auto web = web::parse_listen_address(settings_.web); web && !web::is_loopback_host(web->host))

@@ -127,6 +127,7 @@ void Stack::start_admin_worker(const std::vector<std::string>& extra) {
   const std::vector<std::pair<std::string, std::string>> defaults = {
       {"--broker", workers_},
       {"--redis", redis_->url()},
+      {"--event-sink", sink_},
       {"--heartbeat-ms", std::to_string(options_.heartbeat_ms)},
       {"--front", front_},
       {"--events", events_},

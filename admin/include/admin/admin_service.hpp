@@ -23,6 +23,7 @@ struct AdminConfig {
   std::vector<std::string> events = {"tcp://*:16771"};
   std::vector<std::string> web;           // console endpoint(s), if any
   std::string endpoints_file;             // the broker's: fills in wildcard ports of front and events
+  std::string log_public;                 // the log checkpoint key, raw 32 bytes (empty: none)
 };
 
 class AdminService {
@@ -41,6 +42,8 @@ class AdminService {
   Reply computers(const Request& req);
   Reply computer(const Request& req);
   Reply log(const Request& req);
+  // admin.log with `chain: true`: raw chained entries, for `log verify`.
+  Reply log_chain(const Request& req);
   Reply firewall();
   Reply metrics();
   std::vector<Redis::Argv> license_commands(int64_t now) const;

@@ -19,8 +19,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "common/log_chain.hpp"
 #include "common/redis.hpp"
 #include "common/redis_lock.hpp"
 #include "common/value.hpp"
@@ -42,7 +44,18 @@ struct LogFileConfig {
 // One event (the map of event_from_entry: id, ts, type, fields) as a line
 // without the newline: ISO-8601 UTC time, type, then id=... and the other
 // fields as key=value, strings quoted when they hold spaces.
+// `log verify` renders each chained line again and compares: a change to
+// how existing fields render makes files written before it fail verification.
 std::string format_event_line(const Value& event);
+
+// A chained entry (common/log_chain.hpp) as a file line: format_event_line
+// of its event, then " seq=N prev=HASH raw=DATA", DATA the entry's
+// MessagePack bytes in base64url, so that the line alone gives the hash input.
+std::string format_chain_line(const logchain::Entry& e);
+// The entry on a line made by format_chain_line, `where` left empty;
+// text_differs set when the readable part is not what the entry renders to.
+// nullopt for a line without the chain fields.
+std::optional<logchain::Entry> parse_chain_line(const std::string& line);
 
 // The event id on a line made by format_event_line ("" if there is none).
 std::string event_id_of_line(const std::string& line);

@@ -35,7 +35,8 @@ struct CountAndEvents {
 // nullopt when `r` is not {integer, array}.
 std::optional<CountAndEvents> count_and_events(const RedisReply& r);
 
-// Builds the public event map from one collected entry {id, type, ts, data}.
+// Builds the public event map from one collected entry {id, type, ts, data}
+// or {id, type, ts, data, seq, prev} (then with the chain fields seq, prev).
 std::optional<Value> event_from_entry(const RedisReply& entry);
 
 class EventPublisher {

@@ -22,6 +22,7 @@ inline constexpr const char* kSweepLock = "ps:sweep:lock";  // string with expir
 inline constexpr const char* kClockJump = "ps:clock_jump";  // string with expiry: ms of silence the sweep forgives
 inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
+inline constexpr const char* kLogCheckpoint = "ps:logchk";  // hash: seq, at of the last log.checkpoint entry
 inline constexpr const char* kMetricsOps = "ps:metrics:ops";    // hash: per-op counters of every worker (common/metrics.hpp)
 // Updates (see updater/update_service.hpp for their shapes).
 inline constexpr const char* kUpdReleases = "ps:upd:releases";  // hash "COMPONENT VERSION" -> msgpack record

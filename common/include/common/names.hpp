@@ -187,6 +187,14 @@ inline constexpr char kPorts[] = "ports";
 inline constexpr char kRules[] = "rules";
 inline constexpr char kPort[] = "port";
 inline constexpr char kProtocol[] = "protocol";
+// the activity log's hash chain and checkpoints (docs/protocol.md "Activity log chain")
+inline constexpr char kSeq[] = "seq";
+inline constexpr char kPrev[] = "prev";
+inline constexpr char kCount[] = "count";
+inline constexpr char kHead[] = "head";
+inline constexpr char kLogKey[] = "log_key";
+inline constexpr char kChain[] = "chain";
+inline constexpr char kWritten[] = "written";
 inline constexpr char kOps[] = "ops";
 inline constexpr char kCounters[] = "counters";
 inline constexpr char kLicenses[] = "licenses";
@@ -224,6 +232,7 @@ inline constexpr char kUpdateDownloadFailed[] = "update.download_failed";
 inline constexpr char kCommandQueued[] = "command.queued";
 inline constexpr char kCommandDone[] = "command.done";
 inline constexpr char kDataMigrated[] = "data.migrated";
+inline constexpr char kLogCheckpoint[] = "log.checkpoint";
 }  // namespace event
 
 // Values of `status` and `reason` in a heartbeat reply.

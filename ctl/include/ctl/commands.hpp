@@ -69,6 +69,15 @@ Action declare_status(CLI::App& sub);
 Action declare_computers(CLI::App& sub);
 Action declare_computer(CLI::App& sub);
 Action declare_log(CLI::App& sub);
+// `log verify` (ctl/log_verify.cpp): the stream, or --file in order.
+struct LogVerifyArgs {
+  std::vector<std::string> files;
+  std::vector<std::string> keys;  // base64url log public keys trusted besides the server's
+  bool offline = false;           // with --file: do not ask the server
+};
+int log_verify(Context& ctx, const LogVerifyArgs& a);
+// `log key`: the server's log checkpoint public key.
+int log_key(Context& ctx);
 Action declare_events(CLI::App& sub);
 Action declare_firewall(CLI::App& sub);
 Action declare_updates(CLI::App& sub);

@@ -66,6 +66,7 @@ struct DataLayout {
   std::string endpoints_file() const { return run_dir + "/endpoints"; }
   std::string lock_file() const { return run_dir + "/lock"; }
   std::string lease_key() const { return root + "/keys/lease.key"; }
+  std::string log_key() const { return root + "/keys/log.key"; }  // Ed25519: signs activity log checkpoints
   std::string update_dir() const { return root + "/updates"; }
   std::string server_key() const { return root + "/keys/server"; }      // .key/.pub, CURVE
   std::string internal_key() const { return root + "/keys/internal"; }  // .key/.pub, the server's own admin tools
