@@ -12,6 +12,7 @@
 
 #include "ctl/commands.hpp"
 
+#include "common/fleet_export.hpp"
 #include "common/names.hpp"
 #include "common/schema.hpp"
 #include "common/text.hpp"
@@ -146,10 +147,36 @@ int status(Context& ctx) {
 struct ComputersArgs {
   std::string state, sort = "name";
   int64_t limit = 0;  // 0: all
+  bool csv = false, jsonl = false;
 };
+
+// --csv / --jsonl: the whole fleet (of --state), a page at a time
+// (common/fleet_export.hpp).
+int export_computers(Context& ctx, const ComputersArgs& a) {
+  if (ctx.json || a.limit) {
+    ctx.err << "primaryctl: --csv and --jsonl export every computer; they go with neither --json nor --limit\n";
+    return kUsage;
+  }
+  int exit = kOk;
+  FleetExport fleet(a.csv ? ExportFormat::Csv : ExportFormat::Jsonl,
+                    [&](Value::Map fields) -> Result<Value> {
+                      Answer ans = ask(ctx, kService, opname::kComputers, std::move(fields));
+                      exit = ans.exit;
+                      return ans.reply;  // not ok when ask failed (the reason is on ctx.err)
+                    },
+                    a.state, a.sort);
+  for (;;) {
+    auto text = fleet.next();
+    if (!text) return exit != kOk ? exit : kServerError;
+    if (!*text) return kOk;
+    ctx.out << **text;
+    ctx.out.flush();
+  }
+}
 
 // The table, or with --json one array of admin.computers items over all pages.
 int computers(Context& ctx, const ComputersArgs& a) {
+  if (a.csv || a.jsonl) return export_computers(ctx, a);
   TableWriter table(ctx.out, {"COMPUTER", "STATE", "LAST-SEEN", "VERSION"});
   JsonArray array(ctx.out);
   int64_t printed = 0;
@@ -502,6 +529,10 @@ Action declare_computers(CLI::App& sub) {
       ->check(CLI::IsMember({"name", "last-seen"}));
   sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")
       ->check(CLI::PositiveNumber);
+  auto* csv = sub.add_flag("--csv", a->csv,
+                           "Export every computer as CSV (RFC 4180, header row; a cell starting with = + - @ "
+                           "gets a leading ')");
+  sub.add_flag("--jsonl", a->jsonl, "Export every computer as JSON lines, one object a line")->excludes(csv);
   return [a](Context& ctx) { return computers(ctx, *a); };
 }
 

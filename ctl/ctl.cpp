@@ -326,8 +326,9 @@ const std::vector<Command>& commands() {
       {field::kStatus, "Serial, license counts, version, uptime and workers", declare_status,
        "primaryctl status\n"
        "primaryctl status --json"},
-      {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages",
-       declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20"},
+      {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages; --csv/--jsonl export",
+       declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20\n"
+                          "primaryctl computers --csv > fleet.csv"},
       {field::kComputer, "A computer's license and its recent activity", declare_computer,
        "primaryctl computer ws-01"},
       {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,

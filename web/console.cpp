@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/crypto.hpp"
+#include "common/fleet_export.hpp"
 #include "common/text.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
@@ -257,6 +258,7 @@ void Console::install(httplib::Server& svr) {
   svr.Post("/register", [this](const Req& req, Res& res) { do_register(req, res); });
   svr.Post("/unlock", [this](const Req& req, Res& res) { do_unlock(req, res); });
   svr.Get("/computers", [this](const Req& req, Res& res) { computers(req, res); });
+  svr.Get("/computers.csv", [this](const Req& req, Res& res) { export_csv(req, res); });
   svr.Get("/computers/find", [this](const Req& req, Res& res) { find_computer(req, res); });
   svr.Post("/computers/reserve", [this](const Req& req, Res& res) { do_reserve(req, res); });
   svr.Get(R"(/computers/([^/]+)/setup\.json)", [this](const Req& req, Res& res) { setup_file(req, res); });
@@ -575,10 +577,54 @@ void Console::computers(const Req& req, Res& res) {
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
                            "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) data.set("first_url", base);
+  data.set("export_url", "/computers.csv?sort=" + url_component(sort) + "&state=" + url_component(state));
   if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
     data.set("next_url", base + "&cursor=" + url_component(next));
   data.set("csrf", s->csrf);
   send_page(res, 200, layout("Computers", "/computers", *s, render_page("computers", data)));
+}
+
+// The whole fleet (of `state`) as `primaryctl computers --csv` writes it,
+// streamed a page of admin.computers per chunk. The first page is read
+// before answering, so a failure then gets an error page; a later one ends
+// the download short (no final chunk), which the browser reports.
+void Console::export_csv(const Req& req, Res& res) {
+  auto s = page_session(req, res);
+  if (!s) return;
+  const std::string state = req.get_param_value(field::kState);
+  const std::string sort = req.has_param(field::kSort) ? req.get_param_value(field::kSort) : "name";
+  if (state != "" && state != field::kReserved && state != field::kActive && state != field::kLost)
+    return error_page(res, *s, 400, "Bad request", "'state' must be reserved, active or lost");
+  if (sort != "name" && sort != "last-seen")
+    return error_page(res, *s, 400, "Bad request", "'sort' must be name or last-seen");
+  auto fleet = std::make_shared<FleetExport>(
+      ExportFormat::Csv, [this](Value::Map fields) { return call(svc::kAdmin, opname::kComputers, std::move(fields)); },
+      state, sort);
+  auto first = fleet->next();
+  if (!first)
+    return error_page(res, *s, http_status(std::string(code_name(first.error().code))), "Exporting computers failed",
+                      std::string(code_name(first.error().code)) + ": " + first.error().message);
+  auto pending = std::make_shared<std::string>(std::move(**first));
+  res.set_header("Content-Disposition", "attachment; filename=\"computers.csv\"");
+  res.set_chunked_content_provider("text/csv; charset=utf-8", [this, fleet, pending](size_t, httplib::DataSink& sink) {
+    if (stopping_) return false;
+    if (!pending->empty()) {
+      const bool written = sink.write(pending->data(), pending->size());
+      pending->clear();
+      pending->shrink_to_fit();
+      return written;
+    }
+    auto text = fleet->next();
+    if (!text) {
+      spdlog::warn("computers export ended after {} rows: {}", fleet->rows(), text.error().message);
+      return false;
+    }
+    if (!*text) {
+      sink.done();
+      return true;
+    }
+    return sink.write((*text)->data(), (*text)->size());
+  });
 }
 
 void Console::find_computer(const Req& req, Res& res) {

@@ -69,7 +69,7 @@ class Console {
   // Pages: one handler per route (install()); metrics needs no session
   // (metrics.hpp).
   using Handler = void(const Req& req, Res& res);
-  Handler login, logout, overview, do_register, do_unlock, computers, find_computer, computer, setup_file,
+  Handler login, logout, overview, do_register, do_unlock, computers, export_csv, find_computer, computer, setup_file,
       do_reserve, activity, stream, updates, firewall, metrics;
   void login_page(const Req& req, Res& res, int status, const std::string& message);
   void do_update(const Req& req, Res& res, const std::string& op);
