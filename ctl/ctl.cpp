@@ -331,6 +331,8 @@ const std::vector<Command>& commands() {
                           "primaryctl computers --csv > fleet.csv"},
       {field::kComputer, "A computer's license and its recent activity", declare_computer,
        "primaryctl computer ws-01"},
+      {opname::kHistory, "The fleet's history: state and counts per hour or day", declare_history,
+       "primaryctl history --resolution day --from 2026-11-01"},
       {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,
        "primaryctl log --type license.reserved,client.lost --limit 50\n"
        "primaryctl log --follow"},

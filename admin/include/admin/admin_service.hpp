@@ -35,6 +35,8 @@ class AdminService {
   AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker);
 
   Reply handle(const Request& req);
+  // Records a sample of the fleet's history now (admin/history.hpp).
+  Status sample_history();
 
  private:
   Reply status();

@@ -71,6 +71,7 @@ Action declare_computer(CLI::App& sub);
 Action declare_log(CLI::App& sub);
 Action declare_events(CLI::App& sub);
 Action declare_firewall(CLI::App& sub);
+Action declare_history(CLI::App& sub);
 Action declare_updates(CLI::App& sub);
 Action declare_web_password(CLI::App& sub);
 Action declare_backup(CLI::App& sub);
