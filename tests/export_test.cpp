@@ -5,11 +5,13 @@
 // from primaryctl and from the console; every JSON line must parse.
 #include <gtest/gtest.h>
 #include <curl/curl.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -17,7 +19,9 @@
 #include <vector>
 
 #include "common/fleet_export.hpp"
+#include "common/keys.hpp"
 #include "common/names.hpp"
+#include "common/redis.hpp"
 #include "tests/support/http.hpp"
 #include "tests/support/stack.hpp"
 #include "tests/support/util.hpp"
@@ -181,20 +185,26 @@ print(len(objs), len(by))
   EXPECT_EQ(out, "10000 10000\n");
 }
 
-TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
-  const std::string data = stack_->dir().file("web");
+// primary-web for the stack, logged in: its base URL and the session cookie.
+struct Console {
+  Process web;
+  std::string base, session;
+};
+void start_console(Stack& stack, Console* c) {
+  const std::string data = stack.dir().file("web");
   const std::string password = "export test password";
   ASSERT_EQ(sh("printf '%s\\n' " + shell_quote(password) + " | " + shell_quote(bin("primaryctl")) +
                " web-password --data-dir " + shell_quote(data) + " >/dev/null"),
             0);
-  Process web = Process::start({bin("primary-web"), "--web", "127.0.0.1:0", "--data-dir", data, "--front",
-                                stack_->front(), "--events", stack_->events()},
-                               {}, stack_->dir().file("web.log"));
-  ASSERT_TRUE(wait_until([&] { return !web_address(data).empty(); }, 15s)) << read_file(stack_->dir().file("web.log"));
-  const std::string base = web_address(data);
+  ::unlink((data + "/run/web.address").c_str());
+  c->web = Process::start({bin("primary-web"), "--web", "127.0.0.1:0", "--data-dir", data, "--front",
+                           stack.front(), "--events", stack.events()},
+                          {}, stack.dir().file("web.log"));
+  ASSERT_TRUE(wait_until([&] { return !web_address(data).empty(); }, 15s)) << read_file(stack.dir().file("web.log"));
+  c->base = web_address(data);
 
   // Log in: the login form's token and cookie, then the password.
-  Http form = http_get(base + "/login");
+  Http form = http_get(c->base + "/login");
   std::smatch m;
   static const std::regex token_re(R"re(name="csrf" value="([^"]+)")re");
   ASSERT_TRUE(std::regex_search(form.body, m, token_re)) << form.body;
@@ -204,21 +214,26 @@ TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
   char* escaped = curl_easy_escape(nullptr, password.c_str(), static_cast<int>(password.size()));
   const std::string body = "csrf=" + token + "&password=" + escaped;
   curl_free(escaped);
-  Http login = http_request(base + "/login", {"Cookie: " + login_cookie, "Content-Type: application/x-www-form-urlencoded"},
-                            &body);
+  Http login = http_request(c->base + "/login",
+                            {"Cookie: " + login_cookie, "Content-Type: application/x-www-form-urlencoded"}, &body);
   ASSERT_EQ(login.status, 303) << login.body;
-  std::string session = login.header("set-cookie");
-  session = session.substr(0, session.find(';'));
+  c->session = login.header("set-cookie");
+  c->session = c->session.substr(0, c->session.find(';'));
+}
 
+TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
+  Console console;
+  ASSERT_NO_FATAL_FAILURE(start_console(*stack_, &console));
+  const std::string base = console.base, session = "Cookie: " + console.session;
   // Without a session: to the login page.
   EXPECT_EQ(http_get(base + "/computers.csv").status, 303);
   // The Computers page links to the export.
-  Http page = http_get(base + "/computers", {"Cookie: " + session});
+  Http page = http_get(base + "/computers", {session});
   EXPECT_NE(page.body.find("<a id=\"export\" href=\"/computers.csv?sort=name&amp;state=\" download>Export CSV</a>"),
             std::string::npos)
       << page.body;
 
-  Http csv = http_get(base + "/computers.csv", {"Cookie: " + session});
+  Http csv = http_get(base + "/computers.csv", {session});
   ASSERT_EQ(csv.status, 200);
   EXPECT_EQ(csv.header("content-type"), "text/csv; charset=utf-8");
   EXPECT_EQ(csv.header("transfer-encoding"), "chunked");
@@ -232,11 +247,96 @@ TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
       << read_file(stack_->dir().file("again.csv")).size();
   EXPECT_EQ(std::count(csv.body.begin(), csv.body.end(), '\n'), kFleet + 1);
 
-  Http lost = http_get(base + "/computers.csv?state=lost", {"Cookie: " + session});
+  Http lost = http_get(base + "/computers.csv?state=lost", {session});
   EXPECT_EQ(lost.status, 200);
   EXPECT_EQ(lost.body, std::string(kFleetCsvHeader) + "\r\n");
-  EXPECT_EQ(http_get(base + "/computers.csv?state=bogus", {"Cookie: " + session}).status, 400);
-  EXPECT_EQ(http_get(base + "/computers.csv?sort=bogus", {"Cookie: " + session}).status, 400);
+  EXPECT_EQ(http_get(base + "/computers.csv?state=bogus", {session}).status, 400);
+  EXPECT_EQ(http_get(base + "/computers.csv?sort=bogus", {session}).status, 400);
+}
+
+// The Overview's charts (web/charts.hpp) over a known history: the number
+// of points each chart draws, and its last value.
+std::string figure(const std::string& page, const std::string& id) {
+  const auto start = page.find("<figure class=\"chart\" id=\"chart-" + id + "\"");
+  if (start == std::string::npos) return {};
+  return page.substr(start, page.find("</figure>", start) - start);
+}
+std::string attr(const std::string& text, const std::string& name) {
+  const auto at = text.find(name + "=\"");
+  if (at == std::string::npos) return "(none)";
+  const auto from = at + name.size() + 2;
+  return text.substr(from, text.find('"', from) - from);
+}
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(OverviewCharts, DrawTheKnownHistory) {
+  curl_global_init(CURL_GLOBAL_ALL);
+  StackOptions o;
+  o.admin_workers = 1;
+  o.admin_args = {"--history-interval-ms", "3600000"};  // the sample at start only
+  Stack stack(o);
+  ASSERT_TRUE(stack.ok());
+  Redis redis(*parse_redis_url(stack.redis().url()));
+  constexpr int64_t kHour = 3600 * 1000, kDay = 24 * kHour;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  // 48 hours, the 11th missing: purchased 100 + i, reserved 50 + i, i
+  // active, 2 lost, 48 - i never seen, 10 i heartbeats.
+  for (int64_t i = 1; i <= 48; ++i) {
+    if (i == 11) continue;
+    const int64_t start = (now / kHour - (48 - i)) * 3600;
+    ASSERT_TRUE(redis.command({"HSET", keys::history_key(false, start), field::kPurchased, std::to_string(100 + i),
+                               field::kReserved, std::to_string(50 + i), field::kActive, std::to_string(i),
+                               field::kLost, "2", field::kNeverSeen, std::to_string(48 - i), field::kHeartbeats,
+                               std::to_string(10 * i)}));
+  }
+  // 30 days: purchased 200 + d, d MiB served.
+  for (int64_t d = 1; d <= 30; ++d)
+    ASSERT_TRUE(redis.command({"HSET", keys::history_key(true, (now / kDay - (30 - d)) * 86400), field::kPurchased,
+                               std::to_string(200 + d), field::kReserved, "5", field::kBytesServed,
+                               std::to_string(d * 1024 * 1024)}));
+
+  Console console;
+  ASSERT_NO_FATAL_FAILURE(start_console(stack, &console));
+  Http page = http_get(console.base + "/", {"Cookie: " + console.session});
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.body.find("<script"), page.body.find("<script src=\"/static/app.js\""));
+  const std::string licenses = figure(page.body, "licenses");
+  EXPECT_EQ(attr(licenses, "data-points"), "47") << licenses;
+  EXPECT_EQ(attr(licenses, "data-last"), "148");
+  EXPECT_EQ(count(licenses, "<circle class=\"dot\" data-series=\"purchased\""), 47u);
+  EXPECT_EQ(count(licenses, "<circle class=\"dot\" data-series=\"reserved\""), 47u);
+  EXPECT_NE(licenses.find("stroke-dasharray=\"6 4\""), std::string::npos) << "reserved is dashed, not only coloured";
+  EXPECT_NE(licenses.find(">purchased 148</text>"), std::string::npos) << licenses;
+  EXPECT_NE(licenses.find(": reserved 98 licenses</title>"), std::string::npos) << licenses;
+  const std::string fleet = figure(page.body, "fleet");
+  EXPECT_EQ(attr(fleet, "data-points"), "47");
+  EXPECT_EQ(attr(fleet, "data-last"), "48");
+  EXPECT_EQ(count(fleet, "<polygon class=\"series\""), 3u);
+  EXPECT_NE(fleet.find("url(#fleet-p1)"), std::string::npos) << "lost is hatched";
+  const std::string heartbeats = figure(page.body, "heartbeats");
+  EXPECT_EQ(attr(heartbeats, "data-points"), "47");
+  EXPECT_EQ(attr(heartbeats, "data-last"), "480");
+  EXPECT_EQ(count(heartbeats, "<rect class=\"bar\""), 47u);
+  const std::string downloads = figure(page.body, "downloads");
+  EXPECT_EQ(attr(downloads, "data-points"), "30");
+  EXPECT_EQ(attr(downloads, "data-last"), "30");
+  EXPECT_NE(downloads.find(" MiB</title>"), std::string::npos) << downloads;
+
+  // 30 days: the license chart by day.
+  page = http_get(console.base + "/?period=30d", {"Cookie: " + console.session});
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(attr(figure(page.body, "licenses"), "data-points"), "30");
+  EXPECT_EQ(attr(figure(page.body, "licenses"), "data-last"), "230");
+  EXPECT_EQ(attr(figure(page.body, "heartbeats"), "data-points"), "47");
+  EXPECT_NE(page.body.find("<option value=\"30d\" selected>"), std::string::npos);
+  page = http_get(console.base + "/?period=1y", {"Cookie: " + console.session});
+  EXPECT_EQ(attr(figure(page.body, "licenses"), "data-points"), "30");
+  EXPECT_EQ(page.header("content-security-policy").find("default-src 'none'"), 0u);
 }
 
 }  // namespace
