@@ -180,7 +180,7 @@ PageData chart_data(const Chart& c) {
     }
     PageData key;
     key.set("label", label);
-    key.set("fill", c.kind == ChartKind::Lines ? "none" : fill);
+    key.set("fill", c.kind == ChartKind::Lines ? "none" : c.kind == ChartKind::Bars ? "#1f3a5f" : fill);
     key.set("dash", c.kind == ChartKind::Lines ? std::string(kDashes[s % 3]) : std::string());
     legend.push_back(key);
   }
