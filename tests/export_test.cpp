@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <set>
 #include <string>
@@ -233,6 +234,13 @@ TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
             std::string::npos)
       << page.body;
 
+  auto peak_rss = [&] {
+    std::ifstream status("/proc/" + std::to_string(console.web.pid()) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.starts_with("VmHWM:")) return line.substr(6);
+    return std::string("?");
+  };
+  const std::string peak_before = peak_rss();
   Http csv = http_get(base + "/computers.csv", {session});
   ASSERT_EQ(csv.status, 200);
   EXPECT_EQ(csv.header("content-type"), "text/csv; charset=utf-8");
@@ -246,6 +254,9 @@ TEST_F(FleetExportTest, ConsoleExportIsTheSameBytesStreamed) {
       << "the console's export differs from primaryctl's: " << csv.body.size() << " bytes against "
       << read_file(stack_->dir().file("again.csv")).size();
   EXPECT_EQ(std::count(csv.body.begin(), csv.body.end(), '\n'), kFleet + 1);
+  // A figure, not a bound: the console's peak RSS before and after the export.
+  std::cout << "primary-web peak RSS before the export:" << peak_before << ", after exporting " << kFleet
+            << " computers:" << peak_rss() << "\n";
 
   Http lost = http_get(base + "/computers.csv?state=lost", {session});
   EXPECT_EQ(lost.status, 200);
