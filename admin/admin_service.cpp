@@ -139,6 +139,18 @@ Status AdminService::sample_history() {
   return admin::sample_history(redis_, now, now - (config_.check_interval_s + config_.grace_s) * 1000);
 }
 
+Status AdminService::sample_history_on_change() {
+  auto r = redis_.command({"XREVRANGE", kEventStream, "+", "-", "COUNT", "1"});
+  if (!r) return r.error();
+  if (r->is_error()) return Error{Code::Unavailable, r->str};
+  const std::string newest =
+      r->is_array() && !r->elements.empty() && !r->elements[0].elements.empty() ? r->elements[0].elements[0].str : "";
+  if (newest == newest_event_) return {};
+  auto sampled = sample_history();
+  if (sampled) newest_event_ = newest;
+  return sampled;
+}
+
 // The commands license_fields() reads, first in a pipeline.
 std::vector<Redis::Argv> AdminService::license_commands(int64_t now) const {
   const std::string cutoff = std::to_string(now - (config_.check_interval_s + config_.grace_s) * 1000);

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -122,14 +123,20 @@ int main(int argc, char** argv) {
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
   // The history: a sample at start, then every interval; a failed one is
   // logged at most once a minute and simply missed.
-  auto sample = [&, warned = std::chrono::steady_clock::time_point{}]() mutable {
-    if (auto s = service.sample_history(); !s && std::chrono::steady_clock::now() - warned > std::chrono::minutes(1)) {
+  // The history: a sample at start, then every interval and within a
+  // second of each new activity log entry (a state change); a failed one
+  // is logged at most once a minute and simply missed.
+  auto warned = std::chrono::steady_clock::time_point{};
+  auto report = [&](const Status& s) {
+    if (!s && std::chrono::steady_clock::now() - warned > std::chrono::minutes(1)) {
       warned = std::chrono::steady_clock::now();
       spdlog::warn("history sample missed: {}", s.error().message);
     }
   };
-  sample();
-  rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), sample);
+  report(service.sample_history_on_change());
+  rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), [&] { report(service.sample_history()); });
+  rt.every(std::chrono::milliseconds(std::min<int64_t>(cfg.integer("history-interval-ms"), 1000)),
+           [&] { report(service.sample_history_on_change()); });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();

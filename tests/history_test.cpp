@@ -1,8 +1,8 @@
 // The fleet's history (admin/include/admin/history.hpp) on a real stack:
 // two licensing and two admin workers (one killed and replaced half way), a
 // scripted load, and the counts admin.history gives must be exactly the
-// load's, at both resolutions; the op's paging, retention and bad ranges;
-// and primaryctl history.
+// load's, at both resolutions; a state change sampled at once; the op's
+// paging, retention and bad ranges; and primaryctl history.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -226,6 +226,23 @@ TEST(History, PagesAreBoundedRetentionHoldsAndBadRangesAreRefused) {
     EXPECT_FALSE(ok(e)) << to_json(Value(bad));
     EXPECT_EQ(str(e, field::kCode), "BAD_REQUEST") << to_json(e);
   }
+}
+
+TEST(History, AStateChangeIsSampledWithoutWaitingForTheInterval) {
+  StackOptions o;
+  o.admin_workers = 1;
+  o.admin_args = {"--history-interval-ms", "3600000"};  // an hour: only a change samples
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(wait_until([&] { return latest_point(s).is_map(); }, 10s));
+  ASSERT_TRUE(ok(s.unlock("SN-CHANGE", 3)));
+  ASSERT_TRUE(ok(s.call(svc::kLicenseControl, opname::kReserve, {{field::kComputer, Value("PC-1")}})));
+  Value last;
+  EXPECT_TRUE(wait_until([&] {
+    last = latest_point(s);
+    return num(last, field::kReserved) == 1 && num(last, field::kPurchased) == 3;
+  }, 5s)) << to_json(last);
+  EXPECT_EQ(sums(s, resolution::kHour)[field::kReservations], 1);
 }
 
 }  // namespace

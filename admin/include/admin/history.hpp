@@ -1,6 +1,6 @@
 // The fleet's history: what the console charts and `primaryctl history`
 // show. An admin worker samples every --history-interval-ms (default one
-// minute): the state of the fleet (purchased, reserved, active, lost, never
+// minute) and when the activity log moves: the state of the fleet (purchased, reserved, active, lost, never
 // seen) and how much each counter grew since the sample before (heartbeats,
 // first verifications, rejections, computers gone lost and returned,
 // reservations, refusals, update checks, bytes served). A sample lands in
