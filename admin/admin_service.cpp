@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "admin/history.hpp"
 #include "admin/scripts.hpp"
 #include "common/names.hpp"
 #include "common/events.hpp"
@@ -130,8 +131,26 @@ Reply AdminService::handle(const Request& req) {
     case Op::Log: return log(req);
     case Op::Firewall: return firewall();
     case Op::Metrics: return metrics();
+    case Op::History: return admin::history_reply(redis_, req, now_ms_());
     default: return Reply::failure(Code::UnknownOp, "operation not served");
   }
+}
+
+Status AdminService::sample_history() {
+  const int64_t now = now_ms_();
+  return admin::sample_history(redis_, now, now - (config_.check_interval_s + config_.grace_s) * 1000);
+}
+
+Status AdminService::sample_history_on_change() {
+  auto r = redis_.command({"XREVRANGE", kEventStream, "+", "-", "COUNT", "1"});
+  if (!r) return r.error();
+  if (r->is_error()) return Error{Code::Unavailable, r->str};
+  const std::string newest =
+      r->is_array() && !r->elements.empty() && !r->elements[0].elements.empty() ? r->elements[0].elements[0].str : "";
+  if (newest == newest_event_) return {};
+  auto sampled = sample_history();
+  if (sampled) newest_event_ = newest;
+  return sampled;
 }
 
 // The commands license_fields() reads, first in a pipeline.

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
   add_fleet_timing_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
+  cfg.add_int("history-interval-ms", 60000, 50, 3600000,
+              "How often the fleet's history is sampled (periods stay hourly and daily)");
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");
   cfg.add_int("log-file-size", 10 * 1024 * 1024, 4096, INT64_MAX, "Bytes per activity log file before rotating");
   cfg.add_int("log-file-count", 5, 1, 1000, "Rotated activity log files kept");
@@ -140,6 +143,20 @@ int main(int argc, char** argv) {
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
   if (checkpointer) rt.every(std::chrono::milliseconds(50), [&] { checkpointer->poll(); });
+  // The history: a sample at start, then every interval and within a
+  // second of each new activity log entry (a state change); a failed one
+  // is logged at most once a minute and simply missed.
+  auto warned = std::chrono::steady_clock::time_point{};
+  auto report = [&](const Status& s) {
+    if (!s && std::chrono::steady_clock::now() - warned > std::chrono::minutes(1)) {
+      warned = std::chrono::steady_clock::now();
+      spdlog::warn("history sample missed: {}", s.error().message);
+    }
+  };
+  report(service.sample_history_on_change());
+  rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), [&] { report(service.sample_history()); });
+  rt.every(std::chrono::milliseconds(std::min<int64_t>(cfg.integer("history-interval-ms"), 1000)),
+           [&] { report(service.sample_history_on_change()); });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();

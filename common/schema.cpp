@@ -92,6 +92,11 @@ std::vector<OpSpec> build_catalog() {
       {Op::Metrics, svc::kAdmin, o::kMetrics, {},
        {{f::kOps, T::Array, true}, {f::kCounters, T::Map, true}, {f::kLicenses, T::Map, true},
         {f::kEventsWritten, T::Int, true}, {f::kBroker, T::Map}}},
+      {Op::History, svc::kAdmin, o::kHistory,
+       {{f::kFrom, T::Int, false, 0, kMaxSafeInt}, {f::kTo, T::Int, false, 0, kMaxSafeInt},
+        {f::kResolution, T::Str, false, 0, 0, {resolution::kHour, resolution::kDay}},
+        {f::kLimit, T::Int, false, 1, 1000}},
+       {{f::kResolution, T::Str, true}, {f::kPoints, T::Array, true}, {f::kNext, T::Int}}},
       // broker.control (privileged; answered by the broker itself)
       {Op::Workers, svc::kBrokerControl, o::kWorkers, {}, {{f::kServices, T::Map, true}}},
       {Op::Stats, svc::kBrokerControl, o::kStats, {}, {{f::kServices, T::Map, true}, {f::kTotals, T::Map, true}}},

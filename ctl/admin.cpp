@@ -9,9 +9,11 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <tuple>
 
 #include "ctl/commands.hpp"
 
+#include "common/fleet_export.hpp"
 #include "common/names.hpp"
 #include "common/schema.hpp"
 #include "common/text.hpp"
@@ -146,10 +148,36 @@ int status(Context& ctx) {
 struct ComputersArgs {
   std::string state, sort = "name";
   int64_t limit = 0;  // 0: all
+  bool csv = false, jsonl = false;
 };
+
+// --csv / --jsonl: the whole fleet (of --state), a page at a time
+// (common/fleet_export.hpp).
+int export_computers(Context& ctx, const ComputersArgs& a) {
+  if (ctx.json || a.limit) {
+    ctx.err << "primaryctl: --csv and --jsonl export every computer; they go with neither --json nor --limit\n";
+    return kUsage;
+  }
+  int exit = kOk;
+  FleetExport fleet(a.csv ? ExportFormat::Csv : ExportFormat::Jsonl,
+                    [&](Value::Map fields) -> Result<Value> {
+                      Answer ans = ask(ctx, kService, opname::kComputers, std::move(fields));
+                      exit = ans.exit;
+                      return ans.reply;  // not ok when ask failed (the reason is on ctx.err)
+                    },
+                    a.state, a.sort);
+  for (;;) {
+    auto text = fleet.next();
+    if (!text) return exit != kOk ? exit : kServerError;
+    if (!*text) return kOk;
+    ctx.out << **text;
+    ctx.out.flush();
+  }
+}
 
 // The table, or with --json one array of admin.computers items over all pages.
 int computers(Context& ctx, const ComputersArgs& a) {
+  if (a.csv || a.jsonl) return export_computers(ctx, a);
   TableWriter table(ctx.out, {"COMPUTER", "STATE", "LAST-SEEN", "VERSION"});
   JsonArray array(ctx.out);
   int64_t printed = 0;
@@ -343,6 +371,74 @@ int events(Context& ctx, const EventsArgs& a) {
   }
 }
 
+struct HistoryArgs {
+  std::string from, to, resolution = resolution::kHour;
+};
+
+// "1796688000000" (Unix ms), "2026-12-08" or "2026-12-08T09:30:00Z" (UTC).
+std::optional<int64_t> parse_time(const std::string& text) {
+  int64_t ms = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec == std::errc() && end == text.data() + text.size()) return ms;
+  std::tm tm{};
+  const char* rest = ::strptime(text.c_str(), "%Y-%m-%d", &tm);
+  if (!rest) return std::nullopt;
+  if (*rest == 'T' || *rest == ' ') {
+    rest = ::strptime(rest + 1, "%H:%M:%S", &tm);
+    if (!rest) return std::nullopt;
+    if (*rest == 'Z') ++rest;
+  }
+  if (*rest != '\0') return std::nullopt;
+  return static_cast<int64_t>(::timegm(&tm)) * 1000;
+}
+
+// One line per period with a sample, every page; --json an array of points.
+int history(Context& ctx, const HistoryArgs& a) {
+  Value::Map base{{field::kResolution, Value(a.resolution)}};
+  for (const auto& [flag, text, key] : {std::tuple{"--from", a.from, field::kFrom}, std::tuple{"--to", a.to, field::kTo}}) {
+    if (text.empty()) continue;
+    const auto t = parse_time(text);
+    if (!t) {
+      ctx.err << "primaryctl: " << flag << " " << text << ": expected Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ\n";
+      return kUsage;
+    }
+    base.emplace_back(key, Value(*t));
+  }
+  TableWriter table(ctx.out, {"PERIOD", "PURCHASED", "RESERVED", "ACTIVE", "LOST", "NEVER-SEEN", "HEARTBEATS",
+                              "FIRST-VERIFIED", "REJECTED", "WENT-LOST", "RETURNED", "RESERVATIONS", "REFUSALS",
+                              "UPDATE-CHECKS", "BYTES-SERVED"});
+  JsonArray array(ctx.out);
+  for (;;) {
+    Answer ans = ask(ctx, kService, opname::kHistory, base);
+    if (!ans) return ans.exit;
+    std::vector<std::vector<std::string>> rows;
+    if (const Value* points = ans.reply.find(field::kPoints); points && points->is_array())
+      for (const Value& p : points->as_array()) {
+        if (ctx.json) {
+          array.add(p);
+          continue;
+        }
+        std::vector<std::string> row{iso_utc(reply_int(p, field::kTs, 0), false)};
+        for (const char* key : {field::kPurchased, field::kReserved, field::kActive, field::kLost, field::kNeverSeen,
+                                field::kHeartbeats, field::kFirstVerifications, field::kRejections, field::kWentLost,
+                                field::kReturned, field::kReservations, field::kRefusals, field::kUpdateChecks,
+                                field::kBytesServed})
+          row.push_back(p.find(key) ? std::to_string(reply_int(p, key, 0)) : "-");
+        rows.push_back(std::move(row));
+      }
+    if (!rows.empty()) table.write(std::move(rows));
+    const Value* next = ans.reply.find(field::kNext);
+    if (!next || !next->is_int()) break;
+    bool replaced = false;
+    for (auto& [k, v] : base)
+      if (k == field::kFrom) v = *next, replaced = true;
+    if (!replaced) base.emplace_back(field::kFrom, *next);
+  }
+  if (ctx.json) array.close();
+  else table.write({});
+  return kOk;
+}
+
 struct FirewallArgs {
   bool apply = false, yes = false;
   std::string tool;
@@ -507,6 +603,10 @@ Action declare_computers(CLI::App& sub) {
       ->check(CLI::IsMember({"name", "last-seen"}));
   sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")
       ->check(CLI::PositiveNumber);
+  auto* csv = sub.add_flag("--csv", a->csv,
+                           "Export every computer as CSV (RFC 4180, header row; a cell starting with = + - @ "
+                           "gets a leading ')");
+  sub.add_flag("--jsonl", a->jsonl, "Export every computer as JSON lines, one object a line")->excludes(csv);
   return [a](Context& ctx) { return computers(ctx, *a); };
 }
 
@@ -544,6 +644,15 @@ Action declare_events(CLI::App& sub) {
   sub.add_option("--count", a->count, "Stop after N events (default: until interrupted)")
       ->check(CLI::PositiveNumber);
   return [a](Context& ctx) { return events(ctx, *a); };
+}
+
+Action declare_history(CLI::App& sub) {
+  auto a = std::make_shared<HistoryArgs>();
+  sub.add_option("--from", a->from, "First period: Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default: 48 h or 30 days ago)");
+  sub.add_option("--to", a->to, "Last period, the same forms (default: now)");
+  sub.add_option("--resolution", a->resolution, "hour (kept 14 days, default) or day (kept 2 years)")
+      ->check(CLI::IsMember({resolution::kHour, resolution::kDay}));
+  return [a](Context& ctx) { return history(ctx, *a); };
 }
 
 Action declare_firewall(CLI::App& sub) {

@@ -342,10 +342,13 @@ const std::vector<Command>& commands() {
       {field::kStatus, "Serial, license counts, version, uptime and workers", declare_status,
        "primaryctl status\n"
        "primaryctl status --json"},
-      {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages",
-       declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20"},
+      {"computers", "Table of computers: COMPUTER STATE LAST-SEEN VERSION, all pages; --csv/--jsonl export",
+       declare_computers, "primaryctl computers --state lost --sort last-seen --limit 20\n"
+                          "primaryctl computers --csv > fleet.csv"},
       {field::kComputer, "A computer's license and its recent activity", declare_computer,
        "primaryctl computer ws-01"},
+      {opname::kHistory, "The fleet's history: state and counts per hour or day", declare_history,
+       "primaryctl history --resolution day --from 2026-11-01"},
       {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,
        "primaryctl log --type license.reserved,client.lost --limit 50\n"
        "primaryctl log --follow\n"

@@ -19,6 +19,7 @@
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
 #include "common/curve.hpp"
+#include "common/keys.hpp"
 #include "common/layout.hpp"
 #include "common/process.hpp"
 #include "common/redis.hpp"
@@ -102,6 +103,8 @@ struct World {
   std::map<std::string, std::string> leases;    // computer -> lease token issued before the backup
   std::map<std::string, std::string> key_files;  // name -> content
   std::map<std::string, std::string> releases;   // ps:upd:releases
+  std::string history_key;                       // a day of ps:hist:d:*
+  std::map<std::string, std::string> history;    // its hash
   std::vector<std::string> commands_c1;           // ps:cmd:PC-1
   std::vector<std::string> events;                // ps:events ids
   std::string artifact_sha, artifact_data;
@@ -200,6 +203,11 @@ class Backup : public ::testing::Test {
     ASSERT_TRUE(write_file_atomic(w.data_a + "/updates/objects/" + std::string(64, 'a'), "half", 0600));
     ASSERT_TRUE(write_file_atomic(w.data_a + "/updates/partial/x", "partial", 0600));
 
+    // A day of the fleet's history, as the admin workers keep them (expiring).
+    w.history_key = keys::history_key(true, (unix_ms() / 86400000 - 5) * 86400);
+    ASSERT_TRUE(ra.command({"HSET", w.history_key, "reserved", "7", "heartbeats", "1234"}));
+    ASSERT_TRUE(ra.command({"EXPIRE", w.history_key, std::to_string(600 * 86400)}));
+    w.history = hash_of(ra, w.history_key);
     w.releases = hash_of(ra, "ps:upd:releases");
     w.commands_c1 = list_of(ra, {"LRANGE", "ps:cmd:" + name_of(1), "0", "-1"});
     ASSERT_EQ(w.commands_c1.size(), 1u);
@@ -354,6 +362,12 @@ TEST_F(Backup, RestoreIntoAFreshDataDirBringsEverythingBack) {
   expect_same_state(b.front, r);
   expect_same_files(data);
   EXPECT_NE(read_file(w.dir.file("b.log")).find("restored"), std::string::npos);
+  // The fleet's history came back with its expiry (no admin worker runs
+  // here to write any).
+  EXPECT_EQ(hash_of(r, w.history_key), w.history);
+  auto history_ttl = r.command({"TTL", w.history_key});
+  ASSERT_TRUE(history_ttl && history_ttl->is_int());
+  EXPECT_GT(history_ttl->integer, 500 * 86400);
 
   // Durable before serving: SIGKILL everything, start without --restore.
   const pid_t sup = b.proc.pid();

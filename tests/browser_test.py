@@ -4,7 +4,9 @@ against the whole server as shipped (primary-server in secure mode with its
 private Redis, broker, workers, updater and primary-web).
 
 It logs in (a wrong password first), registers a serial and unlocks it with
-a code from primary-vendor, reserves a license through the Computers form,
+a code from primary-vendor, checks the Overview's history charts over a
+history written into its Redis (points, last values, hover text; a PNG of
+each chart), reserves a license through the Computers form,
 downloads the setup file and runs a Client with it, finds, sorts, filters
 and pages the computers, watches the Activity page receive events live over
 Server-Sent Events (made by primaryctl and the Client while the page stays
@@ -178,6 +180,14 @@ class Server:
         return run([self.bin("primaryctl"), "--server", self.front(),
                     "--server-key", os.path.join(keys, "server.pub"),
                     "--client-key", os.path.join(keys, "internal.key"), "--timeout-ms", "10000"] + list(args))
+
+    def redis(self, *args):
+        """A command to the server's private Redis (redis-cli on its socket)."""
+        env = dict(os.environ, REDISCLI_AUTH=read_text(os.path.join(self.data, "redis", "password")).strip())
+        out = subprocess.run(["redis-cli", "-s", os.path.join(self.data, "run", "redis.sock")] + list(args),
+                             env=env, capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0 and not out.stdout.startswith("ERR"), "redis-cli %r: %s%s" % (args, out.stdout, out.stderr))
+        return out.stdout
 
     def stop(self):
         """SIGTERM, then SIGKILL; then any child still there (children get
@@ -437,6 +447,42 @@ def scenario(server, c, tmp):
     check(count("purchased") == 25, "purchased after the unlock: " + c.text(".counts"))
     check(c.find("#serial").text == SERIAL, "serial shown: " + c.text("#serial"))
     c.shot("02-overview")
+
+    phase("history charts")
+    # ---- the Overview's charts over a known history: 48 hours (purchased 25,
+    # reserved i/2, 10 i heartbeats), 30 days of update data (d MiB)
+    now_ms = int(time.time() * 1000)
+    hour, day = 3600 * 1000, 24 * 3600 * 1000
+    for i in range(1, 49):
+        start_s = (now_ms // hour - (48 - i)) * 3600
+        reserved, active, lost = i // 2, i // 4, i // 8
+        server.redis("HSET", "ps:hist:h:%d" % start_s, "purchased", "25", "reserved", str(reserved), "active", str(active),
+                     "lost", str(lost), "never_seen", str(reserved - active - lost), "heartbeats", str(10 * i))
+    for d in range(1, 31):
+        start_s = (now_ms // day - (30 - d)) * 86400
+        server.redis("HSET", "ps:hist:d:%d" % start_s, "purchased", "25", "reserved", str(d), "bytes_served", str(d << 20))
+    c.open("/")
+    c.wait("the charts", lambda: len(c.all("figure.chart")) == 4)
+    for chart, points, last in (("licenses", "48", "25"), ("fleet", "48", None), ("heartbeats", "48", "480"),
+                                ("downloads", "30", "30")):
+        fig = c.find("#chart-" + chart)
+        check(fig.get_attribute("data-points") == points,
+              "chart %s: %s points, not %s" % (chart, fig.get_attribute("data-points"), points))
+        if last:
+            check(fig.get_attribute("data-last") == last,
+                  "chart %s: last value %s, not %s" % (chart, fig.get_attribute("data-last"), last))
+    dots = c.all("#chart-licenses circle.dot[data-series=reserved]")
+    check(len(dots) == 48, "%d reserved dots" % len(dots))
+    check(len(c.all("#chart-heartbeats rect.bar")) == 48, "heartbeat bars: %d" % len(c.all("#chart-heartbeats rect.bar")))
+    # (The current hour is the admin worker's to overwrite; the one before is not.)
+    tip = dots[-2].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    check(tip.endswith(": reserved 23 licenses"), "hover text of a reserved point: %r" % tip)
+    for n, chart in ((8, "licenses"), (9, "fleet"), (10, "heartbeats"), (11, "downloads")):
+        path = os.path.join(c.shots, "%02d-chart-%s.png" % (n, chart))
+        fig = c.find("#chart-" + chart)
+        c.d.execute_script("arguments[0].scrollIntoView(true)", fig)
+        check(fig.screenshot(path), "could not save " + path)
+        print("screenshot %s" % path)
 
     phase("computers")
     # ---- computers: reserve through the form, the computer's page, its setup file

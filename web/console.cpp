@@ -11,15 +11,18 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <set>
 #include <stdexcept>
 #include <thread>
 
 #include "common/crypto.hpp"
+#include "common/fleet_export.hpp"
 #include "common/text.hpp"
 #include "common/process.hpp"
 #include "common/schema.hpp"
+#include "web/charts.hpp"
 #include "web/metrics.hpp"
 #include "web/pages.hpp"
 #include "web/password.hpp"
@@ -257,6 +260,7 @@ void Console::install(httplib::Server& svr) {
   svr.Post("/register", [this](const Req& req, Res& res) { do_register(req, res); });
   svr.Post("/unlock", [this](const Req& req, Res& res) { do_unlock(req, res); });
   svr.Get("/computers", [this](const Req& req, Res& res) { computers(req, res); });
+  svr.Get("/computers.csv", [this](const Req& req, Res& res) { export_csv(req, res); });
   svr.Get("/computers/find", [this](const Req& req, Res& res) { find_computer(req, res); });
   svr.Post("/computers/reserve", [this](const Req& req, Res& res) { do_reserve(req, res); });
   svr.Get(R"(/computers/([^/]+)/setup\.json)", [this](const Req& req, Res& res) { setup_file(req, res); });
@@ -511,7 +515,76 @@ void Console::overview(const Req& req, Res& res) {
   data.set("uptime", duration_text(reply_int(st, field::kUptimeS, 0)));
   data.set("services", entry_list(st, field::kServices));
   data.set("csrf", s->csrf);
+  std::string period = req.get_param_value("period");
+  if (period != "30d" && period != "1y") period = "48h";
+  data.set("periods", choice_list({{"48h", "48 hours"}, {"30d", "30 days"}, {"1y", "1 year"}}, period));
+  if (auto charts = history_charts(period); charts) data.set("charts", *charts);
+  else data.set("history_error", "History: " + charts.error().message);
   send_page(res, 200, layout("Overview", "/", *s, render_page("overview", data)));
+}
+
+// The Overview's charts (web/charts.hpp) for `period` (48h, 30d, 1y):
+// licenses purchased and reserved, the fleet's states stacked, heartbeats
+// per hour over the last 48 hours, update data served per day.
+Result<PageList> Console::history_charts(const std::string& period) {
+  constexpr int64_t kHour = 3600 * 1000, kDay = 24 * kHour;
+  const int64_t now = unix_ms();
+  // Every period start of the window ending with the current one, and the
+  // points admin.history has for them.
+  struct Window {
+    std::vector<int64_t> times;
+    std::map<int64_t, Value> points;
+  };
+  auto window = [&](bool daily, int64_t count) -> Result<Window> {
+    const int64_t p = daily ? kDay : kHour, last = now / p * p, first = last - (count - 1) * p;
+    Window w;
+    for (int64_t t = first; t <= last; t += p) w.times.push_back(t);
+    Value::Map fields{{field::kResolution, Value(daily ? resolution::kDay : resolution::kHour)},
+                      {field::kFrom, Value(first)}, {field::kTo, Value(now)}, {field::kLimit, Value(int64_t{1000})}};
+    for (int page = 0; page < 10; ++page) {
+      auto r = call(svc::kAdmin, opname::kHistory, fields);
+      if (!ok_reply(r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
+      if (const Value* pts = r->find(field::kPoints); pts && pts->is_array())
+        for (const Value& pt : pts->as_array()) w.points[reply_int(pt, field::kTs, 0)] = pt;
+      const Value* next = r->find(field::kNext);
+      if (!next || !next->is_int()) break;
+      for (auto& [k, v] : fields)
+        if (k == field::kFrom) v = *next;
+    }
+    return w;
+  };
+  auto series = [](const Window& w, const char* key, std::string label) {
+    ChartSeries s{std::move(label), {}};
+    for (int64_t t : w.times) {
+      auto it = w.points.find(t);
+      const Value* v = it == w.points.end() ? nullptr : it->second.find(key);
+      s.values.push_back(v && v->is_int() ? std::optional<int64_t>(v->as_int()) : std::nullopt);
+    }
+    return s;
+  };
+  const bool daily = period != "48h";
+  auto main = window(daily, period == "1y" ? 365 : daily ? 30 : 48);
+  if (!main) return main.error();
+  auto hours = daily ? window(false, 48) : main;
+  if (!hours) return hours.error();
+  auto days = period == "1y" ? main : window(true, 30);
+  if (!days) return days.error();
+  const int64_t step = daily ? kDay : kHour;
+  PageList charts;
+  Chart licenses{"licenses", "Licenses", "licenses", ChartKind::Lines, main->times, step,
+                 {series(*main, field::kPurchased, "purchased"), series(*main, field::kReserved, "reserved")}};
+  charts.push_back(chart_data(licenses));
+  Chart fleet{"fleet", "Computers by state", "computers", ChartKind::Stacked, main->times, step,
+              {series(*main, field::kActive, "active"), series(*main, field::kLost, "lost"),
+               series(*main, field::kNeverSeen, "never seen")}};
+  charts.push_back(chart_data(fleet));
+  Chart heartbeats{"heartbeats", "Heartbeats per hour, last 48 hours", "heartbeats", ChartKind::Bars, hours->times,
+                   kHour, {series(*hours, field::kHeartbeats, "heartbeats")}};
+  charts.push_back(chart_data(heartbeats));
+  Chart downloads{"downloads", std::string("Update downloads per day, last ") + (period == "1y" ? "year" : "30 days"),
+                  "MiB", ChartKind::Bars, days->times, kDay, {series(*days, field::kBytesServed, "served")}, 1024 * 1024};
+  charts.push_back(chart_data(downloads));
+  return charts;
 }
 
 void Console::do_register(const Req& req, Res& res) {
@@ -575,10 +648,54 @@ void Console::computers(const Req& req, Res& res) {
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
                            "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) data.set("first_url", base);
+  data.set("export_url", "/computers.csv?sort=" + url_component(sort) + "&state=" + url_component(state));
   if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
     data.set("next_url", base + "&cursor=" + url_component(next));
   data.set("csrf", s->csrf);
   send_page(res, 200, layout("Computers", "/computers", *s, render_page("computers", data)));
+}
+
+// The whole fleet (of `state`) as `primaryctl computers --csv` writes it,
+// streamed a page of admin.computers per chunk. The first page is read
+// before answering, so a failure then gets an error page; a later one ends
+// the download short (no final chunk), which the browser reports.
+void Console::export_csv(const Req& req, Res& res) {
+  auto s = page_session(req, res);
+  if (!s) return;
+  const std::string state = req.get_param_value(field::kState);
+  const std::string sort = req.has_param(field::kSort) ? req.get_param_value(field::kSort) : "name";
+  if (state != "" && state != field::kReserved && state != field::kActive && state != field::kLost)
+    return error_page(res, *s, 400, "Bad request", "'state' must be reserved, active or lost");
+  if (sort != "name" && sort != "last-seen")
+    return error_page(res, *s, 400, "Bad request", "'sort' must be name or last-seen");
+  auto fleet = std::make_shared<FleetExport>(
+      ExportFormat::Csv, [this](Value::Map fields) { return call(svc::kAdmin, opname::kComputers, std::move(fields)); },
+      state, sort);
+  auto first = fleet->next();
+  if (!first)
+    return error_page(res, *s, http_status(std::string(code_name(first.error().code))), "Exporting computers failed",
+                      std::string(code_name(first.error().code)) + ": " + first.error().message);
+  auto pending = std::make_shared<std::string>(std::move(**first));
+  res.set_header("Content-Disposition", "attachment; filename=\"computers.csv\"");
+  res.set_chunked_content_provider("text/csv; charset=utf-8", [this, fleet, pending](size_t, httplib::DataSink& sink) {
+    if (stopping_) return false;
+    if (!pending->empty()) {
+      const bool written = sink.write(pending->data(), pending->size());
+      pending->clear();
+      pending->shrink_to_fit();
+      return written;
+    }
+    auto text = fleet->next();
+    if (!text) {
+      spdlog::warn("computers export ended after {} rows: {}", fleet->rows(), text.error().message);
+      return false;
+    }
+    if (!*text) {
+      sink.done();
+      return true;
+    }
+    return sink.write((*text)->data(), (*text)->size());
+  });
 }
 
 void Console::find_computer(const Req& req, Res& res) {

@@ -31,10 +31,20 @@ std::string_view page_template(std::string_view name) {
 }
 
 std::string render_page(std::string_view name, const PageData& data) {
-  kainjow::mustache::mustache tmpl{std::string(page_template(name))};
+  const std::string text(page_template(name));
+  kainjow::mustache::mustache tmpl{text};
   if (!tmpl.is_valid())
     throw std::logic_error("page template " + std::string(name) + ": " + tmpl.error_message());
-  std::string out = tmpl.render(data);
+  std::string out;
+  if (text.find("{{>") == std::string::npos) {
+    out = tmpl.render(data);
+  } else {
+    // {{> other}}: every template is a partial of every other.
+    PageData with_partials = data;
+    for (const auto& partial : page_names())
+      with_partials.set(partial, kainjow::mustache::partial([partial] { return std::string(page_template(partial)); }));
+    out = tmpl.render(with_partials);
+  }
   if (!tmpl.is_valid())
     throw std::logic_error("page template " + std::string(name) + ": " + tmpl.error_message());
   return out;

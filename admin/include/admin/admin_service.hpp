@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,6 +37,11 @@ class AdminService {
   AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker);
 
   Reply handle(const Request& req);
+  // Records a sample of the fleet's history now (admin/history.hpp).
+  Status sample_history();
+  // The same when the activity log has a new entry since the last call
+  // (a reservation, a computer licensed, lost or returned, an unlock...).
+  Status sample_history_on_change();
 
  private:
   Reply status();
@@ -53,6 +59,9 @@ class AdminService {
   AdminConfig config_;
   Clock now_ms_;
   BrokerCall broker_;
+  // The activity log's newest id ("" when empty) at the last sample of
+  // sample_history_on_change(); nullopt before the first.
+  std::optional<std::string> newest_event_;
 };
 
 // The op counters hash (keys::kMetricsOps, HGETALL as field/value pairs) as

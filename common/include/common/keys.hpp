@@ -3,6 +3,7 @@
 // and a migration step (common/layout.hpp).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace primary::keys {
@@ -24,6 +25,13 @@ inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with e
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
 inline constexpr const char* kLogCheckpoint = "ps:logchk";  // hash: seq, at of the last log.checkpoint entry
 inline constexpr const char* kMetricsOps = "ps:metrics:ops";    // hash: per-op counters of every worker (common/metrics.hpp)
+// Fleet history (admin/include/admin/history.hpp): the totals of the last
+// sample, and a hash per hour (ps:hist:h:START) and per day (ps:hist:d:START),
+// START the period's first second (Unix s), each expiring with its retention.
+inline constexpr const char* kHistLast = "ps:hist:last";
+inline const std::string history_key(bool daily, int64_t start_s) {
+  return std::string(daily ? "ps:hist:d:" : "ps:hist:h:") + std::to_string(start_s);
+}
 // Updates (see updater/update_service.hpp for their shapes).
 inline constexpr const char* kUpdReleases = "ps:upd:releases";  // hash "COMPONENT VERSION" -> msgpack record
 inline constexpr const char* kUpdState = "ps:upd:state";        // hash "COMPONENT VERSION" -> held | approved:P

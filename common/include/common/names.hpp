@@ -39,6 +39,7 @@ enum class Op : uint8_t {
   Log,
   Firewall,
   Metrics,
+  History,
   // broker.control (answered by the broker itself)
   Workers,
   Stats,
@@ -79,6 +80,7 @@ inline constexpr char kComputer[] = "computer";
 inline constexpr char kLog[] = "log";
 inline constexpr char kFirewall[] = "firewall";
 inline constexpr char kMetrics[] = "metrics";
+inline constexpr char kHistory[] = "history";
 inline constexpr char kWorkers[] = "workers";
 inline constexpr char kStats[] = "stats";
 inline constexpr char kWhoami[] = "whoami";
@@ -201,6 +203,21 @@ inline constexpr char kLicenses[] = "licenses";
 inline constexpr char kEventsWritten[] = "events_written";
 inline constexpr char kBroker[] = "broker";
 inline constexpr char kTotals[] = "totals";
+// admin.history: its request and reply, and what a point holds
+inline constexpr char kFrom[] = "from";
+inline constexpr char kTo[] = "to";
+inline constexpr char kResolution[] = "resolution";
+inline constexpr char kPoints[] = "points";
+inline constexpr char kSampledAt[] = "sampled_at";
+inline constexpr char kHeartbeats[] = "heartbeats";
+inline constexpr char kFirstVerifications[] = "first_verifications";
+inline constexpr char kRejections[] = "rejections";
+inline constexpr char kWentLost[] = "went_lost";
+inline constexpr char kReturned[] = "returned";
+inline constexpr char kReservations[] = "reservations";
+inline constexpr char kRefusals[] = "refusals";
+inline constexpr char kUpdateChecks[] = "update_checks";
+inline constexpr char kBytesServed[] = "bytes_served";
 // events
 inline constexpr char kTs[] = "ts";
 inline constexpr char kType[] = "type";
@@ -234,6 +251,12 @@ inline constexpr char kCommandDone[] = "command.done";
 inline constexpr char kDataMigrated[] = "data.migrated";
 inline constexpr char kLogCheckpoint[] = "log.checkpoint";
 }  // namespace event
+
+// Values of `resolution` in admin.history.
+namespace resolution {
+inline constexpr char kHour[] = "hour";
+inline constexpr char kDay[] = "day";
+}  // namespace resolution
 
 // Values of `status` and `reason` in a heartbeat reply.
 namespace status {

@@ -80,6 +80,7 @@ int log_verify(Context& ctx, const LogVerifyArgs& a);
 int log_key(Context& ctx);
 Action declare_events(CLI::App& sub);
 Action declare_firewall(CLI::App& sub);
+Action declare_history(CLI::App& sub);
 Action declare_updates(CLI::App& sub);
 Action declare_web_password(CLI::App& sub);
 Action declare_backup(CLI::App& sub);

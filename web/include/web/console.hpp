@@ -31,6 +31,7 @@
 #include "common/schema.hpp"
 #include "common/value.hpp"
 #include "web/broker_link.hpp"
+#include "web/pages.hpp"
 #include "web/sessions.hpp"
 
 namespace primary::web {
@@ -69,7 +70,7 @@ class Console {
   // Pages: one handler per route (install()); metrics needs no session
   // (metrics.hpp).
   using Handler = void(const Req& req, Res& res);
-  Handler login, logout, overview, do_register, do_unlock, computers, find_computer, computer, setup_file,
+  Handler login, logout, overview, do_register, do_unlock, computers, export_csv, find_computer, computer, setup_file,
       do_reserve, activity, stream, updates, firewall, metrics;
   void login_page(const Req& req, Res& res, int status, const std::string& message);
   void do_update(const Req& req, Res& res, const std::string& op);
@@ -95,6 +96,8 @@ class Console {
   Result<Value> update_call(const std::string& op, Value::Map fields = {});
   Result<LogPage> log_page(const std::string& since, int64_t limit,
                            const std::vector<std::string>& types);
+  // The Overview's history charts for a period ("48h", "30d", "1y").
+  Result<PageList> history_charts(const std::string& period);
   // The newest `want` entries of the log (of `types` if any), oldest first.
   Result<std::vector<Value>> recent_log(size_t want, const std::vector<std::string>& types);
 
