@@ -52,6 +52,12 @@ std::vector<OpSpec> build_catalog() {
       {Op::Command, svc::kLicenseControl, o::kCommand,
        {computer, {f::kCommand, T::Str, true, 1, 64}, {f::kArgs, T::Any, false}},
        {{f::kId, T::Str, true}}},
+      {Op::Retire, svc::kLicenseControl, o::kRetire, {{f::kCode, T::Str, true, 1, 4096}},
+       {{f::kComputer, T::Str, true}, {f::kCodeId, T::Str, true}, {f::kReserved, T::Int, true},
+        {f::kPurchased, T::Int, true}}},
+      {Op::Transfer, svc::kLicenseControl, o::kTransfer, {{f::kCode, T::Str, true, 1, 4096}},
+       {{f::kComputer, T::Str, true}, {f::kTo, T::Str, true}, {f::kLicense, T::Str, true},
+        {f::kCodeId, T::Str, true}, {f::kReserved, T::Int, true}, {f::kPurchased, T::Int, true}}},
       // update (public)
       {Op::Check, svc::kUpdate, o::kCheck,
        {component, {f::kVersion, T::Str, true, 1, 64}, channel, {f::kComputer, T::Name, false}},

@@ -183,7 +183,9 @@ Result<std::optional<int64_t>> int_param(const httplib::Request& req, const std:
 }  // namespace
 
 int http_status(const std::string& code) {
-  if (code == "BAD_REQUEST" || code == "UNKNOWN_OP" || code == "INVALID_UNLOCK_CODE") return 400;
+  if (code == "BAD_REQUEST" || code == "UNKNOWN_OP" || code == "INVALID_UNLOCK_CODE" ||
+      code == "INVALID_SEAT_CODE")
+    return 400;
   if (code == "NOT_FOUND") return 404;
   if (code == "NOT_UNLOCKED" || code == "NO_LICENSES_LEFT") return 409;
   if (code == "UNAVAILABLE" || code == "BUSY") return 503;
