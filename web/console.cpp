@@ -40,7 +40,7 @@ const std::vector<std::string> kEventTypes = {
     event::kSerialUnlocked, event::kLicenseReserved, event::kLicenseRefused, event::kClientLicensed,
     event::kClientRejected, event::kClientLost,      event::kClientReturned, event::kUpdateSynced,
     event::kUpdateAvailable, event::kUpdateApproved, event::kUpdateHeld,     event::kCommandQueued,
-    event::kCommandDone};
+    event::kCommandDone, event::kLicenseRetired, event::kLicenseTransferred, event::kSeatCodeRefused};
 
 bool ok_reply(const Result<Value>& r) { return r && reply_ok(*r); }
 std::string code_of(const Result<Value>& r) {
@@ -261,6 +261,7 @@ void Console::install(httplib::Server& svr) {
   svr.Get("/computers", [this](const Req& req, Res& res) { computers(req, res); });
   svr.Get("/computers/find", [this](const Req& req, Res& res) { find_computer(req, res); });
   svr.Post("/computers/reserve", [this](const Req& req, Res& res) { do_reserve(req, res); });
+  svr.Post("/computers/seat-code", [this](const Req& req, Res& res) { do_seat_code(req, res); });
   svr.Get(R"(/computers/([^/]+)/setup\.json)", [this](const Req& req, Res& res) { setup_file(req, res); });
   svr.Get(R"(/computers/([^/]+))", [this](const Req& req, Res& res) { computer(req, res); });
   svr.Get("/activity", [this](const Req& req, Res& res) { activity(req, res); });
@@ -620,6 +621,10 @@ void Console::computer(const Req& req, Res& res) {
   data.set("has_clock_skew", c.find(field::kClockSkewS) != nullptr);
   data.set("clock_skew", std::to_string(reply_int(c, field::kClockSkewS, 0)));
   data.set("commands_queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
+  // What `primaryctl transfer-request` prints: for the vendor's seat codes.
+  if (auto reg = call(svc::kLicenseControl, opname::kRegistration); ok_reply(reg))
+    data.set("registration_code", reply_str(*reg, field::kRegistrationCode));
+  data.set("csrf", s.csrf);
   if (auto recent = recent_log(kComputerScan, {}); !recent) {
     data.set("log_error", recent.error().message);
   } else {
@@ -657,6 +662,31 @@ void Console::do_reserve(const Req& req, Res& res) {
                           " of " + std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses in use).",
                       false);
   res.set_redirect("/computers/" + url_component(reply_str(*r, field::kComputer)), 303);
+}
+
+void Console::do_seat_code(const Req& req, Res& res) {
+  auto s = form_session(req, res, req.get_param_value("csrf"));
+  if (!s) return;
+  const std::string op = req.get_param_value(field::kOp);
+  if (op != opname::kRetire && op != opname::kTransfer)
+    return error_page(res, *s, 400, "Bad request", "'op' must be retire or transfer");
+  std::string code = req.get_param_value(field::kCode);
+  while (!code.empty() && std::isspace(static_cast<unsigned char>(code.back()))) code.pop_back();
+  while (!code.empty() && std::isspace(static_cast<unsigned char>(code.front()))) code.erase(0, 1);
+  auto r = call(svc::kLicenseControl, op, {{field::kCode, Value(code)}});
+  if (!ok_reply(r)) return failed(res, *s, op == opname::kRetire ? "Retiring the seat" : "Transferring the seat", r);
+  const std::string in_use = " (" + std::to_string(reply_int(*r, field::kReserved, 0)) + " of " +
+                             std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses in use).";
+  if (op == opname::kRetire) {
+    sessions_.set_flash(s->id, "Retired the seat of " + reply_str(*r, field::kComputer) + in_use, false);
+    res.set_redirect("/computers", 303);
+    return;
+  }
+  sessions_.set_flash(s->id,
+                      "Moved the seat of " + reply_str(*r, field::kComputer) + " to " + reply_str(*r, field::kTo) +
+                          " with the new license " + reply_str(*r, field::kLicense) + in_use,
+                      false);
+  res.set_redirect("/computers/" + url_component(reply_str(*r, field::kTo)), 303);
 }
 
 // ---------------------------------------------------------------- activity
