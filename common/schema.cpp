@@ -82,7 +82,7 @@ std::vector<OpSpec> build_catalog() {
       {Op::Computers, svc::kAdmin, o::kComputers,
        {{f::kCursor, T::Str, false, 0, 512}, {f::kLimit, T::Int, false, 1, 1000},
         {f::kState, T::Str, false, 0, 0, {f::kReserved, f::kActive, f::kLost}},
-        {f::kSort, T::Str, false, 0, 0, {"name", "last-seen"}}},
+        {f::kSort, T::Str, false, 0, 0, {"name", "last-seen"}}, {f::kStale, T::Bool, false}},
        {{f::kItems, T::Array, true}, {f::kCursor, T::Str}}},
       {Op::Computer, svc::kAdmin, o::kComputer, {computer},
        {{f::kComputer, T::Str, true}, {f::kLicense, T::Str, true}, {f::kState, T::Str, true},

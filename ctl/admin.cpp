@@ -146,6 +146,7 @@ int status(Context& ctx) {
 struct ComputersArgs {
   std::string state, sort = "name";
   int64_t limit = 0;  // 0: all
+  bool stale = false;
 };
 
 // The table, or with --json one array of admin.computers items over all pages.
@@ -158,6 +159,7 @@ int computers(Context& ctx, const ComputersArgs& a) {
     const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
     Value::Map fields{{field::kLimit, Value(want)}, {field::kSort, Value(a.sort)}};
     if (!a.state.empty()) fields.emplace_back(field::kState, Value(a.state));
+    if (a.stale) fields.emplace_back(field::kStale, Value(true));
     if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
     Answer ans = ask(ctx, kService, opname::kComputers, std::move(fields));
     if (!ans) return ans.exit;
@@ -502,6 +504,9 @@ Action declare_computers(CLI::App& sub) {
       ->check(CLI::IsMember({"name", "last-seen"}));
   sub.add_option("--limit", a->limit, "Print at most N rows (default: all)")
       ->check(CLI::PositiveNumber);
+  sub.add_flag("--stale", a->stale,
+               "Only stale computers: never seen long after their reservation, or lost and long silent "
+               "(seats to ask the vendor about)");
   return [a](Context& ctx) { return computers(ctx, *a); };
 }
 

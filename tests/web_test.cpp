@@ -457,6 +457,12 @@ TEST_F(WebConsole, ComputerPageShowsTheSeatRequestAndAppliesASeatCode) {
   Http again = b.post("/computers/seat-code", {{"csrf", t}, {"op", "transfer"}, {"code", code}});
   EXPECT_EQ(again.status, 400);
   EXPECT_NE(again.body.find("INVALID_SEAT_CODE"), std::string::npos) << again.body;
+  // Nothing is stale with the default settings (30 and 90 days).
+  Http stale = b.get("/computers?stale=1");
+  ASSERT_EQ(stale.status, 200);
+  EXPECT_NE(stale.body.find("name=\"stale\" value=\"1\" checked"), std::string::npos) << stale.body;
+  EXPECT_NE(stale.body.find("No computers on this page."), std::string::npos) << stale.body;
+  EXPECT_EQ(b.get("/computers").body.find("class=\"stale\""), std::string::npos);
 }
 
 TEST_F(WebConsole, MalformedInputGetsA4xxAndTheConsoleKeepsServing) {

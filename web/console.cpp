@@ -164,6 +164,8 @@ PageData computer_data(const Value& c) {
   data.set("first_seen", time_text(reply_int(c, field::kFirstSeen, 0)));
   data.set("last_seen", time_text(reply_int(c, field::kLastSeen, 0)));
   data.set("version", or_dash(reply_str(c, field::kVersion)));
+  const Value* stale = c.find(field::kStale);
+  data.set("stale", stale && stale->is_bool() && stale->as_bool());
   return data;
 }
 
@@ -561,7 +563,9 @@ void Console::computers(const Req& req, Res& res) {
   if (!limit) return error_page(res, *s, 400, "Bad request", limit.error().message);
   const int64_t page_size = limit->value_or(kComputersPage);
   Value::Map fields{{field::kLimit, Value(page_size)}, {field::kSort, Value(sort)}};
+  const bool only_stale = req.get_param_value(field::kStale) == "1";
   if (!state.empty()) fields.emplace_back(field::kState, Value(state));
+  if (only_stale) fields.emplace_back(field::kStale, Value(true));
   if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
   auto r = call(svc::kAdmin, opname::kComputers, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Listing computers", r);
@@ -571,12 +575,13 @@ void Console::computers(const Req& req, Res& res) {
                                  {field::kLost, field::kLost}},
                                 state));
   data.set("sorts", choice_list({{"name", "by name"}, {"last-seen", "last seen first"}}, sort));
+  data.set("only_stale", only_stale);
   PageList rows;
   if (const Value* items = r->find(field::kItems); items && items->is_array())
     for (const Value& it : items->as_array()) rows.push_back(computer_data(it));
   data.set("computers", rows);
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
-                           "&limit=" + std::to_string(page_size);
+                           (only_stale ? "&stale=1" : "") + "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) data.set("first_url", base);
   if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
     data.set("next_url", base + "&cursor=" + url_component(next));

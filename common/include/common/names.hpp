@@ -174,6 +174,7 @@ inline constexpr char kLost[] = "lost";
 inline constexpr char kNeverSeen[] = "never_seen";
 inline constexpr char kClockSkewed[] = "clock_skewed";
 inline constexpr char kClockSkewS[] = "clock_skew_s";
+inline constexpr char kStale[] = "stale";
 inline constexpr char kUptimeS[] = "uptime_s";
 inline constexpr char kServices[] = "services";
 inline constexpr char kReservedAt[] = "reserved_at";
