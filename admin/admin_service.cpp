@@ -43,6 +43,7 @@ Value::Map item_from_row(const admin::ComputerRow& c) {
   if (!c.version.empty()) item.emplace_back(field::kVersion, Value(std::string(c.version)));
   if (!c.peer.empty()) item.emplace_back(field::kPeer, Value(std::string(c.peer)));
   if (c.clock_skew_s) item.emplace_back(field::kClockSkewS, Value(*c.clock_skew_s));
+  item.emplace_back(field::kStale, Value(c.stale));
   return item;
 }
 
@@ -247,10 +248,13 @@ Reply AdminService::computers(const Request& req) {
   const int64_t limit = req.integer(field::kLimit, 100);
   const std::string sort(req.str(field::kSort, "name"));
   const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
+  const int64_t now = now_ms_();
   auto out = redis_.eval(admin::computers_script(), {kReservations, kActive, kLost, kMeta},
                          {sort, std::string(req.str(field::kCursor)), std::to_string(limit),
                           std::string(req.str(field::kState)), std::to_string(cutoff),
-                          std::to_string(std::max<int64_t>(limit * 10, 1000))});
+                          std::to_string(std::max<int64_t>(limit * 10, 1000)),
+                          std::to_string(now - config_.stale_unseen_s * 1000),
+                          std::to_string(now - config_.stale_lost_s * 1000), req.flag(field::kStale) ? "1" : ""});
   if (!out) return redis_failure(out.error(), kStore);
   if (out->is_error()) {
     if (out->str.find("bad cursor") != std::string::npos)
@@ -269,8 +273,10 @@ Reply AdminService::computers(const Request& req) {
 Reply AdminService::computer(const Request& req) {
   const std::string name(req.str(field::kComputer));
   const int64_t cutoff = now_ms_() - (config_.check_interval_s + config_.grace_s) * 1000;
+  const int64_t now = now_ms_();
   auto out = redis_.eval(admin::computer_script(), {kReservations, kActive, kLost, kMeta, command_key(name)},
-                         {name, std::to_string(cutoff)});
+                         {name, std::to_string(cutoff), std::to_string(now - config_.stale_unseen_s * 1000),
+                          std::to_string(now - config_.stale_lost_s * 1000)});
   if (!out) return redis_failure(out.error(), kStore);
   if (out->is_error()) return redis_failure(*out, kStore);
   const auto a = admin::computer_answer(*out);

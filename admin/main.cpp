@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   cfg.add_string("server-public", "", "Server CURVE public key (Z85); empty in insecure mode");
   cfg.add_string("client-key", "", "This worker's CURVE secret key file, an admin key (secure mode)");
   add_fleet_timing_settings(cfg);
+  add_stale_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
   cfg.add_int("history-interval-ms", 60000, 50, 3600000,
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
   AdminConfig ac;
   ac.check_interval_s = cfg.integer("check-interval-s");
   ac.grace_s = cfg.integer("grace-s");
+  ac.stale_unseen_s = cfg.integer("stale-unseen-s");
+  ac.stale_lost_s = cfg.integer("stale-lost-s");
   ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : unix_ms();
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));

@@ -23,10 +23,10 @@ std::optional<int64_t> known_int(const RedisReply& r) {
   return int_of(r);
 }
 
-// The describe() row in the first nine elements of `e`.
+// The describe() row in the first ten elements of `e`.
 std::optional<ComputerRow> row_of(const std::vector<RedisReply>& e) {
-  if (e.size() < 9) return std::nullopt;
-  for (size_t i = 0; i < 9; ++i)
+  if (e.size() < 10) return std::nullopt;
+  for (size_t i = 0; i < 10; ++i)
     if (!e[i].is_str() && !e[i].is_int()) return std::nullopt;
   ComputerRow row;
   row.name = e[0].str;
@@ -38,13 +38,14 @@ std::optional<ComputerRow> row_of(const std::vector<RedisReply>& e) {
   row.version = e[6].str;
   row.peer = e[7].str;
   row.clock_skew_s = known_int(e[8]);
+  row.stale = e[9].is_str() && e[9].str == "1";
   return row;
 }
 
 }  // namespace
 
 std::optional<ComputerRow> computer_row(const RedisReply& row) {
-  if (!row.is_array() || row.elements.size() != 9) return std::nullopt;
+  if (!row.is_array() || row.elements.size() != 10) return std::nullopt;
   return row_of(row.elements);
 }
 
@@ -59,10 +60,10 @@ std::optional<ComputersPage> computers_page(const RedisReply& r) {
 }
 
 std::optional<ComputerAnswer> computer_answer(const RedisReply& r) {
-  if (!r.is_array() || r.elements.size() != 10) return std::nullopt;
+  if (!r.is_array() || r.elements.size() != 11) return std::nullopt;
   auto row = row_of(r.elements);
   if (!row) return std::nullopt;
-  return ComputerAnswer{*row, int_of(r.elements[9])};
+  return ComputerAnswer{*row, int_of(r.elements[10])};
 }
 
 }  // namespace primary::admin

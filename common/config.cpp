@@ -22,7 +22,8 @@ const std::set<std::string>& product_settings() {
       "event-log-cap", "endpoints-file", "restart-max-ms", "stop-timeout-ms",
       "tls-cert", "tls-key", "web-session-s", "web-idle-exit-s",
       "redis-wait-replicas", "redis-wait-timeout-ms",
-      "metrics-interval-ms", "metrics-token-file", "metrics-require-token"};
+      "metrics-interval-ms", "metrics-token-file", "metrics-require-token",
+      "stale-unseen-s", "stale-lost-s"};
   return names;
 }
 

@@ -4,9 +4,10 @@
 
 namespace primary {
 namespace {
-constexpr std::array<std::string_view, 10> kNames = {
+constexpr std::array<std::string_view, 11> kNames = {
     "BAD_REQUEST",  "UNKNOWN_OP", "UNAUTHORIZED", "NOT_UNLOCKED", "NO_LICENSES_LEFT",
-    "INVALID_UNLOCK_CODE", "NOT_FOUND", "UNAVAILABLE", "BUSY", "INTERNAL"};
+    "INVALID_UNLOCK_CODE", "NOT_FOUND", "UNAVAILABLE", "BUSY", "INTERNAL",
+    "INVALID_SEAT_CODE"};
 }
 
 std::string_view code_name(Code c) { return kNames[static_cast<size_t>(c)]; }

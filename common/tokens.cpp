@@ -118,6 +118,58 @@ Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view ven
   return c;
 }
 
+std::string make_seat_code(const SeatCode& c, std::string_view vendor_secret) {
+  Value::Map m{{field::kKind, Value(c.kind)},
+               {field::kRegistration, Value(c.registration)},
+               {field::kComputer, Value(c.computer)},
+               {field::kLicense, Value(c.license)}};
+  if (!c.to.empty()) m.emplace_back(field::kTo, Value(c.to));
+  m.emplace_back(field::kIssued, Value(c.issued));
+  m.emplace_back(field::kExpires, Value(c.expires));
+  m.emplace_back(field::kId, Value(c.id));
+  const std::string bytes = pack(Value(std::move(m)));
+  return base64url_encode(bytes) + "." +
+         base64url_encode(sign_detached(std::string(kSeatCodeDomain) + bytes, vendor_secret));
+}
+
+Result<SeatCode> parse_seat_code(std::string_view text, std::string_view vendor_public) {
+  const auto refuse = [](std::string why) { return Error{Code::InvalidSeatCode, "seat code rejected: " + why}; };
+  if (text.size() > 4096) return refuse("too long");
+  const auto dot = text.find('.');
+  if (dot == std::string_view::npos || text.find('.', dot + 1) != std::string_view::npos)
+    return refuse("not a seat code");
+  auto payload = base64url_decode(text.substr(0, dot));
+  auto sig = base64url_decode(text.substr(dot + 1));
+  if (!payload || !sig) return refuse("not base64url");
+  if (!sign_verify(std::string(kSeatCodeDomain) + *payload, *sig, vendor_public))
+    return refuse("bad signature (tampered, or not signed by this server's vendor)");
+  auto map = signed_payload_map(*payload);
+  if (!map) return refuse(map.error().message);
+  const Value& m = *map;
+  const std::string* kind = str_field(m, field::kKind);
+  const std::string* reg = str_field(m, field::kRegistration);
+  const std::string* computer = str_field(m, field::kComputer);
+  const std::string* license = str_field(m, field::kLicense);
+  const std::string* to = str_field(m, field::kTo);
+  const std::string* id = str_field(m, field::kId);
+  auto issued = int_field(m, field::kIssued);
+  auto expires = int_field(m, field::kExpires);
+  if (!kind || !reg || !computer || !license || !id || !issued || !expires || id->empty() ||
+      !valid_computer_name(*computer) || (*kind != seat::kRetire && *kind != seat::kTransfer) ||
+      ((*kind == seat::kTransfer) != (to != nullptr)) || (to && !valid_computer_name(*to)))
+    return refuse("missing or bad fields");
+  SeatCode c;
+  c.kind = *kind;
+  c.registration = *reg;
+  c.computer = normalize_computer_name(*computer);
+  c.license = *license;
+  if (to) c.to = normalize_computer_name(*to);
+  c.issued = *issued;
+  c.expires = *expires;
+  c.id = *id;
+  return c;
+}
+
 bool valid_serial(std::string_view s) {
   // Same alphabet as computer names, one character longer.
   return !s.empty() && s.size() <= 64 && valid_computer_name(s.substr(0, 63)) &&

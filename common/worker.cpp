@@ -504,6 +504,12 @@ void add_fleet_timing_settings(Config& cfg) {
   cfg.add_int("grace-s", 3600, 0, 7 * 86400, "Grace beyond the check interval before a Client is lost");
 }
 
+void add_stale_settings(Config& cfg) {
+  cfg.add_int("stale-unseen-s", 30 * 86400, 1, 3650LL * 86400,
+              "A computer never seen this long after its reservation is flagged stale");
+  cfg.add_int("stale-lost-s", 90 * 86400, 1, 3650LL * 86400, "A lost computer silent this long is flagged stale");
+}
+
 void add_event_log_setting(Config& cfg) {
   cfg.add_int("event-log-cap", kEventLogCap, 1000, 1000000000, "Activity log entries kept");
 }

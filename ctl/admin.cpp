@@ -149,6 +149,7 @@ struct ComputersArgs {
   std::string state, sort = "name";
   int64_t limit = 0;  // 0: all
   bool csv = false, jsonl = false;
+  bool stale = false;
 };
 
 // --csv / --jsonl: the whole fleet (of --state), a page at a time
@@ -186,6 +187,7 @@ int computers(Context& ctx, const ComputersArgs& a) {
     const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
     Value::Map fields{{field::kLimit, Value(want)}, {field::kSort, Value(a.sort)}};
     if (!a.state.empty()) fields.emplace_back(field::kState, Value(a.state));
+    if (a.stale) fields.emplace_back(field::kStale, Value(true));
     if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
     Answer ans = ask(ctx, kService, opname::kComputers, std::move(fields));
     if (!ans) return ans.exit;
@@ -607,6 +609,9 @@ Action declare_computers(CLI::App& sub) {
                            "Export every computer as CSV (RFC 4180, header row; a cell starting with = + - @ "
                            "gets a leading ')");
   sub.add_flag("--jsonl", a->jsonl, "Export every computer as JSON lines, one object a line")->excludes(csv);
+  sub.add_flag("--stale", a->stale,
+               "Only stale computers: never seen long after their reservation, or lost and long silent "
+               "(seats to ask the vendor about)");
   return [a](Context& ctx) { return computers(ctx, *a); };
 }
 

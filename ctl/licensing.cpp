@@ -1,5 +1,6 @@
 // primaryctl subcommands of the license.control service: serial, unlock,
-// reservations (pipelined), setup files and management commands.
+// reservations (pipelined), setup files, management commands and seat
+// codes (retire, transfer, and the requests the admin sends the vendor).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -148,6 +149,75 @@ Action declare_unlock(CLI::App& sub) {
     });
   };
 }
+
+namespace {
+
+// retire and transfer: apply the vendor's seat code.
+Action declare_seat_code(CLI::App& sub, const char* op) {
+  auto code = std::make_shared<std::string>();
+  sub.add_option(field::kCode, *code, "The seat code the vendor issued for this server")->required();
+  return [code, op](Context& ctx) {
+    Answer a = ask(ctx, kService, op, {{field::kCode, Value(*code)}});
+    return print_reply(ctx, a, [&](const Value& r) {
+      std::vector<std::vector<std::string>> rows = {{field::kComputer, reply_str(r, field::kComputer)}};
+      if (r.find(field::kTo)) {
+        rows.push_back({field::kTo, reply_str(r, field::kTo)});
+        rows.push_back({"new license", reply_str(r, field::kLicense)});
+      }
+      rows.push_back({"licenses in use", std::to_string(reply_int(r, field::kReserved, 0)) + " of " +
+                                             std::to_string(reply_int(r, field::kPurchased, 0))});
+      print_table(ctx.out, rows);
+    });
+  };
+}
+
+// retire-request and transfer-request: what the admin sends the vendor.
+Action declare_seat_request(CLI::App& sub, bool transfer) {
+  struct Args {
+    std::string computer, to;
+  };
+  auto a = std::make_shared<Args>();
+  sub.add_option("old", a->computer, "The computer holding the seat")->required();
+  if (transfer) sub.add_option("new", a->to, "The new computer name")->required();
+  return [a, transfer](Context& ctx) {
+    if (transfer && !valid_computer_name(a->to)) {
+      ctx.err << "primaryctl: NEW: expected 1 to 63 of A-Z a-z 0-9 - _ .\n";
+      return static_cast<int>(kUsage);
+    }
+    Answer reg = ask(ctx, kService, opname::kRegistration);
+    if (!reg) return reg.exit;
+    Answer setup = ask(ctx, kService, opname::kSetupInfo, {{field::kComputer, Value(a->computer)}});
+    if (!setup) return setup.exit;
+    const std::string registration = reply_str(reg.reply, field::kRegistrationCode);
+    const std::string computer = reply_str(setup.reply, field::kComputer);
+    const std::string license = reply_str(setup.reply, field::kLicense);
+    const std::string to = transfer ? normalize_computer_name(a->to) : std::string();
+    if (ctx.json) {
+      Value::Map m{{field::kRegistration, Value(registration)},
+                   {field::kComputer, Value(computer)},
+                   {field::kLicense, Value(license)}};
+      if (transfer) m.emplace_back(field::kTo, Value(to));
+      print_json(ctx, Value(std::move(m)));
+      return static_cast<int>(kOk);
+    }
+    std::vector<std::vector<std::string>> rows = {
+        {"registration", registration}, {field::kComputer, computer}, {field::kLicense, license}};
+    if (transfer) rows.push_back({field::kTo, to});
+    print_table(ctx.out, rows);
+    ctx.out << "vendor: primary-vendor " << (transfer ? "transfer" : "retire") << " --key vendor.key --registration "
+            << registration << " --computer " << computer << " --license " << license;
+    if (transfer) ctx.out << " --to " << to;
+    ctx.out << "\n";
+    return static_cast<int>(kOk);
+  };
+}
+
+}  // namespace
+
+Action declare_retire(CLI::App& sub) { return declare_seat_code(sub, opname::kRetire); }
+Action declare_transfer(CLI::App& sub) { return declare_seat_code(sub, opname::kTransfer); }
+Action declare_retire_request(CLI::App& sub) { return declare_seat_request(sub, false); }
+Action declare_transfer_request(CLI::App& sub) { return declare_seat_request(sub, true); }
 
 Action declare_reserve(CLI::App& sub) {
   struct Args {

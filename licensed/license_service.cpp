@@ -153,7 +153,7 @@ std::vector<Reply> LicenseService::handle_license(const std::vector<Request>& re
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < heartbeats.size(); from += kHeartbeatsPerCall) {
     const size_t to = std::min(heartbeats.size(), from + kHeartbeatsPerCall);
-    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats, kSkewed};
+    Redis::Argv keys{kSerial, kReservations, kMeta, kActive, kLost, kStats, kSkewed, kRetired};
     Redis::Argv args{reject_window, bucket ? std::to_string(*bucket) : std::string()};
     keys.reserve(keys.size() + 3 * (to - from) + 1);
     args.reserve(args.size() + 3 * (to - from) + 2);
@@ -284,6 +284,8 @@ std::vector<Reply> LicenseService::handle_control(const std::vector<Request>& re
       case Op::Registration: replies[i] = registration(reqs[i]); break;
       case Op::Unlock: replies[i] = unlock(reqs[i]); break;
       case Op::Command: replies[i] = command(reqs[i]); break;
+      case Op::Retire:
+      case Op::Transfer: replies[i] = seat(reqs[i]); break;
       default: replies[i] = Reply::failure(Code::UnknownOp, "operation not served");
     }
   }
@@ -441,6 +443,78 @@ Reply LicenseService::command(const Request& req) {
                           {{field::kRetryAfterS, Value(config_.unlicensed_interval_s)}});
   if (a->events) events_.publish_entries(*a->events);
   return Reply::success({{field::kId, Value(id)}});
+}
+
+namespace {
+
+// What an INVALID_SEAT_CODE reply says for a reason found in Redis.
+std::string seat_refusal_message(std::string_view reason, const SeatCode& c) {
+  if (reason == seat::kOtherRegistration) return "the seat code is for another server's registration code";
+  if (reason == seat::kUsed) return "the seat code has been applied already";
+  if (reason == seat::kNotReserved) return c.computer + " holds no reservation";
+  if (reason == seat::kOtherLicense)
+    return c.computer + " holds another license than the seat code names (its seat changed since)";
+  if (reason == seat::kNameTaken) return c.to + " holds a reservation already";
+  return "seat code refused: " + std::string(reason);
+}
+
+}  // namespace
+
+Reply LicenseService::seat(const Request& req) {
+  if (config_.vendor_public.empty())
+    return Reply::failure(Code::Unavailable, "this server has no vendor key; start it with --vendor-key FILE");
+  const bool transfer = req.id() == Op::Transfer;
+  const std::string kind = transfer ? seat::kTransfer : seat::kRetire;
+  const std::string actor = req.peer.address;
+  const int64_t now = now_ms_();
+  const std::string cap = std::to_string(config_.event_cap), at = std::to_string(now);
+  const auto refused = [&](std::string_view reason, const std::string& message) {
+    spdlog::warn("{} code refused ({}) from {}: {}", kind, reason, actor, message);
+    return Reply::failure(Code::InvalidSeatCode, message, {{field::kReason, Value(std::string(reason))}});
+  };
+  // Refusals found before Redis: logged by seat_refused.lua.
+  const auto refused_early = [&](std::string_view reason, const std::string& message, const SeatCode* c) {
+    auto out = redis_.eval(seat_refused_script(), {kEventStream},
+                           {kind, std::string(reason), c ? c->computer : "", c ? c->to : "", c ? c->id : "",
+                            actor, cap, at});
+    if (out && out->is_array() && !out->elements.empty())
+      events_.publish_entries(out->elements[0]);
+    else
+      spdlog::warn("could not log {}: {}", event::kSeatCodeRefused, out ? out->str : out.error().message);
+    return refused(reason, message);
+  };
+  auto code = parse_seat_code(req.str(field::kCode), config_.vendor_public);
+  if (!code) return refused_early(seat::kTampered, code.error().message, nullptr);
+  if (code->kind != kind)
+    return refused_early(seat::kWrongKind, "this is a " + code->kind + " code; apply it with " + code->kind, &*code);
+  if (now >= code->expires) return refused_early(seat::kExpired, "the seat code has expired; ask the vendor for a new one", &*code);
+  Redis::Argv keys{kSerial,   kReservations, kMeta, kActive, kLost, kSkewed, kRetired, kSeatCodes,
+                   command_key(code->computer), sent_key(code->computer), kEventStream};
+  Redis::Argv args{code->registration, code->computer, code->license};
+  std::string new_license;
+  if (transfer) {
+    new_license = random_token(16);
+    args.insert(args.end(), {code->to, new_license});
+  }
+  args.insert(args.end(), {code->id, actor, cap, at});
+  auto out = redis_.eval_replicated(transfer ? transfer_script() : retire_script(), std::move(keys), std::move(args));
+  if (!out) return redis_failure(out.error(), kStore);
+  const auto a = seat_answer(*out);
+  if (!a) return redis_failure(*out, kStore);
+  if (a->events) events_.publish_entries(*a->events);
+  if (!a->ok) return refused(a->reason, seat_refusal_message(a->reason, *code));
+  Value::Map fields{{field::kComputer, Value(code->computer)}};
+  if (transfer) {
+    spdlog::info("seat of {} transferred to {} by {} (seat code {})", code->computer, code->to, actor, code->id);
+    fields.emplace_back(field::kTo, Value(code->to));
+    fields.emplace_back(field::kLicense, Value(new_license));
+  } else {
+    spdlog::info("seat of {} retired by {} (seat code {})", code->computer, actor, code->id);
+  }
+  fields.emplace_back(field::kCodeId, Value(code->id));
+  fields.emplace_back(field::kReserved, Value(a->reserved));
+  fields.emplace_back(field::kPurchased, Value(a->purchased));
+  return Reply::success(std::move(fields));
 }
 
 int64_t LicenseService::sweep_interval_ms() const {

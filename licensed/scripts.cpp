@@ -18,6 +18,9 @@ const Script& command_script() { return embedded_script<lua::kCommand>(); }
 const Script& sweep_script() { return embedded_script<lua::kSweep>(); }
 const Script& clock_jump_script() { return embedded_script<lua::kClockJump>(); }
 const Script& license_of_script() { return embedded_script<lua::kLicenseOf>(); }
+const Script& retire_script() { return embedded_script<lua::kRetire>(); }
+const Script& transfer_script() { return embedded_script<lua::kTransfer>(); }
+const Script& seat_refused_script() { return embedded_script<lua::kSeatRefused>(); }
 
 namespace {
 
@@ -100,6 +103,23 @@ std::optional<CommandAnswer> command_answer(const RedisReply& r) {
   if (status == "FULL") return CommandAnswer{CommandAnswer::Status::Full};
   if (status != "OK") return std::nullopt;
   return CommandAnswer{CommandAnswer::Status::Queued, r.elements.size() > 1 ? &r.elements[1] : nullptr};
+}
+
+std::optional<SeatAnswer> seat_answer(const RedisReply& r) {
+  if (!r.is_array() || r.elements.size() < 3 || !r.elements[0].is_str()) return std::nullopt;
+  SeatAnswer a;
+  if (r.elements[0].str == "REFUSED") {
+    if (!r.elements[1].is_str()) return std::nullopt;
+    a.reason = r.elements[1].str;
+    a.events = &r.elements[2];
+    return a;
+  }
+  if (r.elements[0].str != "OK" || r.elements.size() < 4) return std::nullopt;
+  a.ok = true;
+  a.reserved = count_of(r.elements[1]);
+  a.purchased = count_of(r.elements[2]);
+  a.events = &r.elements[3];
+  return a;
 }
 
 }  // namespace primary::licensing

@@ -347,6 +347,71 @@ TEST(Admin, SweptComputersCountAsLost) {
   for (const auto& it : lost.items) EXPECT_GT(num(it, "last_seen"), 0) << to_json(it);
 }
 
+// Stale flags with shrunk intervals (never seen 2 s after reservation; lost
+// and silent 6 s): flagged in the rows, found by the filter and by
+// primaryctl computers --stale; a heartbeat clears it, nothing else changes.
+TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
+  StackOptions o;
+  o.admin_workers = 1;
+  o.licensed_args = kShort;
+  o.admin_args = {"--check-interval-s", "1", "--grace-s", "1", "--stale-unseen-s", "2", "--stale-lost-s", "6"};
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-STALE", 10)));
+  auto lic = reserve_all(s, {"NEVER", "SILENT", "ALIVE"}, 1);
+  ASSERT_EQ(lic.size(), 3u);
+  const auto beat = [&](const std::string& name) {
+    return str(s.call("license", "heartbeat", {{"computer", Value(name)}, {"license", Value(lic[name])}}), "status");
+  };
+  ASSERT_EQ(beat("SILENT"), "licensed");
+  ASSERT_EQ(beat("ALIVE"), "licensed");
+  const auto stale_names = [&] {
+    Listing l = list_all(s, {{"stale", Value(true)}}, [](int) { return 2; });
+    EXPECT_TRUE(l.error.empty()) << l.error;
+    return once_each(names_of(l.items));
+  };
+  Listing all = list_all(s, {}, [](int) { return 100; });
+  ASSERT_EQ(all.items.size(), 3u);
+  for (const auto& it : all.items) EXPECT_FALSE(it.find("stale")->as_bool()) << to_json(it);
+  EXPECT_TRUE(stale_names().empty());
+
+  // Never seen for 2 s: stale. SILENT is lost by then, but silent < 6 s.
+  std::set<std::string> got;
+  ASSERT_TRUE(wait_until([&] {
+    beat("ALIVE");
+    got = stale_names();
+    return got.count("NEVER") == 1;
+  }, 15s, 100ms));
+  EXPECT_EQ(got, std::set<std::string>{"NEVER"});
+  EXPECT_EQ(str(admin(s, "computer", {{"computer", Value("SILENT")}}), "state"), "lost");
+  // Lost and silent for 6 s: stale too; ALIVE never.
+  ASSERT_TRUE(wait_until([&] {
+    beat("ALIVE");
+    got = stale_names();
+    return got.count("SILENT") == 1;
+  }, 20s, 100ms));
+  EXPECT_EQ(got, (std::set<std::string>{"NEVER", "SILENT"}));
+  Value silent = admin(s, "computer", {{"computer", Value("SILENT")}});
+  EXPECT_TRUE(silent.find("stale")->as_bool()) << to_json(silent);
+  // The same through the state filter and the last-seen order.
+  Listing lost = list_all(s, {{"stale", Value(true)}, {"state", Value("lost")}, {"sort", Value("last-seen")}},
+                          [](int) { return 1; });
+  EXPECT_EQ(once_each(names_of(lost.items)), std::set<std::string>{"SILENT"});
+
+  int rc = -1;
+  const std::string table = run_capture({bin("primaryctl"), "--server", s.front(), "computers", "--stale"}, &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(table.find("NEVER"), std::string::npos) << table;
+  EXPECT_NE(table.find("SILENT"), std::string::npos) << table;
+  EXPECT_EQ(table.find("ALIVE"), std::string::npos) << table;
+
+  // The flag changes nothing: the stale computer is still licensed when it
+  // comes back, and then is not stale any more.
+  EXPECT_EQ(beat("SILENT"), "licensed");
+  EXPECT_EQ(stale_names(), std::set<std::string>{"NEVER"});
+  EXPECT_EQ(num(admin(s, "status"), "reserved"), 3);
+}
+
 // 10,000 computers: a third lost, a third active, a third never seen.
 class Paging : public ::testing::Test {
  protected:

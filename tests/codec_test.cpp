@@ -384,7 +384,7 @@ TEST(CodecTest, RidIsEchoedByEncodeReply) {
 TEST(CodecTest, EveryErrorCodeHasAWireName) {
   for (Code c : {Code::BadRequest, Code::UnknownOp, Code::Unauthorized, Code::NotUnlocked,
                  Code::NoLicensesLeft, Code::InvalidUnlockCode, Code::NotFound, Code::Unavailable,
-                 Code::Busy, Code::Internal}) {
+                 Code::Busy, Code::Internal, Code::InvalidSeatCode}) {
     const auto name = code_name(c);
     EXPECT_FALSE(name.empty());
     EXPECT_EQ(code_from_name(name), c) << name;

@@ -1204,5 +1204,55 @@ TEST_F(CtlSecureTest, AdminKeyWorksOnceAllowedAndReloaded) {
   EXPECT_EQ(r.out.find('*'), std::string::npos) << r.out;
 }
 
+// Getting a seat back: transfer-request prints what the vendor needs, the
+// vendor's code (the real primary-vendor) is applied with transfer, once.
+TEST_F(CtlStackTest, TransferRequestVendorCodeAndTransfer) {
+  unlock("SN-SEATS", 2);
+  ASSERT_EQ(ctl({"reserve", "ws-01", "ws-02"}).code, 0);
+  CtlRun r = ctl({"transfer-request", "ws-01", "ws-01-new"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto kv = key_values(r.out);
+  EXPECT_TRUE(kv["registration"].starts_with("PS1-SN-SEATS-")) << r.out;
+  EXPECT_EQ(kv["computer"], "WS-01") << r.out;
+  EXPECT_EQ(kv["to"], "WS-01-NEW") << r.out;
+  const std::string old_license = kv["license"];
+  EXPECT_EQ(old_license.size(), 22u) << r.out;
+  EXPECT_NE(r.out.find("vendor: primary-vendor transfer --key vendor.key --registration " + kv["registration"] +
+                       " --computer WS-01 --license " + old_license + " --to WS-01-NEW\n"),
+            std::string::npos)
+      << r.out;
+  r = ctl({"transfer-request", "ws-01", "ws-01-new", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"license\":\"" + old_license + "\""), std::string::npos) << r.out;
+
+  const std::string code = test::run_capture({test::bin("primary-vendor"), "transfer", "--key",
+                                              stack_->vendor_key_file(), "--registration", kv["registration"],
+                                              "--computer", "WS-01", "--license", old_license, "--to", "ws-01-new"});
+  r = ctl({"transfer", code});
+  ASSERT_EQ(r.code, 0) << r.err;
+  kv = key_values(r.out);
+  EXPECT_EQ(kv["computer"], "WS-01") << r.out;
+  EXPECT_EQ(kv["to"], "WS-01-NEW") << r.out;
+  EXPECT_NE(kv["new license"], old_license) << r.out;
+  EXPECT_EQ(kv["licenses in use"], "2 of 2") << r.out;
+  r = ctl({"transfer", code});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("error: INVALID_SEAT_CODE: "), std::string::npos) << r.err;
+  // The old name has nothing left to ask about.
+  EXPECT_EQ(ctl({"transfer-request", "ws-01", "x"}).code, 1);
+  EXPECT_EQ(ctl({"transfer-request", "ws-02", "bad name!"}).code, 2);
+
+  // Retire: the same round for ws-02, and its seat is free.
+  r = ctl({"retire-request", "ws-02"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  kv = key_values(r.out);
+  r = ctl({"retire", test::run_capture({test::bin("primary-vendor"), "retire", "--key", stack_->vendor_key_file(),
+                                        "--registration", kv["registration"], "--computer", kv["computer"],
+                                        "--license", kv["license"]})});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(key_values(r.out)["licenses in use"], "1 of 2") << r.out;
+  EXPECT_EQ(ctl({"reserve", "ws-03"}).code, 0);
+}
+
 }  // namespace
 }  // namespace primary

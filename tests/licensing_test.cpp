@@ -76,7 +76,7 @@ TEST(LicensingScripts, AnswersAreReadByTheirAccessors) {
   ASSERT_TRUE(r.command({"RPUSH", keys::command_key("PC1"), pack(cmd)}));
   auto hb = r.eval(licensing::heartbeat_script(),
                    {keys::kSerial, keys::kReservations, keys::kMeta, keys::kActive, keys::kLost, keys::kStats,
-                    keys::kSkewed, keys::command_key("PC1"), keys::reject_key("PC1"), keys::sent_key("PC1"),
+                    keys::kSkewed, keys::kRetired, keys::command_key("PC1"), keys::reject_key("PC1"), keys::sent_key("PC1"),
                     keys::command_key("PC9"), keys::reject_key("PC9"), keys::sent_key("PC9"), keys::kEvents},
                    {"60", "", "PC1", heartbeat_fingerprint("LIC1", "3.0", "peer", std::nullopt), "", "PC9",
                     heartbeat_fingerprint("LIC9", "3.0", "peer", std::nullopt), "", "100", "2000"});

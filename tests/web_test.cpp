@@ -427,6 +427,44 @@ TEST_F(WebConsole, ReserveThroughTheFormThenComputerPageAndSetupFile) {
   EXPECT_EQ(setup.body.find("\"ok\""), std::string::npos);
 }
 
+// The computer page shows what the vendor needs for a seat code and
+// applies the code the vendor sends back (CSRF as every form).
+TEST_F(WebConsole, ComputerPageShowsTheSeatRequestAndAppliesASeatCode) {
+  Browser b = logged_in();
+  const Value r = stack_->call("license.control", "reserve", {{"computer", Value("SEAT-PC-1")}});
+  ASSERT_TRUE(ok(r));
+  const std::string registration =
+      str(stack_->call("license.control", "registration", {}), "registration_code");
+  Http page = b.get("/computers/SEAT-PC-1");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("<pre id=\"seat-request\">registration  " + registration + "\ncomputer      SEAT-PC-1\n"
+                           "license       " + str(r, "license") + "</pre>"),
+            std::string::npos)
+      << page.body;
+  const std::string code =
+      run_capture({bin("primary-vendor"), "transfer", "--key", stack_->vendor_key_file(), "--registration",
+                   registration, "--computer", "SEAT-PC-1", "--license", str(r, "license"), "--to", "seat-pc-2"});
+  EXPECT_EQ(b.post("/computers/seat-code", {{"op", "transfer"}, {"code", code}}).status, 403);
+  const std::string t = b.token("/computers/SEAT-PC-1");
+  EXPECT_EQ(b.post("/computers/seat-code", {{"csrf", t}, {"op", "retire"}, {"code", code}}).status, 400);
+  EXPECT_EQ(b.post("/computers/seat-code", {{"csrf", t}, {"op", "nope"}, {"code", code}}).status, 400);
+  Http done = b.post("/computers/seat-code", {{"csrf", t}, {"op", "transfer"}, {"code", code + "\n"}});
+  ASSERT_EQ(done.status, 303) << done.body;
+  EXPECT_EQ(done.header("location"), "/computers/SEAT-PC-2");
+  page = b.get("/computers/SEAT-PC-2");
+  EXPECT_NE(page.body.find("Moved the seat of SEAT-PC-1 to SEAT-PC-2"), std::string::npos) << page.body;
+  EXPECT_EQ(b.get("/computers/SEAT-PC-1").status, 404);
+  Http again = b.post("/computers/seat-code", {{"csrf", t}, {"op", "transfer"}, {"code", code}});
+  EXPECT_EQ(again.status, 400);
+  EXPECT_NE(again.body.find("INVALID_SEAT_CODE"), std::string::npos) << again.body;
+  // Nothing is stale with the default settings (30 and 90 days).
+  Http stale = b.get("/computers?stale=1");
+  ASSERT_EQ(stale.status, 200);
+  EXPECT_NE(stale.body.find("name=\"stale\" value=\"1\" checked"), std::string::npos) << stale.body;
+  EXPECT_NE(stale.body.find("No computers on this page."), std::string::npos) << stale.body;
+  EXPECT_EQ(b.get("/computers").body.find("class=\"stale\""), std::string::npos);
+}
+
 TEST_F(WebConsole, MalformedInputGetsA4xxAndTheConsoleKeepsServing) {
   Browser b = logged_in();
   const std::string t = b.token("/computers");

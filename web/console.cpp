@@ -43,7 +43,7 @@ const std::vector<std::string> kEventTypes = {
     event::kSerialUnlocked, event::kLicenseReserved, event::kLicenseRefused, event::kClientLicensed,
     event::kClientRejected, event::kClientLost,      event::kClientReturned, event::kUpdateSynced,
     event::kUpdateAvailable, event::kUpdateApproved, event::kUpdateHeld,     event::kCommandQueued,
-    event::kCommandDone};
+    event::kCommandDone, event::kLicenseRetired, event::kLicenseTransferred, event::kSeatCodeRefused};
 
 bool ok_reply(const Result<Value>& r) { return r && reply_ok(*r); }
 std::string code_of(const Result<Value>& r) {
@@ -167,6 +167,8 @@ PageData computer_data(const Value& c) {
   data.set("first_seen", time_text(reply_int(c, field::kFirstSeen, 0)));
   data.set("last_seen", time_text(reply_int(c, field::kLastSeen, 0)));
   data.set("version", or_dash(reply_str(c, field::kVersion)));
+  const Value* stale = c.find(field::kStale);
+  data.set("stale", stale && stale->is_bool() && stale->as_bool());
   return data;
 }
 
@@ -186,7 +188,9 @@ Result<std::optional<int64_t>> int_param(const httplib::Request& req, const std:
 }  // namespace
 
 int http_status(const std::string& code) {
-  if (code == "BAD_REQUEST" || code == "UNKNOWN_OP" || code == "INVALID_UNLOCK_CODE") return 400;
+  if (code == "BAD_REQUEST" || code == "UNKNOWN_OP" || code == "INVALID_UNLOCK_CODE" ||
+      code == "INVALID_SEAT_CODE")
+    return 400;
   if (code == "NOT_FOUND") return 404;
   if (code == "NOT_UNLOCKED" || code == "NO_LICENSES_LEFT") return 409;
   if (code == "UNAVAILABLE" || code == "BUSY") return 503;
@@ -263,6 +267,7 @@ void Console::install(httplib::Server& svr) {
   svr.Get("/computers.csv", [this](const Req& req, Res& res) { export_csv(req, res); });
   svr.Get("/computers/find", [this](const Req& req, Res& res) { find_computer(req, res); });
   svr.Post("/computers/reserve", [this](const Req& req, Res& res) { do_reserve(req, res); });
+  svr.Post("/computers/seat-code", [this](const Req& req, Res& res) { do_seat_code(req, res); });
   svr.Get(R"(/computers/([^/]+)/setup\.json)", [this](const Req& req, Res& res) { setup_file(req, res); });
   svr.Get(R"(/computers/([^/]+))", [this](const Req& req, Res& res) { computer(req, res); });
   svr.Get("/activity", [this](const Req& req, Res& res) { activity(req, res); });
@@ -631,7 +636,9 @@ void Console::computers(const Req& req, Res& res) {
   if (!limit) return error_page(res, *s, 400, "Bad request", limit.error().message);
   const int64_t page_size = limit->value_or(kComputersPage);
   Value::Map fields{{field::kLimit, Value(page_size)}, {field::kSort, Value(sort)}};
+  const bool only_stale = req.get_param_value(field::kStale) == "1";
   if (!state.empty()) fields.emplace_back(field::kState, Value(state));
+  if (only_stale) fields.emplace_back(field::kStale, Value(true));
   if (!cursor.empty()) fields.emplace_back(field::kCursor, Value(cursor));
   auto r = call(svc::kAdmin, opname::kComputers, std::move(fields));
   if (!ok_reply(r)) return failed(res, *s, "Listing computers", r);
@@ -641,12 +648,13 @@ void Console::computers(const Req& req, Res& res) {
                                  {field::kLost, field::kLost}},
                                 state));
   data.set("sorts", choice_list({{"name", "by name"}, {"last-seen", "last seen first"}}, sort));
+  data.set("only_stale", only_stale);
   PageList rows;
   if (const Value* items = r->find(field::kItems); items && items->is_array())
     for (const Value& it : items->as_array()) rows.push_back(computer_data(it));
   data.set("computers", rows);
   const std::string base = "/computers?sort=" + url_component(sort) + "&state=" + url_component(state) +
-                           "&limit=" + std::to_string(page_size);
+                           (only_stale ? "&stale=1" : "") + "&limit=" + std::to_string(page_size);
   if (!cursor.empty()) data.set("first_url", base);
   data.set("export_url", "/computers.csv?sort=" + url_component(sort) + "&state=" + url_component(state));
   if (const std::string next = reply_str(*r, field::kCursor); !next.empty())
@@ -735,6 +743,10 @@ void Console::computer(const Req& req, Res& res) {
   data.set("has_clock_skew", c.find(field::kClockSkewS) != nullptr);
   data.set("clock_skew", std::to_string(reply_int(c, field::kClockSkewS, 0)));
   data.set("commands_queued", std::to_string(reply_int(c, field::kCommandsPending, 0)));
+  // What `primaryctl transfer-request` prints: for the vendor's seat codes.
+  if (auto reg = call(svc::kLicenseControl, opname::kRegistration); ok_reply(reg))
+    data.set("registration_code", reply_str(*reg, field::kRegistrationCode));
+  data.set("csrf", s.csrf);
   if (auto recent = recent_log(kComputerScan, {}); !recent) {
     data.set("log_error", recent.error().message);
   } else {
@@ -772,6 +784,31 @@ void Console::do_reserve(const Req& req, Res& res) {
                           " of " + std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses in use).",
                       false);
   res.set_redirect("/computers/" + url_component(reply_str(*r, field::kComputer)), 303);
+}
+
+void Console::do_seat_code(const Req& req, Res& res) {
+  auto s = form_session(req, res, req.get_param_value("csrf"));
+  if (!s) return;
+  const std::string op = req.get_param_value(field::kOp);
+  if (op != opname::kRetire && op != opname::kTransfer)
+    return error_page(res, *s, 400, "Bad request", "'op' must be retire or transfer");
+  std::string code = req.get_param_value(field::kCode);
+  while (!code.empty() && std::isspace(static_cast<unsigned char>(code.back()))) code.pop_back();
+  while (!code.empty() && std::isspace(static_cast<unsigned char>(code.front()))) code.erase(0, 1);
+  auto r = call(svc::kLicenseControl, op, {{field::kCode, Value(code)}});
+  if (!ok_reply(r)) return failed(res, *s, op == opname::kRetire ? "Retiring the seat" : "Transferring the seat", r);
+  const std::string in_use = " (" + std::to_string(reply_int(*r, field::kReserved, 0)) + " of " +
+                             std::to_string(reply_int(*r, field::kPurchased, 0)) + " licenses in use).";
+  if (op == opname::kRetire) {
+    sessions_.set_flash(s->id, "Retired the seat of " + reply_str(*r, field::kComputer) + in_use, false);
+    res.set_redirect("/computers", 303);
+    return;
+  }
+  sessions_.set_flash(s->id,
+                      "Moved the seat of " + reply_str(*r, field::kComputer) + " to " + reply_str(*r, field::kTo) +
+                          " with the new license " + reply_str(*r, field::kLicense) + in_use,
+                      false);
+  res.set_redirect("/computers/" + url_component(reply_str(*r, field::kTo)), 303);
 }
 
 // ---------------------------------------------------------------- activity

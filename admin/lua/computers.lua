@@ -21,10 +21,14 @@
 -- ARGV[4]  state filter: 'active', 'lost', 'reserved' or '' for all
 -- ARGV[5]  cutoff (ms): active = last seen at or after it
 -- ARGV[6]  budget: the most reservations examined
+-- ARGV[7]  stale cutoffs (ms): never seen and reserved before it
+-- ARGV[8]  ... lost and last seen before it
+-- ARGV[9]  '1': only stale computers; '' all
 -- Returns  {rows, next cursor or ''}, each row as describe() makes it.
 -- Errors   'bad cursor'
 local sort, cursor, limit, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local cutoff, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+local stale_unseen, stale_lost, only_stale = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9] == '1'
 local items = {}
 -- @include admin/lua/includes/describe.lua
 
@@ -42,7 +46,7 @@ local function by_name(after, phase_prefix, only_unseen)
       local name, lic = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
       last = name
       local d = describe(name, lic)
-      if (not only_unseen or d[6] == '') and (want == '' or d[3] == want) then
+      if (not only_unseen or d[6] == '') and (want == '' or d[3] == want) and (not only_stale or d[10] == '1') then
         items[#items + 1] = d
         if #items >= limit then break end
       end
@@ -97,7 +101,7 @@ if string.sub(cursor, 1, 2) ~= 'N|' then
   local used = math.min(#cands, limit)
   for i = 1, used do
     local d = describe(cands[i][1], license_of(cands[i][1]))
-    if want == '' or d[3] == want then items[#items + 1] = d end
+    if (want == '' or d[3] == want) and (not only_stale or d[10] == '1') then items[#items + 1] = d end
   end
   if used == limit and used > 0 then
     local c = cands[used]

@@ -30,8 +30,13 @@
 -- A heartbeat without k whose meta has one mismatches at k, so it takes the
 -- full path and clears it; others pay nothing.
 --
--- KEYS[1..7]  ps:serial, ps:res, ps:meta, ps:active, ps:lost, ps:stats,
---             ps:skewed (set of the computers whose last heartbeat was skewed)
+-- A refused heartbeat whose license is the one a seat code retired from
+-- that name (ps:retired) is answered RETIRED instead of NOT_RESERVED or
+-- LICENSE_MISMATCH: one more lookup, on the refusal path only.
+--
+-- KEYS[1..8]  ps:serial, ps:res, ps:meta, ps:active, ps:lost, ps:stats,
+--             ps:skewed (set of the computers whose last heartbeat was skewed),
+--             ps:retired (hash: NAME -> the license a seat code retired)
 -- KEYS        then per heartbeat: ps:cmd:NAME (list of queued commands),
 --             ps:rej:NAME (reject marker), ps:sent:NAME (set of ids sent)
 -- KEYS[#KEYS] ps:events (common/lua/events.lua)
@@ -46,8 +51,8 @@
 -- Returns     {out, events, the unlocked serial or ''}; out[i] is 'OK', or
 --             {'OK', command...} when queued commands are delivered (each
 --             the MessagePack entry queued), or the reason the i-th
---             computer is unlicensed: 'NOT_UNLOCKED', 'NOT_RESERVED' or
---             'LICENSE_MISMATCH'.
+--             computer is unlicensed: 'NOT_UNLOCKED', 'NOT_RESERVED',
+--             'LICENSE_MISMATCH' or 'RETIRED'.
 -- Events      client.licensed, client.returned, client.rejected, command.done,
 --             client.clock_skew
 -- @include common/lua/events.lua
@@ -59,7 +64,7 @@ local n = (#ARGV - 4) / 3
 local serial = redis.call('HGET', KEYS[1], 'unlocked')
 local rejected = 0
 local function one(i)
-  local a, k = 2 + (i - 1) * 3, 7 + (i - 1) * 3
+  local a, k = 2 + (i - 1) * 3, 8 + (i - 1) * 3
   local name, pre, results = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local metaraw = redis.call('HGET', KEYS[3], name)
   if bucket and serial and results == '' and metaraw and string.sub(metaraw, 2, #pre + 1) == pre then
@@ -76,6 +81,7 @@ local function one(i)
   else
     local have = meta.l or license_of(KEYS[2], name)
     if not have then reason = 'NOT_RESERVED' elseif have ~= lic then reason = 'LICENSE_MISMATCH' end
+    if reason and redis.call('HGET', KEYS[8], name) == lic then reason = 'RETIRED' end
   end
   if reason then
     rejected = rejected + 1

@@ -1,6 +1,7 @@
 // primary-vendor: the vendor's side. Makes the vendor signing key, issues
-// unlock codes for a server's registration code, and signs release feeds and
-// offline bundles from a folder of release files.
+// unlock codes and seat codes (retire, transfer) for a server's registration
+// code, and signs release feeds and offline bundles from a folder of release
+// files.
 #include <sys/stat.h>
 #include <toml++/toml.h>
 
@@ -10,7 +11,9 @@
 #include "common/config.hpp"
 #include "common/crypto.hpp"
 #include "common/process.hpp"
+#include "common/names.hpp"
 #include "common/release.hpp"
+#include "common/schema.hpp"
 #include "common/tokens.hpp"
 #include "updater/bundle.hpp"
 #include "updater/store.hpp"
@@ -87,6 +90,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
   unlock->add_option("--issued", issued, "Issue time, Unix ms (default: now)");
 
+  // Seat codes: retire a reservation, or transfer it to a new name.
+  std::string computer, license, to;
+  int64_t valid_days = 30;
+  auto* retire = app.add_subcommand("retire", "Print a code that frees one computer's reserved license");
+  auto* transfer = app.add_subcommand("transfer", "Print a code that moves one computer's seat to a new name");
+  for (auto* sub : {retire, transfer}) {
+    sub->add_option("--key", key_file, "Vendor secret key file (vendor.key)")->required();
+    sub->add_option("--registration", registration, "The server's registration code")->required();
+    sub->add_option("--computer", computer, "The computer holding the seat")->required();
+    sub->add_option("--license", license, "The license it holds now (primaryctl transfer-request prints it)")
+        ->required();
+    sub->add_option("--issued", issued, "Issue time, Unix ms (default: now)");
+    sub->add_option("--valid-days", valid_days, "Days the server accepts the code")
+        ->check(CLI::Range(int64_t{1}, int64_t{365}));
+  }
+  transfer->add_option("--to", to, "The new computer name")->required();
+  retire->footer("Example: primary-vendor retire --key keys/vendor.key --registration PS1-SN-1-... "
+                 "--computer PC-7 --license 8dYJ0p2fQm3eZ9VbqkT1wA");
+
   std::string release_dir, out_file, base_url;
   int64_t expires_days = 30;
   auto* sign_feed = app.add_subcommand("sign-feed", "Sign a feed of the releases listed in DIR/releases.toml");
@@ -122,6 +144,29 @@ int main(int argc, char** argv) {
     }
     for (const auto& r : m->releases)
       std::cout << r.component << " " << r.version << " " << r.channel << " " << r.size << " " << r.sha256 << "\n";
+    return 0;
+  }
+
+  if (retire->parsed() || transfer->parsed()) {
+    auto secret = read_key_file(key_file, 64, true);
+    if (!secret) cfg.fail(secret.error().message);
+    if (!registration_serial(registration)) cfg.fail("not a registration code: '" + registration + "'");
+    if (!valid_computer_name(computer)) cfg.fail("--computer: expected 1 to 63 of A-Z a-z 0-9 - _ .");
+    if (license.empty() || license.size() > 128) cfg.fail("--license: expected the computer's license");
+    SeatCode code;
+    code.kind = retire->parsed() ? seat::kRetire : seat::kTransfer;
+    code.registration = registration;
+    code.computer = normalize_computer_name(computer);
+    code.license = license;
+    if (transfer->parsed()) {
+      if (!valid_computer_name(to)) cfg.fail("--to: expected 1 to 63 of A-Z a-z 0-9 - _ .");
+      code.to = normalize_computer_name(to);
+      if (code.to == code.computer) cfg.fail("--to: the new name is the computer's own");
+    }
+    code.issued = issued ? issued : now_ms();
+    code.expires = code.issued + valid_days * 86400 * 1000;
+    code.id = random_token(12);
+    std::cout << make_seat_code(code, *secret) << "\n";
     return 0;
   }
 

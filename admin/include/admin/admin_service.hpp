@@ -19,6 +19,10 @@ namespace primary {
 struct AdminConfig {
   int64_t check_interval_s = 14400;
   int64_t grace_s = 3600;
+  // A computer is stale (flagged, nothing more) when never seen this long
+  // after its reservation, or lost and silent this long.
+  int64_t stale_unseen_s = 30 * 86400;
+  int64_t stale_lost_s = 90 * 86400;
   int64_t started_ms = 0;                 // when the server started (uptime)
   std::vector<std::string> front = {"tcp://*:16770"};
   std::vector<std::string> events = {"tcp://*:16771"};

@@ -20,13 +20,15 @@ const Script& computer_script();
 
 // One computer as describe() (lua/includes/describe.lua) makes it: {name,
 // license, state, reserved_at, first_seen, last_seen, version, peer,
-// clock_skew_s}, '' for what is not known. Views into the reply.
+// clock_skew_s, stale ('1' or '')}, '' for what is not known. Views into
+// the reply.
 struct ComputerRow {
   std::string_view name, license, state;
   int64_t reserved_at = 0;
   std::optional<int64_t> first_seen, last_seen;
   std::string_view version, peer;  // '' when not known
   std::optional<int64_t> clock_skew_s;
+  bool stale = false;  // never seen or lost for longer than the settings
 };
 std::optional<ComputerRow> computer_row(const RedisReply& row);
 

@@ -21,6 +21,7 @@ enum class Code {
   Unavailable,
   Busy,
   Internal,
+  InvalidSeatCode,
 };
 
 std::string_view code_name(Code c);

@@ -23,6 +23,8 @@ enum class Op : uint8_t {
   Registration,
   Unlock,
   Command,
+  Retire,
+  Transfer,
   // update
   Check,
   Fetch,
@@ -67,6 +69,8 @@ inline constexpr char kSetupInfo[] = "setup_info";
 inline constexpr char kRegistration[] = "registration";
 inline constexpr char kUnlock[] = "unlock";
 inline constexpr char kCommand[] = "command";
+inline constexpr char kRetire[] = "retire";
+inline constexpr char kTransfer[] = "transfer";
 inline constexpr char kCheck[] = "check";
 inline constexpr char kFetch[] = "fetch";
 inline constexpr char kReleases[] = "releases";
@@ -130,6 +134,12 @@ inline constexpr char kCommand[] = "command";
 inline constexpr char kArgs[] = "args";
 inline constexpr char kId[] = "id";
 inline constexpr char kDetail[] = "detail";
+// seat codes (retire, transfer): the request's `code`, the code's payload
+inline constexpr char kKind[] = "kind";
+inline constexpr char kRegistration[] = "registration";
+inline constexpr char kTo[] = "to";
+inline constexpr char kCodeId[] = "code_id";
+inline constexpr char kActor[] = "actor";
 // updates
 inline constexpr char kComponent[] = "component";
 inline constexpr char kChannel[] = "channel";
@@ -171,6 +181,7 @@ inline constexpr char kLost[] = "lost";
 inline constexpr char kNeverSeen[] = "never_seen";
 inline constexpr char kClockSkewed[] = "clock_skewed";
 inline constexpr char kClockSkewS[] = "clock_skew_s";
+inline constexpr char kStale[] = "stale";
 inline constexpr char kUptimeS[] = "uptime_s";
 inline constexpr char kServices[] = "services";
 inline constexpr char kReservedAt[] = "reserved_at";
@@ -250,6 +261,9 @@ inline constexpr char kCommandQueued[] = "command.queued";
 inline constexpr char kCommandDone[] = "command.done";
 inline constexpr char kDataMigrated[] = "data.migrated";
 inline constexpr char kLogCheckpoint[] = "log.checkpoint";
+inline constexpr char kLicenseRetired[] = "license.retired";
+inline constexpr char kLicenseTransferred[] = "license.transferred";
+inline constexpr char kSeatCodeRefused[] = "seat_code.refused";
 }  // namespace event
 
 // Values of `resolution` in admin.history.
@@ -263,5 +277,22 @@ namespace status {
 inline constexpr char kLicensed[] = "licensed";
 inline constexpr char kUnlicensed[] = "unlicensed";
 }  // namespace status
+
+// Seat codes (docs/protocol.md "Seat codes"): their kinds, the unlicensed
+// reason of a retired computer, and the reasons a code is refused (the
+// `reason` of an INVALID_SEAT_CODE reply and of seat_code.refused).
+namespace seat {
+inline constexpr char kRetire[] = "retire";
+inline constexpr char kTransfer[] = "transfer";
+inline constexpr char kRetired[] = "RETIRED";
+inline constexpr char kTampered[] = "TAMPERED";
+inline constexpr char kWrongKind[] = "WRONG_KIND";
+inline constexpr char kExpired[] = "EXPIRED";
+inline constexpr char kOtherRegistration[] = "OTHER_REGISTRATION";
+inline constexpr char kOtherLicense[] = "OTHER_LICENSE";
+inline constexpr char kNotReserved[] = "NOT_RESERVED";
+inline constexpr char kUsed[] = "USED";
+inline constexpr char kNameTaken[] = "NAME_TAKEN";
+}  // namespace seat
 
 }  // namespace primary

@@ -42,6 +42,27 @@ std::string make_unlock_code(const UnlockCode& code, std::string_view vendor_sec
 // Verifies the signature and shape; INVALID_UNLOCK_CODE with the reason.
 Result<UnlockCode> parse_unlock_code(std::string_view text, std::string_view vendor_public);
 
+// ---- seat codes (vendor-signed): retire or transfer one reservation ----
+// Text: base64url(payload) "." base64url(signature), payload the MessagePack
+// map {kind, registration, computer, license, to (transfer only), issued,
+// expires, id}, the signature Ed25519 over kSeatCodeDomain followed by the
+// payload bytes, so that no unlock code, lease or release signature can
+// pass for a seat code (docs/protocol.md "Seat codes").
+inline constexpr std::string_view kSeatCodeDomain = "primary-seat-code-v1\n";
+struct SeatCode {
+  std::string kind;          // seat::kRetire or seat::kTransfer
+  std::string registration;  // the server's registration code
+  std::string computer;      // the reserved name, upper case
+  std::string license;       // the license the computer holds now
+  std::string to;            // transfer: the new name, upper case; else empty
+  int64_t issued = 0, expires = 0;  // Unix ms
+  std::string id;            // unique: a code is applied at most once
+};
+std::string make_seat_code(const SeatCode& code, std::string_view vendor_secret);
+// Verifies the signature and shape (not expiry, nor anything the server
+// holds): INVALID_SEAT_CODE with the message, the `reason` being TAMPERED.
+Result<SeatCode> parse_seat_code(std::string_view text, std::string_view vendor_public);
+
 // ---- registration codes ----
 // "PS1-<serial>-<24 hex>": the serial bound to this server's install id.
 std::string registration_code(std::string_view serial, std::string_view install_id);

@@ -1,5 +1,6 @@
 // The licensing handlers: `license` (Client heartbeats) and
-// `license.control` (reserve, setup_info, registration, unlock, command),
+// `license.control` (reserve, setup_info, registration, unlock, command,
+// retire, transfer),
 // plus the lost-client sweep. Plain functions of decoded requests; every
 // write is one of the Lua scripts in scripts.cpp, so any number of these
 // can run side by side, in any number of processes.
@@ -113,6 +114,11 @@ class LicenseService {
   Reply registration(const Request& req);
   Reply unlock(const Request& req);
   Reply command(const Request& req);
+  // retire {code} and transfer {code}: a vendor-signed seat code
+  // (tokens.hpp SeatCode), checked here for signature, kind and expiry and
+  // applied by retire.lua / transfer.lua; every refusal is
+  // INVALID_SEAT_CODE with a `reason` and a seat_code.refused event.
+  Reply seat(const Request& req);
   Result<std::string> install_id();
 
   Redis& redis_;

@@ -21,6 +21,9 @@ const Script& command_script();       // lua/command.lua
 const Script& sweep_script();         // lua/sweep.lua
 const Script& clock_jump_script();    // lua/clock_jump.lua
 const Script& license_of_script();    // lua/license_of.lua
+const Script& retire_script();        // lua/retire.lua
+const Script& transfer_script();      // lua/transfer.lua
+const Script& seat_refused_script();  // lua/seat_refused.lua
 
 // One reservation's entry in reserve_script()'s answer, out[i] =
 // {status, license, reserved, purchased}. Views into the reply.
@@ -70,5 +73,15 @@ struct CommandAnswer {
   const RedisReply* events = nullptr;  // when queued
 };
 std::optional<CommandAnswer> command_answer(const RedisReply& r);
+
+// retire_script()'s and transfer_script()'s answer: {'OK', reserved,
+// purchased, events} or {'REFUSED', reason, events}. Views into the reply.
+struct SeatAnswer {
+  bool ok = false;
+  std::string_view reason;             // when refused
+  int64_t reserved = 0, purchased = 0;  // when ok: the counts after it
+  const RedisReply* events = nullptr;
+};
+std::optional<SeatAnswer> seat_answer(const RedisReply& r);
 
 }  // namespace primary::licensing

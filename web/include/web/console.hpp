@@ -71,7 +71,7 @@ class Console {
   // (metrics.hpp).
   using Handler = void(const Req& req, Res& res);
   Handler login, logout, overview, do_register, do_unlock, computers, export_csv, find_computer, computer, setup_file,
-      do_reserve, activity, stream, updates, firewall, metrics;
+      do_reserve, do_seat_code, activity, stream, updates, firewall, metrics;
   void login_page(const Req& req, Res& res, int status, const std::string& message);
   void do_update(const Req& req, Res& res, const std::string& op);
   void do_import(const Req& req, Res& res, const httplib::ContentReader& reader);
