@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <spdlog/spdlog.h>
 
@@ -219,6 +221,11 @@ void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
     fds[i] = pollfd{sockets[i]->get(zmq::sockopt::fd), POLLIN, 0};
     ready[i] = true;
   }
+  // Signals (stop, reload) arrive only inside ppoll(), with this mask: the
+  // caller's, less SIGTERM, SIGINT and SIGHUP (main.cpp keeps them blocked).
+  sigset_t waiting;
+  pthread_sigmask(SIG_SETMASK, nullptr, &waiting);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigdelset(&waiting, sig);
   while (!stop.load()) {
     if (reload && reload->exchange(false)) {
       if (auto loaded = reload_admin_keys(); !loaded)
@@ -234,7 +241,8 @@ void Broker::run(const std::atomic<bool>& stop, std::atomic<bool>* reload) {
     const long timeout =
         busy ? 0
              : std::max<long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
-    if (::poll(fds, kSockets, static_cast<int>(timeout)) < 0) {
+    const timespec ts{static_cast<time_t>(timeout / 1000), static_cast<long>(timeout % 1000) * 1000000};
+    if (::ppoll(fds, kSockets, &ts, &waiting) < 0) {
       if (errno == EINTR) continue;
       spdlog::critical("poll failed: {}", std::strerror(errno));
       break;

@@ -79,7 +79,9 @@ int main(int argc, char** argv) {
       cfg.fail("endpoints file: " + written.error().message);
   }
   std::atomic<bool>& reload = install_reload_signal();
-  unblock_stop_signals();
+  // The stop and reload signals stay blocked: Broker::run takes them only
+  // while it sleeps in ppoll(), so no libzmq call is ever interrupted (an
+  // interrupted one throws, and SIGHUP killed the broker that way).
   broker.run(stop_requested(), &reload);
   spdlog::info("stopped");
   return 0;

@@ -465,7 +465,9 @@ Reply LicenseService::seat(const Request& req) {
     return Reply::failure(Code::Unavailable, "this server has no vendor key; start it with --vendor-key FILE");
   const bool transfer = req.id() == Op::Transfer;
   const std::string kind = transfer ? seat::kTransfer : seat::kRetire;
-  const std::string actor = req.peer.address;
+  // Who applied it: the admin key's name as the broker proved it (its
+  // address when the broker named nobody).
+  const std::string actor = req.peer.actor.empty() ? req.peer.address : req.peer.actor;
   const int64_t now = now_ms_();
   const std::string cap = std::to_string(config_.event_cap), at = std::to_string(now);
   const auto refused = [&](std::string_view reason, const std::string& message) {

@@ -208,6 +208,31 @@ TEST_F(BrokerTest, RoundTripEchoesPayloadAndRid) {
   EXPECT_EQ(*r.find("rid"), rid);
 }
 
+// SIGHUP (re-read the admin keys) arrives while the broker is busy in
+// libzmq calls; an interrupted call throws, and used to abort the broker.
+// Signals now arrive only while it sleeps in ppoll().
+TEST_F(BrokerTest, ManySighupsUnderLoadNeverStopTheBroker) {
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  start_echo();
+  ASSERT_TRUE(wait_for_echo_workers(1));
+  const pid_t pid = broker_.pid();
+  std::atomic<bool> done{false};
+  std::thread signaller([&] {
+    for (int i = 0; i < 20000 && !done.load(); ++i) {
+      ::kill(pid, SIGHUP);
+      std::this_thread::sleep_for(50us);
+    }
+  });
+  int answered = 0;
+  for (int i = 0; i < 400 && broker_.alive(); ++i)
+    if (test::ok(call("echo", "echo", {{"payload", Value(i)}}))) ++answered;
+  done = true;
+  signaller.join();
+  EXPECT_TRUE(broker_.alive()) << test::read_file(dir_.file("broker.log"));
+  EXPECT_EQ(broker_.pid(), pid);
+  EXPECT_EQ(answered, 400);
+}
+
 // In insecure mode the admin role is a loopback peer's, named "local".
 TEST_F(BrokerTest, WhoamiInInsecureModeIsLocal) {
   ASSERT_NO_FATAL_FAILURE(start_broker());

@@ -137,9 +137,7 @@ inline constexpr char kDetail[] = "detail";
 // seat codes (retire, transfer): the request's `code`, the code's payload
 inline constexpr char kKind[] = "kind";
 inline constexpr char kRegistration[] = "registration";
-inline constexpr char kTo[] = "to";
 inline constexpr char kCodeId[] = "code_id";
-inline constexpr char kActor[] = "actor";
 // updates
 inline constexpr char kComponent[] = "component";
 inline constexpr char kChannel[] = "channel";
