@@ -36,14 +36,19 @@ bool LogCheckpointer::poll() {
     quiet_until_ = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     return false;
   };
+  // The log's head first: while it stands still and no checkpoint is due by
+  // time, that one read is all a poll costs.
+  std::string error;
+  auto head = logchain::read_head(redis_, &error);
+  if (!head) return warn(error);
+  const bool moved = head->seq != seen_seq_;
+  seen_seq_ = head->seq;
+  next_poll_ = std::chrono::steady_clock::now() + (moved ? std::chrono::milliseconds(0) : std::chrono::seconds(1));
   auto last = redis_.command({"HMGET", keys::kLogCheckpoint, "seq", "at"});
   if (!last || !last->is_array() || last->elements.size() != 2)
     return warn(last ? last->str : last.error().message);
   const int64_t last_seq = int_of(last->elements[0]);
   int64_t last_at = int_of(last->elements[1]);
-  std::string error;
-  auto head = logchain::read_head(redis_, &error);
-  if (!head) return warn(error);
   const int64_t now = now_ms_();
   // No checkpoint yet: the interval runs from when this worker first looked.
   if (last_at == 0) {

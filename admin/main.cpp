@@ -145,7 +145,10 @@ int main(int argc, char** argv) {
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
-  if (checkpointer) rt.every(std::chrono::milliseconds(50), [&] { checkpointer->poll(); });
+  if (checkpointer)
+    rt.every(std::chrono::milliseconds(100), [&] {
+      if (std::chrono::steady_clock::now() >= checkpointer->next_poll()) checkpointer->poll();
+    });
   // The history: a sample at start, then every interval and within a
   // second of each new activity log entry (a state change); a failed one
   // is logged at most once a minute and simply missed.

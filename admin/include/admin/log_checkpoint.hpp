@@ -22,7 +22,7 @@ namespace primary::admin {
 
 struct CheckpointConfig {
   std::string secret_key;  // Ed25519, 64 bytes (libsodium form)
-  int64_t every = 1000;    // entries between checkpoints (checked each poll, every 50 ms)
+  int64_t every = 1000;    // entries between checkpoints (checked each poll: see poll())
   int64_t interval_ms = 600000;
   int64_t event_cap = kEventLogCap;
 };
@@ -34,6 +34,9 @@ class LogCheckpointer {
   // Appends a checkpoint when one is due; true when this call appended one.
   // Never throws; Redis trouble is logged (rate-limited) and retried next poll.
   bool poll();
+  // When poll() should run next: at once (every 100 ms) while the log grows,
+  // else once a second, so an idle server makes one Redis call a second.
+  std::chrono::steady_clock::time_point next_poll() const { return next_poll_; }
 
  private:
   Redis& redis_;
@@ -42,6 +45,8 @@ class LogCheckpointer {
   EventPublisher& events_;
   Clock now_ms_;
   int64_t first_look_ms_ = 0;  // when this worker first found no checkpoint at all
+  int64_t seen_seq_ = -1;      // the log's head at the previous poll
+  std::chrono::steady_clock::time_point next_poll_{};
   std::chrono::steady_clock::time_point quiet_until_{};
 };
 
