@@ -344,7 +344,9 @@ std::vector<Case> catalogue() {
 // GOOD- computer are left out. Lock and cursor keys that timers rewrite
 // (ps:sweep:lock, ps:logfile:*) are left out too, and so are the workers' op
 // counters (ps:metrics:ops), which count these requests by design, whenever
-// a worker's flush timer happens to fall within the test.
+// a worker's flush timer happens to fall within the test, the fleet's
+// history (ps:hist:*, sampled by a timer and after the good client's
+// events) and the last log checkpoint (ps:logchk).
 std::map<std::string, std::string> snapshot(Redis& redis) {
   std::map<std::string, std::string> out;
   auto good = [](std::string_view s) { return s.find(kGoodPrefix) != std::string_view::npos; };
@@ -359,7 +361,8 @@ std::map<std::string, std::string> snapshot(Redis& redis) {
   } while (cursor != "0");
   for (const auto& key : keys) {
     if (key == "ps:events" || key == "ps:stats" || key.starts_with("ps:rej:") ||
-        key == "ps:sweep:lock" || key.starts_with("ps:logfile:") || key == keys::kMetricsOps || good(key))
+        key == "ps:sweep:lock" || key.starts_with("ps:logfile:") || key == keys::kMetricsOps ||
+        key.starts_with("ps:hist:") || key == keys::kLogCheckpoint || good(key))
       continue;
     auto type = redis.command({"TYPE", key});
     if (!type) continue;

@@ -470,7 +470,14 @@ TEST_F(LogChainTest, HundredThousandEntriesVerifyInUnderTenSeconds) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
     std::cout << "[ info ] log verify " << what << ": " << ms << " ms: " << r.out;
     EXPECT_EQ(r.code, 0) << r.out << r.err;
-    EXPECT_LT(ms, 10000) << what;
+    // The bound is for the product as shipped; instrumented builds
+    // (ASan/UBSan, several times slower) get four times as long.
+#if defined(__SANITIZE_ADDRESS__)
+    constexpr int64_t kBoundMs = 40000;
+#else
+    constexpr int64_t kBoundMs = 10000;
+#endif
+    EXPECT_LT(ms, kBoundMs) << what;
     return r;
   };
   CtlRun r = timed({}, "(stream)");
