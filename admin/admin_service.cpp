@@ -121,8 +121,12 @@ OpCounters op_counters_from_hash(const std::vector<std::pair<std::string, std::s
   return out;
 }
 
-AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker)
-    : redis_(redis), config_(std::move(config)), now_ms_(std::move(now_ms)), broker_(std::move(broker)) {}
+AdminService::AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker, EventPublisher* events)
+    : redis_(redis),
+      config_(std::move(config)),
+      now_ms_(std::move(now_ms)),
+      events_(events),
+      broker_(std::move(broker)) {}
 
 Reply AdminService::handle(const Request& req) {
   switch (req.id()) {
@@ -131,6 +135,7 @@ Reply AdminService::handle(const Request& req) {
     case Op::Computer: return computer(req);
     case Op::Log: return log(req);
     case Op::Firewall: return firewall();
+    case Op::Record: return record(req);
     case Op::Metrics: return metrics();
     case Op::History: return admin::history_reply(redis_, req, now_ms_());
     default: return Reply::failure(Code::UnknownOp, "operation not served");
@@ -350,6 +355,19 @@ Reply AdminService::log(const Request& req) {
     start = "(" + next;
   }
   return Reply::success({{field::kItems, Value(std::move(items))}, {field::kNext, Value(next)}});
+}
+
+// What was done on the server's host, outside any request (primaryctl
+// firewall --apply, web-password): logged with who reported it, which the
+// broker proved, and what the report says (tool, Unix user).
+Reply AdminService::record(const Request& req) {
+  Value fields(Value::Map{});
+  for (const char* f : {field::kTool, field::kUser})
+    if (const Value* v = req.get(f)) fields.set(f, *v);
+  auto id = append_event(redis_, events_, req.str(field::kAction), fields, pack_who(who_of(req)), config_.event_cap,
+                         now_ms_());
+  if (!id) return redis_failure(id.error(), kStore);
+  return Reply::success({{field::kId, Value(*id)}});
 }
 
 Reply AdminService::firewall() {

@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));
   ac.web = split_list(cfg.str("web"));
+  ac.event_cap = cfg.integer("event-log-cap");
   ac.endpoints_file = cfg.str("endpoints-file");
   std::string broker_front = cfg.str("broker-front");
   if (broker_front.empty() && !ac.front.empty()) broker_front = local_endpoint(ac.front.front());
@@ -140,7 +141,7 @@ int main(int argc, char** argv) {
     const Value* ok = r ? r->find(field::kOk) : nullptr;
     if (!ok || !ok->is_bool() || !ok->as_bool()) return {};
     return *r;
-  });
+  }, &events);
   WorkerRuntime rt(ctx, wopt);
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));

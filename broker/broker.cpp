@@ -107,7 +107,7 @@ Status Broker::reload_admin_keys() {
     if (!listed) return listed.error();
     keys = std::move(*listed);
   }
-  for (const std::string& key : options_.trusted_keys) keys[key] = "internal";
+  for (const std::string& key : options_.trusted_keys) keys[key] = actor::kInternal;
   admin_keys_ = std::move(keys);
   spdlog::info("{} admin keys in force", admin_keys_.size());
   return {};
@@ -118,7 +118,7 @@ Peer Broker::peer_of(const zmq::message_t& body) const {
   peer.address = peer_address(body);
   const char* user = zmq_msg_gets(body.handle(), "User-Id");
   peer.admin = is_admin(user);
-  if (peer.admin) peer.actor = options_.insecure ? "local" : admin_keys_.at(user);
+  if (peer.admin) peer.actor = options_.insecure ? actor::kLocal : admin_keys_.at(user);
   return peer;
 }
 

@@ -25,6 +25,8 @@ std::vector<OpSpec> build_catalog() {
   const std::vector<F> release_state = {{f::kComponent, T::Str, true}, {f::kVersion, T::Str, true},
                                         {f::kState, T::Str, true}, {f::kRollout, T::Int, true}};
   const std::vector<F> job = {{f::kJob, T::Str, true}, {f::kStarted, T::Bool, true}};
+  // Every privileged op that changes something takes it (who_of()).
+  const F on_behalf{f::kOnBehalf, T::Str, false, 1, 64};
   return {
       // license (public)
       {Op::Heartbeat, svc::kLicense, o::kHeartbeat,
@@ -40,24 +42,24 @@ std::vector<OpSpec> build_catalog() {
         {f::kCommands, T::Array},
         {f::kServerTime, T::Int}}},
       // license.control (privileged)
-      {Op::Reserve, svc::kLicenseControl, o::kReserve, {computer},
+      {Op::Reserve, svc::kLicenseControl, o::kReserve, {computer, on_behalf},
        {{f::kLicense, T::Str, true}, {f::kComputer, T::Str, true}, {f::kCreated, T::Bool, true},
         {f::kReserved, T::Int, true}, {f::kPurchased, T::Int, true}}},
-      {Op::SetupInfo, svc::kLicenseControl, o::kSetupInfo, {computer},
+      {Op::SetupInfo, svc::kLicenseControl, o::kSetupInfo, {computer, on_behalf},
        {{f::kComputer, T::Str, true}, {f::kLicense, T::Str, true}, {f::kSerial, T::Str, true},
         {f::kEndpoints, T::StrArray, true}, {f::kServerKey, T::Str}, {f::kLeaseKey, T::Str, true},
         {f::kLeaseKeys, T::StrArray}}},
-      {Op::Registration, svc::kLicenseControl, o::kRegistration, {{f::kSerial, T::Str, false, 1, 64}},
+      {Op::Registration, svc::kLicenseControl, o::kRegistration, {{f::kSerial, T::Str, false, 1, 64}, on_behalf},
        {{f::kSerial, T::Str, true}, {f::kRegistrationCode, T::Str, true}}},
-      {Op::Unlock, svc::kLicenseControl, o::kUnlock, {{f::kUnlockCode, T::Str, true, 1, 4096}},
+      {Op::Unlock, svc::kLicenseControl, o::kUnlock, {{f::kUnlockCode, T::Str, true, 1, 4096}, on_behalf},
        {{f::kSerial, T::Str, true}, {f::kPurchased, T::Int, true}}},
       {Op::Command, svc::kLicenseControl, o::kCommand,
-       {computer, {f::kCommand, T::Str, true, 1, 64}, {f::kArgs, T::Any, false}},
+       {computer, {f::kCommand, T::Str, true, 1, 64}, {f::kArgs, T::Any, false}, on_behalf},
        {{f::kId, T::Str, true}}},
-      {Op::Retire, svc::kLicenseControl, o::kRetire, {{f::kCode, T::Str, true, 1, 4096}},
+      {Op::Retire, svc::kLicenseControl, o::kRetire, {{f::kCode, T::Str, true, 1, 4096}, on_behalf},
        {{f::kComputer, T::Str, true}, {f::kCodeId, T::Str, true}, {f::kReserved, T::Int, true},
         {f::kPurchased, T::Int, true}}},
-      {Op::Transfer, svc::kLicenseControl, o::kTransfer, {{f::kCode, T::Str, true, 1, 4096}},
+      {Op::Transfer, svc::kLicenseControl, o::kTransfer, {{f::kCode, T::Str, true, 1, 4096}, on_behalf},
        {{f::kComputer, T::Str, true}, {f::kTo, T::Str, true}, {f::kLicense, T::Str, true},
         {f::kCodeId, T::Str, true}, {f::kReserved, T::Int, true}, {f::kPurchased, T::Int, true}}},
       // update (public)
@@ -71,11 +73,11 @@ std::vector<OpSpec> build_catalog() {
       // update.control (privileged)
       {Op::Releases, svc::kUpdateControl, o::kReleases, {},
        {{f::kItems, T::Array, true}, {f::kFeed, T::Map}, {f::kSync, T::Map}}},
-      {Op::Approve, svc::kUpdateControl, o::kApprove, {component, version, {f::kRollout, T::Int, false, 0, 100}},
+      {Op::Approve, svc::kUpdateControl, o::kApprove, {component, version, {f::kRollout, T::Int, false, 0, 100}, on_behalf},
        release_state},
-      {Op::Hold, svc::kUpdateControl, o::kHold, {component, version}, release_state},
-      {Op::Sync, svc::kUpdateControl, o::kSync, {}, job},
-      {Op::Import, svc::kUpdateControl, o::kImport, {{f::kPath, T::Str, true, 1, 4096}}, job},
+      {Op::Hold, svc::kUpdateControl, o::kHold, {component, version, on_behalf}, release_state},
+      {Op::Sync, svc::kUpdateControl, o::kSync, {on_behalf}, job},
+      {Op::Import, svc::kUpdateControl, o::kImport, {{f::kPath, T::Str, true, 1, 4096}, on_behalf}, job},
       // admin (privileged)
       {Op::Status, svc::kAdmin, o::kStatus, {},
        {{f::kSerial, T::Str}, {f::kPurchased, T::Int, true}, {f::kReserved, T::Int, true},
@@ -103,6 +105,10 @@ std::vector<OpSpec> build_catalog() {
         {f::kResolution, T::Str, false, 0, 0, {resolution::kHour, resolution::kDay}},
         {f::kLimit, T::Int, false, 1, 1000}},
        {{f::kResolution, T::Str, true}, {f::kPoints, T::Array, true}, {f::kNext, T::Int}}},
+      {Op::Record, svc::kAdmin, o::kRecord,
+       {{f::kAction, T::Str, true, 0, 0, {event::kFirewallApplied, event::kWebPasswordSet}},
+        {f::kTool, T::Str, false, 1, 32}, {f::kUser, T::Str, false, 1, 64}, on_behalf},
+       {{f::kId, T::Str, true}}},
       // broker.control (privileged; answered by the broker itself)
       {Op::Workers, svc::kBrokerControl, o::kWorkers, {}, {{f::kServices, T::Map, true}}},
       {Op::Stats, svc::kBrokerControl, o::kStats, {}, {{f::kServices, T::Map, true}, {f::kTotals, T::Map, true}}},
@@ -277,6 +283,38 @@ Peer decode_peer(std::string_view frame) {
   if (next != std::string_view::npos) p.actor = std::string(rest.substr(next + 1));
   return p;
 }
+
+namespace {
+// "web:" and an IPv4 or IPv6 address (with an optional zone).
+bool valid_web_actor(std::string_view v) {
+  if (!v.starts_with(actor::kWebPrefix)) return false;
+  const std::string_view addr = v.substr(std::string_view(actor::kWebPrefix).size());
+  return !addr.empty() && addr.size() <= 60 && std::all_of(addr.begin(), addr.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == ':' || c == '%';
+  });
+}
+}  // namespace
+
+Who who_of(const Request& req) {
+  Who w;
+  w.peer = req.peer.address;
+  w.actor = req.peer.actor.empty() ? (req.peer.admin ? "admin" : "client") : req.peer.actor;
+  if (req.peer.actor == actor::kInternal)
+    if (std::string_view on = req.str(field::kOnBehalf); valid_web_actor(on)) {
+      w.via = std::move(w.actor);
+      w.actor = std::string(on);
+    }
+  return w;
+}
+
+Value::Map who_fields(const Who& who) {
+  Value::Map m{{field::kActor, Value(who.actor)}};
+  if (!who.peer.empty()) m.emplace_back(field::kPeer, Value(who.peer));
+  if (!who.via.empty()) m.emplace_back(field::kVia, Value(who.via));
+  return m;
+}
+
+std::string pack_who(const Who& who) { return pack(Value(who_fields(who))); }
 
 bool is_loopback(std::string_view a) {
   return a.empty() || a.starts_with("127.") || a == "::1" || a.starts_with("::ffff:127.");

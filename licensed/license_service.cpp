@@ -303,9 +303,18 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
   std::vector<Redis::Argv> calls;
   for (size_t from = 0; from < reqs.size(); from += kReservationsPerCall) {
     const size_t to = std::min(reqs.size(), from + kReservationsPerCall);
-    Redis::Argv args;
-    for (size_t k = from; k < to; ++k)
-      args.insert(args.end(), {std::string(reqs[k]->str(field::kComputer)), random_token(16)});
+    // Each reservation names its requester by index: a batch holds one or a
+    // few (the Control Center, the console for its browsers).
+    Redis::Argv args{std::to_string(to - from)};
+    std::vector<std::string> requesters;
+    for (size_t k = from; k < to; ++k) {
+      std::string who = pack_who(who_of(*reqs[k]));
+      auto at = std::find(requesters.begin(), requesters.end(), who);
+      if (at == requesters.end()) at = requesters.insert(requesters.end(), std::move(who));
+      args.insert(args.end(), {std::string(reqs[k]->str(field::kComputer)), random_token(16),
+                               std::to_string(at - requesters.begin() + 1)});
+    }
+    for (std::string& who : requesters) args.push_back(std::move(who));
     args.insert(args.end(), {cap, now});
     calls.push_back(redis_.script_call(reserve_script(), {kSerial, kReservations, kMeta, kEventStream}, std::move(args)));
   }
@@ -336,31 +345,25 @@ std::vector<Reply> LicenseService::reserve_batch(const std::vector<const Request
 
 Reply LicenseService::setup_info(const Request& req) {
   const std::string name(req.str(field::kComputer));
-  auto out = redis_.pipeline({redis_.script_call(license_of_script(), {kReservations}, {name}),
-                              {"HMGET", kSerial, "unlocked", field::kSerial}});
-  if (!out) return redis_failure(out.error(), kStore);
-  for (const auto& r : *out)
-    if (r.is_error()) return redis_failure(r, kStore);
-  if (!(*out)[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
-  std::string s;  // the unlocked serial, else the registered one
-  for (const auto& e : (*out)[1].elements)
-    if (e.is_str()) {
-      s = e.str;
-      break;
-    }
-  Value::Array endpoints;
-  for (auto& ep : with_bound_ports(config_.client_endpoints, config_.endpoints_file, "front"))
-    endpoints.emplace_back(std::move(ep));
-  Value::Map fields{{field::kComputer, Value(name)},
-                    {field::kLicense, Value((*out)[0].str)},
-                    {field::kSerial, Value(s)},
-                    {field::kEndpoints, Value(std::move(endpoints))}};
   // lease_key: the key that signs now (what setups before key rotation
   // hold); lease_keys: every key a verifier should accept now.
   Value::Array key_set;
   for (const std::string& pub : leases_.keys().published(now_ms_() / 1000))
     key_set.emplace_back(base64url_encode(pub));
   if (key_set.empty()) return Reply::failure(Code::Unavailable, "no lease key is in force (see the lease key file)");
+  auto out = redis_.eval(setup_info_script(), {kReservations, kSerial, kEventStream},
+                         {name, pack_who(who_of(req)), std::to_string(config_.event_cap), std::to_string(now_ms_())});
+  if (!out) return redis_failure(out.error(), kStore);
+  if (!out->is_array() || out->elements.size() != 3 || !out->elements[1].is_str()) return redis_failure(*out, kStore);
+  events_.publish_entries(out->elements[2]);
+  if (!out->elements[0].is_str()) return Reply::failure(Code::NotFound, "no license is reserved for " + name);
+  Value::Array endpoints;
+  for (auto& ep : with_bound_ports(config_.client_endpoints, config_.endpoints_file, "front"))
+    endpoints.emplace_back(std::move(ep));
+  Value::Map fields{{field::kComputer, Value(name)},
+                    {field::kLicense, Value(out->elements[0].str)},
+                    {field::kSerial, Value(out->elements[1].str)},
+                    {field::kEndpoints, Value(std::move(endpoints))}};
   fields.emplace_back(field::kLeaseKey, key_set.front());
   fields.emplace_back(field::kLeaseKeys, Value(std::move(key_set)));
   if (!config_.server_key.empty()) fields.emplace_back(field::kServerKey, Value(config_.server_key));
@@ -390,12 +393,15 @@ Reply LicenseService::registration(const Request& req) {
     if (!id) return redis_failure(id.error(), kStore);
     code = registration_code(serial, *id);
   }
-  auto out = redis_.eval_replicated(registration_script(), {kSerial}, {serial, code});
+  auto out = redis_.eval_replicated(registration_script(), {kSerial, kEventStream},
+                                    {serial, code, pack_who(who_of(req)), std::to_string(config_.event_cap),
+                                     std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error(), kStore);
   const auto a = registration_answer(*out);
   if (!a) return redis_failure(*out, kStore);
   if (a->status == RegistrationAnswer::Status::None)
     return Reply::failure(Code::NotFound, "no serial number is registered yet");
+  if (a->events) events_.publish_entries(*a->events);
   if (a->status == RegistrationAnswer::Status::Locked)
     return Reply::failure(Code::BadRequest, "field 'serial': this server is already unlocked for serial " +
                                                 std::string(a->serial));
@@ -412,7 +418,7 @@ Reply LicenseService::unlock(const Request& req) {
   auto out = redis_.eval_replicated(unlock_script(), {kSerial, kEventStream},
                          {code->serial, code->registration, std::to_string(code->licenses),
                           std::to_string(code->issued), std::string(req.str(field::kUnlockCode)),
-                          std::to_string(config_.event_cap), std::to_string(now_ms_())});
+                          pack_who(who_of(req)), std::to_string(config_.event_cap), std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error(), kStore);
   const auto a = unlock_answer(*out);
   if (!a) return redis_failure(*out, kStore);
@@ -431,8 +437,8 @@ Reply LicenseService::command(const Request& req) {
   if (const Value* args = req.get(field::kArgs)) entry.set(field::kArgs, *args);
   auto out = redis_.eval(command_script(), {kReservations, command_key(name), kMeta, kEventStream},
                          {name, id, pack(entry), std::to_string(config_.command_queue_limit),
-                          std::string(req.str(field::kCommand)), std::to_string(config_.event_cap),
-                          std::to_string(now_ms_())});
+                          std::string(req.str(field::kCommand)), pack_who(who_of(req)),
+                          std::to_string(config_.event_cap), std::to_string(now_ms_())});
   if (!out) return redis_failure(out.error(), kStore);
   const auto a = command_answer(*out);
   if (!a) return redis_failure(*out, kStore);
@@ -465,9 +471,9 @@ Reply LicenseService::seat(const Request& req) {
     return Reply::failure(Code::Unavailable, "this server has no vendor key; start it with --vendor-key FILE");
   const bool transfer = req.id() == Op::Transfer;
   const std::string kind = transfer ? seat::kTransfer : seat::kRetire;
-  // Who applied it: the admin key's name as the broker proved it (its
-  // address when the broker named nobody).
-  const std::string actor = req.peer.actor.empty() ? req.peer.address : req.peer.actor;
+  const Who who = who_of(req);
+  const std::string& actor = who.actor;
+  const std::string by = pack_who(who);
   const int64_t now = now_ms_();
   const std::string cap = std::to_string(config_.event_cap), at = std::to_string(now);
   const auto refused = [&](std::string_view reason, const std::string& message) {
@@ -478,7 +484,7 @@ Reply LicenseService::seat(const Request& req) {
   const auto refused_early = [&](std::string_view reason, const std::string& message, const SeatCode* c) {
     auto out = redis_.eval(seat_refused_script(), {kEventStream},
                            {kind, std::string(reason), c ? c->computer : "", c ? c->to : "", c ? c->id : "",
-                            actor, cap, at});
+                            by, cap, at});
     if (out && out->is_array() && !out->elements.empty())
       events_.publish_entries(out->elements[0]);
     else
@@ -498,7 +504,7 @@ Reply LicenseService::seat(const Request& req) {
     new_license = random_token(16);
     args.insert(args.end(), {code->to, new_license});
   }
-  args.insert(args.end(), {code->id, actor, cap, at});
+  args.insert(args.end(), {code->id, by, cap, at});
   auto out = redis_.eval_replicated(transfer ? transfer_script() : retire_script(), std::move(keys), std::move(args));
   if (!out) return redis_failure(out.error(), kStore);
   const auto a = seat_answer(*out);

@@ -17,7 +17,7 @@ const Script& registration_script() { return embedded_script<lua::kRegistration>
 const Script& command_script() { return embedded_script<lua::kCommand>(); }
 const Script& sweep_script() { return embedded_script<lua::kSweep>(); }
 const Script& clock_jump_script() { return embedded_script<lua::kClockJump>(); }
-const Script& license_of_script() { return embedded_script<lua::kLicenseOf>(); }
+const Script& setup_info_script() { return embedded_script<lua::kSetupInfo>(); }
 const Script& retire_script() { return embedded_script<lua::kRetire>(); }
 const Script& transfer_script() { return embedded_script<lua::kTransfer>(); }
 const Script& seat_refused_script() { return embedded_script<lua::kSeatRefused>(); }
@@ -81,7 +81,8 @@ std::optional<RegistrationAnswer> registration_answer(const RedisReply& r) {
   if (r.elements.size() < 2 || !r.elements[1].is_str()) return std::nullopt;
   if (status == "LOCKED") return RegistrationAnswer{RegistrationAnswer::Status::Locked, r.elements[1].str, {}};
   if (status != "OK" || r.elements.size() < 3 || !r.elements[2].is_str()) return std::nullopt;
-  return RegistrationAnswer{RegistrationAnswer::Status::Registered, r.elements[1].str, r.elements[2].str};
+  return RegistrationAnswer{RegistrationAnswer::Status::Registered, r.elements[1].str, r.elements[2].str,
+                            r.elements.size() > 3 ? &r.elements[3] : nullptr};
 }
 
 std::optional<UnlockAnswer> unlock_answer(const RedisReply& r) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -28,6 +29,7 @@
 #include "common/layout.hpp"
 #include "common/curve.hpp"
 #include "common/log.hpp"
+#include "common/schema.hpp"
 #include "common/tokens.hpp"
 #include "web/listen.hpp"
 #include "web/password.hpp"
@@ -364,7 +366,9 @@ Status Supervisor::prepare() {
                    "# Admin public keys (Z85), one a line. `primaryctl keys create` makes one.\n"
                    "# primary-server re-reads this file on SIGHUP.\n", 0600);
     }
-    if (auto keys = read_allow_list(settings_.admin_keys); !keys) return refuse(keys.error().message);
+    auto keys = read_allow_list(settings_.admin_keys);
+    if (!keys) return refuse(keys.error().message);
+    admin_keys_ = std::move(*keys);
   }
   if (!settings_.no_web && is_executable(settings_.bin_dir + "/primary-web")) {
     // The console's own refusals, checked here so that they stop the start
@@ -659,6 +663,7 @@ void Supervisor::handle_signals() {
       case SIGHUP:
         spdlog::info("SIGHUP: forwarding to the broker");
         signal_role(Role::Broker, SIGHUP);
+        log_admin_keys(si.ssi_uid);
         break;
       default:
         if (!stopping_) spdlog::info("{}: stopping", strsignal(static_cast<int>(si.ssi_signo)));
@@ -727,6 +732,37 @@ bool Supervisor::wait_started(Child& c, bool (Supervisor::*ready)() const, const
     handle_signals();
   }
   return false;
+}
+
+// At SIGHUP the broker re-reads the admin allow-list; the activity log
+// says which keys came and went, and who asked (the Unix user whose signal
+// it was). A list the broker refuses (it keeps the old one) is logged here
+// only.
+void Supervisor::log_admin_keys(uid_t sender) {
+  if (settings_.insecure || settings_.admin_keys.empty()) return;
+  auto keys = read_allow_list(settings_.admin_keys);
+  if (!keys) {
+    spdlog::warn("{}: {}; the broker keeps the keys it had", settings_.admin_keys, keys.error().message);
+    return;
+  }
+  Value::Array added, removed;
+  for (const auto& [key, name] : *keys)
+    if (auto was = admin_keys_.find(key); was == admin_keys_.end() || was->second != name) added.emplace_back(name);
+  for (const auto& [key, name] : admin_keys_)
+    if (auto now = keys->find(key); now == keys->end() || now->second != name) removed.emplace_back(name);
+  admin_keys_ = std::move(*keys);
+  std::string user = std::to_string(sender);
+  if (const passwd* pw = ::getpwuid(sender)) user = pw->pw_name;
+  const Who who{std::string(actor::kHostPrefix) + user, "", ""};
+  auto url = parse_redis_url(redis_url_);
+  if (!url) return;
+  Redis redis(*url);
+  const Value fields(Value::Map{{field::kKeys, Value(static_cast<int64_t>(admin_keys_.size()))},
+                                {field::kAdded, Value(std::move(added))},
+                                {field::kRemoved, Value(std::move(removed))}});
+  if (auto id = append_event(redis, nullptr, event::kAdminKeysReloaded, fields, pack_who(who), kEventLogCap, unix_ms());
+      !id)
+    spdlog::warn("could not log {}: {}", event::kAdminKeysReloaded, id.error().message);
 }
 
 int Supervisor::ensure_layout() {

@@ -757,7 +757,7 @@ TEST(Admin, ActivityLogFileHasEveryEventOnce) {
   ASSERT_TRUE(wait_until(file_matches_stream, 10s, 50ms)) << explain();
 
   const auto lines = lines_of(read_file(path));
-  ASSERT_EQ(lines.size(), 1u + 20u + 1u + 1u + 1u);  // unlocked, reserved, queued, licensed, done
+  ASSERT_EQ(lines.size(), 1u + 1u + 20u + 1u + 1u + 1u);  // registered, unlocked, reserved, queued, licensed, done
   const std::regex line_re(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [a-z.]+ id=\d+-\d+( \S+=("([^"\\]|\\.)*"|\S+))*$)");
   for (const auto& l : lines) EXPECT_TRUE(std::regex_match(l, line_re)) << l;
   EXPECT_NE(lines[0].find(" serial.unlocked id="), std::string::npos) << lines[0];
@@ -830,7 +830,7 @@ TEST(Admin, ActivityLogFileRotates) {
     return out;
   };
   const auto ids = stream_ids(redis);
-  ASSERT_EQ(ids.size(), 301u);
+  ASSERT_EQ(ids.size(), 302u);  // registered, unlocked, 300 reserved
   // The last lines, in order, are the stream's last events.
   ASSERT_TRUE(wait_until([&] { return !all_lines().empty() && id_of(all_lines().back()) == ids.back(); }, 10s));
   const auto kept = ids_in(all_lines());

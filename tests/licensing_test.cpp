@@ -12,6 +12,7 @@
 
 #include "common/codec.hpp"
 #include "common/crypto.hpp"
+#include "common/events.hpp"
 #include "common/redis.hpp"
 #include "common/schema.hpp"
 #include "common/process.hpp"
@@ -53,7 +54,9 @@ TEST(LicensingScripts, AnswersAreReadByTheirAccessors) {
   ASSERT_TRUE(r.command({"HSET", keys::kSerial, "unlocked", "S1", "purchased", "1"}));
 
   auto res = r.eval(licensing::reserve_script(), {keys::kSerial, keys::kReservations, keys::kMeta, keys::kEvents},
-                    {"PC1", "LIC1", "PC1", "LIC2", "PC2", "LIC3", "100", "1000"});
+                    {"3", "PC1", "LIC1", "1", "PC1", "LIC2", "1", "PC2", "LIC3", "2",
+                     pack_who({"alice", "10.0.0.1", ""}), pack_who({"web:10.0.0.9", "127.0.0.1", "internal"}),
+                     "100", "1000"});
   ASSERT_TRUE(res && res->is_array() && res->elements.size() == 2);
   const auto& out = res->elements[0].elements;
   ASSERT_EQ(out.size(), 3u);
@@ -70,6 +73,16 @@ TEST(LicensingScripts, AnswersAreReadByTheirAccessors) {
   EXPECT_EQ(refused->license, "");
   EXPECT_EQ(refused->reserved, 1);
   EXPECT_FALSE(licensing::reserve_answer(RedisReply{}));
+  // Each reservation's events name its own requester.
+  const auto& logged = res->elements[1].elements;
+  ASSERT_EQ(logged.size(), 2u);
+  const auto reserved_ev = event_from_entry(logged[0]), refused_ev = event_from_entry(logged[1]);
+  ASSERT_TRUE(reserved_ev && refused_ev);
+  EXPECT_EQ(reserved_ev->find(field::kActor)->as_str(), "alice");
+  EXPECT_EQ(reserved_ev->find(field::kPeer)->as_str(), "10.0.0.1");
+  EXPECT_EQ(reserved_ev->find(field::kVia), nullptr);
+  EXPECT_EQ(refused_ev->find(field::kActor)->as_str(), "web:10.0.0.9");
+  EXPECT_EQ(refused_ev->find(field::kVia)->as_str(), "internal");
 
   Value cmd(Value::Map{});
   cmd.set("id", Value(std::string("c1")));

@@ -443,7 +443,7 @@ TEST(LogChainServer, ServerMakesItsLogKeyOnceAndTheChainSurvivesItsRestart) {
 // and from the files.
 TEST_F(LogChainTest, HundredThousandEntriesVerifyInUnderTenSeconds) {
   start(1, {"--log-file-size", "104857600", "--log-checkpoint-s", "1"});
-  const std::string source = test::read_file(std::string(PRIMARY_BIN_DIR) + "/../generated/updater/lua/emit.lua");
+  const std::string source = test::read_file(std::string(PRIMARY_BIN_DIR) + "/../generated/common/lua/emit.lua");
   ASSERT_NE(source.find("XADD"), std::string::npos) << "no assembled emit.lua";
   const Script emit(source);
   const auto gen_start = Clock::now();
@@ -453,7 +453,7 @@ TEST_F(LogChainTest, HundredThousandEntriesVerifyInUnderTenSeconds) {
       const Value fields(Value::Map{{field::kComponent, Value("client")},
                                     {field::kVersion, Value("2." + std::to_string(batch) + "." + std::to_string(i))}});
       calls.push_back(redis_->script_call(emit, {keys::kEvents},
-                                          {event::kUpdateAvailable, pack(fields), "1000000", std::to_string(unix_ms())}));
+                                          {event::kUpdateAvailable, pack(fields), "", "1000000", std::to_string(unix_ms())}));
     }
     auto out = redis_->pipeline(calls);
     ASSERT_TRUE(out);

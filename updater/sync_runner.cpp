@@ -37,22 +37,19 @@ namespace {
 
 constexpr int64_t kLockMs = 60000;
 
-// The sync's scripts: updater/lua/add_release.lua, emit.lua and record_feed.lua.
+// The sync's scripts: updater/lua/add_release.lua and record_feed.lua.
 const Script& add_release_script() { return embedded_script<lua::kAddRelease>(); }
-const Script& emit_script() { return embedded_script<lua::kEmit>(); }
 const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>(); }
 
-// Logs an event to the activity log and publishes it; a failure is logged
-// here (the sync goes on without the event).
-void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const std::string& type,
-          Value fields) {
-  auto r = redis.eval(emit_script(), {keys::kEvents}, {type, pack(fields), std::to_string(cap), std::to_string(now)});
-  const auto a = r ? count_and_events(*r) : std::nullopt;
-  if (!a) {
-    spdlog::warn("could not log {}: {}", type, r ? r->str : r.error().message);
-    return;
-  }
-  events.publish_entries(*a->events);
+// Logs an event of a job to the activity log, with the job's id and who
+// requested it, and publishes it; a failure is logged here (the sync goes on
+// without the event).
+void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const SyncJob& job,
+          const std::string& type, Value fields) {
+  fields.set(field::kJob, Value(job.id));
+  for (const auto& [k, v] : job.by) fields.set(k, v);
+  if (auto r = append_event(redis, &events, type, fields, "", cap, now); !r)
+    spdlog::warn("could not log {}: {}", type, r.error().message);
 }
 
 Value map_of(std::initializer_list<std::pair<const char*, Value>> items) {
@@ -106,7 +103,7 @@ void SyncRunner::periodic() {
   }
   // Checked on the serving side's Redis would need a connection per thread;
   // the runner thread checks the time of the last sync itself (loop()).
-  submit(SyncJob{"periodic", "periodic", ""});
+  submit(SyncJob{"periodic", "periodic", "", {}});
 }
 
 void SyncRunner::loop() {
@@ -127,7 +124,7 @@ void SyncRunner::loop() {
       auto last = redis.command({"HGET", keys::kUpdSync, field::kFinishedAt});
       const int64_t finished = last && last->is_str() ? std::atoll(last->str.c_str()) : 0;
       if (last && now_ms_() - finished >= config_.sync_interval_s * 1000) {
-        job = SyncJob{hex_encode(random_bytes(8)), opname::kSync, ""};
+        job = SyncJob{hex_encode(random_bytes(8)), opname::kSync, "", {}};
         run(job, redis, events);
       }
     } else {
@@ -179,7 +176,7 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   const std::string source = job.kind == opname::kImport ? job.path : redacted_url(config_.feed_url);
   auto refuse = [&](const std::string& why) {
     spdlog::warn("{} of {} refused: {}", job.kind, source, why);
-    emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateRefused,
+    emit(redis, events, config_.event_cap, now_ms_(), job, event::kUpdateRefused,
          map_of({{field::kSource, Value(source)}, {"kind", Value(job.kind)}, {field::kReason, Value(why)}}));
     record("done", "refused", why, {});
   };
@@ -242,12 +239,12 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
             bundle.files.erase(it);
             return adopted;
           };
-          outcome = apply(*manifest, source, redis, events, obtain);
+          outcome = apply(job, *manifest, source, redis, events, obtain);
           auto rec = redis.eval(record_feed_script(), {keys::kUpdFeed},
                                 {std::to_string(manifest->issued), std::to_string(manifest->expires),
                                  std::to_string(now_ms_()), source});
           if (!rec) spdlog::warn("could not record the feed: {}", rec.error().message);
-          emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateSynced,
+          emit(redis, events, config_.event_cap, now_ms_(), job, event::kUpdateSynced,
                map_of({{field::kSource, Value(source)},
                        {"kind", Value(job.kind)},
                        {field::kIssued, Value(manifest->issued)},
@@ -265,7 +262,7 @@ void SyncRunner::run(const SyncJob& job, Redis& redis, EventPublisher& events) {
   (void)lock.release();
 }
 
-SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& source, Redis& redis,
+SyncRunner::Outcome SyncRunner::apply(const SyncJob& job, const Manifest& m, const std::string& source, Redis& redis,
                                       EventPublisher& events,
                                       const std::function<Status(const Release&)>& obtain) {
   Outcome o;
@@ -283,7 +280,7 @@ SyncRunner::Outcome SyncRunner::apply(const Manifest& m, const std::string& sour
         ++o.failed;
         if (o.first_failure.empty()) o.first_failure = r.component + " " + r.version + ": " + err.message;
         spdlog::warn("{} {} from {}: {}", r.component, r.version, source, err.message);
-        emit(redis, events, config_.event_cap, now_ms_(), event::kUpdateDownloadFailed,
+        emit(redis, events, config_.event_cap, now_ms_(), job, event::kUpdateDownloadFailed,
              map_of({{field::kComponent, Value(r.component)},
                      {field::kVersion, Value(r.version)},
                      {field::kSha256, Value(r.sha256)},

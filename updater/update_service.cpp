@@ -200,7 +200,7 @@ Reply UpdateService::set_state(const Request& req, bool approve) {
   const std::string state = approve ? "approved:" + std::to_string(rollout) : "held";
   auto r = redis_.eval(set_state_script(), {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},
                        {release_field(component, version), state, approve ? event::kUpdateApproved : event::kUpdateHeld, component,
-                        version, std::to_string(rollout), std::to_string(config_.event_cap),
+                        version, std::to_string(rollout), pack_who(who_of(req)), std::to_string(config_.event_cap),
                         std::to_string(now_ms_())});
   if (!r) return redis_failure(r.error(), kStore);
   const auto a = count_and_events(*r);
@@ -214,7 +214,8 @@ Reply UpdateService::set_state(const Request& req, bool approve) {
 }
 
 Reply UpdateService::queue_job(const Request& req, const std::string& kind) {
-  SyncJob job{hex_encode(random_bytes(8)), kind, std::string(req.str(field::kPath))};
+  const Who who = who_of(req);
+  SyncJob job{hex_encode(random_bytes(8)), kind, std::string(req.str(field::kPath)), who_fields(who)};
   if (kind == opname::kImport) {
     if (job.path.empty() || job.path[0] != '/')
       return Reply::failure(Code::BadRequest, "field 'path': an absolute path on the updater's host");
@@ -228,6 +229,14 @@ Reply UpdateService::queue_job(const Request& req, const std::string& kind) {
   if (!runner_.submit(job))
     return Reply::failure(Code::Busy, "a sync or import is already running on this updater; retry later",
                           {{field::kRetryAfterS, Value(5)}});
+  // The job's own events name the requester too; this one says when it
+  // was asked for, whatever the job then does.
+  Value fields(Value::Map{{field::kJob, Value(job.id)}});
+  if (!job.path.empty()) fields.set(field::kPath, Value(job.path));
+  if (auto r = append_event(redis_, &events_, kind == opname::kImport ? event::kImportRequested : event::kSyncRequested,
+                            fields, pack_who(who), config_.event_cap, now_ms_());
+      !r)
+    spdlog::warn("could not log the {} request: {}", kind, r.error().message);
   return Reply::success({{field::kJob, Value(job.id)}, {field::kStarted, Value(true)}});
 }
 

@@ -205,9 +205,16 @@ Console::Console(BrokerLink& link, EventFeed& feed, ConsoleOptions options)
 
 // ---------------------------------------------------------------- routes
 
+namespace {
+// The address of the browser whose request this server thread is serving
+// (httplib serves each request on one thread, start to end).
+thread_local std::string t_browser;
+}  // namespace
+
 void Console::install(httplib::Server& svr) {
   svr.set_payload_max_length(options_.max_upload);
   svr.set_pre_routing_handler([](const Req& req, Res& res) {
+    t_browser = req.remote_addr;  // whom call() acts for, until the next request of this thread
     if (req.path == "/updates/import") return httplib::Server::HandlerResponse::Unhandled;
     const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
     const auto length = req.get_header_value<uint64_t>("Content-Length");
@@ -436,6 +443,10 @@ void Console::failed(Res& res, const Session& s, const std::string& what, const 
 // ---------------------------------------------------------------- broker calls
 
 Result<Value> Console::call(const std::string& service, const std::string& op, Value::Map fields) {
+  // The server logs what a browser does as its own ("web:ADDRESS", via this
+  // console's key); the broker's workers take on_behalf from the server's
+  // own key only (docs/protocol.md "Who did it").
+  if (!t_browser.empty()) fields.emplace_back(field::kOnBehalf, Value(std::string(actor::kWebPrefix) + t_browser));
   return link_.call(service, op, std::move(fields));
 }
 

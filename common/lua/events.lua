@@ -9,9 +9,13 @@
 --   EV_NOW                the time, a number (ms)
 --   EV                    the entries appended so far, each
 --                         {id, type, ts, data, seq, prev}
---   emit(type, fields)    appends one entry: data is cmsgpack.pack(fields),
---                         without any field called `type`; the script returns
---                         EV in its reply so that the worker publishes them
+--   emit(type, fields[, who])
+--                         appends one entry: data is cmsgpack.pack(fields),
+--                         without any field called `type`, plus the fields of
+--                         `who` (actor, peer, via: who made the request, as
+--                         the worker passed it, pack_who() in common/schema);
+--                         the script returns EV in its reply so that the
+--                         worker publishes them
 --
 -- The log is a hash chain (docs/protocol.md "Activity log chain"): each
 -- entry also carries `seq`, its position (1, 2, ...), and `prev`, the SHA-1
@@ -45,7 +49,10 @@ local function ev_head()
   return 0, string.rep('0', 40)
 end
 
-local function emit(etype, fields)
+local function emit(etype, fields, who)
+  if who then
+    for k, v in pairs(who) do fields[k] = v end
+  end
   fields['type'] = nil
   local data = cmsgpack.pack(fields)
   if EV_LAST then

@@ -3,10 +3,14 @@
 -- again.
 --
 -- KEYS[1]  ps:serial   hash: serial, registration, unlocked
--- ARGV[1]  the serial, or '' to read
--- ARGV[2]  the registration code for it
+-- KEYS[2]  ps:events   (common/lua/events.lua)
+-- ARGV     the serial ('' to read), the registration code for it, the
+--          requester (pack_who()), the events cap, now (ms)
 -- Returns  {'OK', serial, registration}, {'LOCKED', the unlocked serial}
---          or {'NONE'} (reading, nothing registered).
+--          or {'NONE'} (reading, nothing registered); a registration also
+--          returns its events after them.
+-- Events   serial.registered
+-- @include common/lua/events.lua
 local cur = redis.call('HMGET', KEYS[1], 'serial', 'registration', 'unlocked')
 if ARGV[1] == '' then
   if not cur[1] then return {'NONE'} end
@@ -14,4 +18,7 @@ if ARGV[1] == '' then
 end
 if cur[3] and cur[3] ~= ARGV[1] then return {'LOCKED', cur[3]} end
 redis.call('HSET', KEYS[1], 'serial', ARGV[1], 'registration', ARGV[2])
-return {'OK', ARGV[1], ARGV[2]}
+if cur[1] ~= ARGV[1] then
+  emit('serial.registered', {serial = ARGV[1]}, cmsgpack.unpack(ARGV[3]))
+end
+return {'OK', ARGV[1], ARGV[2], EV}

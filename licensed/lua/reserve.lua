@@ -24,7 +24,9 @@
 -- KEYS[2]  ps:res      zset of "NAME:LICENSE"
 -- KEYS[3]  ps:meta     hash: NAME -> meta (includes/meta.lua)
 -- KEYS[4]  ps:events   (common/lua/events.lua)
--- ARGV     per reservation: NAME (upper case), a new random license;
+-- ARGV     the number of reservations N; per reservation: NAME (upper
+--          case), a new random license, the index of its requester among
+--          the requesters; the requesters (each pack_who(), common/schema);
 --          then the events cap, now (ms)
 -- Returns  {out, events}; out[i] = {status, license, reserved, purchased}
 --          for the i-th reservation, status one of
@@ -36,28 +38,30 @@
 -- Events   license.reserved, license.refused
 -- @include common/lua/events.lua
 -- @include licensed/lua/includes/license_of.lua
-local n = (#ARGV - 2) / 2
+local n = tonumber(ARGV[1])
+local who = {}
+for j = 3 * n + 2, #ARGV - 2 do who[#who + 1] = cmsgpack.unpack(ARGV[j]) end
 local purchased = tonumber(redis.call('HGET', KEYS[1], 'purchased') or '0')
 local unlocked = redis.call('HGET', KEYS[1], 'unlocked')
 local reserved = redis.call('ZCARD', KEYS[2])
 local out = {}
 for i = 1, n do
-  local name, newlic = ARGV[2 * i - 1], ARGV[2 * i]
+  local name, newlic, by = ARGV[3 * i - 1], ARGV[3 * i], who[tonumber(ARGV[3 * i + 1])]
   local have = license_of(KEYS[2], name)
   if have then
     out[i] = {'EXISTS', have, reserved, purchased}
   elseif not unlocked then
-    emit('license.refused', {computer = name, reason = 'NOT_UNLOCKED'})
+    emit('license.refused', {computer = name, reason = 'NOT_UNLOCKED'}, by)
     out[i] = {'NOT_UNLOCKED', '', reserved, purchased}
   elseif reserved >= purchased then
     emit('license.refused', {computer = name, reason = 'NO_LICENSES_LEFT',
-                             reserved = reserved, purchased = purchased})
+                             reserved = reserved, purchased = purchased}, by)
     out[i] = {'NO_LICENSES_LEFT', '', reserved, purchased}
   else
     redis.call('ZADD', KEYS[2], 0, name .. ':' .. newlic)
     redis.call('HSET', KEYS[3], name, cmsgpack.pack({r = EV_NOW, l = newlic}))
     reserved = reserved + 1
-    emit('license.reserved', {computer = name, reserved = reserved, purchased = purchased})
+    emit('license.reserved', {computer = name, reserved = reserved, purchased = purchased}, by)
     out[i] = {'CREATED', newlic, reserved, purchased}
   end
 end

@@ -5,7 +5,8 @@
 -- KEYS[1]  ps:serial   hash: serial, registration, unlocked, purchased, issued, code
 -- KEYS[2]  ps:events   (common/lua/events.lua)
 -- ARGV     serial, registration code, licenses, issued (the code's time),
---          the unlock code, the events cap, now (ms)
+--          the unlock code, the requester (pack_who()), the events cap,
+--          now (ms)
 -- Returns  {'OK', purchased, events} or {'INVALID', reason}.
 -- Events   serial.unlocked
 -- @include common/lua/events.lua
@@ -18,5 +19,5 @@ if cur[3] and issued <= tonumber(cur[3]) then
   return {'INVALID', 'the code is not later than the unlock code in force'}
 end
 redis.call('HSET', KEYS[1], 'unlocked', serial, 'purchased', licenses, 'issued', issued, 'code', ARGV[5])
-emit('serial.unlocked', {serial = serial, purchased = licenses})
+emit('serial.unlocked', {serial = serial, purchased = licenses}, cmsgpack.unpack(ARGV[6]))
 return {'OK', licenses, EV}

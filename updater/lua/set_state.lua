@@ -6,7 +6,8 @@
 -- KEYS[4]  ps:events         (common/lua/events.lua)
 -- ARGV     field ("COMPONENT VERSION"), new state, event type
 --          ('update.approved' or 'update.held'), component, version,
---          rollout (percent), the events cap, now (ms)
+--          rollout (percent), the requester (pack_who()), the events cap,
+--          now (ms)
 -- Returns  {-1, events} for an unknown release, {0, events} when the state
 --          was already that, {1, events} after the change.
 -- Events   the type given
@@ -17,5 +18,5 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('INCR', KEYS[3])
 local fields = {component = ARGV[4], version = ARGV[5]}
 if ARGV[3] == 'update.approved' then fields['rollout'] = tonumber(ARGV[6]) end
-emit(ARGV[3], fields)
+emit(ARGV[3], fields, cmsgpack.unpack(ARGV[7]))
 return {1, EV}

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/events.hpp"
 #include "common/redis.hpp"
 #include "common/schema.hpp"
 
@@ -29,6 +30,7 @@ struct AdminConfig {
   std::vector<std::string> web;           // console endpoint(s), if any
   std::string endpoints_file;             // the broker's: fills in wildcard ports of front and events
   std::string log_public;                 // the log checkpoint key, raw 32 bytes (empty: none)
+  int64_t event_cap = kEventLogCap;       // entries the activity log keeps
 };
 
 class AdminService {
@@ -38,7 +40,8 @@ class AdminService {
   // reply map, or nil when it did not answer.
   using BrokerCall = std::function<Value(std::string_view op)>;
 
-  AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker);
+  // `events` publishes what admin.record appends (nullptr: the log only).
+  AdminService(Redis& redis, AdminConfig config, Clock now_ms, BrokerCall broker, EventPublisher* events = nullptr);
 
   Reply handle(const Request& req);
   // Records a sample of the fleet's history now (admin/history.hpp).
@@ -55,6 +58,7 @@ class AdminService {
   // admin.log with `chain: true`: raw chained entries, for `log verify`.
   Reply log_chain(const Request& req);
   Reply firewall();
+  Reply record(const Request& req);
   Reply metrics();
   std::vector<Redis::Argv> license_commands(int64_t now) const;
   static Value::Map license_fields(const std::vector<RedisReply>& replies);
@@ -62,6 +66,7 @@ class AdminService {
   Redis& redis_;
   AdminConfig config_;
   Clock now_ms_;
+  EventPublisher* events_ = nullptr;
   BrokerCall broker_;
   // The activity log's newest id ("" when empty) at the last sample of
   // sample_history_on_change(); nullopt before the first.

@@ -39,6 +39,15 @@ std::optional<CountAndEvents> count_and_events(const RedisReply& r);
 // or {id, type, ts, data, seq, prev} (then with the chain fields seq, prev).
 std::optional<Value> event_from_entry(const RedisReply& entry);
 
+class EventPublisher;
+
+// Appends one event to the activity log through common/lua/emit.lua, for
+// what no state-changing script logs itself (a sync requested, a firewall
+// applied, admin keys re-read). `who` is pack_who() of the requester, or ""
+// for none. Publishes it when `events` is given; returns the entry's id.
+Result<std::string> append_event(Redis& redis, EventPublisher* events, std::string_view type, const Value& fields,
+                                 std::string_view who, int64_t cap, int64_t now_ms);
+
 class EventPublisher {
  public:
   // Connects a PUB socket to each endpoint (empty list: publish nowhere).

@@ -42,6 +42,7 @@ enum class Op : uint8_t {
   Firewall,
   Metrics,
   History,
+  Record,
   // broker.control (answered by the broker itself)
   Workers,
   Stats,
@@ -85,6 +86,7 @@ inline constexpr char kLog[] = "log";
 inline constexpr char kFirewall[] = "firewall";
 inline constexpr char kMetrics[] = "metrics";
 inline constexpr char kHistory[] = "history";
+inline constexpr char kRecord[] = "record";
 inline constexpr char kWorkers[] = "workers";
 inline constexpr char kStats[] = "stats";
 inline constexpr char kWhoami[] = "whoami";
@@ -133,6 +135,13 @@ inline constexpr char kUnlockCode[] = "unlock_code";
 inline constexpr char kCommand[] = "command";
 inline constexpr char kArgs[] = "args";
 inline constexpr char kId[] = "id";
+// admin.record: what was done on the host, with which tool, by which Unix user
+inline constexpr char kAction[] = "action";
+inline constexpr char kTool[] = "tool";
+inline constexpr char kUser[] = "user";
+// admin_keys.reloaded: how many admin keys are in force, the names that came and went
+inline constexpr char kKeys[] = "keys";
+inline constexpr char kRemoved[] = "removed";
 inline constexpr char kDetail[] = "detail";
 // seat codes (retire, transfer): the request's `code`, the code's payload
 inline constexpr char kKind[] = "kind";
@@ -187,8 +196,15 @@ inline constexpr char kFirstSeen[] = "first_seen";
 inline constexpr char kLastSeen[] = "last_seen";
 inline constexpr char kPeer[] = "peer";
 // who made a privileged request: the admin key's name (or fingerprint), or
-// "local" in insecure mode (broker.control whoami)
+// "local" in insecure mode (broker.control whoami); in event data also
+// "web:ADDRESS" (the console acting for a browser) and "host:USER"
 inline constexpr char kActor[] = "actor";
+// event data: the key that carried a request made for someone else (the
+// console's own key when actor is "web:ADDRESS")
+inline constexpr char kVia[] = "via";
+// request: whom the console acts for ("web:ADDRESS"); honoured only from the
+// server's own (internal) key, ignored from anyone else
+inline constexpr char kOnBehalf[] = "on_behalf";
 inline constexpr char kRole[] = "role";
 inline constexpr char kCommandsPending[] = "commands_pending";
 inline constexpr char kSince[] = "since";
@@ -262,7 +278,22 @@ inline constexpr char kLogCheckpoint[] = "log.checkpoint";
 inline constexpr char kLicenseRetired[] = "license.retired";
 inline constexpr char kLicenseTransferred[] = "license.transferred";
 inline constexpr char kSeatCodeRefused[] = "seat_code.refused";
+inline constexpr char kSerialRegistered[] = "serial.registered";
+inline constexpr char kSetupInfoIssued[] = "setup_info.issued";
+inline constexpr char kSyncRequested[] = "update.sync_requested";
+inline constexpr char kImportRequested[] = "update.import_requested";
+inline constexpr char kFirewallApplied[] = "firewall.applied";
+inline constexpr char kWebPasswordSet[] = "web.password_set";
+inline constexpr char kAdminKeysReloaded[] = "admin_keys.reloaded";
 }  // namespace event
+
+// Who, in `actor` (field::kActor): fixed names and prefixes.
+namespace actor {
+inline constexpr char kInternal[] = "internal";  // the server's own keys (supervisor, console)
+inline constexpr char kLocal[] = "local";        // insecure mode: any loopback peer
+inline constexpr char kWebPrefix[] = "web:";     // + the browser's address
+inline constexpr char kHostPrefix[] = "host:";   // + the Unix user who acted on the host
+}  // namespace actor
 
 // Values of `resolution` in admin.history.
 namespace resolution {

@@ -89,6 +89,23 @@ struct Request {
   bool flag(std::string_view field, bool def = false) const;
 };
 
+// Who a privileged request's events name (docs/protocol.md "Who did it"):
+// actor is the broker's name for the connection (Peer::actor), except that
+// the server's own key may name the browser it acts for in `on_behalf`
+// ("web:ADDRESS"): then actor is that and via the key's name. Nothing else
+// in a body is ever taken for an identity.
+struct Who {
+  std::string actor;
+  std::string peer;  // the address the broker saw ("" for ipc)
+  std::string via;   // "" unless someone acted for another
+};
+Who who_of(const Request& req);
+// The fields an event gets from it: actor, and peer and via when not empty.
+Value::Map who_fields(const Who& who);
+// who_fields() as MessagePack, the form Lua scripts take it in
+// (common/lua/events.lua: emit(type, fields, cmsgpack.unpack(who))).
+std::string pack_who(const Who& who);
+
 struct Reply {
   bool ok = true;
   Code code = Code::Internal;

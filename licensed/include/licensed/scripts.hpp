@@ -20,7 +20,7 @@ const Script& registration_script();  // lua/registration.lua
 const Script& command_script();       // lua/command.lua
 const Script& sweep_script();         // lua/sweep.lua
 const Script& clock_jump_script();    // lua/clock_jump.lua
-const Script& license_of_script();    // lua/license_of.lua
+const Script& setup_info_script();    // lua/setup_info.lua
 const Script& retire_script();        // lua/retire.lua
 const Script& transfer_script();      // lua/transfer.lua
 const Script& seat_refused_script();  // lua/seat_refused.lua
@@ -55,6 +55,7 @@ struct RegistrationAnswer {
   Status status;
   std::string_view serial;  // Registered: the registered one; Locked: the unlocked one
   std::string_view code;    // Registered: the registration code
+  const RedisReply* events = nullptr;  // Registered: the entries it appended
 };
 std::optional<RegistrationAnswer> registration_answer(const RedisReply& r);
 

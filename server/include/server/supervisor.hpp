@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -147,6 +148,7 @@ class Supervisor {
   // data to this release's layout (common/layout.hpp). 0 when done, 2 for a
   // newer layout (logged as one line, nothing changed), 1 otherwise.
   int ensure_layout();
+  void log_admin_keys(uid_t sender);
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();
   void add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra);
@@ -183,6 +185,7 @@ class Supervisor {
   pid_t self_ = 0;
   int64_t started_ms_ = 0;
   std::string server_public_, internal_public_;  // CURVE, secure mode only
+  std::map<std::string, std::string> admin_keys_;  // the allow-list as last read: key -> name
   bool starting_ = true;  // Redis and broker not yet ready once
   bool stopping_ = false;
   bool awaiting_endpoints_ = false;

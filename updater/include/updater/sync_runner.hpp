@@ -41,6 +41,7 @@ struct SyncJob {
   std::string id;
   std::string kind;  // "sync" | "import"
   std::string path;  // bundle path for import
+  Value::Map by;     // who requested it (who_fields()); empty for a periodic sync
 };
 
 class SyncRunner {
@@ -62,7 +63,7 @@ class SyncRunner {
  private:
   void loop();
   struct Outcome;
-  Outcome apply(const Manifest& m, const std::string& source, Redis& redis, EventPublisher& events,
+  Outcome apply(const SyncJob& job, const Manifest& m, const std::string& source, Redis& redis, EventPublisher& events,
                 const std::function<Status(const Release&)>& obtain);
 
   RedisUrl url_;
