@@ -760,11 +760,13 @@ TEST(Admin, ActivityLogFileHasEveryEventOnce) {
   ASSERT_EQ(lines.size(), 1u + 1u + 20u + 1u + 1u + 1u);  // registered, unlocked, reserved, queued, licensed, done
   const std::regex line_re(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [a-z.]+ id=\d+-\d+( \S+=("([^"\\]|\\.)*"|\S+))*$)");
   for (const auto& l : lines) EXPECT_TRUE(std::regex_match(l, line_re)) << l;
-  EXPECT_NE(lines[0].find(" serial.unlocked id="), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find(" serial=SN-FILE"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find(" purchased=100"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[1].find(" license.reserved id="), std::string::npos) << lines[1];
-  EXPECT_NE(lines[1].find(" computer=PC-000"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[0].find(" serial.registered id="), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find(" serial.unlocked id="), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find(" serial=SN-FILE"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find(" purchased=100"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find(" actor=local"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(" license.reserved id="), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find(" computer=PC-000"), std::string::npos) << lines[2];
   EXPECT_NE(lines.back().find(" command.done id="), std::string::npos) << lines.back();
   EXPECT_NE(lines.back().find(" detail=\"12 files, 3 MB\""), std::string::npos) << lines.back();
   EXPECT_NE(lines.back().find(" ok=true"), std::string::npos) << lines.back();
@@ -801,7 +803,7 @@ TEST(Admin, ActivityLogFileHasEveryEventOnce) {
   reserve_all(s, fourth, 4);
   s.start_admin_worker(args);
   ASSERT_TRUE(wait_until(file_matches_stream, 30s, 100ms)) << explain();
-  EXPECT_EQ(lines_of(read_file(path)).size(), 24u + 60u);
+  EXPECT_EQ(lines_of(read_file(path)).size(), 25u + 60u);
 
   // A stop (SIGTERM) hands the lock over at once.
   for (auto& w : s.admin_workers) w.signal(SIGTERM);
