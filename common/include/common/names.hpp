@@ -189,6 +189,9 @@ inline constexpr char kPeer[] = "peer";
 // who made a privileged request: the admin key's name (or fingerprint), or
 // "local" in insecure mode (broker.control whoami)
 inline constexpr char kActor[] = "actor";
+// the console's own key name when it acted for a logged-in browser (actor
+// is then "web:<browser address>")
+inline constexpr char kVia[] = "via";
 inline constexpr char kRole[] = "role";
 inline constexpr char kCommandsPending[] = "commands_pending";
 inline constexpr char kSince[] = "since";
