@@ -549,6 +549,18 @@ TEST_F(WebConsole, ActivityShowsWhoActedAndFiltersByActor) {
   EXPECT_EQ(b.get("/activity?actor=" + std::string(129, 'a')).status, 400);
   EXPECT_EQ(b.get("/activity?actor=%01").status, 400);
   EXPECT_EQ(b.get("/events/stream?actor=%01").status, 400);
+
+  // The live stream keeps to the filter, for what it reads from the log and
+  // for live events.
+  const std::vector<std::string> cookie = {"Cookie: " + b.cookie_header()};
+  EventStream local(b.base() + "/events/stream?since=0-0&type=seat_code.refused&actor=local", cookie);
+  EventStream other(b.base() + "/events/stream?since=0-0&type=seat_code.refused&actor=mallory", cookie);
+  ASSERT_TRUE(wait_until([&] { return ids_for(local.events(), "ACTOR-PC-1").size() == 1; }, 15s)) << local.text();
+  EXPECT_EQ(str(stack_->call("license.control", "retire", {{"code", Value(code)}}), "code"), "INVALID_SEAT_CODE");
+  ASSERT_TRUE(wait_until([&] { return ids_for(local.events(), "ACTOR-PC-1").size() == 2; }, 15s)) << local.text();
+  for (const auto& [id, data] : local.events()) EXPECT_NE(data.find("\"actor\":\"local\""), std::string::npos) << data;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(other.events().empty()) << other.text();
 }
 
 TEST_F(WebConsole, EventStreamIsLiveAndResumesWithoutGapsOrDuplicates) {
