@@ -632,7 +632,9 @@ Action declare_log(CLI::App& sub) {
       ->delimiter(',');
   sub.add_option("--actor", a->actor, "Only events caused by this actor (an admin key's name, web:IP, local, ...), "
                                       "or done through it (the console's key)")
-      ->check(CLI::Validator([](std::string& v) { return v.empty() || v.size() > 128 ? std::string("1 to 128 characters") : std::string(); }, "TEXT"));
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.empty() || v.size() > 128 ? std::string("1 to 128 characters") : std::string(); },
+          ""));
   sub.add_option("--limit", a->limit, "Print at most N events (default: all)")
       ->check(CLI::PositiveNumber);
   sub.add_flag("--follow,-f", a->follow, "Keep polling every second for new events");
