@@ -546,6 +546,8 @@ TEST_F(WebConsole, ActivityShowsWhoActedAndFiltersByActor) {
   Http paged = b.get("/activity?since=0-0&actor=local&type=seat_code.refused");
   EXPECT_NE(paged.body.find(row), std::string::npos) << paged.body;
   EXPECT_EQ(b.get("/activity?since=0-0&actor=mallory").body.find("ACTOR-PC-1"), std::string::npos);
+  Http computer = b.get("/computers/ACTOR-PC-1");  // its recent events, with the same columns
+  EXPECT_NE(computer.body.find(row), std::string::npos) << computer.body;
   EXPECT_EQ(b.get("/activity?actor=" + std::string(129, 'a')).status, 400);
   EXPECT_EQ(b.get("/activity?actor=%01").status, 400);
   EXPECT_EQ(b.get("/events/stream?actor=%01").status, 400);
