@@ -321,9 +321,11 @@ Reply AdminService::log(const Request& req) {
   std::set<std::string> types;
   if (const Value* t = req.get(field::kTypes))
     for (const auto& v : t->as_array()) types.insert(v.as_str());
-  // Entries strictly after `since`; with a type filter, scan a bounded
-  // number of entries per page and continue from the last one scanned.
-  const int64_t budget = types.empty() ? limit : std::max<int64_t>(limit * 10, 1000);
+  const std::string actor(req.str(field::kActor));
+  // Entries strictly after `since`; with a type or actor filter, scan a
+  // bounded number of entries per page and continue from the last one scanned.
+  const bool filtered = !types.empty() || !actor.empty();
+  const int64_t budget = filtered ? std::max<int64_t>(limit * 10, 1000) : limit;
   std::string start = since.empty() ? "-" : "(" + since;
   Value::Array items;
   std::string next = since;
@@ -348,6 +350,7 @@ Reply AdminService::log(const Request& req) {
       auto ev = event_from_entry(collected);
       if (!ev) continue;
       if (!types.empty() && !types.count(ev->find(field::kType)->as_str())) continue;
+      if (!actor.empty() && reply_str(*ev, field::kActor) != actor && reply_str(*ev, field::kVia) != actor) continue;
       items.push_back(std::move(*ev));
       if (static_cast<int64_t>(items.size()) >= limit) break;
     }

@@ -94,7 +94,8 @@ std::vector<OpSpec> build_catalog() {
         {f::kVersion, T::Str}, {f::kPeer, T::Str}, {f::kClockSkewS, T::Int, false, -kMaxSafeInt, kMaxSafeInt}, {f::kCommandsPending, T::Int, true}}},
       {Op::Log, svc::kAdmin, o::kLog,
        {{f::kSince, T::Str, false, 0, 64}, {f::kLimit, T::Int, false, 1, 1000},
-        {f::kTypes, T::StrArray, false, 0, 64}, {f::kChain, T::Bool, false}},
+        {f::kTypes, T::StrArray, false, 0, 64}, {f::kChain, T::Bool, false},
+        {f::kActor, T::Str, false, 1, 128}},
        {{f::kItems, T::Array, true}, {f::kNext, T::Str, true}, {f::kLogKey, T::Str}, {f::kWritten, T::Str}}},
       {Op::Firewall, svc::kAdmin, o::kFirewall, {}, {{f::kPorts, T::Array, true}, {f::kRules, T::Map, true}}},
       {Op::Metrics, svc::kAdmin, o::kMetrics, {},
@@ -419,9 +420,11 @@ std::string encode_error(Code code, std::string_view message, const Value& rid,
   return encode_reply(Reply::failure(code, std::string(message), std::move(extras)), rid);
 }
 
-Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types) {
+Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types,
+                       std::string_view actor) {
   Value::Map fields{{field::kLimit, Value(limit)}};
   if (!since.empty()) fields.emplace_back(field::kSince, Value(std::string(since)));
+  if (!actor.empty()) fields.emplace_back(field::kActor, Value(std::string(actor)));
   if (!types.empty()) {
     Value::Array list;
     for (const auto& t : types) list.emplace_back(t);
@@ -435,6 +438,15 @@ LogPage log_page_of(const Value& reply) {
   if (const Value* items = reply.find(field::kItems); items && items->is_array()) page.items = items->as_array();
   page.next = reply_str(reply, field::kNext);
   return page;
+}
+
+std::string event_actor(const Value& event, bool parenthesised) {
+  std::string out = reply_str(event, field::kActor);
+  const std::string via = reply_str(event, field::kVia);
+  if (via.empty()) return out;
+  const std::string note = "via " + via;
+  if (out.empty()) return note;
+  return out + (parenthesised ? " (" + note + ")" : " " + note);
 }
 
 std::string encode_request(std::string_view op, Value::Map fields) {

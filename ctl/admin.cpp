@@ -43,9 +43,9 @@ struct LogPage : primary::LogPage {
 };
 
 LogPage log_page(Context& ctx, const std::string& since, int64_t limit,
-                 const std::vector<std::string>& types = {}) {
+                 const std::vector<std::string>& types = {}, const std::string& actor = {}) {
   LogPage page;
-  Answer a = ask(ctx, kService, opname::kLog, log_request(since, limit, types));
+  Answer a = ask(ctx, kService, opname::kLog, log_request(since, limit, types, actor));
   page.exit = a.exit;
   if (a) static_cast<primary::LogPage&>(page) = log_page_of(a.reply);
   return page;
@@ -275,7 +275,7 @@ int computer(Context& ctx, const std::string& name) {
 }
 
 struct LogArgs {
-  std::string since;
+  std::string since, actor;
   std::vector<std::string> types;
   int64_t limit = 0;  // 0: no bound
   bool follow = false;
@@ -299,7 +299,7 @@ int log(Context& ctx, const LogArgs& a) {
   };
   for (;;) {
     const int64_t want = a.limit ? std::min(kPage, a.limit - printed) : kPage;
-    LogPage page = log_page(ctx, since, want, a.types);
+    LogPage page = log_page(ctx, since, want, a.types, a.actor);
     if (page.exit == kUnreachable && a.follow) {  // the server may be restarting
       ctx.host.sleep(std::chrono::seconds(1));
       continue;
@@ -586,13 +586,17 @@ std::string event_line(const Value& event) {
   std::vector<const Value::Map::value_type*> fields;
   if (event.is_map())
     for (const auto& kv : event.as_map())
-      if (kv.first != field::kId && kv.first != field::kTs && kv.first != field::kType) fields.push_back(&kv);
+      if (kv.first != field::kId && kv.first != field::kTs && kv.first != field::kType &&
+          kv.first != field::kActor && kv.first != field::kVia)
+        fields.push_back(&kv);
   std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) {
     return std::make_pair(a->first != field::kComputer, a->first) <
            std::make_pair(b->first != field::kComputer, b->first);
   });
   for (const auto* kv : fields) line += " " + kv->first + "=" + field_text(kv->second);
-  return line + " id=" + reply_str(event, field::kId);
+  line += " id=" + reply_str(event, field::kId);
+  if (const std::string actor = event_actor(event, true); !actor.empty()) line += " by " + actor;
+  return line;
 }
 
 Action declare_status(CLI::App&) { return status; }
@@ -626,6 +630,11 @@ Action declare_log(CLI::App& sub) {
   sub.add_option("--since", a->since, "Only entries after this event id");
   sub.add_option("--type", a->types, "Only events of this type (repeat, or comma-separate)")
       ->delimiter(',');
+  sub.add_option("--actor", a->actor, "Only events caused by this actor (an admin key's name, web:IP, local, ...), "
+                                      "or done through it (the console's key)")
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.empty() || v.size() > 128 ? std::string("1 to 128 characters") : std::string(); },
+          ""));
   sub.add_option("--limit", a->limit, "Print at most N events (default: all)")
       ->check(CLI::PositiveNumber);
   sub.add_flag("--follow,-f", a->follow, "Keep polling every second for new events");

@@ -360,6 +360,7 @@ const std::vector<Command>& commands() {
       {"log", "Activity log, one line per event (--follow keeps polling)", declare_log,
        "primaryctl log --type license.reserved,client.lost --limit 50\n"
        "primaryctl log --follow\n"
+       "primaryctl log --actor alice\n"
        "primaryctl log verify --file activity.2.log --file activity.1.log --file activity.log"},
       {"events", "Live events from the event stream (--since: catch up from the log first)",
        declare_events, "primaryctl events --since 1714564800000-0 --count 10"},

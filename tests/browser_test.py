@@ -580,7 +580,7 @@ def scenario(server, c, tmp):
     c.wait("LIVE-PC-1's licensing to appear live",
            lambda: ["client.licensed", "LIVE-PC-1"] in [r[1:3] for r in c.table_rows("#activity")[shown:]])
     check(c.d.execute_script("return window.__stillTheSamePage === true;"), "the Activity page reloaded")
-    ids = [r[4] for r in c.table_rows("#activity")]
+    ids = [r[-1] for r in c.table_rows("#activity")]
     check(len(ids) == len(set(ids)), "an event shown twice: %r" % ids)
     c.shot("05-activity")
     # Filter by type.

@@ -513,6 +513,58 @@ TEST_F(WebConsole, ActivityListsTheReservationAndFiltersByType) {
   EXPECT_NE(all.body.find("<td>serial.unlocked</td>"), std::string::npos);
 }
 
+// The Actor column and filter: a seat code refused for the stack's own
+// (insecure, loopback) client is logged with actor "local".
+TEST_F(WebConsole, ActivityShowsWhoActedAndFiltersByActor) {
+  Browser b = logged_in();
+  const Value r = stack_->call("license.control", "reserve", {{"computer", Value("ACTOR-PC-1")}});
+  ASSERT_TRUE(ok(r));
+  const std::string registration = str(stack_->call("license.control", "registration", {}), "registration_code");
+  const std::string code =
+      run_capture({bin("primary-vendor"), "transfer", "--key", stack_->vendor_key_file(), "--registration",
+                   registration, "--computer", "ACTOR-PC-1", "--license", str(r, "license"), "--to", "actor-pc-2"});
+  EXPECT_EQ(str(stack_->call("license.control", "retire", {{"code", Value(code)}}), "code"), "INVALID_SEAT_CODE");
+  const std::string row = "<td>seat_code.refused</td><td>ACTOR-PC-1</td><td>local</td><td>";
+  Http page = b.get("/activity");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("<th>Computer</th><th>Actor</th><th>Details</th>"), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find(row), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find("<input type=\"text\" name=\"actor\" value=\"\""), std::string::npos) << page.body;
+  Http mine = b.get("/activity?actor=local&type=seat_code.refused");
+  ASSERT_EQ(mine.status, 200);
+  EXPECT_NE(mine.body.find(row), std::string::npos) << mine.body;
+  EXPECT_NE(mine.body.find("name=\"actor\" value=\"local\""), std::string::npos) << "the filter stays in the form";
+  const auto stream = mine.body.find("data-stream=\"/events/stream?since=");
+  ASSERT_NE(stream, std::string::npos) << mine.body;
+  EXPECT_NE(mine.body.substr(stream, mine.body.find('"', stream + 13) - stream).find("&amp;actor=local"),
+            std::string::npos)
+      << "live rows follow the filter too";
+  Http none = b.get("/activity?actor=mallory");
+  ASSERT_EQ(none.status, 200);
+  EXPECT_EQ(none.body.find("ACTOR-PC-1"), std::string::npos) << none.body;
+  EXPECT_NE(none.body.find("No events."), std::string::npos) << none.body;
+  Http paged = b.get("/activity?since=0-0&actor=local&type=seat_code.refused");
+  EXPECT_NE(paged.body.find(row), std::string::npos) << paged.body;
+  EXPECT_EQ(b.get("/activity?since=0-0&actor=mallory").body.find("ACTOR-PC-1"), std::string::npos);
+  Http computer = b.get("/computers/ACTOR-PC-1");  // its recent events, with the same columns
+  EXPECT_NE(computer.body.find(row), std::string::npos) << computer.body;
+  EXPECT_EQ(b.get("/activity?actor=" + std::string(129, 'a')).status, 400);
+  EXPECT_EQ(b.get("/activity?actor=%01").status, 400);
+  EXPECT_EQ(b.get("/events/stream?actor=%01").status, 400);
+
+  // The live stream keeps to the filter, for what it reads from the log and
+  // for live events.
+  const std::vector<std::string> cookie = {"Cookie: " + b.cookie_header()};
+  EventStream local(b.base() + "/events/stream?since=0-0&type=seat_code.refused&actor=local", cookie);
+  EventStream other(b.base() + "/events/stream?since=0-0&type=seat_code.refused&actor=mallory", cookie);
+  ASSERT_TRUE(wait_until([&] { return ids_for(local.events(), "ACTOR-PC-1").size() == 1; }, 15s)) << local.text();
+  EXPECT_EQ(str(stack_->call("license.control", "retire", {{"code", Value(code)}}), "code"), "INVALID_SEAT_CODE");
+  ASSERT_TRUE(wait_until([&] { return ids_for(local.events(), "ACTOR-PC-1").size() == 2; }, 15s)) << local.text();
+  for (const auto& [id, data] : local.events()) EXPECT_NE(data.find("\"actor\":\"local\""), std::string::npos) << data;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(other.events().empty()) << other.text();
+}
+
 TEST_F(WebConsole, EventStreamIsLiveAndResumesWithoutGapsOrDuplicates) {
   Browser b = logged_in();
   Http page = b.get("/activity");

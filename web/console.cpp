@@ -65,6 +65,12 @@ bool valid_name(const std::string& s) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
 }
+// An actor filter: empty (none), or what admin.log takes (1..128), printable.
+bool valid_actor(const std::string& s) {
+  return s.size() <= 128 &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
+}
+
 bool valid_type(const std::string& s) {
   return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || c == '.' || c == '_';
@@ -93,20 +99,22 @@ std::string cookie_value(const httplib::Request& req, const std::string& name) {
   return {};
 }
 
-// One activity row: time, type, computer, other fields, id.
+// One activity row: time, type, computer, actor, other fields, id.
 PageData event_data(const Value& e) {
   std::string details;
   if (e.is_map()) {
     auto fields = e.as_map();
     std::sort(fields.begin(), fields.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [k, v] : fields)
-      if (k != field::kId && k != field::kTs && k != field::kType && k != field::kComputer)
+      if (k != field::kId && k != field::kTs && k != field::kType && k != field::kComputer &&
+          k != field::kActor && k != field::kVia)
         details += (details.empty() ? "" : " ") + k + "=" + value_text(v);
   }
   PageData row;
   row.set("time", time_text(reply_int(e, field::kTs, 0)));
   row.set("type", reply_str(e, field::kType));
   row.set("computer", reply_str(e, field::kComputer));
+  row.set("actor", event_actor(e));
   row.set("details", details);
   row.set("id", reply_str(e, field::kId));
   return row;
@@ -460,8 +468,8 @@ Result<Value> Console::update_call(const std::string& op, Value::Map fields) {
 }
 
 Result<LogPage> Console::log_page(const std::string& since, int64_t limit,
-                                  const std::vector<std::string>& types) {
-  auto r = call(svc::kAdmin, opname::kLog, log_request(since, limit, types));
+                                  const std::vector<std::string>& types, const std::string& actor) {
+  auto r = call(svc::kAdmin, opname::kLog, log_request(since, limit, types, actor));
   if (!r) return r.error();
   if (!reply_ok(*r)) return Error{Code::Unavailable, code_of(r) + ": " + message_of(r)};
   return log_page_of(*r);
@@ -471,7 +479,8 @@ Result<LogPage> Console::log_page(const std::string& since, int64_t limit,
 // now (1 minute, then 4 times further each step) until a window holds
 // `want` entries or reaches the oldest one, reading each window forward.
 // At most kMaxCalls requests: a rare type in a huge log shows what was found.
-Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<std::string>& types) {
+Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<std::string>& types,
+                                               const std::string& actor) {
   constexpr int kMaxCalls = 40;
   auto oldest = log_page("", 1, {});
   if (!oldest) return oldest.error();
@@ -484,7 +493,7 @@ Result<std::vector<Value>> Console::recent_log(size_t want, const std::vector<st
     std::string from = whole ? "" : std::to_string(now - window) + "-0";
     std::deque<Value> tail;
     for (;;) {
-      auto page = log_page(from, 1000, types);
+      auto page = log_page(from, 1000, types, actor);
       if (!page) return page.error();
       ++calls;
       for (auto& item : page->items) {
@@ -836,21 +845,24 @@ void Console::activity(const Req& req, Res& res) {
   const std::string since = req.get_param_value(field::kSince);
   if (!since.empty() && !valid_event_id(since))
     return error_page(res, *s, 400, "Bad request", "'since' must be an event id (<ms>-<seq>)");
+  const std::string actor = req.get_param_value(field::kActor);
+  if (!valid_actor(actor)) return error_page(res, *s, 400, "Bad request", "'actor' must be at most 128 printable characters");
 
   std::vector<Value> items;
   std::string next;
   if (since.empty()) {
-    auto recent = recent_log(kActivityRows, types);
+    auto recent = recent_log(kActivityRows, types, actor);
     if (!recent) return error_page(res, *s, 503, "Reading the activity log failed", recent.error().message);
     items = std::move(*recent);
   } else {
-    auto page = log_page(since, kActivityRows, types);
+    auto page = log_page(since, kActivityRows, types, actor);
     if (!page) return error_page(res, *s, 503, "Reading the activity log failed", page.error().message);
     items = std::move(page->items);
     if (page->next != since) next = page->next;
   }
-  std::string type_query;
-  for (const auto& t : types) type_query += "&type=" + url_component(t);
+  std::string filter_query;
+  for (const auto& t : types) filter_query += "&type=" + url_component(t);
+  if (!actor.empty()) filter_query += "&actor=" + url_component(actor);
 
   PageData data;
   PageList checkboxes;
@@ -861,6 +873,7 @@ void Console::activity(const Req& req, Res& res) {
     checkboxes.push_back(box);
   }
   data.set("types", checkboxes);
+  data.set("actor", actor);
   if (!since.empty()) data.set("since", since);
   // Live following continues from the last entry shown; when paging through
   // older entries it stays off.
@@ -868,11 +881,11 @@ void Console::activity(const Req& req, Res& res) {
   if (since.empty() || next.empty()) {
     const std::string last = items.empty() ? (since.empty() ? std::to_string(unix_ms()) + "-0" : since)
                                             : reply_str(items.back(), field::kId);
-    stream_url = "/events/stream?since=" + url_component(last) + type_query;
+    stream_url = "/events/stream?since=" + url_component(last) + filter_query;
   }
   data.set("events", event_table(items, stream_url));
-  data.set("start_url", "/activity?since=0-0" + type_query);
-  if (!next.empty()) data.set("next_url", "/activity?since=" + url_component(next) + type_query);
+  data.set("start_url", "/activity?since=0-0" + filter_query);
+  if (!next.empty()) data.set("next_url", "/activity?since=" + url_component(next) + filter_query);
   send_page(res, 200, layout("Activity", "/activity", *s, render_page("activity", data)));
 }
 
@@ -892,6 +905,7 @@ void Console::stream(const Req& req, Res& res) {
     std::string last_id;  // last sent
     std::string scan;     // log read up to here
     std::vector<std::string> types;
+    std::string actor;
     bool caught_up = false;
     uint64_t next_seq = 0;
     Clock::time_point last_write, last_poll;
@@ -914,6 +928,12 @@ void Console::stream(const Req& req, Res& res) {
       return;
     }
     if (st->types.size() < 64) st->types.push_back(t);
+  }
+  st->actor = req.get_param_value(field::kActor);
+  if (!valid_actor(st->actor)) {
+    res.status = 400;
+    res.set_content("bad actor\n", "text/plain");
+    return;
   }
   if (streams_.fetch_add(1) >= options_.max_streams) {
     streams_.fetch_sub(1);
@@ -938,6 +958,8 @@ void Console::stream(const Req& req, Res& res) {
           if (!st->types.empty() &&
               std::find(st->types.begin(), st->types.end(), reply_str(e, field::kType)) == st->types.end())
             return true;
+          if (!st->actor.empty() && reply_str(e, field::kActor) != st->actor && reply_str(e, field::kVia) != st->actor)
+            return true;
           st->last_id = id;
           return write("id: " + id + "\ndata: " + to_json(e) + "\n\n");
         };
@@ -949,7 +971,7 @@ void Console::stream(const Req& req, Res& res) {
         if (!st->caught_up || now - st->last_poll > 5s) {
           if (!st->caught_up) st->next_seq = feed_.head();
           for (int pages = 0; pages < 100 && !stopping_; ++pages) {
-            auto page = log_page(st->scan, 500, st->types);
+            auto page = log_page(st->scan, 500, st->types, st->actor);
             if (!page) break;  // the broker is away; live events and the next poll carry on
             for (const auto& e : page->items)
               if (!send(e)) return false;

@@ -28,9 +28,12 @@
     cell(row, when(ev.ts));
     cell(row, ev.type || '');
     cell(row, ev.computer || '');
+    var actor = typeof ev.actor === 'string' ? ev.actor : '';
+    if (typeof ev.via === 'string') actor += (actor ? ' ' : '') + 'via ' + ev.via;
+    cell(row, actor);
     var details = [];
     Object.keys(ev).sort().forEach(function (k) {
-      if (['id', 'ts', 'type', 'computer'].indexOf(k) < 0)
+      if (['id', 'ts', 'type', 'computer', 'actor', 'via'].indexOf(k) < 0)
         details.push(k + '=' + (typeof ev[k] === 'string' ? ev[k] : JSON.stringify(ev[k])));
     });
     cell(row, details.join(' '));

@@ -144,8 +144,14 @@ struct LogPage {
   std::string next;          // the id to read on from
 };
 // The fields of an admin.log request: entries strictly after `since` (from
-// the oldest when empty), at most `limit`, of `types` when any.
-Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types = {});
+// the oldest when empty), at most `limit`, of `types` when any, by `actor`
+// (data.actor or data.via) when not empty.
+Value::Map log_request(std::string_view since, int64_t limit, const std::vector<std::string>& types = {},
+                       std::string_view actor = {});
+// Who caused an event, for people: its `actor`, and when the console acted
+// for a browser "web:1.2.3.4 via internal" ("web:1.2.3.4 (via internal)"
+// with `parenthesised`); "" when the event names nobody.
+std::string event_actor(const Value& event, bool parenthesised = false);
 // The page in an admin.log success reply.
 LogPage log_page_of(const Value& reply);
 

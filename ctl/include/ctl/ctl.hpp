@@ -118,7 +118,8 @@ int reserve(Context& ctx, const std::vector<std::string>& names);
 // Stream ids "<ms>-<seq>" compared numerically; false for anything else.
 bool event_id_less(std::string_view a, std::string_view b);
 // One line for an event: ISO-8601 UTC time, type, key=value fields
-// (computer first, then by name), id last.
+// (computer first, then by name), id, then "by ACTOR" when it names one
+// ("by web:1.2.3.4 (via internal)" for the console acting for a browser).
 std::string event_line(const Value& event);
 // Unix ms -> "2024-05-01T12:00:00.123Z" (without ".123" unless millis).
 std::string iso_utc(int64_t unix_ms, bool millis = true);

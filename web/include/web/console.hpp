@@ -95,11 +95,13 @@ class Console {
   // update.control, answered UNAVAILABLE at once when no updater is up.
   Result<Value> update_call(const std::string& op, Value::Map fields = {});
   Result<LogPage> log_page(const std::string& since, int64_t limit,
-                           const std::vector<std::string>& types);
+                           const std::vector<std::string>& types, const std::string& actor = {});
   // The Overview's history charts for a period ("48h", "30d", "1y").
   Result<PageList> history_charts(const std::string& period);
-  // The newest `want` entries of the log (of `types` if any), oldest first.
-  Result<std::vector<Value>> recent_log(size_t want, const std::vector<std::string>& types);
+  // The newest `want` entries of the log (of `types` and by `actor` if
+  // any), oldest first.
+  Result<std::vector<Value>> recent_log(size_t want, const std::vector<std::string>& types,
+                                        const std::string& actor = {});
 
   BrokerLink& link_;
   EventFeed& feed_;
