@@ -1,6 +1,9 @@
 // primaryctl subcommands of the admin service and the event stream: status,
 // computers, the activity log (paged, followed, or caught up into the live
 // stream) and firewall rules.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -9,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <tuple>
 
 #include "ctl/commands.hpp"
@@ -470,6 +474,19 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+// The activity log's record of rules applied on this host: who (the key
+// this primaryctl used, as the broker proves it) and, as reported, the tool
+// and the Unix user. A failure to record is reported, not fatal: the rules
+// are in force.
+void record_applied(Context& ctx, const std::string& tool) {
+  Value::Map fields{{field::kAction, Value(event::kFirewallApplied)}, {field::kTool, Value(tool)}};
+  if (const passwd* pw = ::getpwuid(::geteuid())) fields.emplace_back(field::kUser, Value(std::string(pw->pw_name)));
+  std::ostringstream quiet;
+  Context muted{ctx.send, ctx.out, quiet, ctx.send_many, ctx.subscribe, ctx.host, ctx.json};
+  if (Answer a = ask(muted, kService, opname::kRecord, std::move(fields)); !a)
+    ctx.err << "primaryctl: the rules are applied, but the activity log does not say so: " << quiet.str();
+}
+
 int firewall(Context& ctx, const FirewallArgs& a) {
   Answer ans = ask(ctx, kService, opname::kFirewall);
   if (!ans) return ans.exit;
@@ -547,6 +564,7 @@ int firewall(Context& ctx, const FirewallArgs& a) {
       return report(kServerError);
     }
   }
+  record_applied(ctx, chosen->name);
   return report(kOk);
 }
 

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -751,18 +752,39 @@ void Supervisor::log_admin_keys(uid_t sender) {
   for (const auto& [key, name] : admin_keys_)
     if (auto now = keys->find(key); now == keys->end() || now->second != name) removed.emplace_back(name);
   admin_keys_ = std::move(*keys);
-  std::string user = std::to_string(sender);
-  if (const passwd* pw = ::getpwuid(sender)) user = pw->pw_name;
+  log_host_action(event::kAdminKeysReloaded,
+                  Value(Value::Map{{field::kKeys, Value(static_cast<int64_t>(admin_keys_.size()))},
+                                   {field::kAdded, Value(std::move(added))},
+                                   {field::kRemoved, Value(std::move(removed))}}),
+                  sender);
+}
+
+void Supervisor::watch_keys_dir(const std::string& password_path) {
+  alignas(inotify_event) char buf[4096];
+  bool password_set = false;
+  const std::string name = fs::path(password_path).filename().string();
+  for (ssize_t n; (n = ::read(watch_fd_, buf, sizeof buf)) > 0;)
+    for (ssize_t at = 0; at < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
+      if (ev->len > 0 && name == ev->name) password_set = true;
+      at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  struct stat st{};
+  if (!password_set || ::stat(password_path.c_str(), &st) != 0) return;
+  log_host_action(event::kWebPasswordSet, Value(Value::Map{}), st.st_uid);
+}
+
+void Supervisor::log_host_action(const char* type, const Value& fields, uid_t uid) {
+  std::string user = std::to_string(uid);
+  if (const passwd* pw = ::getpwuid(uid)) user = pw->pw_name;
   const Who who{std::string(actor::kHostPrefix) + user, "", ""};
   auto url = parse_redis_url(redis_url_);
   if (!url) return;
   Redis redis(*url);
-  const Value fields(Value::Map{{field::kKeys, Value(static_cast<int64_t>(admin_keys_.size()))},
-                                {field::kAdded, Value(std::move(added))},
-                                {field::kRemoved, Value(std::move(removed))}});
-  if (auto id = append_event(redis, nullptr, event::kAdminKeysReloaded, fields, pack_who(who), kEventLogCap, unix_ms());
-      !id)
-    spdlog::warn("could not log {}: {}", event::kAdminKeysReloaded, id.error().message);
+  if (auto id = append_event(redis, nullptr, type, fields, pack_who(who), kEventLogCap, unix_ms()); !id)
+    spdlog::warn("could not log {}: {}", type, id.error().message);
+  else
+    spdlog::info("{} by {}", type, who.actor);
 }
 
 int Supervisor::ensure_layout() {
@@ -835,9 +857,19 @@ int Supervisor::run() {
     return failed;
   }
 
+  // The console's password file is written by `primaryctl web-password`
+  // (a rename into DATA/keys): the activity log says so, and who (the new
+  // file's owner). inotify, so an idle server does not wake for it.
+  const std::string password_path = web::password_file(layout_.root);
+  watch_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (watch_fd_ >= 0 &&
+      ::inotify_add_watch(watch_fd_, fs::path(password_path).parent_path().c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    ::close(watch_fd_);
+    watch_fd_ = -1;
+  }
   while (!stopping_) {
     // Idle on-demand children wait for a connection on their socket.
-    std::vector<pollfd> fds{{signal_fd_, POLLIN, 0}};
+    std::vector<pollfd> fds{{signal_fd_, POLLIN, 0}, {watch_fd_, POLLIN, 0}};
     std::vector<Child*> waiting;
     for (auto& c : children_)
       if (c.on_demand && c.pid == 0 && !c.due) {
@@ -847,8 +879,9 @@ int Supervisor::run() {
     ::poll(fds.data(), fds.size(), next_timeout_ms());
     handle_signals();
     if (stopping_) break;
+    if (fds[1].revents != 0) watch_keys_dir(password_path);
     for (size_t i = 0; i < waiting.size(); ++i)
-      if (fds[i + 1].revents != 0 && waiting[i]->pid == 0 && !waiting[i]->due) {
+      if (fds[i + 2].revents != 0 && waiting[i]->pid == 0 && !waiting[i]->due) {
         spdlog::info("a connection for {}: starting it", waiting[i]->name);
         spawn(*waiting[i]);
       }

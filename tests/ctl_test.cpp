@@ -824,11 +824,13 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   ASSERT_EQ(r.code, 0) << r.err;
   rows = lines_of(r.out);
   ASSERT_EQ(rows.size(), 3u) << r.out;
-  const std::regex line(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z license\.reserved computer=WS-\d+ purchased=50 reserved=\d+ id=\d+-\d+)");
+  const std::regex line(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z license\.reserved computer=WS-\d+ peer=127\.0\.0\.1 purchased=50 reserved=\d+ id=\d+-\d+ by local)");
   for (const auto& row : rows) EXPECT_TRUE(std::regex_match(row, line)) << row;
   r = ctl({"log", "--type", "license.reserved"});
   EXPECT_EQ(lines_of(r.out).size(), 12u) << r.out;
-  const std::string third = words(rows[2]).back().substr(3);
+  std::string third;  // the third line's id
+  for (const std::string& w : words(rows[2]))
+    if (w.starts_with("id=")) third = w.substr(3);
   r = ctl({"log", "--type", "license.reserved,client.licensed", "--since", third});
   EXPECT_EQ(lines_of(r.out).size(), 10u) << r.out;  // 9 reservations and the heartbeat
   r = ctl({"log"});

@@ -13,6 +13,7 @@
 #include "common/config.hpp"
 #include "common/process.hpp"
 #include "common/errors.hpp"
+#include "common/value.hpp"
 
 namespace primary {
 
@@ -148,7 +149,11 @@ class Supervisor {
   // data to this release's layout (common/layout.hpp). 0 when done, 2 for a
   // newer layout (logged as one line, nothing changed), 1 otherwise.
   int ensure_layout();
+  // The activity log's record of what was done on the host, by the Unix
+  // user `uid` (actor host:NAME): admin keys re-read, console password set.
   void log_admin_keys(uid_t sender);
+  void watch_keys_dir(const std::string& password_path);
+  void log_host_action(const char* type, const Value& fields, uid_t uid);
   static Child child(Role role, std::string name, std::vector<std::string> argv);
   void plan_children();
   void add_worker_kind(const std::string& exe, int count, const std::vector<std::string>& extra);
@@ -182,6 +187,7 @@ class Supervisor {
   int lock_fd_ = -1;
   int web_fd_ = -1;  // the console's listening socket (--web)
   int signal_fd_ = -1;
+  int watch_fd_ = -1;  // inotify on DATA/keys
   pid_t self_ = 0;
   int64_t started_ms_ = 0;
   std::string server_public_, internal_public_;  // CURVE, secure mode only
