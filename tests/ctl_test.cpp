@@ -136,6 +136,13 @@ std::vector<std::string> words(const std::string& line) {
   return out;
 }
 
+// The entry id of a `primaryctl log` or `events` line (its id=... word).
+std::string id_in(const std::string& line) {
+  for (const std::string& w : words(line))
+    if (w.starts_with("id=")) return w.substr(3);
+  return {};
+}
+
 void write_text(const std::string& path, const std::string& text, mode_t mode = 0644) {
   std::ofstream(path) << text;
   ::chmod(path.c_str(), mode);
@@ -828,9 +835,7 @@ TEST_F(CtlStackTest, StatusComputersLogAndCommands) {
   for (const auto& row : rows) EXPECT_TRUE(std::regex_match(row, line)) << row;
   r = ctl({"log", "--type", "license.reserved"});
   EXPECT_EQ(lines_of(r.out).size(), 12u) << r.out;
-  std::string third;  // the third line's id
-  for (const std::string& w : words(rows[2]))
-    if (w.starts_with("id=")) third = w.substr(3);
+  const std::string third = id_in(rows[2]);
   r = ctl({"log", "--type", "license.reserved,client.licensed", "--since", third});
   EXPECT_EQ(lines_of(r.out).size(), 10u) << r.out;  // 9 reservations and the heartbeat
   r = ctl({"log"});
@@ -1011,7 +1016,7 @@ TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
   CtlRun log = ctl({"log"});
   auto logged = lines_of(log.out);
   ASSERT_GE(logged.size(), 4u);
-  const std::string since = words(logged[logged.size() - 4]).back().substr(3);
+  const std::string since = id_in(logged[logged.size() - 4]);
   CtlRun r = ctl({"events", "--since", since, "--count", "3"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(lines_of(r.out), std::vector<std::string>(logged.end() - 3, logged.end()));
@@ -1031,13 +1036,13 @@ TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
   rows = lines_of(test::read_file(dir_.file("follow.out")));
   ASSERT_EQ(rows.size(), 8u) << test::read_file(dir_.file("follow.out"));
   std::set<std::string> ids;
-  for (const auto& row : rows) ids.insert(words(row).back());
+  for (const auto& row : rows) ids.insert(id_in(row));
   EXPECT_EQ(ids.size(), 8u) << "a duplicate";
   EXPECT_EQ(rows[0], logged[logged.size() - 3]);
   EXPECT_NE(rows[3].find("computer=LATE-0 "), std::string::npos) << rows[3];
 
   // log --follow: what is there, then what comes, up to --limit.
-  const std::string last = words(lines_of(ctl({"log"}).out).back()).back().substr(3);
+  const std::string last = id_in(lines_of(ctl({"log"}).out).back());
   test::Process tail = start_ctl({"--server", stack_->front(), "log", "--follow", "--since", last,
                                   "--type", "license.reserved", "--limit", "2"},
                                  dir_.file("tail.out"));
