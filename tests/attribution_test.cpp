@@ -367,6 +367,11 @@ TEST_F(Attribution, EveryPrivilegedOpNamesTheAdminKeyAndReadsLeaveTheLogAlone) {
     EXPECT_EQ(str(r, field::kCode), "BAD_REQUEST") << to_json(r);
   }
   EXPECT_EQ(str(call(*alice, svc::kAdmin, opname::kRecord), field::kCode), "BAD_REQUEST");
+  for (const char* f : {field::kTool, field::kUser}) {
+    Value r = call(*alice, svc::kAdmin, opname::kRecord,
+                   {{field::kAction, Value(event::kFirewallApplied)}, {f, Value(std::string(65, 'x'))}});
+    EXPECT_EQ(str(r, field::kCode), "BAD_REQUEST") << f << ": " << to_json(r);
+  }
 
   // Every op that changes something was seen naming alice, with each of its events.
   for (const auto& [op, types] : attributed_events())
