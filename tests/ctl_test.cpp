@@ -987,6 +987,11 @@ TEST_F(CtlStackTest, JsonOutputOfEveryCommand) {
 
 TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
   ASSERT_NO_FATAL_FAILURE(unlock("SN-EV", 1000));
+  auto id_of = [](const std::string& row) {  // the line's id (it ends "by ACTOR")
+    for (const std::string& w : words(row))
+      if (w.starts_with("id=")) return w.substr(3);
+    return std::string();
+  };
   const std::string out = dir_.file("events.out");
   test::Process events = start_ctl(
       {"--server", stack_->front(), "--events", stack_->events(), "events", "--count", "2"}, out);
@@ -1011,7 +1016,7 @@ TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
   CtlRun log = ctl({"log"});
   auto logged = lines_of(log.out);
   ASSERT_GE(logged.size(), 4u);
-  const std::string since = words(logged[logged.size() - 4]).back().substr(3);
+  const std::string since = id_of(logged[logged.size() - 4]);
   CtlRun r = ctl({"events", "--since", since, "--count", "3"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(lines_of(r.out), std::vector<std::string>(logged.end() - 3, logged.end()));
@@ -1031,13 +1036,13 @@ TEST_F(CtlStackTest, EventsLiveAndCaughtUp) {
   rows = lines_of(test::read_file(dir_.file("follow.out")));
   ASSERT_EQ(rows.size(), 8u) << test::read_file(dir_.file("follow.out"));
   std::set<std::string> ids;
-  for (const auto& row : rows) ids.insert(words(row).back());
+  for (const auto& row : rows) ids.insert(id_of(row));
   EXPECT_EQ(ids.size(), 8u) << "a duplicate";
   EXPECT_EQ(rows[0], logged[logged.size() - 3]);
   EXPECT_NE(rows[3].find("computer=LATE-0 "), std::string::npos) << rows[3];
 
   // log --follow: what is there, then what comes, up to --limit.
-  const std::string last = words(lines_of(ctl({"log"}).out).back()).back().substr(3);
+  const std::string last = id_of(lines_of(ctl({"log"}).out).back());
   test::Process tail = start_ctl({"--server", stack_->front(), "log", "--follow", "--since", last,
                                   "--type", "license.reserved", "--limit", "2"},
                                  dir_.file("tail.out"));
