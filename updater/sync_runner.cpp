@@ -266,6 +266,10 @@ SyncRunner::Outcome SyncRunner::apply(const SyncJob& job, const Manifest& m, con
                                       EventPublisher& events,
                                       const std::function<Status(const Release&)>& obtain) {
   Outcome o;
+  // The releases it adds are logged as the job's, like its other events.
+  Value::Map who{{field::kJob, Value(job.id)}};
+  for (const auto& [k, v] : job.by) who.emplace_back(k, v);
+  const std::string job_who = pack(Value(std::move(who)));
   for (const Release& r : m.releases) {
     const std::string field = release_field(r.component, r.version);
     auto known = redis.command({"HEXISTS", keys::kUpdReleases, field});
@@ -297,7 +301,8 @@ SyncRunner::Outcome SyncRunner::apply(const SyncJob& job, const Manifest& m, con
     auto added = redis.eval(add_release_script(),
                             {keys::kUpdReleases, keys::kUpdState, keys::kUpdGen, keys::kEvents},
                             {field, pack(record), state, r.component, r.version, r.channel,
-                             std::to_string(r.size), std::to_string(config_.event_cap), std::to_string(now_ms_())});
+                             std::to_string(r.size), job_who, std::to_string(config_.event_cap),
+                             std::to_string(now_ms_())});
     const auto a = added ? count_and_events(*added) : std::nullopt;
     if (!a) {
       ++o.failed;

@@ -6,7 +6,8 @@
 -- KEYS[3]  ps:upd:gen        counter: the catalogue's generation
 -- KEYS[4]  ps:events         (common/lua/events.lua)
 -- ARGV     field ("COMPONENT VERSION"), record, state, component, version,
---          channel, size (bytes), the events cap, now (ms)
+--          channel, size (bytes), the job and its requester (MessagePack
+--          map: job, actor, peer, via), the events cap, now (ms)
 -- Returns  {1, events} when added, {0, events} when it was there already.
 -- Events   update.available, and update.approved unless the state is 'held'
 -- @include common/lua/events.lua
@@ -15,8 +16,9 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('INCR', KEYS[3])
 emit('update.available', {component = ARGV[4], version = ARGV[5], channel = ARGV[6],
-                          size = tonumber(ARGV[7])})
+                          size = tonumber(ARGV[7])}, cmsgpack.unpack(ARGV[8]))
 if ARGV[3] ~= 'held' then
-  emit('update.approved', {component = ARGV[4], version = ARGV[5], rollout = 100, auto = true})
+  emit('update.approved', {component = ARGV[4], version = ARGV[5], rollout = 100, auto = true},
+       cmsgpack.unpack(ARGV[8]))
 end
 return {1, EV}
