@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   add_stale_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
+  cfg.add_int("stale-count-batch", 2000, 1, 1000000, "Reservations examined per second by the stale recount");
   cfg.add_int("history-interval-ms", 60000, 50, 3600000,
               "How often the fleet's history is sampled (periods stay hourly and daily)");
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");
@@ -67,6 +68,8 @@ int main(int argc, char** argv) {
   ac.grace_s = cfg.integer("grace-s");
   ac.stale_unseen_s = cfg.integer("stale-unseen-s");
   ac.stale_lost_s = cfg.integer("stale-lost-s");
+  ac.stale_recount_s = cfg.integer("stale-recount-s");
+  ac.stale_count_batch = cfg.integer("stale-count-batch");
   ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : unix_ms();
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));
@@ -163,6 +166,16 @@ int main(int argc, char** argv) {
   rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), [&] { report(service.sample_history()); });
   rt.every(std::chrono::milliseconds(std::min<int64_t>(cfg.integer("history-interval-ms"), 1000)),
            [&] { report(service.sample_history_on_change()); });
+  // The stale never-seen count for admin.status: a batch a second while a
+  // pass runs, nothing between passes.
+  auto stale_warned = std::chrono::steady_clock::time_point{};
+  rt.every(std::chrono::seconds(1), [&] {
+    auto s = service.count_stale();
+    if (!s && std::chrono::steady_clock::now() - stale_warned > std::chrono::minutes(1)) {
+      stale_warned = std::chrono::steady_clock::now();
+      spdlog::warn("stale recount missed: {}", s.error().message);
+    }
+  });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();
