@@ -143,7 +143,10 @@ Status AdminService::sample_history() {
 }
 
 Status AdminService::sample_history_on_change() {
-  auto r = redis_.command({"XREVRANGE", kEventStream, "+", "-", "COUNT", "1"});
+  return sample_history_on_change(redis_.command(logchain::newest_entry_command()));
+}
+
+Status AdminService::sample_history_on_change(const Result<RedisReply>& r) {
   if (!r) return r.error();
   if (r->is_error()) return Error{Code::Unavailable, r->str};
   const std::string newest =

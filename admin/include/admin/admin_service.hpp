@@ -51,6 +51,9 @@ class AdminService {
   // The same when the activity log has a new entry since the last call
   // (a reservation, a computer licensed, lost or returned, an unlock...).
   Status sample_history_on_change();
+  // The same with the log's newest entry already read
+  // (logchain::newest_entry_command()), shared with another user.
+  Status sample_history_on_change(const Result<RedisReply>& newest);
   // Moves the rolling count of stale never-seen computers on by one batch,
   // when a pass is in progress or due (call it about once a second). The
   // lost stale ones need no pass: admin.status counts them in O(log n).
