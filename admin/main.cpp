@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   add_stale_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
-  cfg.add_int("stale-count-batch", 2000, 1, 1000000, "Reservations examined per second by the stale recount");
+  cfg.add_int("stale-count-batch", 1000, 1, 1000000, "Reservations examined per second by the stale recount");
   cfg.add_int("history-interval-ms", 60000, 50, 3600000,
               "How often the fleet's history is sampled (periods stay hourly and daily)");
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");

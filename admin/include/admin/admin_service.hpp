@@ -27,7 +27,7 @@ struct AdminConfig {
   // `stale_count_batch` reservations per count_stale() call, a new pass at
   // most `stale_recount_s` after the last one ended (admin/lua/stale_count.lua).
   int64_t stale_recount_s = 60;
-  int64_t stale_count_batch = 2000;
+  int64_t stale_count_batch = 1000;
   int64_t started_ms = 0;                 // when the server started (uptime)
   std::vector<std::string> front = {"tcp://*:16770"};
   std::vector<std::string> events = {"tcp://*:16771"};
