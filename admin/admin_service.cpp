@@ -148,7 +148,10 @@ Status AdminService::sample_history() {
 }
 
 Status AdminService::sample_history_on_change() {
-  auto r = redis_.command({"XREVRANGE", kEventStream, "+", "-", "COUNT", "1"});
+  return sample_history_on_change(redis_.command(logchain::newest_entry_command()));
+}
+
+Status AdminService::sample_history_on_change(const Result<RedisReply>& r) {
   if (!r) return r.error();
   if (r->is_error()) return Error{Code::Unavailable, r->str};
   const std::string newest =
@@ -159,19 +162,41 @@ Status AdminService::sample_history_on_change() {
   return sampled;
 }
 
+Status AdminService::count_stale() {
+  const int64_t now = now_ms_();
+  if (now < stale_due_ms_) return {};
+  auto r = redis_.eval(admin::stale_count_script(), {kStaleCount, kReservations, kActive, kLost, kMeta},
+                       {std::to_string(now), std::to_string(now - config_.stale_unseen_s * 1000),
+                        std::to_string(config_.stale_count_batch), std::to_string(config_.stale_recount_s * 1000)});
+  if (!r) return r.error();
+  if (!r->is_array() || r->elements.size() != 3) return Error{Code::Unavailable, "stale count: " + r->str};
+  const bool in_progress = to_int(r->elements[2]) != 0;
+  // Between passes, sleep until the next is due (another worker may start
+  // it first; this one then joins in).
+  stale_due_ms_ = in_progress ? 0 : to_int(r->elements[1]) + config_.stale_recount_s * 1000;
+  return {};
+}
+
 // The commands license_fields() reads, first in a pipeline.
 std::vector<Redis::Argv> AdminService::license_commands(int64_t now) const {
-  const std::string cutoff = std::to_string(now - (config_.check_interval_s + config_.grace_s) * 1000);
+  const int64_t cutoff_ms = now - (config_.check_interval_s + config_.grace_s) * 1000;
+  const int64_t stale_lost_ms = now - config_.stale_lost_s * 1000;
+  const std::string cutoff = std::to_string(cutoff_ms);
   return {{"HMGET", kSerial, "unlocked", field::kSerial, field::kPurchased},
           {"ZCARD", kReservations},
           {"ZCOUNT", kActive, cutoff, "+inf"},
           {"ZCOUNT", kActive, "-inf", "(" + cutoff},
           {"ZCARD", kLost},
-          {"SCARD", kSkewed}};
+          {"SCARD", kSkewed},
+          // Stale: lost and last seen before stale_lost_ms (describe.lua),
+          // plus the never-seen ones of the last complete recount.
+          {"ZCOUNT", kLost, "-inf", "(" + std::to_string(stale_lost_ms)},
+          {"ZCOUNT", kActive, "-inf", "(" + std::to_string(std::min(cutoff_ms, stale_lost_ms))},
+          {"HGET", kStaleCount, "n"}};
 }
 
-// serial?, purchased, reserved, active, lost, never_seen, clock_skewed from
-// the replies of license_commands().
+// serial?, purchased, reserved, active, lost, never_seen, clock_skewed,
+// stale from the replies of license_commands().
 Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
   const auto& serial = out[0].elements;
   const int64_t reserved = to_int(out[1]);
@@ -186,6 +211,7 @@ Value::Map AdminService::license_fields(const std::vector<RedisReply>& out) {
   fields.emplace_back(field::kLost, Value(lost));
   fields.emplace_back(field::kNeverSeen, Value(std::max<int64_t>(0, reserved - active - lost)));
   fields.emplace_back(field::kClockSkewed, Value(to_int(out[5])));
+  fields.emplace_back(field::kStale, Value(to_int(out[6]) + to_int(out[7]) + std::max<int64_t>(0, to_int(out[8]))));
   return fields;
 }
 

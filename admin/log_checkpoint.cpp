@@ -29,7 +29,9 @@ LogCheckpointer::LogCheckpointer(Redis& redis, CheckpointConfig config, EventPub
       events_(events),
       now_ms_(std::move(now_ms)) {}
 
-bool LogCheckpointer::poll() {
+bool LogCheckpointer::poll() { return poll(redis_.command(logchain::newest_entry_command())); }
+
+bool LogCheckpointer::poll(const Result<RedisReply>& newest) {
   auto warn = [&](const std::string& what) {
     if (std::chrono::steady_clock::now() < quiet_until_) return false;
     spdlog::warn("activity log checkpoint: {}", what);
@@ -39,11 +41,15 @@ bool LogCheckpointer::poll() {
   // The log's head first: while it stands still and no checkpoint is due by
   // time, that one read is all a poll costs.
   std::string error;
-  auto head = logchain::read_head(redis_, &error);
+  auto head = logchain::head_of(newest, &error);
   if (!head) return warn(error);
   const bool moved = head->seq != seen_seq_;
   seen_seq_ = head->seq;
   next_poll_ = std::chrono::steady_clock::now() + (moved ? std::chrono::milliseconds(0) : std::chrono::seconds(1));
+  if (!moved && known_seq_ >= 0 &&
+      (head->seq <= known_seq_ ||
+       (head->seq - known_seq_ < config_.every && now_ms_() - known_at_ < config_.interval_ms)))
+    return false;
   auto last = redis_.command({"HMGET", keys::kLogCheckpoint, "seq", "at"});
   if (!last || !last->is_array() || last->elements.size() != 2)
     return warn(last ? last->str : last.error().message);
@@ -55,6 +61,8 @@ bool LogCheckpointer::poll() {
     if (first_look_ms_ == 0) first_look_ms_ = now;
     last_at = first_look_ms_;
   }
+  known_seq_ = last_seq;
+  known_at_ = last_at;
   if (head->seq <= last_seq) return false;  // nothing since the last checkpoint (or the chain restarted)
   if (head->seq - last_seq < config_.every && now - last_at < config_.interval_ms) return false;
   const std::string signature =

@@ -12,6 +12,7 @@
 
 #include "admin/admin_service.hpp"
 #include "admin/log_checkpoint.hpp"
+#include "common/log_chain.hpp"
 #include "admin/log_file.hpp"
 #include "common/names.hpp"
 #include "common/client.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   add_stale_settings(cfg);
   cfg.add_int("started-at", 0, 0, INT64_MAX, "When the server started, Unix ms (for uptime)");
   cfg.add_int("slots", 4, 1, 1024, "Concurrent requests per broker");
+  cfg.add_int("stale-count-batch", 1000, 1, 1000000, "Reservations examined per second by the stale recount");
   cfg.add_int("history-interval-ms", 60000, 50, 3600000,
               "How often the fleet's history is sampled (periods stay hourly and daily)");
   cfg.add_string("log-file", "", "Activity log as a rotating text file (empty: none); one admin worker writes it");
@@ -67,6 +69,8 @@ int main(int argc, char** argv) {
   ac.grace_s = cfg.integer("grace-s");
   ac.stale_unseen_s = cfg.integer("stale-unseen-s");
   ac.stale_lost_s = cfg.integer("stale-lost-s");
+  ac.stale_recount_s = cfg.integer("stale-recount-s");
+  ac.stale_count_batch = cfg.integer("stale-count-batch");
   ac.started_ms = cfg.integer("started-at") ? cfg.integer("started-at") : unix_ms();
   ac.front = split_list(cfg.str("front"));
   ac.events = split_list(cfg.str("events"));
@@ -146,10 +150,6 @@ int main(int argc, char** argv) {
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
-  if (checkpointer)
-    rt.every(std::chrono::milliseconds(100), [&] {
-      if (std::chrono::steady_clock::now() >= checkpointer->next_poll()) checkpointer->poll();
-    });
   // The history: a sample at start, then every interval and within a
   // second of each new activity log entry (a state change); a failed one
   // is logged at most once a minute and simply missed.
@@ -162,8 +162,35 @@ int main(int argc, char** argv) {
   };
   report(service.sample_history_on_change());
   rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), [&] { report(service.sample_history()); });
-  rt.every(std::chrono::milliseconds(std::min<int64_t>(cfg.integer("history-interval-ms"), 1000)),
-           [&] { report(service.sample_history_on_change()); });
+  // One read of the activity log's newest entry serves both the history's
+  // change check (every second at most) and the checkpointer (a second
+  // while the log stands still, 100 ms while it grows). Every read goes to
+  // the checkpointer, which then counts its second from it: the two stay
+  // together, and an idle server reads the entry once a second.
+  const auto history_check = std::chrono::milliseconds(std::min<int64_t>(cfg.integer("history-interval-ms"), 1000));
+  auto history_due = std::chrono::steady_clock::now() + history_check;
+  rt.every(std::chrono::milliseconds(std::min<int64_t>(100, history_check.count())), [&] {
+    const auto now = std::chrono::steady_clock::now();
+    const bool check_history = now >= history_due;
+    const bool check_log = checkpointer && now >= checkpointer->next_poll();
+    if (!check_history && !check_log) return;
+    const auto newest = redis.command(logchain::newest_entry_command());
+    if (checkpointer) checkpointer->poll(newest);
+    if (check_history) {
+      history_due = now + history_check;
+      report(service.sample_history_on_change(newest));
+    }
+  });
+  // The stale never-seen count for admin.status: a batch a second while a
+  // pass runs, nothing between passes.
+  auto stale_warned = std::chrono::steady_clock::time_point{};
+  rt.every(std::chrono::seconds(1), [&] {
+    auto s = service.count_stale();
+    if (!s && std::chrono::steady_clock::now() - stale_warned > std::chrono::minutes(1)) {
+      stale_warned = std::chrono::steady_clock::now();
+      spdlog::warn("stale recount missed: {}", s.error().message);
+    }
+  });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();

@@ -9,6 +9,7 @@ namespace primary::admin {
 
 const Script& computers_script() { return embedded_script<lua::kComputers>(); }
 const Script& computer_script() { return embedded_script<lua::kComputer>(); }
+const Script& stale_count_script() { return embedded_script<lua::kStaleCount>(); }
 
 namespace {
 

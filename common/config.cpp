@@ -23,7 +23,8 @@ const std::set<std::string>& product_settings() {
       "tls-cert", "tls-key", "web-session-s", "web-idle-exit-s",
       "redis-wait-replicas", "redis-wait-timeout-ms",
       "metrics-interval-ms", "metrics-token-file", "metrics-require-token",
-      "stale-unseen-s", "stale-lost-s"};
+      "stale-unseen-s", "stale-lost-s",
+      "stale-recount-s"};
   return names;
 }
 

@@ -508,6 +508,8 @@ void add_stale_settings(Config& cfg) {
   cfg.add_int("stale-unseen-s", 30 * 86400, 1, 3650LL * 86400,
               "A computer never seen this long after its reservation is flagged stale");
   cfg.add_int("stale-lost-s", 90 * 86400, 1, 3650LL * 86400, "A lost computer silent this long is flagged stale");
+  cfg.add_int("stale-recount-s", 60, 1, 86400,
+              "Seconds from one complete recount of the stale never-seen computers to the next (admin.status)");
 }
 
 void add_event_log_setting(Config& cfg) {

@@ -143,6 +143,7 @@ int status(Context& ctx) {
                         {field::kLost, std::to_string(reply_int(r, field::kLost, 0))},
                         {"never seen", std::to_string(reply_int(r, field::kNeverSeen, 0))},
                         {"clock skewed", std::to_string(reply_int(r, field::kClockSkewed, 0))},
+                        {field::kStale, std::to_string(reply_int(r, field::kStale, 0))},
                         {field::kVersion, reply_str(r, field::kVersion)},
                         {"uptime", duration_text(reply_int(r, field::kUptimeS, 0))},
                         {field::kServices, services.empty() ? "(none)" : services}});

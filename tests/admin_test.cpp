@@ -354,7 +354,10 @@ TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
   StackOptions o;
   o.admin_workers = 1;
   o.licensed_args = kShort;
-  o.admin_args = {"--check-interval-s", "1", "--grace-s", "1", "--stale-unseen-s", "2", "--stale-lost-s", "6"};
+  // The never-seen count of admin.status is recounted a reservation per
+  // second (a pass of several batches), at most a second after the last.
+  o.admin_args = {"--check-interval-s", "1", "--grace-s", "1", "--stale-unseen-s", "2", "--stale-lost-s", "6",
+                  "--stale-recount-s", "1", "--stale-count-batch", "1"};
   Stack s(o);
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE(ok(s.unlock("SN-STALE", 10)));
@@ -370,10 +373,25 @@ TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
     EXPECT_TRUE(l.error.empty()) << l.error;
     return once_each(names_of(l.items));
   };
+  // admin.status's count equals the flagged computers of admin.computers
+  // once the recount caught up (the lost part is exact at once).
+  int64_t count = -1;
+  size_t flagged = 0;
+  // Waits for count == flagged, with `least` to `most` flagged, beating
+  // the computers of `alive` meanwhile.
+  const auto count_matches = [&](size_t least, size_t most, const std::vector<std::string>& alive) {
+    return wait_until([&] {
+      for (const auto& name : alive) beat(name);
+      count = num(admin(s, "status"), "stale");
+      flagged = stale_names().size();
+      return count == static_cast<int64_t>(flagged) && flagged >= least && flagged <= most;
+    }, 20s, 200ms);
+  };
   Listing all = list_all(s, {}, [](int) { return 100; });
   ASSERT_EQ(all.items.size(), 3u);
   for (const auto& it : all.items) EXPECT_FALSE(it.find("stale")->as_bool()) << to_json(it);
   EXPECT_TRUE(stale_names().empty());
+  EXPECT_EQ(num(admin(s, "status"), "stale"), 0);
 
   // Never seen for 2 s: stale. SILENT is lost by then, but silent < 6 s.
   std::set<std::string> got;
@@ -384,6 +402,7 @@ TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
   }, 15s, 100ms));
   EXPECT_EQ(got, std::set<std::string>{"NEVER"});
   EXPECT_EQ(str(admin(s, "computer", {{"computer", Value("SILENT")}}), "state"), "lost");
+  EXPECT_TRUE(count_matches(1, 2, {"ALIVE"})) << "status stale " << count << ", flagged " << flagged;
   // Lost and silent for 6 s: stale too; ALIVE never.
   ASSERT_TRUE(wait_until([&] {
     beat("ALIVE");
@@ -391,6 +410,7 @@ TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
     return got.count("SILENT") == 1;
   }, 20s, 100ms));
   EXPECT_EQ(got, (std::set<std::string>{"NEVER", "SILENT"}));
+  EXPECT_TRUE(count_matches(2, 2, {"ALIVE"})) << "status stale " << count << ", flagged " << flagged;
   Value silent = admin(s, "computer", {{"computer", Value("SILENT")}});
   EXPECT_TRUE(silent.find("stale")->as_bool()) << to_json(silent);
   // The same through the state filter and the last-seen order.
@@ -404,12 +424,19 @@ TEST(Admin, StaleFlagsForNeverSeenAndLongLostComputers) {
   EXPECT_NE(table.find("NEVER"), std::string::npos) << table;
   EXPECT_NE(table.find("SILENT"), std::string::npos) << table;
   EXPECT_EQ(table.find("ALIVE"), std::string::npos) << table;
+  const std::string status = run_capture({bin("primaryctl"), "--server", s.front(), "status"}, &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_TRUE(std::regex_search(status, std::regex("\\bstale +2\\b"))) << status;
 
   // The flag changes nothing: the stale computer is still licensed when it
   // comes back, and then is not stale any more.
   EXPECT_EQ(beat("SILENT"), "licensed");
   EXPECT_EQ(stale_names(), std::set<std::string>{"NEVER"});
+  EXPECT_EQ(num(admin(s, "status"), "stale"), 1);  // the lost part is counted live
   EXPECT_EQ(num(admin(s, "status"), "reserved"), 3);
+  // NEVER's first heartbeat: the next recount leaves it out.
+  EXPECT_EQ(beat("NEVER"), "licensed");
+  EXPECT_TRUE(count_matches(0, 0, {"ALIVE", "SILENT", "NEVER"})) << "status stale " << count << ", flagged " << flagged;
 }
 
 // 10,000 computers: a third lost, a third active, a third never seen.

@@ -346,7 +346,8 @@ std::vector<Case> catalogue() {
 // counters (ps:metrics:ops), which count these requests by design, whenever
 // a worker's flush timer happens to fall within the test, the fleet's
 // history (ps:hist:*, sampled by a timer and after the good client's
-// events) and the last log checkpoint (ps:logchk).
+// events), the last log checkpoint (ps:logchk) and the stale recount
+// (ps:stale).
 std::map<std::string, std::string> snapshot(Redis& redis) {
   std::map<std::string, std::string> out;
   auto good = [](std::string_view s) { return s.find(kGoodPrefix) != std::string_view::npos; };
@@ -362,7 +363,7 @@ std::map<std::string, std::string> snapshot(Redis& redis) {
   for (const auto& key : keys) {
     if (key == "ps:events" || key == "ps:stats" || key.starts_with("ps:rej:") ||
         key == "ps:sweep:lock" || key.starts_with("ps:logfile:") || key == keys::kMetricsOps ||
-        key.starts_with("ps:hist:") || key == keys::kLogCheckpoint || good(key))
+        key.starts_with("ps:hist:") || key == keys::kLogCheckpoint || key == keys::kStaleCount || good(key))
       continue;
     auto type = redis.command({"TYPE", key});
     if (!type) continue;

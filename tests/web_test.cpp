@@ -787,5 +787,40 @@ TEST(WebSupervisor, StartedAtFirstConnectionIdleExitAndNotWithNoWeb) {
   EXPECT_NE(text.find("without a password"), std::string::npos) << text;
 }
 
+// The Overview and GET /metrics show admin.status's count of stale
+// computers (shrunk: never seen 1 s after reservation, recount every
+// second), which is the number flagged in admin.computers.
+TEST(WebOverview, ShowsTheCountOfStaleComputers) {
+  curl_global_init(CURL_GLOBAL_ALL);
+  StackOptions o;
+  o.admin_workers = 1;
+  o.admin_args = {"--stale-unseen-s", "1", "--stale-recount-s", "1"};
+  Stack s(o);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(ok(s.unlock("SN-WEB-STALE", 10)));
+  for (const char* name : {"STALE-A", "STALE-B", "STALE-C"})
+    ASSERT_TRUE(ok(s.call("license.control", "reserve", {{"computer", Value(name)}})));
+  const std::string data = s.dir().file("web");
+  ASSERT_EQ(set_password(data, kPassword), 0);
+  Process web = start_web(s, data, s.dir().file("web.log"));
+  Browser b(web_address(data));
+  ASSERT_EQ(b.login(kPassword).status, 303);
+  static const std::regex on_page(R"re(<b id="stale-count">([0-9]+)</b> stale computers)re");
+  static const std::regex in_metrics(R"re(\nprimary_computers_stale ([0-9]+)\n)re");
+  std::string page, metrics;
+  int64_t flagged = -1;
+  ASSERT_TRUE(wait_until([&] {
+    page = b.get("/").body;
+    metrics = b.get("/metrics").body;
+    const Value rows = s.call("admin", "computers", {{"stale", Value(true)}});
+    const Value* items = rows.find("items");
+    flagged = items && items->is_array() ? static_cast<int64_t>(items->as_array().size()) : -1;
+    std::smatch m1, m2;
+    return flagged == 3 && std::regex_search(page, m1, on_page) && m1[1].str() == "3" &&
+           std::regex_search(metrics, m2, in_metrics) && m2[1].str() == "3";
+  }, 15s, 250ms)) << "flagged " << flagged << "\n" << page << "\n" << metrics;
+  EXPECT_EQ(num(s.call("admin", "status"), "stale"), 3);
+}
+
 }  // namespace
 }  // namespace primary::test

@@ -527,6 +527,7 @@ void Console::overview(const Req& req, Res& res) {
     counts.push_back(count);
   }
   data.set("counts", counts);
+  data.set("stale", std::to_string(reply_int(st, field::kStale, 0)));
   const std::string serial = reply_str(st, field::kSerial);
   data.set("unlocked", !serial.empty());
   data.set("serial", serial);

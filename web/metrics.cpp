@@ -190,6 +190,11 @@ std::string render_prometheus(const Value& reply) {
     x.sample(name, {}, number(field(licenses, key)));
   }
 
+  x.family("primary_computers_stale", "gauge",
+           "Computers flagged stale: never seen for stale-unseen-s since reserved (recounted every stale-recount-s), "
+           "or lost and silent for stale-lost-s.");
+  x.sample("primary_computers_stale", {}, number(field(licenses, field::kStale)));
+
   x.family("primary_events_written_total", "counter", "Entries ever added to the activity log.");
   x.sample("primary_events_written_total", {}, number(field(reply, field::kEventsWritten)));
 

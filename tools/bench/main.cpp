@@ -18,9 +18,9 @@ int main(int argc, char** argv) {
                               "figures");
   std::string mode;
   cfg.app()
-      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download | chaos | client-idle")
+      .add_option("mode", mode, "echo | idle | heartbeat | reserve | scale | download | chaos | client-idle | export")
       ->required()
-      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download", "chaos", "client-idle"}));
+      ->check(CLI::IsMember({"echo", "idle", "heartbeat", "reserve", "scale", "download", "chaos", "client-idle", "export"}));
   cfg.add_int("clients", 0, 0, 4096, "Client connections (0: the mode's default)");
   cfg.add_int("window", 0, 0, 100000, "Requests in flight per connection (0: the mode's default)");
   cfg.add_int("threads", 1, 1, 64, "Client poll threads sharing the connections");
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
               "echo: concurrent requests (credit) per echo worker (default: clients x window, at most "
               "1024); download: primary-updater --slots (8)");
   cfg.add_int("size", 0, 0, 16384, "download: size of the release file in MiB (0: 64)");
-  cfg.add_int("computers", 0, 0, 10000000, "heartbeat/scale: reserved computers (0: the mode's default)");
+  cfg.add_int("computers", 0, 0, 10000000, "heartbeat/scale/export: reserved computers (0: the mode's default)");
   cfg.add_int("count", 0, 0, 10000000,
               "reserve: reservations to make; scale: reservations per rate measurement (0: default)");
   cfg.add_int("license-workers", 0, 0, 64, "primary-licensed processes (0: primary-server's default)");
@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
       "  download   --clients 20 --window 8 --size 64 --slots 8 (chunks of 1 MiB; window = chunks in\n"
       "             flight per client)\n"
       "  client-idle --seconds 120 (per phase: licensed with the server up, then with it stopped)\n"
+      "  export     --computers 1000000 (one in ten seen; then the console's /computers.csv and\n"
+      "             primaryctl computers --csv, with the console's VmHWM/VmRSS and primaryctl's peak RSS)\n"
       "  chaos      --minutes 10 --clients 50 --kill-min-ms 2000 --kill-max-ms 6000 --heartbeat-ms 200\n"
       "             --computers 100 per second of faults (licenses; clients = simulated Clients)\n"
       "Exit codes: 0 measured; 1 the stack did not start or requests failed; 2 bad arguments;\n"
@@ -132,5 +134,6 @@ int main(int argc, char** argv) {
   if (mode == "download") return run_download(env, s);
   if (mode == "chaos") return run_chaos(env, s);
   if (mode == "client-idle") return run_client_idle(env, s);
+  if (mode == "export") return run_export(env, s);
   return run_scale(env, s);
 }

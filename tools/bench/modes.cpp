@@ -1,10 +1,17 @@
 #include "tools/bench/modes.hpp"
 
+#include <curl/curl.h>
+#include <fcntl.h>
 #include <spdlog/fmt/fmt.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -173,6 +180,7 @@ BenchSettings mode_defaults(const std::string& mode) {
   if (mode == "download") s.clients = 20, s.window = 8, s.slots = 8;
   // 10 minutes; clients: simulated Clients, as in the fault test.
   if (mode == "chaos") s.seconds = 600, s.clients = 50, s.computers = 0;
+  if (mode == "export") s.computers = 1000000;
   return s;
 }
 
@@ -186,6 +194,7 @@ std::chrono::seconds time_limit(const std::string& mode, const BenchSettings& s)
   if (mode == "scale") limit = 3 * s.computers / 500 + s.count / 50 + 2 * (s.rounds + 1) * (s.seconds + 5) + 900;
   if (mode == "download") limit = 600 + 2 * s.size_mb * s.clients / 4;  // both runs at >= 4 MiB/s
   if (mode == "chaos") limit = s.seconds + 900;
+  if (mode == "export") limit = s.computers / 100 + 600;  // fill and both exports at >= 300 rows/s each
   return std::chrono::seconds(limit);
 }
 
@@ -957,6 +966,197 @@ int run_client_idle(const BenchEnv& env, const BenchSettings& s) {
       idle_per_min, p1.ticks, 60.0 * static_cast<double>(p2.switches) / p2.seconds, p2.ticks, attempts, scheduled,
       rss);
   return went_lost ? 0 : 1;
+}
+
+}  // namespace primary::bench
+
+// ---------------------------------------------------------------- export
+
+namespace primary::bench {
+
+namespace {
+
+// Bytes and lines of a download or a child's stdout, as they stream by.
+struct Counted {
+  int64_t bytes = 0, rows = 0;
+  void add(const char* p, size_t n) {
+    bytes += static_cast<int64_t>(n);
+    rows += std::count(p, p + n, '\n');
+  }
+};
+
+size_t keep_body(char* p, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(p, size * n);
+  return size * n;
+}
+size_t count_body(char* p, size_t size, size_t n, void* out) {
+  static_cast<Counted*>(out)->add(p, size * n);
+  return size * n;
+}
+
+// One HTTP exchange on `curl` (its cookies kept between calls); the status.
+long http(CURL* curl, const std::string& url, const std::string* post, curl_write_callback write, void* out) {
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  if (post) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post->c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(post->size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+  if (curl_easy_perform(curl) != CURLE_OK) return 0;
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+struct ChildRun {
+  Counted out;
+  int status = -1;
+  double seconds = 0, peak_rss_mib = 0;  // the child's VmHWM, last read
+};
+
+// Runs argv with stdout counted (stderr to `log`), reading the child's VmHWM
+// as its output arrives (at most every 10 ms). Not getrusage()/wait4()'s
+// ru_maxrss: it keeps the RSS of the image before exec(), the forked bench,
+// whose fleet alone is hundreds of MiB at 1,000,000 computers.
+std::optional<ChildRun> run_counted(const std::vector<std::string>& argv, const std::string& log) {
+  int fds[2];
+  if (::pipe(fds) != 0) return std::nullopt;
+  const auto t0 = Clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) return std::nullopt;
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    ::dup2(fds[1], 1);
+    const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (err >= 0) ::dup2(err, 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ChildRun run;
+  std::vector<char> buf(1 << 16);
+  auto sampled = Clock::now() - 1s;
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf.data(), buf.size());
+    if (n > 0) run.out.add(buf.data(), static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+    if (Clock::now() - sampled >= 10ms) {
+      sampled = Clock::now();
+      run.peak_rss_mib = std::max(run.peak_rss_mib, status_mib(pid, "VmHWM"));
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  run.seconds = since(t0);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return run;
+}
+
+}  // namespace
+
+int run_export(const BenchEnv& env, const BenchSettings& s) {
+  auto dir = run_dir(env);
+  if (!dir->ok()) return fail("cannot create a temp dir");
+  zmq::context_t ctx(1);
+  auto l = licensed_stack(ctx, env, *dir, s, s.computers);
+  if (!l.stack) return fail(l.error);
+  const std::string data = l.stack->data_dir();
+  const std::string password = "primary-bench export";
+  if (!run_capture({"/bin/sh", "-c", "printf '%s\\n' \"$0\" | \"$1\" web-password --data-dir \"$2\" >/dev/null",
+                    password, env.bin("primaryctl"), data},
+                   dir->file("web-password.log"), 30s))
+    return fail("primaryctl web-password failed: " + log_tail(dir->file("web-password.log")));
+
+  // The fleet: every computer reserved, one in ten seen once (a state, a
+  // version, a peer and times in its row).
+  Fleet fleet;
+  int64_t created = 0;
+  auto t0 = Clock::now();
+  const LoadShape fill{16, 16, s.threads};
+  auto r = fleet.reserve(ctx, l.stack->front(), 0, s.computers, fill, &created);
+  say("reserved {} computers in {:.1f} s: {}", created, since(t0), describe(r));
+  if (!clean(r) || created != s.computers) return fail("reservations failed");
+  t0 = Clock::now();
+  const int64_t seen = s.computers / 10;
+  auto hb = fleet.heartbeat_each(ctx, l.stack->front(), 0, seen, fill);
+  say("first heartbeat of {} of them in {:.1f} s: {}", seen, since(t0), describe(hb));
+  if (!clean(hb)) return fail("heartbeats failed");
+
+  // The console, started by primary-server at the first connection.
+  std::string base;
+  const auto web_deadline = Clock::now() + 30s;
+  while ((base = read_text_file(data + "/run/web.address")).empty() && Clock::now() < web_deadline)
+    std::this_thread::sleep_for(100ms);
+  while (!base.empty() && std::isspace(static_cast<unsigned char>(base.back()))) base.pop_back();
+  if (base.empty()) return fail("the console wrote no run/web.address");
+  curl_global_init(CURL_GLOBAL_ALL);
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  curl_easy_setopt(curl.get(), CURLOPT_COOKIEFILE, "");  // keep the session cookie
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 3600L);
+  std::string page;
+  if (http(curl.get(), base + "/login", nullptr, keep_body, &page) != 200) return fail("GET /login failed");
+  static const std::regex csrf_re(R"re(name="csrf" value="([^"]+)")re");
+  std::smatch m;
+  if (!std::regex_search(page, m, csrf_re)) return fail("no CSRF token on /login");
+  const std::string form = "csrf=" + m[1].str() + "&password=" + std::regex_replace(password, std::regex(" "), "+");
+  page.clear();
+  if (const long st = http(curl.get(), base + "/login", &form, keep_body, &page); st != 303)
+    return fail("POST /login answered " + std::to_string(st));
+  pid_t web = 0;
+  for (const auto& p : sample_tree(l.stack->pid()))
+    if (p.name == "primary-web") web = p.pid;
+  if (!web) return fail("no primary-web process under primary-server");
+
+  // VmHWM may already hold a peak of the console's start; VmRSS sampled
+  // every 20 ms during the export shows the export's own.
+  const double hwm0 = status_mib(web, "VmHWM"), rss0 = status_mib(web, "VmRSS");
+  std::atomic<bool> exporting{true};
+  double rss_peak = rss0;
+  std::thread sampler([&] {
+    while (exporting) {
+      rss_peak = std::max(rss_peak, status_mib(web, "VmRSS"));
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  Counted csv;
+  t0 = Clock::now();
+  const long st = http(curl.get(), base + "/computers.csv", nullptr, count_body, &csv);
+  const double csv_s = since(t0);
+  exporting = false;
+  sampler.join();
+  const double hwm1 = status_mib(web, "VmHWM"), rss1 = status_mib(web, "VmRSS");
+  say("console GET /computers.csv: HTTP {}, {} rows (with the header), {} bytes in {:.2f} s, {:.0f} rows/s", st,
+      csv.rows, csv.bytes, csv_s, csv.rows / std::max(csv_s, 1e-9));
+  say("console (pid {}) VmHWM {:.1f} MiB, VmRSS {:.1f} MiB before; VmHWM {:.1f} MiB, VmRSS {:.1f} MiB after; "
+      "VmRSS at most {:.1f} MiB during the export", web, hwm0, rss0, hwm1, rss1, rss_peak);
+  if (st != 200) return fail("the export answered HTTP " + std::to_string(st));
+
+  auto ctl = run_counted({env.bin("primaryctl"), "--server", l.stack->front(), "computers", "--csv"},
+                         dir->file("primaryctl.log"));
+  if (!ctl) return fail("cannot run primaryctl");
+  say("primaryctl computers --csv: exit {}, {} rows, {} bytes in {:.2f} s, {:.0f} rows/s, VmHWM {:.1f} MiB",
+      ctl->status, ctl->out.rows, ctl->out.bytes, ctl->seconds, ctl->out.rows / std::max(ctl->seconds, 1e-9),
+      ctl->peak_rss_mib);
+  if (ctl->status != 0) return fail("primaryctl failed: " + log_tail(dir->file("primaryctl.log")));
+  say("console_rows={} console_bytes={} console_s={:.2f} console_rows_per_s={:.0f} console_hwm_before_mib={:.1f} "
+      "console_rss_before_mib={:.1f} console_hwm_after_mib={:.1f} console_rss_after_mib={:.1f} "
+      "console_rss_peak_mib={:.1f} ctl_rows={} ctl_bytes={} ctl_s={:.2f} ctl_rows_per_s={:.0f} ctl_peak_rss_mib={:.1f}",
+      csv.rows, csv.bytes, csv_s, csv.rows / std::max(csv_s, 1e-9), hwm0, rss0, hwm1, rss1, rss_peak, ctl->out.rows,
+      ctl->out.bytes, ctl->seconds, ctl->out.rows / std::max(ctl->seconds, 1e-9), ctl->peak_rss_mib);
+  const auto code = l.stack->stop();
+  return code == 0 && csv.rows == s.computers + 1 && ctl->out.rows == s.computers + 1 ? 0 : 1;
 }
 
 }  // namespace primary::bench

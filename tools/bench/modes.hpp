@@ -44,5 +44,9 @@ int run_chaos(const BenchEnv& env, const BenchSettings& s);  // chaos.cpp
 // with the server stopped; its wake-ups, CPU and RSS, and the connection
 // attempts counted on the server's port against the contacts scheduled.
 int run_client_idle(const BenchEnv& env, const BenchSettings& s);
+// --computers reserved (one in ten seen), then the console's /computers.csv
+// (logged in) and `primaryctl computers --csv`: rows, bytes, time, the
+// console's VmHWM/VmRSS before and after, primaryctl's peak RSS.
+int run_export(const BenchEnv& env, const BenchSettings& s);
 
 }  // namespace primary::bench

@@ -24,6 +24,11 @@ struct AdminConfig {
   // after its reservation, or lost and silent this long.
   int64_t stale_unseen_s = 30 * 86400;
   int64_t stale_lost_s = 90 * 86400;
+  // The stale never-seen computers are recounted by a rolling pass of
+  // `stale_count_batch` reservations per count_stale() call, a new pass at
+  // most `stale_recount_s` after the last one ended (admin/lua/stale_count.lua).
+  int64_t stale_recount_s = 60;
+  int64_t stale_count_batch = 1000;
   int64_t started_ms = 0;                 // when the server started (uptime)
   std::vector<std::string> front = {"tcp://*:16770"};
   std::vector<std::string> events = {"tcp://*:16771"};
@@ -49,6 +54,13 @@ class AdminService {
   // The same when the activity log has a new entry since the last call
   // (a reservation, a computer licensed, lost or returned, an unlock...).
   Status sample_history_on_change();
+  // The same with the log's newest entry already read
+  // (logchain::newest_entry_command()), shared with another user.
+  Status sample_history_on_change(const Result<RedisReply>& newest);
+  // Moves the rolling count of stale never-seen computers on by one batch,
+  // when a pass is in progress or due (call it about once a second). The
+  // lost stale ones need no pass: admin.status counts them in O(log n).
+  Status count_stale();
 
  private:
   Reply status();
@@ -71,6 +83,8 @@ class AdminService {
   // The activity log's newest id ("" when empty) at the last sample of
   // sample_history_on_change(); nullopt before the first.
   std::optional<std::string> newest_event_;
+  // count_stale(): no call to Redis before this (Unix ms) while no pass runs.
+  int64_t stale_due_ms_ = 0;
 };
 
 // The op counters hash (keys::kMetricsOps, HGETALL as field/value pairs) as

@@ -34,8 +34,12 @@ class LogCheckpointer {
   // Appends a checkpoint when one is due; true when this call appended one.
   // Never throws; Redis trouble is logged (rate-limited) and retried next poll.
   bool poll();
+  // The same with the log's newest entry already read
+  // (logchain::newest_entry_command()), shared with another user.
+  bool poll(const Result<RedisReply>& newest);
   // When poll() should run next: at once (every 100 ms) while the log grows,
-  // else once a second, so an idle server makes one Redis call a second.
+  // else once a second. While the log stands still and no checkpoint is due
+  // by the last one read, a poll is that one read of the newest entry.
   std::chrono::steady_clock::time_point next_poll() const { return next_poll_; }
 
  private:
@@ -46,6 +50,10 @@ class LogCheckpointer {
   Clock now_ms_;
   int64_t first_look_ms_ = 0;  // when this worker first found no checkpoint at all
   int64_t seen_seq_ = -1;      // the log's head at the previous poll
+  // The last checkpoint as last read (seq -1: not read yet). Checkpoints only
+  // move forward, so while the head stands still these tell when one is
+  // certainly not due without reading them again.
+  int64_t known_seq_ = -1, known_at_ = 0;
   std::chrono::steady_clock::time_point next_poll_{};
   std::chrono::steady_clock::time_point quiet_until_{};
 };

@@ -18,6 +18,10 @@ const Script& computers_script();
 // lua/computer.lua: one computer's row plus its queued commands, or nil.
 const Script& computer_script();
 
+// lua/stale_count.lua: one batch of the rolling count of stale never-seen
+// computers, {n or -1, at, 1 while a pass is in progress}.
+const Script& stale_count_script();
+
 // One computer as describe() (lua/includes/describe.lua) makes it: {name,
 // license, state, reserved_at, first_seen, last_seen, version, peer,
 // clock_skew_s, stale ('1' or '')}, '' for what is not known. Views into

@@ -26,6 +26,9 @@ inline constexpr const char* kClockJump = "ps:clock_jump";  // string with expir
 inline constexpr const char* kLogFileLock = "ps:logfile:lock";  // string with expiry: the log file writer
 inline constexpr const char* kLogFileLast = "ps:logfile:last";  // string: last event id written to the file
 inline constexpr const char* kLogCheckpoint = "ps:logchk";  // hash: seq, at of the last log.checkpoint entry
+// The rolling count of stale never-seen computers (admin/lua/stale_count.lua):
+// n, at of the last complete pass; cur, part of the one in progress.
+inline constexpr const char* kStaleCount = "ps:stale";
 inline constexpr const char* kMetricsOps = "ps:metrics:ops";    // hash: per-op counters of every worker (common/metrics.hpp)
 // Fleet history (admin/include/admin/history.hpp): the totals of the last
 // sample, and a hash per hour (ps:hist:h:START) and per day (ps:hist:d:START),

@@ -46,6 +46,11 @@ struct Head {
 // nullopt with `error` set when Redis failed; a Head with seq 0 when there is
 // no chained entry yet.
 std::optional<Head> read_head(Redis& redis, std::string* error);
+// The read read_head() makes (XREVRANGE of the stream's newest entry), and
+// the head in its reply, for a caller that shares one such read between
+// several users (the admin worker's once-a-second look at the log).
+Redis::Argv newest_entry_command();
+std::optional<Head> head_of(const Result<RedisReply>& newest, std::string* error);
 
 // An item of admin.log with `chain: true`: {id, type, ts, seq, prev, data (bin)}.
 Value to_value(const Entry& e);

@@ -126,7 +126,8 @@ RedisUrl redis_setting(const Config& cfg);
 // Declares --check-interval-s and --grace-s, on which the licensing and the
 // admin workers must agree: together they say when a silent Client is lost.
 void add_fleet_timing_settings(Config& cfg);
-// stale-unseen-s and stale-lost-s: when a computer is flagged stale (admin).
+// stale-unseen-s and stale-lost-s: when a computer is flagged stale (admin);
+// stale-recount-s: how often admin.status recounts the never-seen ones.
 void add_stale_settings(Config& cfg);
 // Declares --event-log-cap: activity log entries kept by every writer.
 void add_event_log_setting(Config& cfg);
