@@ -393,10 +393,10 @@ Reply AdminService::record(const Request& req) {
   Value fields(Value::Map{});
   for (const char* f : {field::kTool, field::kUser})
     if (const Value* v = req.get(f)) fields.set(f, *v);
-  auto id = append_event(redis_, events_, req.str(field::kAction), fields, pack_who(who_of(req)), config_.event_cap,
-                         now_ms_());
-  if (!id) return redis_failure(id.error(), kStore);
-  return Reply::success({{field::kId, Value(*id)}});
+  auto done = append_event(redis_, req.str(field::kAction), fields, pack_who(who_of(req)), config_.event_cap, now_ms_());
+  if (!done) return redis_failure(done.error(), kStore);
+  if (events_) events_->publish_entries(done->entries);
+  return Reply::success({{field::kId, Value(done->id)}});
 }
 
 Reply AdminService::firewall() {

@@ -1,17 +1,10 @@
 #include "common/events.hpp"
 
 #include "common/codec.hpp"
-#include "common/lua_scripts.hpp"
 #include "common/mdp.hpp"
 #include "common/names.hpp"
 
 namespace primary {
-
-std::optional<CountAndEvents> count_and_events(const RedisReply& r) {
-  if (!r.is_array() || r.elements.size() != 2 || !r.elements[0].is_int() || !r.elements[1].is_array())
-    return std::nullopt;
-  return CountAndEvents{r.elements[0].integer, &r.elements[1]};
-}
 
 std::optional<Value> event_from_entry(const RedisReply& e) {
   if (!e.is_array() || (e.elements.size() != 4 && e.elements.size() != 6)) return std::nullopt;
@@ -34,20 +27,6 @@ std::optional<Value> event_from_entry(const RedisReply& e) {
     if (e.elements[5].is_str()) event.set(field::kPrev, Value(e.elements[5].str));
   }
   return event;
-}
-
-Result<std::string> append_event(Redis& redis, EventPublisher* events, std::string_view type, const Value& fields,
-                                 std::string_view who, int64_t cap, int64_t now_ms) {
-  static const Script& script = embedded_script<lua::kEmit>();
-  auto r = redis.eval(script, {kEventStream},
-                      {std::string(type), pack(fields), std::string(who), std::to_string(cap), std::to_string(now_ms)});
-  if (!r) return r.error();
-  const auto a = count_and_events(*r);
-  if (!a || a->events->elements.empty() || !a->events->elements[0].is_array() ||
-      a->events->elements[0].elements.empty())
-    return Error{Code::Internal, r->is_error() ? r->str : "unexpected reply to the event script"};
-  if (events) events->publish_entries(*a->events);
-  return a->events->elements[0].elements[0].str;
 }
 
 EventPublisher::EventPublisher(zmq::context_t& ctx, const std::vector<std::string>& endpoints)

@@ -781,7 +781,7 @@ void Supervisor::log_host_action(const char* type, const Value& fields, uid_t ui
   auto url = parse_redis_url(redis_url_);
   if (!url) return;
   Redis redis(*url);
-  if (auto id = append_event(redis, nullptr, type, fields, pack_who(who), kEventLogCap, unix_ms()); !id)
+  if (auto id = append_event(redis, type, fields, pack_who(who), kEventLogCap, unix_ms()); !id)
     spdlog::warn("could not log {}: {}", type, id.error().message);
   else
     spdlog::info("{} by {}", type, who.actor);

@@ -48,7 +48,9 @@ void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const 
           const std::string& type, Value fields) {
   fields.set(field::kJob, Value(job.id));
   for (const auto& [k, v] : job.by) fields.set(k, v);
-  if (auto r = append_event(redis, &events, type, fields, "", cap, now); !r)
+  if (auto r = append_event(redis, type, fields, "", cap, now))
+    events.publish_entries(r->entries);
+  else
     spdlog::warn("could not log {}: {}", type, r.error().message);
 }
 

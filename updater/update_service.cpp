@@ -233,9 +233,10 @@ Reply UpdateService::queue_job(const Request& req, const std::string& kind) {
   // was asked for, whatever the job then does.
   Value fields(Value::Map{{field::kJob, Value(job.id)}});
   if (!job.path.empty()) fields.set(field::kPath, Value(job.path));
-  if (auto r = append_event(redis_, &events_, kind == opname::kImport ? event::kImportRequested : event::kSyncRequested,
-                            fields, pack_who(who), config_.event_cap, now_ms_());
-      !r)
+  if (auto r = append_event(redis_, kind == opname::kImport ? event::kImportRequested : event::kSyncRequested, fields,
+                            pack_who(who), config_.event_cap, now_ms_()))
+    events_.publish_entries(r->entries);
+  else
     spdlog::warn("could not log the {} request: {}", kind, r.error().message);
   return Reply::success({{field::kJob, Value(job.id)}, {field::kStarted, Value(true)}});
 }

@@ -39,14 +39,19 @@ std::optional<CountAndEvents> count_and_events(const RedisReply& r);
 // or {id, type, ts, data, seq, prev} (then with the chain fields seq, prev).
 std::optional<Value> event_from_entry(const RedisReply& entry);
 
-class EventPublisher;
-
 // Appends one event to the activity log through common/lua/emit.lua, for
 // what no state-changing script logs itself (a sync requested, a firewall
 // applied, admin keys re-read). `who` is pack_who() of the requester, or ""
-// for none. Publishes it when `events` is given; returns the entry's id.
-Result<std::string> append_event(Redis& redis, EventPublisher* events, std::string_view type, const Value& fields,
-                                 std::string_view who, int64_t cap, int64_t now_ms);
+// for none. The entry's id, and the script's collected entries to publish
+// (EventPublisher::publish_entries). In common/event_log.cpp, apart from
+// the publisher, so that a program that only appends (the supervisor) does
+// not load libzmq.
+struct Appended {
+  std::string id;
+  RedisReply entries;
+};
+Result<Appended> append_event(Redis& redis, std::string_view type, const Value& fields, std::string_view who,
+                              int64_t cap, int64_t now_ms);
 
 class EventPublisher {
  public:
