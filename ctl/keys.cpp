@@ -125,9 +125,11 @@ int rotate_lease(Context& ctx, const RotateArgs& a) {
   }
   if (ctx.json) return print_lease_keys(ctx, *next, now, file);
   const LeaseKey& made = next->keys.back();
+  int64_t gone = 0;  // when the last key before the new one leaves the set, as the file now says
+  for (size_t i = 0; i + 1 < next->keys.size(); ++i) gone = std::max(gone, next->keys[i].retire_at);
   ctx.out << "rotated the lease key in " << file << ": the new key " << lease_key_id(made.public_key())
           << " is published now and signs from " << iso_utc(made.sign_from * 1000, false)
-          << "; the keys before it leave the set at " << iso_utc((now + 2 * a.overlap_s) * 1000, false) << "\n\n";
+          << "; the keys before it leave the set at " << iso_utc(gone * 1000, false) << "\n\n";
   print_lease_keys(ctx, *next, now, file);
   ctx.out << "\nThe licensing workers take the new set within a second. Before the new key signs:\n"
           << "  - copy " << file << " (mode 0600) to every host that runs primary-licensed with its own copy;\n"

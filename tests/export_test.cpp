@@ -77,12 +77,6 @@ int sh(const std::string& line, std::string* out = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::string web_address(const std::string& data_dir) {
-  std::string text = read_file(data_dir + "/run/web.address");
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
 class FleetExportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -261,12 +261,6 @@ std::string errors_text(const Scrape& s) {
 
 // ------------------------------------------------------------ HTTP
 
-std::string web_address(const std::string& data_dir) {
-  std::string text = read_file(data_dir + "/run/web.address");
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
 // Starts primary-web for `stack` listening on `listen`; "" when it did not come up.
 std::string start_web(Process& out, Stack& stack, const std::string& data_dir, const std::string& log,
                       const std::string& listen, std::vector<std::string> extra = {}) {

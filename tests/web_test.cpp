@@ -170,12 +170,6 @@ std::vector<std::string> ids_for(const std::vector<std::pair<std::string, std::s
   return out;
 }
 
-std::string web_address(const std::string& data_dir) {
-  std::string text = read_file(data_dir + "/run/web.address");
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
 int set_password(const std::string& data_dir, const std::string& password) {
   int rc = -1;
   run_capture({"/bin/sh", "-c",

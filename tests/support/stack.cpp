@@ -197,6 +197,12 @@ std::string front_of(const std::string& data) {
   return endpoints_file_value(data + "/run/endpoints", "front").value_or("");
 }
 
+std::string web_address(const std::string& data) {
+  std::string text = read_file(data + "/run/web.address");
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
 Redis private_redis(const std::string& data) {
   RedisUrl url;
   url.kind = RedisUrl::Kind::Unix;

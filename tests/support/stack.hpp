@@ -106,6 +106,9 @@ std::string run_capture(const std::vector<std::string>& argv, int* exit_code = n
 // under DATA).
 std::string front_of(const std::string& data);
 Redis private_redis(const std::string& data);
+// The console's base URL it wrote to DATA/run/web.address (line end
+// removed), empty until written.
+std::string web_address(const std::string& data);
 // Registers `serial` on the server behind `admin` (waiting for its workers)
 // and unlocks it for `licenses` with the vendor key under DIR/vendor
 // (`primary-vendor keygen --out DIR/vendor`). Fails the test if it cannot.
