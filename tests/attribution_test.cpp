@@ -66,52 +66,6 @@ bool holds(const Value& e, const char* field, const std::string& name) {
   return false;
 }
 
-std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
-  std::string out;
-  for (const auto& [k, v] : fields) {
-    char* ek = curl_easy_escape(nullptr, k.c_str(), static_cast<int>(k.size()));
-    char* ev = curl_easy_escape(nullptr, v.c_str(), static_cast<int>(v.size()));
-    out += (out.empty() ? "" : "&") + std::string(ek) + "=" + ev;
-    curl_free(ek);
-    curl_free(ev);
-  }
-  return out;
-}
-
-// A browser: keeps its cookies, reads the CSRF token of a page's form.
-class Browser {
- public:
-  explicit Browser(std::string base) : base_(std::move(base)) {}
-  Http get(const std::string& path) { return send(path, nullptr, {}); }
-  Http post(const std::string& path, const std::vector<std::pair<std::string, std::string>>& fields) {
-    const std::string body = form_encode(fields);
-    return send(path, &body, {"Content-Type: application/x-www-form-urlencoded"});
-  }
-  std::string token(const std::string& path) {
-    static const std::regex re(R"re(name="csrf" value="([^"]+)")re");
-    const Http page = get(path);
-    std::smatch m;
-    return std::regex_search(page.body, m, re) ? m[1].str() : std::string();
-  }
-
- private:
-  Http send(const std::string& path, const std::string* body, std::vector<std::string> extra) {
-    std::string cookie;
-    for (const auto& [k, v] : cookies_) cookie += (cookie.empty() ? "" : "; ") + k + "=" + v;
-    if (!cookie.empty()) extra.push_back("Cookie: " + cookie);
-    Http r = http_request(base_ + path, extra, body);
-    for (auto [it, end] = r.headers.equal_range("set-cookie"); it != end; ++it) {
-      const std::string& v = it->second;
-      const auto eq = v.find('='), semi = v.find(';');
-      if (eq == std::string::npos) continue;
-      cookies_[v.substr(0, eq)] = v.substr(eq + 1, semi == std::string::npos ? std::string::npos : semi - eq - 1);
-    }
-    return r;
-  }
-  std::string base_;
-  std::map<std::string, std::string> cookies_;
-};
-
 // A primary-server in secure mode with its console, an unreachable update
 // feed (a sync fails) and no periodic sync; DATA/keys/admins holds alice
 // (named) and one unnamed key.
@@ -407,8 +361,8 @@ TEST_F(Attribution, TheConsoleNamesTheBrowserAndItsOwnKey) {
   EXPECT_EQ(str(set, field::kActor), std::string(actor::kHostPrefix) + unix_user()) << to_json(set);
   EXPECT_EQ(set.find(field::kVia), nullptr);
 
-  std::string base = read_file(data() + "/run/web.address");
-  while (!base.empty() && (base.back() == '\n' || base.back() == '/')) base.pop_back();
+  std::string base = web_address(data());
+  while (!base.empty() && base.back() == '/') base.pop_back();
   ASSERT_FALSE(base.empty());
   Browser b(base);
   const std::string login_token = b.token("/login");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
 
 namespace primary::test {
 namespace {
@@ -51,6 +52,58 @@ Http http_request(const std::string& url, const std::vector<std::string>& header
   if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   curl_slist_free_all(list);
   curl_easy_cleanup(c);
+  return r;
+}
+
+std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::string out;
+  for (const auto& [k, v] : fields) {
+    char* ek = curl_easy_escape(nullptr, k.c_str(), static_cast<int>(k.size()));
+    char* ev = curl_easy_escape(nullptr, v.c_str(), static_cast<int>(v.size()));
+    out += (out.empty() ? "" : "&") + std::string(ek) + "=" + ev;
+    curl_free(ek);
+    curl_free(ev);
+  }
+  return out;
+}
+
+Http Browser::post(const std::string& path, const std::vector<std::pair<std::string, std::string>>& fields) {
+  const std::string body = form_encode(fields);
+  return send(path, &body, {"Content-Type: application/x-www-form-urlencoded"});
+}
+
+std::string Browser::token(const std::string& path) {
+  Http page = get(path);
+  static const std::regex re(R"re(name="csrf" value="([^"]+)")re");
+  std::smatch m;
+  return std::regex_search(page.body, m, re) ? m[1].str() : std::string();
+}
+
+Http Browser::login(const std::string& password) {
+  const std::string t = token("/login");
+  return post("/login", {{"csrf", t}, {"password", password}});
+}
+
+std::string Browser::cookie_header() const {
+  std::string out;
+  for (const auto& [k, v] : cookies_) out += (out.empty() ? "" : "; ") + k + "=" + v;
+  return out;
+}
+
+Http Browser::send(const std::string& path, const std::string* body, std::vector<std::string> extra) {
+  if (!cookies_.empty()) extra.push_back("Cookie: " + cookie_header());
+  Http r = http_request(base_ + path, extra, body);
+  for (auto [it, end] = r.headers.equal_range("set-cookie"); it != end; ++it) {
+    const std::string& v = it->second;
+    const auto eq = v.find('='), semi = v.find(';');
+    if (eq == std::string::npos) continue;
+    const std::string name = v.substr(0, eq),
+                      value = v.substr(eq + 1, semi == std::string::npos ? std::string::npos : semi - eq - 1);
+    if (value.empty() || v.find("Max-Age=0") != std::string::npos)
+      cookies_.erase(name);
+    else
+      cookies_[name] = value;
+  }
   return r;
 }
 

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace primary::test {
@@ -28,5 +29,32 @@ Http http_request(const std::string& url, const std::vector<std::string>& header
 inline Http http_get(const std::string& url, const std::vector<std::string>& headers = {}) {
   return http_request(url, headers);
 }
+
+// An application/x-www-form-urlencoded body.
+std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields);
+
+// A browser-like client of the web console: keeps the cookies it is given
+// (drops one set with Max-Age=0), never follows redirects (tests look at
+// them), reads a page's CSRF token.
+class Browser {
+ public:
+  explicit Browser(std::string base) : base_(std::move(base)) {}
+
+  Http get(const std::string& path, const std::vector<std::string>& extra = {}) { return send(path, nullptr, extra); }
+  Http post(const std::string& path, const std::vector<std::pair<std::string, std::string>>& fields);
+  // The CSRF token of the first form on `path`.
+  std::string token(const std::string& path = "/");
+  // GET /login, then POST the password with the login form's token.
+  Http login(const std::string& password);
+  std::string cookie_header() const;
+  std::map<std::string, std::string>& cookies() { return cookies_; }
+  const std::string& base() const { return base_; }
+
+ private:
+  Http send(const std::string& path, const std::string* body, std::vector<std::string> extra);
+
+  std::string base_;
+  std::map<std::string, std::string> cookies_;
+};
 
 }  // namespace primary::test
