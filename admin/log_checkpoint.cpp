@@ -29,8 +29,6 @@ LogCheckpointer::LogCheckpointer(Redis& redis, CheckpointConfig config, EventPub
       events_(events),
       now_ms_(std::move(now_ms)) {}
 
-bool LogCheckpointer::poll() { return poll(redis_.command(logchain::newest_entry_command())); }
-
 bool LogCheckpointer::poll(const Result<RedisReply>& newest) {
   auto warn = [&](const std::string& what) {
     if (std::chrono::steady_clock::now() < quiet_until_) return false;

@@ -150,16 +150,19 @@ int main(int argc, char** argv) {
   rt.serve("admin", [&](const Request& r) { return service.handle(r); },
            static_cast<int>(cfg.integer("slots")));
   if (log_file) rt.every(std::chrono::milliseconds(250), [&] { log_file->poll(); });
-  // The history: a sample at start, then every interval and within a
-  // second of each new activity log entry (a state change); a failed one
-  // is logged at most once a minute and simply missed.
-  auto warned = std::chrono::steady_clock::time_point{};
-  auto report = [&](const Status& s) {
-    if (!s && std::chrono::steady_clock::now() - warned > std::chrono::minutes(1)) {
-      warned = std::chrono::steady_clock::now();
-      spdlog::warn("history sample missed: {}", s.error().message);
-    }
+  // A timer's task that fails is logged at most once a minute and simply
+  // missed; the next run tries again.
+  auto reporter = [](const char* what) {
+    return [what, warned = std::chrono::steady_clock::time_point{}](const Status& s) mutable {
+      if (!s && std::chrono::steady_clock::now() - warned > std::chrono::minutes(1)) {
+        warned = std::chrono::steady_clock::now();
+        spdlog::warn("{} missed: {}", what, s.error().message);
+      }
+    };
   };
+  // The history: a sample at start, then every interval and within a
+  // second of each new activity log entry (a state change).
+  auto report = reporter("history sample");
   report(service.sample_history_on_change());
   rt.every(std::chrono::milliseconds(cfg.integer("history-interval-ms")), [&] { report(service.sample_history()); });
   // One read of the activity log's newest entry serves both the history's
@@ -183,14 +186,8 @@ int main(int argc, char** argv) {
   });
   // The stale never-seen count for admin.status: a batch a second while a
   // pass runs, nothing between passes.
-  auto stale_warned = std::chrono::steady_clock::time_point{};
-  rt.every(std::chrono::seconds(1), [&] {
-    auto s = service.count_stale();
-    if (!s && std::chrono::steady_clock::now() - stale_warned > std::chrono::minutes(1)) {
-      stale_warned = std::chrono::steady_clock::now();
-      spdlog::warn("stale recount missed: {}", s.error().message);
-    }
-  });
+  auto report_stale = reporter("stale recount");
+  rt.every(std::chrono::seconds(1), [&] { report_stale(service.count_stale()); });
   rt.export_metrics(redis);
   spdlog::info("serving admin (redis {})", redacted(url));
   unblock_stop_signals();

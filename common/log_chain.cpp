@@ -77,10 +77,6 @@ std::optional<Entry> entry_of_stream(const RedisReply& r) {
 
 Redis::Argv newest_entry_command() { return {"XREVRANGE", keys::kEvents, "+", "-", "COUNT", "1"}; }
 
-std::optional<Head> read_head(Redis& redis, std::string* error) {
-  return head_of(redis.command(newest_entry_command()), error);
-}
-
 std::optional<Head> head_of(const Result<RedisReply>& r, std::string* error) {
   if (!r || r->is_error()) {
     if (error) *error = r ? r->str : r.error().message;

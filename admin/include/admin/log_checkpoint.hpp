@@ -32,10 +32,9 @@ class LogCheckpointer {
   using Clock = std::function<int64_t()>;  // Unix ms
   LogCheckpointer(Redis& redis, CheckpointConfig config, EventPublisher& events, Clock now_ms);
   // Appends a checkpoint when one is due; true when this call appended one.
+  // `newest`: the log's newest entry, read by the caller
+  // (logchain::newest_entry_command()) and shared with another user.
   // Never throws; Redis trouble is logged (rate-limited) and retried next poll.
-  bool poll();
-  // The same with the log's newest entry already read
-  // (logchain::newest_entry_command()), shared with another user.
   bool poll(const Result<RedisReply>& newest);
   // When poll() should run next: at once (every 100 ms) while the log grows,
   // else once a second. While the log stands still and no checkpoint is due

@@ -43,12 +43,10 @@ struct Head {
   int64_t seq = 0;
   std::string hash;
 };
-// nullopt with `error` set when Redis failed; a Head with seq 0 when there is
-// no chained entry yet.
-std::optional<Head> read_head(Redis& redis, std::string* error);
-// The read read_head() makes (XREVRANGE of the stream's newest entry), and
-// the head in its reply, for a caller that shares one such read between
-// several users (the admin worker's once-a-second look at the log).
+// The read of the head (XREVRANGE of the stream's newest entry), and the
+// head in its reply; the admin worker shares one such read a second between
+// its users. nullopt with `error` set when Redis failed; a Head with seq 0
+// when there is no chained entry yet.
 Redis::Argv newest_entry_command();
 std::optional<Head> head_of(const Result<RedisReply>& newest, std::string* error);
 
