@@ -376,7 +376,7 @@ Reply AdminService::log(const Request& req) {
       auto ev = event_from_entry(collected);
       if (!ev) continue;
       if (!types.empty() && !types.count(ev->find(field::kType)->as_str())) continue;
-      if (!actor.empty() && reply_str(*ev, field::kActor) != actor && reply_str(*ev, field::kVia) != actor) continue;
+      if (!actor.empty() && !acted_by(*ev, actor)) continue;
       items.push_back(std::move(*ev));
       if (static_cast<int64_t>(items.size()) >= limit) break;
     }

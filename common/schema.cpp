@@ -450,6 +450,10 @@ std::string event_actor(const Value& event, bool parenthesised) {
   return out + (parenthesised ? " (" + note + ")" : " " + note);
 }
 
+bool acted_by(const Value& event, std::string_view actor) {
+  return reply_str(event, field::kActor) == actor || reply_str(event, field::kVia) == actor;
+}
+
 std::string encode_request(std::string_view op, Value::Map fields) {
   Value::Map out;
   out.reserve(fields.size() + 1);

@@ -41,13 +41,19 @@ constexpr int64_t kLockMs = 60000;
 const Script& add_release_script() { return embedded_script<lua::kAddRelease>(); }
 const Script& record_feed_script() { return embedded_script<lua::kRecordFeed>(); }
 
-// Logs an event of a job to the activity log, with the job's id and who
-// requested it, and publishes it; a failure is logged here (the sync goes on
-// without the event).
+// What every event of a job carries: its id and who requested it.
+Value::Map job_fields(const SyncJob& job) {
+  Value::Map out{{field::kJob, Value(job.id)}};
+  out.insert(out.end(), job.by.begin(), job.by.end());
+  return out;
+}
+
+// Logs an event of a job to the activity log, with job_fields(), and
+// publishes it; a failure is logged here (the sync goes on without the
+// event).
 void emit(Redis& redis, EventPublisher& events, int64_t cap, int64_t now, const SyncJob& job,
           const std::string& type, Value fields) {
-  fields.set(field::kJob, Value(job.id));
-  for (const auto& [k, v] : job.by) fields.set(k, v);
+  for (auto& [k, v] : job_fields(job)) fields.set(k, std::move(v));
   if (auto r = append_event(redis, type, fields, "", cap, now))
     events.publish_entries(r->entries);
   else
@@ -269,9 +275,7 @@ SyncRunner::Outcome SyncRunner::apply(const SyncJob& job, const Manifest& m, con
                                       const std::function<Status(const Release&)>& obtain) {
   Outcome o;
   // The releases it adds are logged as the job's, like its other events.
-  Value::Map who{{field::kJob, Value(job.id)}};
-  for (const auto& [k, v] : job.by) who.emplace_back(k, v);
-  const std::string job_who = pack(Value(std::move(who)));
+  const std::string job_who = pack(Value(job_fields(job)));
   for (const Release& r : m.releases) {
     const std::string field = release_field(r.component, r.version);
     auto known = redis.command({"HEXISTS", keys::kUpdReleases, field});

@@ -959,7 +959,7 @@ void Console::stream(const Req& req, Res& res) {
           if (!st->types.empty() &&
               std::find(st->types.begin(), st->types.end(), reply_str(e, field::kType)) == st->types.end())
             return true;
-          if (!st->actor.empty() && reply_str(e, field::kActor) != st->actor && reply_str(e, field::kVia) != st->actor)
+          if (!st->actor.empty() && !acted_by(e, st->actor))
             return true;
           st->last_id = id;
           return write("id: " + id + "\ndata: " + to_json(e) + "\n\n");

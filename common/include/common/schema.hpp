@@ -152,6 +152,9 @@ Value::Map log_request(std::string_view since, int64_t limit, const std::vector<
 // for a browser "web:1.2.3.4 via internal" ("web:1.2.3.4 (via internal)"
 // with `parenthesised`); "" when the event names nobody.
 std::string event_actor(const Value& event, bool parenthesised = false);
+// True when `actor` caused the event or it was done through `actor` (its
+// actor or via field): the admin.log filter, also applied to live events.
+bool acted_by(const Value& event, std::string_view actor);
 // The page in an admin.log success reply.
 LogPage log_page_of(const Value& reply);
 
